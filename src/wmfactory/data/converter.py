@@ -1,0 +1,66 @@
+"""ShareGPT rows -> one normalised form: a system prompt, alternating user/assistant turns, and the embeddings map."""
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from ..extras.errors import DataError, where
+from .registry import DatasetAttr
+
+USER, ASSISTANT = "user", "assistant"
+
+
+@dataclass
+class Conversation:
+    system: str
+    turns: list[tuple[str, str]]  # (role, content), role in {user, assistant}, alternating, user first
+    embeddings: dict[str, list[Any]]  # key -> one entry (file path) per placeholder occurrence
+
+
+def convert_sharegpt(row: dict, attr: DatasetAttr, index: int) -> tuple[Optional[Conversation], Optional[str]]:
+    """Convert one raw row. Returns (conversation, None), or (None, reason) for a row LLaMA-Factory would drop
+    (bad role order); raises DataError for rows that cannot be read at all."""
+    messages = row.get(attr.messages)
+    if not isinstance(messages, list) or not messages:
+        raise DataError(f"{where(attr.name, index)}: column '{attr.messages}' must be a non-empty list of messages.")
+    system = row.get(attr.system) if attr.system else None
+    if messages and isinstance(messages[0], dict) and messages[0].get(attr.role_tag) == attr.system_tag:
+        system = messages[0].get(attr.content_tag)
+        messages = messages[1:]
+
+    user_roles = (attr.user_tag, attr.observation_tag)
+    assistant_roles = (attr.assistant_tag, attr.function_tag)
+    turns = []
+    for turn_index, message in enumerate(messages):
+        if not isinstance(message, dict) or attr.role_tag not in message or attr.content_tag not in message:
+            raise DataError(
+                f"{where(attr.name, index)}: message {turn_index} needs the keys '{attr.role_tag}' and "
+                f"'{attr.content_tag}' (set `tags` in dataset_info.json if your data uses other names)."
+            )
+        role, content = message[attr.role_tag], message[attr.content_tag]
+        expected = user_roles if turn_index % 2 == 0 else assistant_roles
+        if role not in expected:
+            return None, f"bad role order (message {turn_index} is '{role}', expected one of {list(expected)})"
+        if not isinstance(content, str):
+            raise DataError(f"{where(attr.name, index)}: message {turn_index} content must be a string.")
+        turns.append((USER if role in user_roles else ASSISTANT, content))
+
+    return Conversation(system or "", turns, _read_embeddings(row, attr, index)), None
+
+
+def _read_embeddings(row: dict, attr: DatasetAttr, index: int) -> dict[str, list[Any]]:
+    raw = row.get(attr.embeddings)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise DataError(
+            f"{where(attr.name, index)}: column '{attr.embeddings}' must map keys to lists of files, "
+            f"got {type(raw).__name__}."
+        )
+    embeddings = {}
+    for key, files in raw.items():
+        if files is None:  # Arrow fills keys that only other rows have with null
+            continue
+        if not isinstance(files, list):
+            raise DataError(f"{where(attr.name, index, key)}: expected a list of files, got {type(files).__name__}.")
+        embeddings[key] = files
+    return embeddings

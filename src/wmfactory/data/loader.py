@@ -1,0 +1,175 @@
+"""Datasets in, tokenised world-model features out. Preprocessing runs through `datasets.map`, so its result is
+cached in Arrow files next to the raw data cache and reused by later runs (`overwrite_cache` ignores it)."""
+
+import dataclasses
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass
+from typing import Optional
+
+from datasets import Dataset, Features, List, Value, concatenate_datasets, interleave_datasets, load_dataset
+from datasets.exceptions import DatasetGenerationError
+
+from ..extras.errors import DataError
+from ..extras.logging import get_logger
+from ..hparams import DataArguments, FinetuningArguments, ModelArguments, TrainingArguments
+from .processor import RowProcessor
+from .registry import DATA_FILE_SUFFIXES, DatasetAttr, get_dataset_attrs
+
+logger = get_logger(__name__)
+DEBUG_ROWS = 2  # rows traced with TRANSFORMERS_VERBOSITY=debug, even when the preprocessed data comes from cache
+
+FEATURES = Features(
+    {
+        "input_ids": List(Value("int32")),
+        "labels": List(Value("int32")),
+        "embedding_positions": List(Value("int32")),
+        "embedding_vectors": List(List(Value("float32"))),
+        "embedding_is_target": List(Value("bool")),
+        "embedding_dim": Value("int32"),
+        "drop_reason": Value("string"),
+    }
+)
+
+
+@dataclass
+class DatasetModule:
+    train_dataset: Optional[Dataset]
+    eval_dataset: Optional[Dataset]
+    embedding_dim: Optional[int]  # found in the data (None when it holds no vectors)
+
+
+def get_dataset(
+    template,
+    tokenizer,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    finetuning_args: FinetuningArguments,
+) -> DatasetModule:
+    with training_args.main_process_first(desc="preprocessing", local=True):
+        train = _load_mixture(data_args.dataset_names, template, tokenizer, model_args, data_args, finetuning_args)
+        evaluation = _load_mixture(
+            data_args.eval_dataset_names, template, tokenizer, model_args, data_args, finetuning_args
+        )
+    dims = {dim for dim in (_dataset_dim(train), _dataset_dim(evaluation)) if dim is not None}
+    if len(dims) > 1:
+        raise DataError(f"training and evaluation data have different embedding dimensions {sorted(dims)}.")
+    if train is not None and data_args.val_size > 0:
+        if evaluation is not None:
+            raise ValueError("Set either `val_size` or `eval_dataset`, not both.")
+        test_size = int(data_args.val_size) if data_args.val_size >= 1 else data_args.val_size
+        split = train.train_test_split(test_size=test_size, seed=training_args.seed)
+        train, evaluation = split["train"], split["test"]
+    return DatasetModule(train, evaluation, dims.pop() if dims else None)
+
+
+def _dataset_dim(dataset: Optional[Dataset]) -> Optional[int]:
+    if dataset is None:
+        return None
+    dims = [dim for dim in set(dataset["embedding_dim"]) if dim > 0]
+    if len(dims) > 1:
+        column = list(dataset["embedding_dim"])
+        first_rows = {dim: column.index(dim) for dim in dims}
+        detail = ", ".join(f"dimension {dim} first at row {row}" for dim, row in sorted(first_rows.items()))
+        raise DataError(f"embedding vectors of different dimensions in one run: {detail}.")
+    return dims[0] if dims else None
+
+
+def _load_mixture(names, template, tokenizer, model_args, data_args, finetuning_args) -> Optional[Dataset]:
+    if not names:
+        return None
+    datasets = []
+    for attr in get_dataset_attrs(names, data_args.dataset_dir):
+        raw = _load_raw(attr, model_args, data_args)
+        datasets.append(_preprocess(raw, attr, template, tokenizer, data_args, finetuning_args))
+    if len(datasets) == 1:
+        return datasets[0]
+    if data_args.mix_strategy == "concat":
+        return concatenate_datasets(datasets)
+    probs = [float(p) for p in data_args.interleave_probs.split(",")] if data_args.interleave_probs else None
+    stopping = "first_exhausted" if data_args.mix_strategy == "interleave_under" else "all_exhausted"
+    return interleave_datasets(datasets, probabilities=probs, seed=0, stopping_strategy=stopping)
+
+
+def _load_raw(attr: DatasetAttr, model_args: ModelArguments, data_args: DataArguments) -> Dataset:
+    try:
+        if attr.load_from == "hf_hub":
+            raw = load_dataset(attr.path, name=attr.subset, split=attr.split, cache_dir=model_args.cache_dir,
+                               token=model_args.hf_hub_token)
+        else:
+            files = _data_files(attr)
+            builder = DATA_FILE_SUFFIXES[os.path.splitext(files[0])[1].lower()]
+            raw = load_dataset(builder, data_files=files, split="train", cache_dir=model_args.cache_dir)
+    except DatasetGenerationError as err:
+        cause = err.__cause__ or err
+        raise DataError(f"dataset '{attr.name}': cannot read '{attr.path}': {cause}") from None
+    if data_args.max_samples is not None:
+        raw = raw.select(range(min(data_args.max_samples, len(raw))))
+    return raw
+
+
+def _data_files(attr: DatasetAttr) -> list[str]:
+    if os.path.isdir(attr.path):
+        files = sorted(os.path.join(attr.path, name) for name in os.listdir(attr.path))
+    else:
+        files = [attr.path]
+    files = [f for f in files if os.path.splitext(f)[1].lower() in DATA_FILE_SUFFIXES]
+    if not files:
+        raise DataError(f"dataset '{attr.name}': no data file (.json, .jsonl, .csv, .parquet, .arrow) at '{attr.path}'.")
+    if len({os.path.splitext(f)[1].lower().replace(".jsonl", ".json") for f in files}) > 1:
+        raise DataError(f"dataset '{attr.name}': files of different types in '{attr.path}'.")
+    return files
+
+
+def _preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, finetuning_args) -> Dataset:
+    processor = RowProcessor(
+        attr=attr,
+        template=template,
+        tokenizer=tokenizer,
+        media_dir=data_args.media_dir,
+        cutoff_len=data_args.cutoff_len,
+        target_rule=finetuning_args.embedding_targets,
+        train_on_prompt=data_args.train_on_prompt,
+        embedding_dim=finetuning_args.embedding_dim,
+    )
+
+    if logger.isEnabledFor(logging.DEBUG):
+        tracer = dataclasses.replace(processor, trace=True)
+        for index in range(min(DEBUG_ROWS, len(raw))):
+            tracer(raw[index], index)
+
+    def process_batch(batch: dict, indices: list[int]) -> dict:
+        out = {name: [] for name in FEATURES}
+        columns = list(batch)
+        for i, index in enumerate(indices):
+            row = {column: batch[column][i] for column in columns}
+            features, reason = processor(row, index)
+            if features is None:
+                features = {"input_ids": [], "labels": [], "embedding_positions": [], "embedding_vectors": [],
+                            "embedding_is_target": [], "embedding_dim": 0}
+            features["drop_reason"] = reason or ""
+            for name in FEATURES:
+                out[name].append(features[name])
+        return out
+
+    dataset = raw.map(
+        process_batch,
+        batched=True,
+        batch_size=data_args.preprocessing_batch_size,
+        with_indices=True,
+        remove_columns=raw.column_names,
+        features=FEATURES,
+        num_proc=data_args.preprocessing_num_workers,
+        load_from_cache_file=not data_args.overwrite_cache,
+        desc=f"Preprocessing {attr.name}",
+    )
+    reasons = Counter(reason for reason in dataset["drop_reason"] if reason)
+    if reasons:
+        detail = "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common())
+        logger.warning(f"Dataset '{attr.name}': dropped {sum(reasons.values())} of {len(dataset)} rows: {detail}.")
+        dataset = dataset.filter(lambda reason: not reason, input_columns="drop_reason", desc="Dropping rows")
+    if len(dataset) == 0:
+        raise DataError(f"dataset '{attr.name}': no usable rows.")
+    return dataset.remove_columns("drop_reason")

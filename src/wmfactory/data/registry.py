@@ -1,0 +1,75 @@
+"""The dataset registry: `<dataset_dir>/dataset_info.json`, in LLaMA-Factory's schema."""
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..extras.errors import DataError
+
+DATA_FILE_SUFFIXES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
+
+
+@dataclass
+class DatasetAttr:
+    """One entry of dataset_info.json."""
+
+    name: str
+    load_from: str  # "file" | "hf_hub"
+    path: str  # a local file or folder, or a hub dataset id
+    formatting: str = "sharegpt"
+    split: str = "train"
+    subset: Optional[str] = None
+    messages: str = "messages"
+    embeddings: str = "embeddings"
+    system: Optional[str] = None
+    role_tag: str = "from"
+    content_tag: str = "value"
+    user_tag: str = "human"
+    assistant_tag: str = "gpt"
+    system_tag: str = "system"
+    observation_tag: str = "observation"
+    function_tag: str = "function_call"
+    extra: dict = field(default_factory=dict)
+
+
+def get_dataset_attrs(names: list[str], dataset_dir: str) -> list[DatasetAttr]:
+    info_path = os.path.join(dataset_dir, "dataset_info.json")
+    if not os.path.isfile(info_path):
+        raise DataError(f"'{info_path}' not found: `dataset_dir` must hold a dataset_info.json.")
+    try:
+        with open(info_path, encoding="utf-8") as f:
+            info = json.load(f)
+    except json.JSONDecodeError as err:
+        raise DataError(f"'{info_path}' is not valid JSON: {err}") from None
+    return [_parse_entry(name, info, dataset_dir, info_path) for name in names]
+
+
+def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> DatasetAttr:
+    if name not in info:
+        known = ", ".join(sorted(info)) or "none"
+        raise DataError(f"Dataset '{name}' is not registered in '{info_path}' (registered: {known}).")
+    entry = info[name]
+    formatting = entry.get("formatting", "sharegpt")
+    if formatting != "sharegpt":
+        raise DataError(f"Dataset '{name}': formatting '{formatting}' is not supported; world-model data is sharegpt.")
+    if "file_name" in entry:
+        attr = DatasetAttr(name, "file", os.path.join(dataset_dir, entry["file_name"]))
+        if not os.path.exists(attr.path):
+            raise DataError(f"Dataset '{name}': file '{attr.path}' not found.")
+    elif "hf_hub_url" in entry:
+        attr = DatasetAttr(name, "hf_hub", entry["hf_hub_url"])
+    else:
+        raise DataError(f"Dataset '{name}' in '{info_path}' needs `file_name` (or `hf_hub_url`).")
+    attr.formatting = formatting
+    attr.split = entry.get("split", "train")
+    attr.subset = entry.get("subset")
+    for key, value in entry.get("columns", {}).items():
+        if key not in ("messages", "embeddings", "system"):
+            raise DataError(f"Dataset '{name}': unknown column role '{key}' (use messages, embeddings, system).")
+        setattr(attr, key, value)
+    for key, value in entry.get("tags", {}).items():
+        if not hasattr(attr, key) or not key.endswith("_tag"):
+            raise DataError(f"Dataset '{name}': unknown tag '{key}'.")
+        setattr(attr, key, value)
+    return attr

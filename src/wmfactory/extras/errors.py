@@ -1,0 +1,22 @@
+"""The one exception type for problems in the user's data or configuration.
+
+The CLI catches it once and prints its message as a single line; anything else is a bug and keeps its traceback.
+"""
+
+
+class DataError(ValueError):
+    """Bad input: a dataset, a row, an embedding file or a configuration value. The message names the culprit."""
+
+
+def where(dataset: str | None = None, row: int | None = None, key: str | None = None, file: str | None = None) -> str:
+    """Format the location of a data problem: ``dataset 'wm_demo', row 3, key 'm2', file 'a.json'``."""
+    parts = []
+    if dataset is not None:
+        parts.append(f"dataset '{dataset}'")
+    if row is not None:
+        parts.append(f"row {row}")
+    if key is not None:
+        parts.append(f"key '{key}'")
+    if file is not None:
+        parts.append(f"file '{file}'")
+    return ", ".join(parts)

@@ -1,0 +1,21 @@
+"""The package logger. Its level follows ``TRANSFORMERS_VERBOSITY`` (default ``info``), so that
+``TRANSFORMERS_VERBOSITY=debug`` turns on the per-row traces of the data pipeline as users of HF tools expect."""
+
+import logging
+import os
+import sys
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+           "critical": logging.CRITICAL}
+
+
+def get_logger(name: str) -> logging.Logger:
+    root = logging.getLogger("wmfactory")
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[wmfactory|%(levelname)s] %(message)s"))
+        root.addHandler(handler)
+        root.propagate = False
+        verbosity = os.environ.get("TRANSFORMERS_VERBOSITY", "info").lower()
+        root.setLevel(_LEVELS.get(verbosity, logging.INFO))
+    return logging.getLogger(f"wmfactory.{name}")

@@ -1,0 +1,61 @@
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+
+@dataclass
+class FinetuningArguments:
+    """What is trained and with which losses."""
+
+    stage: Literal["sft", "wm"] = field(
+        default="sft",
+        metadata={"help": "`sft`: LM loss only, embeddings as inputs. `wm`: world model, adds the embedding loss."},
+    )
+    finetuning_type: Literal["lora", "freeze", "full"] = field(
+        default="lora", metadata={"help": "How the LLM is trained; the projector and head are always trained."}
+    )
+    # LoRA
+    lora_rank: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: Optional[int] = field(default=None, metadata={"help": "LoRA alpha (default: 2 * lora_rank)."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "LoRA dropout."})
+    lora_target: str = field(
+        default="all",
+        metadata={"help": "Comma-separated module names for LoRA, or `all` for every linear layer but the LM head."},
+    )
+    # freeze
+    freeze_trainable_layers: int = field(
+        default=2,
+        metadata={"help": "`freeze`: train the last n layers (the first |n| when negative); 0 trains only the "
+                          "projector and head."},
+    )
+    freeze_trainable_modules: str = field(
+        default="all",
+        metadata={"help": "`freeze`: comma-separated module names inside the trainable layers, or `all`."},
+    )
+    # world model
+    embedding_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the embedding loss."})
+    lm_loss_weight: float = field(
+        default=0.1, metadata={"help": "Weight of the LM loss; 0 skips the LM head entirely."}
+    )
+    world_model_loss_type: Literal["l2", "l1"] = field(
+        default="l2", metadata={"help": "Per-vector embedding error: `l2` (mean squared) or `l1` (mean absolute)."}
+    )
+    embedding_dim: Optional[int] = field(
+        default=None, metadata={"help": "Dimension of the embedding vectors (default: found in the data)."}
+    )
+    embedding_targets: Literal["next", "assistant", "all"] = field(
+        default="next",
+        metadata={"help": "Groups the head must predict: `next` (all but the first), `assistant`, or `all`."},
+    )
+    # training loop
+    disable_shuffling: bool = field(default=False, metadata={"help": "Read the training set in order."})
+    plot_loss: bool = field(default=False, metadata={"help": "Draw the loss curves as PNG after training."})
+
+    def __post_init__(self):
+        if self.lora_alpha is None:
+            self.lora_alpha = self.lora_rank * 2
+        if self.embedding_loss_weight < 0 or self.lm_loss_weight < 0:
+            raise ValueError("`embedding_loss_weight` and `lm_loss_weight` must be >= 0.")
+        if self.embedding_dim is not None and self.embedding_dim <= 0:
+            raise ValueError("`embedding_dim` must be a positive integer.")
+        if self.stage == "wm" and self.embedding_loss_weight == 0 and self.lm_loss_weight == 0:
+            raise ValueError("`embedding_loss_weight` and `lm_loss_weight` are both 0: nothing would be trained.")

@@ -1,0 +1,54 @@
+"""The world-model loss (DESIGN.md §2), in one place.
+
+loss = embedding_loss_weight * embedding_loss + lm_loss_weight * lm_loss, where embedding_loss is the mean over
+target vectors of the per-vector error (mean over d of the squared or absolute difference) and lm_loss the mean
+token cross-entropy. Both means divide by a count that the trainer may widen to the whole optimizer step (all
+micro-batches of a gradient-accumulation window, all ranks), so that the gradient does not depend on how a batch is
+split. No targets -> 0, never NaN."""
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+import torch
+
+LossType = Literal["l2", "l1"]
+
+
+def embedding_errors(predicted: torch.Tensor, target: torch.Tensor, loss_type: LossType) -> torch.Tensor:
+    """Per-vector error `[v]` between `predicted` and `target`, both `[v, d]`."""
+    difference = predicted - target
+    if loss_type == "l2":
+        return difference.pow(2).mean(dim=-1)
+    if loss_type == "l1":
+        return difference.abs().mean(dim=-1)
+    raise ValueError(f"Unknown world_model_loss_type '{loss_type}'.")
+
+
+@dataclass
+class LossTerms:
+    """Summed errors of one micro-batch and the counts they are averaged over."""
+
+    embedding_sum: torch.Tensor
+    num_targets: int | torch.Tensor
+    lm_sum: torch.Tensor
+    num_tokens: int | torch.Tensor
+
+
+def combine_losses(
+    terms: LossTerms,
+    embedding_loss_weight: float,
+    lm_loss_weight: float,
+    num_targets: Optional[int | torch.Tensor] = None,
+    num_tokens: Optional[int | torch.Tensor] = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Returns (loss, embedding_loss, lm_loss). `num_targets`/`num_tokens` override the micro-batch's own counts."""
+    targets = terms.num_targets if num_targets is None else num_targets
+    tokens = terms.num_tokens if num_tokens is None else num_tokens
+    embedding_loss = terms.embedding_sum / max(_as_number(targets), 1)
+    lm_loss = terms.lm_sum / max(_as_number(tokens), 1)
+    loss = embedding_loss_weight * embedding_loss + lm_loss_weight * lm_loss
+    return loss, embedding_loss, lm_loss
+
+
+def _as_number(count: int | torch.Tensor) -> float:
+    return float(count.item()) if isinstance(count, torch.Tensor) else float(count)

@@ -1,0 +1,45 @@
+"""`trainer_log.jsonl`: one JSON object per logging step, as LLaMA-Factory writes it (read by dashboards/scripts)."""
+
+import json
+import os
+import time
+
+from transformers import TrainerCallback
+
+LOG_FILE = "trainer_log.jsonl"
+LOGGED_KEYS = ("loss", "embedding_loss", "lm_loss", "eval_loss", "eval_embedding_loss", "eval_lm_loss",
+               "learning_rate", "grad_norm", "epoch")
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class LogCallback(TrainerCallback):
+    def __init__(self):
+        self.start_time = time.time()
+        self.start_step = 0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_time = time.time()
+        self.start_step = state.global_step
+        if state.is_world_process_zero and state.global_step == 0:
+            path = os.path.join(args.output_dir, LOG_FILE)
+            if os.path.exists(path):
+                os.remove(path)  # a fresh run; a resumed one appends
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if not state.is_world_process_zero or not logs or not ("loss" in logs or "eval_loss" in logs):
+            return
+        elapsed = time.time() - self.start_time
+        done = state.global_step - self.start_step
+        remaining = elapsed / done * (state.max_steps - state.global_step) if done > 0 else 0.0
+        record = {"current_steps": state.global_step, "total_steps": state.max_steps}
+        record.update({key: logs[key] for key in LOGGED_KEYS if key in logs})
+        record["percentage"] = round(100 * state.global_step / state.max_steps, 2) if state.max_steps else 0.0
+        record["elapsed_time"] = _clock(elapsed)
+        record["remaining_time"] = _clock(remaining)
+        os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, LOG_FILE), "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")

@@ -1,0 +1,113 @@
+"""`transformers.Trainer` with the world-model loss. The loop, checkpointing, distribution and mixed precision are
+the base class's; this class changes how the loss is normalised and logged, and how the model is saved/loaded."""
+
+import os
+from typing import Optional
+
+import torch
+from torch.utils.data import SequentialSampler
+from transformers import Trainer
+
+from ...hparams import FinetuningArguments
+from ...model.world_model import WorldModel
+
+IGNORE_INDEX = -100
+
+
+class WorldModelTrainer(Trainer):
+    # compute_loss divides by the counts of the whole optimizer step, so the base class must not divide again
+    loss_is_scaled_for_ga = True
+
+    def __init__(self, finetuning_args: FinetuningArguments, **kwargs):
+        super().__init__(**kwargs)
+        self.finetuning_args = finetuning_args
+        self._train_sums: dict[str, torch.Tensor] = {}
+        self._train_last_logged_step = 0
+        self._eval_sums: dict[str, torch.Tensor] = {}
+
+    # ---- data order -------------------------------------------------------------------------------------------
+    def _get_train_sampler(self, train_dataset=None):
+        if self.finetuning_args.disable_shuffling:
+            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+        return super()._get_train_sampler(train_dataset)
+
+    # ---- loss ---------------------------------------------------------------------------------------------------
+    def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
+        """Fetch the micro-batches of one optimizer step and count what the loss is averaged over: target vectors
+        and LM-labelled tokens of all of them, on all ranks."""
+        batches = []
+        for _ in range(num_batches):
+            try:
+                batches.append(next(epoch_iterator))
+            except StopIteration:
+                break
+        counts = torch.zeros(2, dtype=torch.long)
+        for batch in batches:
+            counts[0] += batch["embedding_is_target"].sum()
+            counts[1] += (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
+        counts = counts.to(device)
+        if self.args.world_size > 1:
+            counts = self.accelerator.gather(counts[None]).sum(dim=0)
+        return batches, {"num_embedding_targets": counts[0], "num_lm_tokens": counts[1]}
+
+    def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch: Optional[dict] = None):
+        outputs = model(**inputs, **(num_items_in_batch or {}))
+        loss = outputs.loss
+        if num_items_in_batch and self.args.world_size > 1:
+            # DDP averages gradients over ranks; the counts are global, so undo that average
+            loss = loss * self.args.world_size
+        sums = self._train_sums if model.training else self._eval_sums
+        scale = self.args.world_size if (num_items_in_batch and self.args.world_size > 1) else 1
+        if model.training:
+            self._add(sums, "embedding_loss", outputs.embedding_loss.detach() * scale)
+            self._add(sums, "lm_loss", outputs.lm_loss.detach() * scale)
+        else:
+            terms = outputs.terms
+            for name, value in (("embedding_sum", terms.embedding_sum), ("num_targets", terms.num_targets),
+                                ("lm_sum", terms.lm_sum), ("num_tokens", terms.num_tokens)):
+                self._add(sums, name, torch.as_tensor(value, dtype=torch.float32, device=loss.device).detach())
+        return (loss, outputs) if return_outputs else loss
+
+    @staticmethod
+    def _add(sums: dict, name: str, value: torch.Tensor) -> None:
+        sums[name] = sums[name] + value.float() if name in sums else value.float()
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    # ---- logging ----------------------------------------------------------------------------------------------
+    def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
+        if "loss" in logs and self._train_sums:
+            steps = max(self.state.global_step - self._train_last_logged_step, 1)
+            for name, value in self._train_sums.items():
+                logs[name] = self.accelerator.gather(value[None]).mean().item() / steps
+            self._train_sums = {}
+            self._train_last_logged_step = self.state.global_step
+        if "eval_loss" in logs and self._eval_sums:
+            totals = {k: self.accelerator.reduce(v[None].clone(), "sum").item() for k, v in self._eval_sums.items()}
+            logs["eval_embedding_loss"] = totals["embedding_sum"] / max(totals["num_targets"], 1)
+            logs["eval_lm_loss"] = totals["lm_sum"] / max(totals["num_tokens"], 1)
+            self._eval_sums = {}
+        super().log(logs, start_time)
+
+    # ---- saving and loading -------------------------------------------------------------------------------------
+    def _save(self, output_dir: Optional[str] = None, state_dict: Optional[dict] = None) -> None:
+        output_dir = output_dir if output_dir is not None else self.args.output_dir
+        if not self.args.should_save:
+            return
+        model: WorldModel = self.accelerator.unwrap_model(self.model)
+        model.save_pretrained(output_dir, state_dict=state_dict)
+        if self.processing_class is not None:
+            self.processing_class.save_pretrained(output_dir)
+        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        model = model if model is not None else self.model
+        super()._load_from_checkpoint(resume_from_checkpoint, model=model.language_model)
+        model.load_world_model_weights(resume_from_checkpoint)
+
+    def _load_best_model(self) -> None:
+        self._load_from_checkpoint(self.state.best_model_checkpoint)

@@ -1,0 +1,64 @@
+"""The world-model stage: tokenizer -> template -> dataset -> model -> collator -> trainer -> train -> save -> plot."""
+
+from typing import Optional
+
+from transformers import TrainerCallback
+
+from ...data import WorldModelDataCollator, get_dataset, get_template
+from ...extras.errors import DataError
+from ...extras.ploting import plot_loss
+from ...hparams import DataArguments, FinetuningArguments, ModelArguments, TrainingArguments
+from ...model import load_tokenizer, load_world_model
+from .trainer import WorldModelTrainer
+
+
+def run_wm(
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: TrainingArguments,
+    finetuning_args: FinetuningArguments,
+    callbacks: Optional[list[TrainerCallback]] = None,
+) -> WorldModelTrainer:
+    tokenizer = load_tokenizer(model_args)
+    template = get_template(data_args.template, tokenizer)
+    dataset_module = get_dataset(template, tokenizer, model_args, data_args, training_args, finetuning_args)
+    embedding_dim = resolve_embedding_dim(finetuning_args.embedding_dim, dataset_module.embedding_dim)
+    model = load_world_model(model_args, finetuning_args, embedding_dim, data_args.template, training_args.do_train)
+    collator = WorldModelDataCollator(pad_token_id=tokenizer.pad_token_id, embedding_dim=embedding_dim)
+    trainer = WorldModelTrainer(
+        model=model,
+        args=training_args,
+        finetuning_args=finetuning_args,
+        data_collator=collator,
+        train_dataset=dataset_module.train_dataset,
+        eval_dataset=dataset_module.eval_dataset,
+        processing_class=tokenizer,
+        callbacks=callbacks,
+    )
+
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+        if trainer.is_world_process_zero() and finetuning_args.plot_loss:
+            keys = ("loss", "embedding_loss", "lm_loss") + (("eval_loss",) if dataset_module.eval_dataset else ())
+            plot_loss(training_args.output_dir, keys)
+
+    if training_args.do_eval and dataset_module.eval_dataset is not None:
+        metrics = trainer.evaluate(metric_key_prefix="eval")
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    return trainer
+
+
+def resolve_embedding_dim(requested: Optional[int], found: Optional[int]) -> int:
+    """`embedding_dim` defaults to the dimension in the data and, when given, must match it."""
+    if found is None:
+        if requested is None:
+            raise DataError("the dataset holds no embedding vectors, so `embedding_dim` cannot be inferred; set it.")
+        return requested
+    if requested is not None and requested != found:
+        raise DataError(f"`embedding_dim` is {requested} but the data has vectors of dimension {found}.")
+    return found
