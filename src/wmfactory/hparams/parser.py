@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Optional, Union
 
 import yaml
-from transformers import HfArgumentParser
+from transformers import HfArgumentParser, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..extras.errors import DataError
@@ -183,6 +183,7 @@ def _get_train_args(args):
     # The collator needs the world-model columns, which no model signature names.
     training_args.remove_unused_columns = False
     _resolve_resume(training_args)
+    set_seed(training_args.seed)  # before the model is built, so that the projector and head start the same
     return model_args, data_args, training_args, finetuning_args
 
 

@@ -1,0 +1,94 @@
+"""Shared fixtures: the committed tiny model, and helpers that write small datasets in the seed format."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = str(REPO / "examples" / "models" / "tiny-llama")
+TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+        "system_tag": "system"}
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(TINY_MODEL)
+
+
+def write_embedding(path: Path, matrix, **extra) -> str:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[None]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    content = {"embedding": matrix.tolist(), "shape": list(matrix.shape), "description": "test", "modality": "test"}
+    content.update(extra)
+    path.write_text(json.dumps(content))
+    return str(path)
+
+
+def write_dataset(dataset_dir: Path, name: str, rows: list[dict], info_extra: dict | None = None) -> str:
+    """Writes `<dataset_dir>/<name>.json` and registers it in dataset_info.json (merging with existing entries)."""
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    (dataset_dir / f"{name}.json").write_text(json.dumps(rows))
+    info_path = dataset_dir / "dataset_info.json"
+    info = json.loads(info_path.read_text()) if info_path.exists() else {}
+    info[name] = {"file_name": f"{name}.json", "formatting": "sharegpt",
+                  "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": TAGS, **(info_extra or {})}
+    info_path.write_text(json.dumps(info))
+    return str(dataset_dir)
+
+
+def rotation_matrix(d: int, seed: int = 0) -> np.ndarray:
+    """A fixed linear dynamics x[t+1] = A x[t]: an orthogonal map (norm-preserving, so trajectories stay bounded)."""
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+    return q.astype(np.float32)
+
+
+def write_dynamics_dataset(dataset_dir: Path, name: str = "dynamics", rows: int = 64, steps: int = 6, d: int = 4,
+                           seed: int = 1, varied: bool = False) -> str:
+    """Trajectories of a linear dynamical system, one vector per day: `<m1>` ... `<m{steps}>`.
+
+    With `varied`, rows differ in length, text and vectors per group, to exercise padding and normalisation."""
+    rng = np.random.default_rng(seed)
+    a = rotation_matrix(d)
+    data = []
+    for row in range(rows):
+        n_steps = int(rng.integers(2, steps + 1)) if varied else steps
+        x = rng.normal(size=d).astype(np.float32)
+        files = {}
+        for t in range(n_steps):
+            per_group = int(rng.integers(1, 3)) if varied else 1
+            vectors = []
+            for _ in range(per_group):
+                vectors.append(x)
+                x = a @ x
+            files[f"m{t + 1}"] = [write_embedding(dataset_dir / name / f"r{row}_t{t}.json", vectors)]
+        split = max(1, n_steps // 2)
+        user = "Days so far: " + "".join(f"<m{t + 1}>" for t in range(split))
+        words = " and then" * int(rng.integers(0, 4)) if varied else ""
+        assistant = f"Next{words}: " + "".join(f"<m{t + 1}>" for t in range(split, n_steps))
+        data.append({
+            "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}],
+            "embeddings": {k: [os.path.relpath(v[0], dataset_dir)] for k, v in files.items()},
+        })
+    return write_dataset(dataset_dir, name, data)
+
+
+def train_args(output_dir, dataset_dir, dataset="dynamics", **overrides) -> dict:
+    args = {
+        "stage": "wm", "model_name_or_path": TINY_MODEL, "dataset": dataset, "dataset_dir": str(dataset_dir),
+        "output_dir": str(output_dir), "overwrite_output_dir": True, "per_device_train_batch_size": 4,
+        "learning_rate": 1e-3, "max_steps": 3, "logging_steps": 1, "save_strategy": "no", "report_to": "none",
+        "disable_tqdm": True, "seed": 0,
+    }
+    args.update(overrides)
+    return args

@@ -1,0 +1,108 @@
+"""The world model's forward pass, saving and reloading (LoRA, full, freeze)."""
+
+import os
+
+import pytest
+import torch
+from conftest import TINY_MODEL, train_args, write_dynamics_dataset
+
+from wmfactory.data import WorldModelDataCollator
+from wmfactory.hparams import FinetuningArguments, ModelArguments
+from wmfactory.model import WorldModel, load_world_model
+from wmfactory.train.tuner import run_exp
+
+
+def batch_with(d=4, targets=True):
+    collator = WorldModelDataCollator(pad_token_id=2, embedding_dim=d)
+    rows = [
+        {"input_ids": [5, 6, 2, 2, 7, 8], "labels": [-100, -100, -100, -100, 7, 8], "embedding_positions": [2, 3],
+         "embedding_vectors": [[0.1] * d, [0.2] * d], "embedding_is_target": [False, targets]},
+        {"input_ids": [5, 2, 9], "labels": [-100, -100, 9], "embedding_positions": [1],
+         "embedding_vectors": [[0.3] * d], "embedding_is_target": [targets]},
+    ]
+    return collator(rows)
+
+
+def tiny_world_model(**finetuning):
+    args = FinetuningArguments(stage="wm", finetuning_type=finetuning.pop("finetuning_type", "full"), **finetuning)
+    return load_world_model(ModelArguments(model_name_or_path=TINY_MODEL), args, embedding_dim=4)
+
+
+def test_forward_matches_an_independent_computation():
+    torch.manual_seed(0)
+    model = tiny_world_model(lm_loss_weight=0.5)
+    batch = batch_with()
+    out = model(**batch)
+    # recompute by hand: token embeddings, projector at the slots, decoder, head one position earlier
+    lm = model.causal_lm
+    embeds = lm.get_input_embeddings()(batch["input_ids"]).clone()
+    for (row, pos), vector in zip(batch["embedding_positions"].tolist(), batch["embedding_vectors"]):
+        embeds[row, pos] = model.projector(vector)
+    hidden = lm.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
+    predicted = torch.stack([model.prediction_head(hidden[0, 2]), model.prediction_head(hidden[1, 0])])
+    targets = torch.stack([batch["embedding_vectors"][1], batch["embedding_vectors"][2]])
+    expected_emb = ((predicted - targets) ** 2).mean(dim=-1).mean()
+    logits = lm.lm_head(hidden)
+    ce = torch.nn.functional.cross_entropy(
+        torch.stack([logits[0, 3], logits[0, 4], logits[1, 1]]), torch.tensor([7, 8, 9]), reduction="mean"
+    )
+    torch.testing.assert_close(out.embedding_loss, expected_emb)
+    torch.testing.assert_close(out.lm_loss, ce)
+    torch.testing.assert_close(out.loss, expected_emb + 0.5 * ce)
+    torch.testing.assert_close(out.predicted_embeddings, predicted)
+
+
+def test_batch_without_targets_gives_zero_embedding_loss_and_keeps_the_head_in_the_graph():
+    model = tiny_world_model()
+    out = model(**batch_with(targets=False))
+    assert out.embedding_loss.item() == 0.0 and not torch.isnan(out.loss)
+    out.loss.backward()
+    assert all(p.grad is not None for p in model.prediction_head.parameters())
+    assert all(p.grad is not None for p in model.projector.parameters())
+
+
+def test_lm_head_is_not_run_when_its_weight_is_zero():
+    model = tiny_world_model(lm_loss_weight=0.0)
+    calls = []
+    model.causal_lm.get_output_embeddings().register_forward_hook(lambda *args: calls.append(1))
+    out = model(**batch_with())
+    assert calls == [] and out.lm_loss.item() == 0.0 and out.embedding_loss.item() > 0
+
+
+def test_freeze_trains_the_last_layers_only():
+    model = tiny_world_model(finetuning_type="freeze", freeze_trainable_layers=1)
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(".layers.1." in n for n in trainable)
+    assert not any(".layers.0." in n or "embed_tokens" in n or "lm_head" in n for n in trainable)
+    assert {n.split(".")[0] for n in trainable} == {"language_model", "projector", "prediction_head"}
+    head_only = tiny_world_model(finetuning_type="freeze", freeze_trainable_layers=0)
+    assert {n.split(".")[0] for n, p in head_only.named_parameters() if p.requires_grad} == {
+        "projector", "prediction_head"}
+
+
+@pytest.mark.parametrize("finetuning_type", ["lora", "full"])
+def test_output_folder_alone_reloads_the_same_world_model(tmp_path, finetuning_type):
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=8)
+    out = tmp_path / "out"
+    trainer = run_exp(train_args(out, data_dir, finetuning_type=finetuning_type, max_steps=3, learning_rate=1e-2))
+    files = set(os.listdir(out))
+    assert {"world_model.safetensors", "world_model_config.json", "trainer_state.json", "trainer_log.jsonl"} <= files
+    assert ("adapter_model.safetensors" in files) == (finetuning_type == "lora")
+    assert ("model.safetensors" in files) == (finetuning_type == "full")
+
+    trained = trainer.model.eval()
+    reloaded = WorldModel.from_pretrained(str(out))
+    batch = next(iter(trainer.get_train_dataloader()))
+    with torch.no_grad():
+        expected, got = trained(**batch), reloaded(**batch)
+    assert expected.predicted_embeddings.shape[0] > 0
+    torch.testing.assert_close(got.predicted_embeddings, expected.predicted_embeddings, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got.lm_loss, expected.lm_loss, rtol=0, atol=1e-6)
+    # and the training really changed the head: a fresh model predicts differently
+    fresh = tiny_world_model(finetuning_type=finetuning_type)
+    with torch.no_grad():
+        assert not torch.allclose(fresh(**batch).predicted_embeddings, expected.predicted_embeddings)
+
+    os.remove(out / "world_model.safetensors")
+    with pytest.raises(FileNotFoundError, match="projector and prediction head were not saved"):
+        WorldModel.from_pretrained(str(out))
