@@ -8,6 +8,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
 from datasets import Dataset, Features, List, Value, concatenate_datasets, interleave_datasets, load_dataset
 from datasets.exceptions import DatasetGenerationError
 
@@ -147,8 +148,8 @@ def _preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args,
             row = {column: batch[column][i] for column in columns}
             features, reason = processor(row, index)
             if features is None:
-                features = {"input_ids": [], "labels": [], "embedding_positions": [], "embedding_vectors": [],
-                            "embedding_is_target": [], "embedding_dim": 0}
+                features = {"input_ids": [], "labels": [], "embedding_positions": [], "embedding_is_target": [],
+                            "embedding_vectors": np.zeros((0, 1), dtype=np.float32), "embedding_dim": 0}
             features["drop_reason"] = reason or ""
             for name in FEATURES:
                 out[name].append(features[name])

@@ -18,4 +18,4 @@ def get_logger(name: str) -> logging.Logger:
         root.propagate = False
         verbosity = os.environ.get("TRANSFORMERS_VERBOSITY", "info").lower()
         root.setLevel(_LEVELS.get(verbosity, logging.INFO))
-    return logging.getLogger(f"wmfactory.{name}")
+    return logging.getLogger(name if name.startswith("wmfactory") else f"wmfactory.{name}")

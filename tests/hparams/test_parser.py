@@ -1,0 +1,66 @@
+import pytest
+
+from wmfactory.extras.errors import DataError
+from wmfactory.hparams import get_train_args
+from wmfactory.hparams.parser import read_args
+
+BASE = ["--model_name", "m", "--dataset", "d", "--output_dir"]
+
+
+def test_flags_are_typed_and_aliased(tmp_path):
+    model, data, training, finetuning = get_train_args(BASE + [
+        str(tmp_path / "o"), "--stage", "wm", "--learning_rate", "1e-4", "--bf16", "--embedding_dim", "4",
+        "--lora_rank", "16", "--num_train_epochs", "2", "--report_to", "none", "--val_size", "0.1",
+    ])
+    assert model.model_name_or_path == "m"
+    assert training.learning_rate == 1e-4 and training.bf16 is True and training.num_train_epochs == 2.0
+    assert finetuning.embedding_dim == 4 and finetuning.lora_rank == 16 and finetuning.lora_alpha == 32
+    assert finetuning.embedding_loss_weight == 1.0 and finetuning.lm_loss_weight == 0.1
+    assert finetuning.world_model_loss_type == "l2" and finetuning.embedding_targets == "next"
+    assert data.val_size == 0.1 and data.media_dir == data.dataset_dir == "data"
+    assert training.do_train is True and training.remove_unused_columns is False
+
+
+def test_yaml_with_overrides(tmp_path):
+    config = tmp_path / "cfg.yaml"
+    config.write_text(
+        "### model\nmodel_name_or_path: m\n### method\nstage: wm\nfinetuning_type: full\n"
+        "### dataset\ndataset: a,b\ncutoff_len: 64\n### output\noutput_dir: " + str(tmp_path / "o") +
+        "\n### train\nlearning_rate: 1.0e-4\nper_device_train_batch_size: 2\n"
+    )
+    args = read_args([str(config), "learning_rate=5e-5", "lm_loss_weight=0", "plot_loss=true"])
+    assert args["learning_rate"] == "5e-5" and args["lm_loss_weight"] == 0 and args["plot_loss"] is True
+    _, data, training, finetuning = get_train_args([str(config), "learning_rate=5e-5", "lm_loss_weight=0"])
+    assert data.dataset_names == ["a", "b"] and data.cutoff_len == 64
+    assert training.learning_rate == 5e-5 and training.per_device_train_batch_size == 2
+    assert finetuning.finetuning_type == "full" and finetuning.lm_loss_weight == 0.0
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--learning_rat", "1"], "Unknown key `learning_rat`. Did you mean `learning_rate`?"),
+        (["--embeding_dim", "4"], "Did you mean `embedding_dim`?"),
+        (["--world_model_loss_type", "l3"], "`world_model_loss_type` must be one of l2, l1, got 'l3'"),
+        (["--lora_rank", "eight"], "`lora_rank` must be a number (int), got 'eight'"),
+        (["--finetuning_type", "qlora"], "`finetuning_type` must be one of lora, freeze, full"),
+    ],
+)
+def test_bad_keys_and_values_are_one_clear_error(tmp_path, extra, message):
+    with pytest.raises(DataError) as err:
+        get_train_args(BASE + [str(tmp_path / "o")] + extra)
+    assert message in str(err.value)
+
+
+def test_existing_output_dir_resumes_from_its_newest_checkpoint(tmp_path):
+    out = tmp_path / "o"
+    (out / "checkpoint-5").mkdir(parents=True)
+    (out / "checkpoint-10").mkdir()
+    _, _, training, _ = get_train_args(BASE + [str(out)])
+    assert training.resume_from_checkpoint == str(out / "checkpoint-10")
+    _, _, training, _ = get_train_args(BASE + [str(out), "--overwrite_output_dir"])
+    assert training.resume_from_checkpoint is None
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "notes.txt").write_text("x")
+    with pytest.raises(DataError, match="already exists and is not empty"):
+        get_train_args(BASE + [str(tmp_path / "p")])
