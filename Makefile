@@ -19,7 +19,7 @@ demo: install
 	bash examples/train_wm/world_model_demo.sh
 
 test: install
-	$(PY) -m pytest tests
+	$(PY) -m pytest -q tests
 
 clean:
 	rm -rf saves .pytest_cache

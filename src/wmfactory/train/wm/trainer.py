@@ -22,7 +22,7 @@ class WorldModelTrainer(Trainer):
         super().__init__(**kwargs)
         self.finetuning_args = finetuning_args
         self._train_sums: dict[str, torch.Tensor] = {}
-        self._train_last_logged_step = 0
+        self._train_steps_since_log = 0
         self._eval_sums: dict[str, torch.Tensor] = {}
 
     # ---- data order -------------------------------------------------------------------------------------------
@@ -35,6 +35,7 @@ class WorldModelTrainer(Trainer):
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
         """Fetch the micro-batches of one optimizer step and count what the loss is averaged over: target vectors
         and LM-labelled tokens of all of them, on all ranks."""
+        self._train_steps_since_log += 1
         batches = []
         for _ in range(num_batches):
             try:
@@ -81,11 +82,11 @@ class WorldModelTrainer(Trainer):
     # ---- logging ----------------------------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: Optional[float] = None) -> None:
         if "loss" in logs and self._train_sums:
-            steps = max(self.state.global_step - self._train_last_logged_step, 1)
+            steps = max(self._train_steps_since_log, 1)
             for name, value in self._train_sums.items():
                 logs[name] = self.accelerator.gather(value[None]).mean().item() / steps
             self._train_sums = {}
-            self._train_last_logged_step = self.state.global_step
+            self._train_steps_since_log = 0
         if "eval_loss" in logs and self._eval_sums:
             totals = {k: self.accelerator.reduce(v[None].clone(), "sum").item() for k, v in self._eval_sums.items()}
             logs["eval_embedding_loss"] = totals["embedding_sum"] / max(totals["num_targets"], 1)
