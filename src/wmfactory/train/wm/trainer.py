@@ -53,20 +53,17 @@ class WorldModelTrainer(Trainer):
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch: Optional[dict] = None):
         outputs = model(**inputs, **(num_items_in_batch or {}))
-        loss = outputs.loss
-        if num_items_in_batch and self.args.world_size > 1:
-            # DDP averages gradients over ranks; the counts are global, so undo that average
-            loss = loss * self.args.world_size
-        sums = self._train_sums if model.training else self._eval_sums
+        # DDP averages gradients over ranks while the counts are already global: undo that average
         scale = self.args.world_size if (num_items_in_batch and self.args.world_size > 1) else 1
+        loss = outputs.loss * scale
         if model.training:
-            self._add(sums, "embedding_loss", outputs.embedding_loss.detach() * scale)
-            self._add(sums, "lm_loss", outputs.lm_loss.detach() * scale)
-        else:
+            self._add(self._train_sums, "embedding_loss", outputs.embedding_loss.detach() * scale)
+            self._add(self._train_sums, "lm_loss", outputs.lm_loss.detach() * scale)
+        else:  # evaluation reports corpus-level means: keep sums and counts
             terms = outputs.terms
-            for name, value in (("embedding_sum", terms.embedding_sum), ("num_targets", terms.num_targets),
-                                ("lm_sum", terms.lm_sum), ("num_tokens", terms.num_tokens)):
-                self._add(sums, name, torch.as_tensor(value, dtype=torch.float32, device=loss.device).detach())
+            for name in ("embedding_sum", "num_targets", "lm_sum", "num_tokens"):
+                value = torch.as_tensor(getattr(terms, name), dtype=torch.float32, device=loss.device)
+                self._add(self._eval_sums, name, value.detach())
         return (loss, outputs) if return_outputs else loss
 
     @staticmethod
