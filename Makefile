@@ -1,8 +1,8 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both create .venv on first use.
+# PYTHON is the interpreter that creates .venv; everything after runs inside .venv.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
 .PHONY: demo test install clean
@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	bash examples/train_wm/world_model_demo.sh
+	PYTHON=$(abspath $(PY)) bash examples/train_wm/world_model_demo.sh
 
 test: install
 	$(PY) -m pytest -q tests

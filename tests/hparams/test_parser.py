@@ -64,3 +64,18 @@ def test_existing_output_dir_resumes_from_its_newest_checkpoint(tmp_path):
     (tmp_path / "p" / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="already exists and is not empty"):
         get_train_args(BASE + [str(tmp_path / "p")])
+
+
+def test_yaml_reads_no_as_a_string_like_llamafactory(tmp_path):
+    config = tmp_path / "cfg.yaml"
+    config.write_text("save_strategy: no\nplot_loss: true\ndisable_shuffling: False\nlearning_rate: 1.0e-4\n")
+    args = read_args([str(config), "eval_strategy=no", "bf16=true"])
+    assert args == {"save_strategy": "no", "plot_loss": True, "disable_shuffling": False, "learning_rate": 1e-4,
+                    "eval_strategy": "no", "bf16": True}
+
+
+def test_llamafactory_keys_that_transformers_5_renamed_or_we_restrict(tmp_path):
+    _, _, training, _ = get_train_args(BASE + [str(tmp_path / "o"), "--warmup_ratio", "0.1"])
+    assert training.warmup_steps == 0.1
+    with pytest.raises(DataError, match="`adapter_name_or_path` needs `finetuning_type: lora`"):
+        get_train_args(BASE + [str(tmp_path / "o"), "--finetuning_type", "full", "--adapter_name_or_path", "x"])

@@ -59,7 +59,7 @@ def get_dataset(
         raise DataError(f"training and evaluation data have different embedding dimensions {sorted(dims)}.")
     if train is not None and data_args.val_size > 0:
         if evaluation is not None:
-            raise ValueError("Set either `val_size` or `eval_dataset`, not both.")
+            raise DataError("Set either `val_size` or `eval_dataset`, not both.")
         test_size = int(data_args.val_size) if data_args.val_size >= 1 else data_args.val_size
         split = train.train_test_split(test_size=test_size, seed=training_args.seed)
         train, evaluation = split["train"], split["test"]

@@ -8,6 +8,7 @@ fall back to `empty`, as in LLaMA-Factory, with a warning. Built-in templates ar
 from dataclasses import dataclass
 from typing import Optional
 
+from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from .converter import ASSISTANT, USER
 
@@ -97,7 +98,7 @@ def get_template(name: Optional[str], tokenizer) -> Template | TokenizerTemplate
         logger.warning("`template` is not set and the tokenizer has no chat template: using the `empty` template.")
         return TEMPLATES["empty"]
     if name not in TEMPLATES:
-        raise ValueError(f"Unknown template '{name}'. Built-in templates: {', '.join(TEMPLATES)}.")
+        raise DataError(f"Unknown template '{name}'. Built-in templates: {', '.join(TEMPLATES)}.")
     return TEMPLATES[name]
 
 

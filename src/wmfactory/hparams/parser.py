@@ -5,6 +5,7 @@ import dataclasses
 import difflib
 import json
 import os
+import re
 import sys
 import types
 import typing
@@ -25,8 +26,27 @@ from .training_args import TrainingArguments
 logger = get_logger(__name__)
 
 TRAIN_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments, FinetuningArguments)
-KEY_ALIASES = {"model_name": "model_name_or_path"}
+# `warmup_ratio` (LLaMA-Factory, transformers 4) is `warmup_steps` below 1 in transformers 5
+KEY_ALIASES = {"model_name": "model_name_or_path", "warmup_ratio": "warmup_steps"}
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with only true/false as booleans (YAML 1.2, as LLaMA-Factory's OmegaConf reads it): `no`, `off`,
+    `yes` and `on` stay strings, so that `eval_strategy: no` means the strategy "no"."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text_or_stream):
+    return yaml.load(text_or_stream, Loader=_Yaml12Loader)
 
 
 def read_args(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, Any]:
@@ -46,7 +66,7 @@ def read_args(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, 
             if "=" not in item or item.startswith("-"):
                 raise ValueError(f"Override '{item}' must look like key=value (e.g. learning_rate=1e-4).")
             key, value = item.split("=", 1)
-            config[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+            config[key.strip()] = load_yaml(value) if value.strip() else ""
         return config
     i = 0
     while i < len(argv):
@@ -71,7 +91,7 @@ def _load_config_file(path: str) -> dict[str, Any]:
     if not file.is_file():
         raise ValueError(f"Config file '{path}' not found.")
     with open(file, encoding="utf-8") as f:
-        content = json.load(f) if file.suffix == ".json" else yaml.safe_load(f)
+        content = json.load(f) if file.suffix == ".json" else load_yaml(f)
     if content is None:
         return {}
     if not isinstance(content, dict):
@@ -180,6 +200,8 @@ def _get_train_args(args):
         raise ValueError("`dataset` is required for training (a name registered in dataset_info.json).")
     if training_args.output_dir is None:
         raise ValueError("`output_dir` is required.")
+    if model_args.adapter_name_or_path and finetuning_args.finetuning_type != "lora":
+        raise ValueError("`adapter_name_or_path` needs `finetuning_type: lora`.")
     # The collator needs the world-model columns, which no model signature names.
     training_args.remove_unused_columns = False
     _resolve_resume(training_args)

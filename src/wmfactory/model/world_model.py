@@ -88,9 +88,11 @@ class WorldModel(nn.Module):
     def is_peft(self) -> bool:
         return hasattr(self.language_model, "peft_config")
 
-    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Optional[dict] = None) -> None:
-        kwargs = {"use_reentrant": False, **(gradient_checkpointing_kwargs or {})}
-        self.causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: Optional[dict] = None, **kwargs) -> None:
+        """Checkpoint the LLM's layers (the projector and head are small). Non-reentrant by default, so that
+        gradients reach the projector through layers whose other inputs (frozen embeddings) need none."""
+        checkpoint_kwargs = {"use_reentrant": False, **(gradient_checkpointing_kwargs or {})}
+        self.causal_lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpoint_kwargs, **kwargs)
         self.causal_lm.config.use_cache = False
 
     def gradient_checkpointing_disable(self) -> None:

@@ -57,7 +57,8 @@ class WorldModelTrainer(Trainer):
         scale = self.args.world_size if (num_items_in_batch and self.args.world_size > 1) else 1
         loss = outputs.loss * scale
         if model.training:
-            self._add(self._train_sums, "embedding_loss", outputs.embedding_loss.detach() * scale)
+            if self.finetuning_args.embedding_loss_weight > 0:  # not in stage sft
+                self._add(self._train_sums, "embedding_loss", outputs.embedding_loss.detach() * scale)
             self._add(self._train_sums, "lm_loss", outputs.lm_loss.detach() * scale)
         else:  # evaluation reports corpus-level means: keep sums and counts
             terms = outputs.terms
@@ -86,7 +87,8 @@ class WorldModelTrainer(Trainer):
             self._train_steps_since_log = 0
         if "eval_loss" in logs and self._eval_sums:
             totals = {k: self.accelerator.reduce(v[None].clone(), "sum").item() for k, v in self._eval_sums.items()}
-            logs["eval_embedding_loss"] = totals["embedding_sum"] / max(totals["num_targets"], 1)
+            if self.finetuning_args.embedding_loss_weight > 0:
+                logs["eval_embedding_loss"] = totals["embedding_sum"] / max(totals["num_targets"], 1)
             logs["eval_lm_loss"] = totals["lm_sum"] / max(totals["num_tokens"], 1)
             self._eval_sums = {}
         super().log(logs, start_time)

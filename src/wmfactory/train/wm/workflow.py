@@ -23,6 +23,9 @@ def run_wm(
     template = get_template(data_args.template, tokenizer)
     dataset_module = get_dataset(template, tokenizer, model_args, data_args, training_args, finetuning_args)
     embedding_dim = resolve_embedding_dim(finetuning_args.embedding_dim, dataset_module.embedding_dim)
+    if training_args.eval_strategy != "no" and dataset_module.eval_dataset is None:
+        raise DataError(f"`eval_strategy` is '{training_args.eval_strategy.value}' but there is no evaluation data: "
+                        "set `val_size` or `eval_dataset`.")
     model = load_world_model(model_args, finetuning_args, embedding_dim, data_args.template, training_args.do_train)
     collator = WorldModelDataCollator(pad_token_id=tokenizer.pad_token_id, embedding_dim=embedding_dim)
     trainer = WorldModelTrainer(
@@ -43,7 +46,8 @@ def run_wm(
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
         if trainer.is_world_process_zero() and finetuning_args.plot_loss:
-            keys = ("loss", "embedding_loss", "lm_loss") + (("eval_loss",) if dataset_module.eval_dataset else ())
+            keys = ("loss", "lm_loss") + (("embedding_loss",) if finetuning_args.embedding_loss_weight > 0 else ())
+            keys += ("eval_loss",) if dataset_module.eval_dataset is not None else ()
             plot_loss(training_args.output_dir, keys)
 
     if training_args.do_eval and dataset_module.eval_dataset is not None:
