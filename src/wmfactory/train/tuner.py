@@ -20,9 +20,22 @@ def run_exp(args: Union[dict[str, Any], list[str], None] = None, callbacks: Opti
     return STAGES[finetuning_args.stage](model_args, data_args, training_args, finetuning_args, callbacks)
 
 
+def print_help() -> None:
+    """Every key with its default and help text, from the dataclasses (as argparse prints them)."""
+    from transformers import HfArgumentParser
+
+    from ..hparams.parser import TRAIN_DATACLASSES
+
+    HfArgumentParser(TRAIN_DATACLASSES).print_help()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """Runs an experiment; bad configuration or data ends with one line on stderr and exit
     status 1; anything else is a bug and keeps its traceback."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        print_help()
+        return 0
     try:
         run_exp(argv)
     except DataError as err:
