@@ -90,9 +90,9 @@ def test_output_folder_alone_reloads_the_same_world_model(tmp_path, finetuning_t
     assert ("adapter_model.safetensors" in files) == (finetuning_type == "lora")
     assert ("model.safetensors" in files) == (finetuning_type == "full")
 
-    trained = trainer.model.eval()
+    trained = trainer.model.cpu().eval()  # trained on the GPU where there is one
     reloaded = WorldModel.from_pretrained(str(out))
-    batch = next(iter(trainer.get_train_dataloader()))
+    batch = {k: v.cpu() for k, v in next(iter(trainer.get_train_dataloader())).items()}
     with torch.no_grad():
         expected, got = trained(**batch), reloaded(**batch)
     assert expected.predicted_embeddings.shape[0] > 0

@@ -23,7 +23,7 @@ def one_sgd_step(tmp_path, name, batch_size, accumulation):
         disable_shuffling=True, lm_loss_weight=0.5, seed=7,
     )
     trainer = run_exp(args)
-    return {n: p.detach().clone() for n, p in trainer.model.named_parameters()}, trainer.state.log_history[0]
+    return {n: p.detach().cpu() for n, p in trainer.model.named_parameters()}, trainer.state.log_history[0]
 
 
 def test_8x1_and_2x4_give_the_same_first_step(tmp_path):

@@ -20,6 +20,8 @@ class WorldModelTrainer(Trainer):
 
     def __init__(self, finetuning_args: FinetuningArguments, **kwargs):
         super().__init__(**kwargs)
+        # transformers releases before `loss_is_scaled_for_ga` read this flag instead to skip the division
+        self.model_accepts_loss_kwargs = True
         self.finetuning_args = finetuning_args
         self._train_sums: dict[str, torch.Tensor] = {}
         self._train_steps_since_log = 0
@@ -42,11 +44,10 @@ class WorldModelTrainer(Trainer):
                 batches.append(next(epoch_iterator))
             except StopIteration:
                 break
-        counts = torch.zeros(2, dtype=torch.long)
+        counts = torch.zeros(2, dtype=torch.long, device=device)
         for batch in batches:
-            counts[0] += batch["embedding_is_target"].sum()
-            counts[1] += (batch["labels"][:, 1:] != IGNORE_INDEX).sum()
-        counts = counts.to(device)
+            counts[0] += batch["embedding_is_target"].sum().to(device)
+            counts[1] += (batch["labels"][:, 1:] != IGNORE_INDEX).sum().to(device)
         if self.args.world_size > 1:
             counts = self.accelerator.gather(counts[None]).sum(dim=0)
         return batches, {"num_embedding_targets": counts[0], "num_lm_tokens": counts[1]}
