@@ -28,7 +28,12 @@ FEATURES = Features(
         "embedding_positions": List(Value("int32")),
         "embedding_vectors": List(List(Value("float32"))),
         "embedding_is_target": List(Value("bool")),
+        "embedding_groups": List(Value("int32")),  # [v] placeholder occurrence (group) of each vector
+        "group_keys": List(Value("string")),  # per group: its key, e.g. m2
+        "group_occurrences": List(Value("int32")),  # per group: which occurrence of that key
         "embedding_dim": Value("int32"),
+        "row_index": Value("int64"),
+        "dataset_name": Value("string"),
         "drop_reason": Value("string"),
     }
 )
@@ -149,7 +154,9 @@ def _preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args,
             features, reason = processor(row, index)
             if features is None:
                 features = {"input_ids": [], "labels": [], "embedding_positions": [], "embedding_is_target": [],
-                            "embedding_vectors": np.zeros((0, 1), dtype=np.float32), "embedding_dim": 0}
+                            "embedding_vectors": np.zeros((0, 1), dtype=np.float32), "embedding_groups": [],
+                            "group_keys": [], "group_occurrences": [], "embedding_dim": 0, "row_index": index,
+                            "dataset_name": attr.name}
             features["drop_reason"] = reason or ""
             for name in FEATURES:
                 out[name].append(features[name])

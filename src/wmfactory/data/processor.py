@@ -54,7 +54,12 @@ class RowProcessor:
             "embedding_vectors": np.stack(encoded.embedding_vectors) if encoded.embedding_vectors else
             np.zeros((0, dim), dtype=np.float32),
             "embedding_is_target": encoded.embedding_is_target,
+            "embedding_groups": encoded.group_of_vector,
+            "group_keys": [p.key for p in placeholders],
+            "group_occurrences": [p.occurrence for p in placeholders],
             "embedding_dim": dim,
+            "row_index": index,
+            "dataset_name": self.attr.name,
         }
         if self.trace:
             self._trace(index, placeholders, conversation.embeddings, groups, encoded)

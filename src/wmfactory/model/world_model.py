@@ -11,6 +11,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -72,6 +73,13 @@ class WorldModel(nn.Module):
         h, d = config.hidden_size, config.embedding_dim
         self.projector = build_mlp(config.projector_type, d, h, h)
         self.prediction_head = build_mlp(config.prediction_head_type, h, h, d)
+        # per-dimension statistics of the training vectors (the `training mean` baseline of evaluation)
+        self.register_buffer("embedding_mean", torch.zeros(d))
+        self.register_buffer("embedding_std", torch.ones(d))
+
+    def set_embedding_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.embedding_mean.copy_(mean)
+        self.embedding_std.copy_(std)
 
     # ---- access to the wrapped LM ---------------------------------------------------------------------------------
     @property
@@ -168,8 +176,8 @@ class WorldModel(nn.Module):
 
     # ---- saving and loading ---------------------------------------------------------------------------------------
     def world_model_state_dict(self) -> dict[str, torch.Tensor]:
-        modules = {"projector": self.projector, "prediction_head": self.prediction_head}
-        return {f"{name}.{k}": v.detach().contiguous() for name, m in modules.items() for k, v in m.state_dict().items()}
+        """Everything of the world model that is not the LM: projector, head and embedding statistics."""
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items() if not k.startswith("language_model.")}
 
     def save_pretrained(
         self, save_directory: str, state_dict: Optional[dict] = None, is_main_process: bool = True, **kwargs
@@ -198,10 +206,10 @@ class WorldModel(nn.Module):
                 "cannot be loaded as a world model."
             )
         state = load_file(path)
-        own = {"projector": self.projector, "prediction_head": self.prediction_head}
-        for name, module in own.items():
-            part = {k[len(name) + 1:]: v for k, v in state.items() if k.startswith(name + ".")}
-            module.load_state_dict(part, strict=True)
+        expected = set(self.world_model_state_dict())
+        if set(state) != expected:
+            raise ValueError(f"'{path}' holds {sorted(state)}, expected {sorted(expected)}.")
+        self.load_state_dict(state, strict=False)
 
     @classmethod
     def from_pretrained(
@@ -211,11 +219,13 @@ class WorldModel(nn.Module):
         is_trainable: bool = False,
         dtype: Any = torch.float32,
         trust_remote_code: bool = False,
+        device: Optional[str | torch.device] = None,
         **hub_kwargs,
     ) -> "WorldModel":
         """Load what training wrote to `path` (full weights, or base model + LoRA adapter; projector and head).
-        `base_model_name_or_path` overrides the base model recorded at training time (for a LoRA folder)."""
-        from transformers import AutoModelForCausalLM
+        `base_model_name_or_path` overrides the base model recorded at training time (for a LoRA folder). The
+        tokenizer saved beside the weights is attached as `model.tokenizer`; `device` moves the model there."""
+        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         config_path = os.path.join(path, WORLD_MODEL_CONFIG)
         if not os.path.isfile(config_path):
@@ -233,7 +243,24 @@ class WorldModel(nn.Module):
             language_model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
         model = cls(language_model, config)
         model.load_world_model_weights(path)
+        model.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        if device is not None:
+            model.to(device)
         if not is_trainable:
             model.eval()
             model.requires_grad_(False)
         return model
+
+    # ---- inference on rows in the dataset format (see wmfactory.inference) ----------------------------------
+    def rollout(self, row: dict, steps: int, dataset_dir: Optional[str] = None) -> np.ndarray:
+        """Continue the latent stream after the end of `row` for `steps` vectors, feeding each prediction back
+        through the projector (KV-cached). Returns `[steps, d]`."""
+        from ..inference import continue_stream, encode_row
+
+        return continue_stream(self, encode_row(self, row, dataset_dir), steps)
+
+    def predict_next(self, row: dict, dataset_dir: Optional[str] = None) -> list:
+        """Teacher-forced predictions for every target group of `row` (a list of `GroupPrediction`)."""
+        from ..inference import encode_row, teacher_forced
+
+        return teacher_forced(self, encode_row(self, row, dataset_dir))

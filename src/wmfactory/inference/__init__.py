@@ -1,0 +1,4 @@
+from .engine import GroupPrediction, continue_stream, generate_groups, teacher_forced
+from .rows import encode_row
+
+__all__ = ["GroupPrediction", "continue_stream", "encode_row", "generate_groups", "teacher_forced"]

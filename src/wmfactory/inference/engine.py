@@ -1,0 +1,139 @@
+"""Prediction with a trained world model, on the features of one row.
+
+- `teacher_forced`: one pass with the true vectors as inputs; the head's prediction for every target group.
+- `generate_groups`: the first `context_groups` groups are given, every later group is generated: each vector is
+  predicted from the hidden state before it and fed back through the projector; the text between groups stays.
+- `continue_stream`: after the end of the row, `steps` more vectors, each fed back.
+
+Generation keeps the decoder's KV cache, so each new vector costs one position, not a pass over the whole row."""
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+
+@dataclass
+class GroupPrediction:
+    group: int  # placeholder occurrence in reading order
+    key: str
+    occurrence: int
+    vector_indices: list[int]  # indices into the row's vector stream
+    predicted: np.ndarray  # [n, d]
+    target: np.ndarray  # [n, d]
+    horizon: Optional[int] = None  # generated groups: 1 for the first group after the context
+
+
+class _Row:
+    """Tensors of one row on the model's device: ids `[t]`, positions `[v]`, vectors `[v, d]`, groups `[v]`."""
+
+    def __init__(self, model, features: dict[str, Any]):
+        device = model.embedding_mean.device
+        self.features = features
+        self.input_ids = torch.as_tensor(features["input_ids"], dtype=torch.long, device=device)
+        self.positions = torch.as_tensor(features["embedding_positions"], dtype=torch.long, device=device)
+        vectors = np.asarray(features["embedding_vectors"], dtype=np.float32).reshape(len(self.positions), -1)
+        self.vectors = torch.as_tensor(vectors, device=device)
+        self.groups = list(features["embedding_groups"])
+        self.is_target = list(features["embedding_is_target"])
+
+    def group_prediction(self, group: int, predicted: torch.Tensor, horizon: Optional[int] = None):
+        indices = [i for i, g in enumerate(self.groups) if g == group]
+        return GroupPrediction(
+            group=group,
+            key=self.features["group_keys"][group],
+            occurrence=self.features["group_occurrences"][group],
+            vector_indices=indices,
+            predicted=predicted.float().cpu().numpy(),
+            target=self.vectors[indices].float().cpu().numpy(),
+            horizon=horizon,
+        )
+
+
+def _head(model, hidden: torch.Tensor) -> torch.Tensor:
+    return model.prediction_head(hidden.to(next(model.prediction_head.parameters()).dtype))
+
+
+def _project(model, vectors: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    return model.projector(vectors.to(next(model.projector.parameters()).dtype)).to(dtype)
+
+
+@torch.no_grad()
+def teacher_forced(model, features: dict[str, Any]) -> list[GroupPrediction]:
+    """Predictions `[n, d]` for every target group of the row, from the true vectors before each one."""
+    row = _Row(model, features)
+    positions = torch.stack([torch.zeros_like(row.positions), row.positions], dim=1)
+    embeds = model.embed(row.input_ids[None], row.vectors, positions)
+    hidden = model.hidden_states(embeds, None)[0]  # [t, h]
+    results = []
+    for group in sorted({g for g, t in zip(row.groups, row.is_target) if t}):
+        indices = [i for i, (g, t) in enumerate(zip(row.groups, row.is_target)) if g == group and t]
+        predicted = _head(model, hidden[row.positions[indices] - 1])
+        results.append(row.group_prediction(group, predicted))
+    return results
+
+
+class _Stream:
+    """The decoder run incrementally over one sequence, with its KV cache."""
+
+    def __init__(self, model):
+        self.model = model
+        self.decoder = model.causal_lm.get_decoder()
+        self.cache = None
+        self.last_hidden: Optional[torch.Tensor] = None  # [h] at the last position fed
+
+    def feed(self, inputs_embeds: torch.Tensor) -> None:
+        """`inputs_embeds`: `[n, h]` for the next n positions."""
+        out = self.decoder(inputs_embeds=inputs_embeds[None], past_key_values=self.cache, use_cache=True)
+        self.cache = out.past_key_values
+        self.last_hidden = out.last_hidden_state[0, -1]
+
+    def predict(self) -> torch.Tensor:
+        return _head(self.model, self.last_hidden[None])[0]  # [d]
+
+
+@torch.no_grad()
+def generate_groups(model, features: dict[str, Any], context_groups: int = 1) -> list[GroupPrediction]:
+    """Groups `>= context_groups` generated autoregressively (text between groups as in the row)."""
+    row = _Row(model, features)
+    token_embeds = model.causal_lm.get_input_embeddings()(row.input_ids)  # [t, h]
+    inputs = token_embeds.clone()
+    vectors = row.vectors.clone()
+    given = [g < context_groups for g in row.groups]
+    for i, position in enumerate(row.positions.tolist()):
+        if given[i]:
+            inputs[position] = _project(model, vectors[i][None], inputs.dtype)[0]
+    stream = _Stream(model)
+    fed = 0
+    for i, position in enumerate(row.positions.tolist()):
+        if given[i]:
+            continue
+        if position == 0:
+            raise ValueError("the first generated vector sits at position 0: nothing precedes it to predict it")
+        stream.feed(inputs[fed:position])
+        vectors[i] = stream.predict()
+        inputs[position] = _project(model, vectors[i][None], inputs.dtype)[0]
+        fed = position
+    results = []
+    for group in sorted({g for g in row.groups if g >= context_groups}):
+        indices = [i for i, g in enumerate(row.groups) if g == group]
+        results.append(row.group_prediction(group, vectors[indices], horizon=group - context_groups + 1))
+    return results
+
+
+@torch.no_grad()
+def continue_stream(model, features: dict[str, Any], steps: int) -> np.ndarray:
+    """`steps` vectors `[steps, d]` after the end of the row, each predicted from the last position and fed back."""
+    row = _Row(model, features)
+    positions = torch.stack([torch.zeros_like(row.positions), row.positions], dim=1)
+    embeds = model.embed(row.input_ids[None], row.vectors, positions)[0]
+    stream = _Stream(model)
+    stream.feed(embeds)
+    out = []
+    for _ in range(steps):
+        vector = stream.predict()
+        out.append(vector)
+        stream.feed(_project(model, vector[None], embeds.dtype))
+    d = model.wm_config.embedding_dim
+    return torch.stack(out).float().cpu().numpy() if out else np.zeros((0, d), dtype=np.float32)

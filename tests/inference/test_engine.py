@@ -1,0 +1,82 @@
+"""Rollout and prediction with the KV cache agree with a plain recompute over the whole sequence."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from conftest import train_args, write_dynamics_dataset
+
+from wmfactory import WorldModel
+from wmfactory.inference import continue_stream, encode_row, generate_groups, teacher_forced
+from wmfactory.train.tuner import run_exp
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("engine")
+    data_dir = write_dynamics_dataset(tmp / "data", rows=8, varied=True)
+    run_exp(train_args(tmp / "out", data_dir, finetuning_type="lora", max_steps=5, learning_rate=1e-2))
+    rows = json.loads((tmp / "data" / "dynamics.json").read_text())
+    return WorldModel.from_pretrained(str(tmp / "out")), rows, str(tmp / "data")
+
+
+def recompute_hidden(model, features, vectors):
+    """The decoder over the whole row in one pass, without cache, with `vectors` `[v, d]` at the slots."""
+    ids = torch.as_tensor(features["input_ids"])[None]
+    positions = torch.as_tensor([[0, p] for p in features["embedding_positions"]]).reshape(-1, 2)
+    with torch.no_grad():
+        return model.hidden_states(model.embed(ids, torch.as_tensor(vectors), positions), None)[0]
+
+
+def test_rollout_equals_a_no_cache_recompute_and_prefixes_agree(trained):
+    model, rows, data_dir = trained
+    features = encode_row(model, rows[0], data_dir)
+    rollout = model.rollout(rows[0], steps=12, dataset_dir=data_dir)
+    assert rollout.shape == (12, 4) and np.isfinite(rollout).all()
+    # append the generated vectors as slots after the row and recompute in one pass
+    t = len(features["input_ids"])
+    extended = dict(features)
+    extended["input_ids"] = features["input_ids"] + [0] * 12
+    extended["embedding_positions"] = features["embedding_positions"] + list(range(t, t + 12))
+    vectors = np.concatenate([np.asarray(features["embedding_vectors"], dtype=np.float32), rollout])
+    hidden = recompute_hidden(model, extended, vectors)
+    with torch.no_grad():
+        recomputed = model.prediction_head(hidden[t - 1: t + 11]).numpy()
+    np.testing.assert_allclose(rollout, recomputed, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(continue_stream(model, features, 5), rollout[:5], rtol=0, atol=1e-6)
+
+
+def test_generated_groups_equal_a_recompute_with_generated_inputs(trained):
+    model, rows, data_dir = trained
+    row = max(rows, key=lambda r: len(r["embeddings"]))
+    features = encode_row(model, row, data_dir)
+    generated = generate_groups(model, features, context_groups=1)
+    assert [g.horizon for g in generated] == list(range(1, len(row["embeddings"])))
+    vectors = np.asarray(features["embedding_vectors"], dtype=np.float32).copy()
+    for g in generated:
+        vectors[g.vector_indices] = g.predicted
+        np.testing.assert_array_equal(g.target, np.asarray(features["embedding_vectors"])[g.vector_indices])
+    hidden = recompute_hidden(model, features, vectors)
+    positions = np.asarray(features["embedding_positions"])
+    for g in generated:
+        with torch.no_grad():
+            again = model.prediction_head(hidden[positions[g.vector_indices] - 1]).numpy()
+        np.testing.assert_allclose(g.predicted, again, rtol=1e-4, atol=1e-5)
+
+
+def test_teacher_forced_matches_the_training_forward(trained):
+    model, rows, data_dir = trained
+    features = encode_row(model, rows[1], data_dir)
+    predictions = model.predict_next(rows[1], dataset_dir=data_dir)
+    assert [p.key for p in predictions] == [f"m{i}" for i in range(2, len(rows[1]["embeddings"]) + 1)]
+    batch = {
+        "input_ids": torch.as_tensor(features["input_ids"])[None],
+        "embedding_vectors": torch.as_tensor(features["embedding_vectors"]),
+        "embedding_positions": torch.as_tensor([[0, p] for p in features["embedding_positions"]]),
+        "embedding_is_target": torch.as_tensor(features["embedding_is_target"]),
+    }
+    with torch.no_grad():
+        expected = model(**batch).predicted_embeddings.numpy()
+    np.testing.assert_allclose(np.concatenate([p.predicted for p in predictions]), expected, rtol=1e-5, atol=1e-6)
+    assert teacher_forced(model, features)[0].occurrence == 0
