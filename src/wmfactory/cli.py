@@ -1,14 +1,38 @@
-"""`wmfactory train CONFIG.yaml [key=value ...]`, `wmfactory version`."""
+"""`wmfactory train | predict | eval | export | version`."""
 
 import sys
+from typing import Callable
 
-USAGE = """usage: wmfactory <command> [arguments]
+USAGE = """usage: wmfactory <command> [CONFIG.yaml] [key=value ...]   (or --key value ...)
 
 commands:
-  train CONFIG.yaml [key=value ...]   train (stage sft or wm), LLaMA-Factory-style YAML plus overrides
-  train --key value ...               the same with command-line flags
-  version                             print the version
+  train     train a world model (stage sft or wm) from a LLaMA-Factory-style YAML file or flags
+  predict   write predictions.jsonl and predicted_embeddings/ for a dataset (teacher_forced or rollout)
+  eval      score teacher-forced and rollout predictions against persistence, linear extrapolation
+            and the training mean: eval_results.json, a table, eval_horizon.png, eval_trajectories.png
+  export    merge a LoRA adapter into the base weights (export_dir)
+  version   print the version
+
+`wmfactory <command> --help` lists every key with its default.
 """
+
+
+def guarded(run: Callable[[list[str]], object], argv: list[str]) -> int:
+    """Runs a command; bad configuration or data ends with one line on stderr and exit status 1; anything else
+    is a bug and keeps its traceback."""
+    from .extras.errors import DataError
+
+    if "-h" in argv or "--help" in argv:
+        from .train.tuner import print_help
+
+        print_help()
+        return 0
+    try:
+        run(argv)
+    except DataError as err:
+        print(f"wmfactory: error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,9 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wmfactory {__version__}")
         return 0
     if command == "train":
-        from .train.tuner import main as train_main
+        from .train.tuner import run_exp
 
-        return train_main(rest)
+        return guarded(run_exp, rest)
+    if command in ("predict", "eval", "export"):
+        from .inference.workflow import run_command
+
+        return guarded(lambda args: run_command(command, args), rest)
     print(f"wmfactory: unknown command '{command}'.\n\n{USAGE}", file=sys.stderr)
     return 2
 

@@ -7,6 +7,7 @@ import torch
 from conftest import TINY_MODEL, train_args, write_dynamics_dataset
 
 from wmfactory.data import WorldModelDataCollator
+from wmfactory.extras.errors import DataError
 from wmfactory.hparams import FinetuningArguments, ModelArguments
 from wmfactory.model import WorldModel, load_world_model
 from wmfactory.train.tuner import run_exp
@@ -104,5 +105,5 @@ def test_output_folder_alone_reloads_the_same_world_model(tmp_path, finetuning_t
         assert not torch.allclose(fresh(**batch).predicted_embeddings, expected.predicted_embeddings)
 
     os.remove(out / "world_model.safetensors")
-    with pytest.raises(FileNotFoundError, match="projector and prediction head were not saved"):
+    with pytest.raises(DataError, match="projector and prediction head were not saved"):
         WorldModel.from_pretrained(str(out))

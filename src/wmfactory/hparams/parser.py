@@ -20,12 +20,14 @@ from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from .data_args import DataArguments
 from .finetuning_args import FinetuningArguments
+from .inference_args import InferenceArguments
 from .model_args import ModelArguments
 from .training_args import TrainingArguments
 
 logger = get_logger(__name__)
 
-TRAIN_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments, FinetuningArguments)
+# every command reads the same keys, so that one YAML file serves train, predict, eval and export
+ALL_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments, FinetuningArguments, InferenceArguments)
 # `warmup_ratio` (LLaMA-Factory, transformers 4) is `warmup_steps` below 1 in transformers 5
 KEY_ALIASES = {"model_name": "model_name_or_path", "warmup_ratio": "warmup_steps"}
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
@@ -158,7 +160,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     return value
 
 
-def normalize_args(config: dict[str, Any], classes=TRAIN_DATACLASSES) -> dict[str, Any]:
+def normalize_args(config: dict[str, Any], classes=ALL_DATACLASSES) -> dict[str, Any]:
     """Apply aliases, reject unknown keys with the closest known one, and coerce values to their field types."""
     known = _field_types(classes)
     normalized = {}
@@ -172,7 +174,7 @@ def normalize_args(config: dict[str, Any], classes=TRAIN_DATACLASSES) -> dict[st
     return normalized
 
 
-def parse_dict(config: dict[str, Any], classes=TRAIN_DATACLASSES) -> tuple:
+def parse_dict(config: dict[str, Any], classes=ALL_DATACLASSES) -> tuple:
     parser = HfArgumentParser(classes)
     return parser.parse_dict(normalize_args(config, classes), allow_extra_keys=False)
 
@@ -188,13 +190,30 @@ def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> tuple
         raise DataError(f"invalid configuration: {err}") from None
 
 
+def _with_device_default(config: dict[str, Any]) -> dict[str, Any]:
+    if "use_cpu" not in config and not _has_accelerator():
+        # On a machine without GPU, run on the CPU (so `bf16` means CPU autocast and torchrun uses gloo DDP).
+        config["use_cpu"] = True
+    return config
+
+
+def get_infer_args(args: Union[dict[str, Any], list[str], None] = None) -> tuple:
+    """For predict, eval and export: the five argument groups and the set of keys the user gave."""
+    try:
+        config = _with_device_default(read_args(args))
+        config["do_train"] = False
+        given = {KEY_ALIASES.get(key, key) for key in config}
+        return (*parse_dict(config), given)
+    except ValueError as err:
+        if isinstance(err, DataError):
+            raise
+        raise DataError(f"invalid configuration: {err}") from None
+
+
 def _get_train_args(args):
     config = read_args(args)
     config.setdefault("do_train", True)  # LLaMA-Factory configs say it; the seed's command line does not
-    if "use_cpu" not in config and not _has_accelerator():
-        # On a machine without GPU, train on the CPU (so `bf16` means CPU autocast and torchrun uses gloo DDP).
-        config["use_cpu"] = True
-    model_args, data_args, training_args, finetuning_args = parse_dict(config)
+    model_args, data_args, training_args, finetuning_args, _ = parse_dict(_with_device_default(config))
 
     if not data_args.dataset_names and training_args.do_train:
         raise ValueError("`dataset` is required for training (a name registered in dataset_info.json).")

@@ -7,11 +7,13 @@
 
 Generation keeps the decoder's KV cache, so each new vector costs one position, not a pass over the whole row."""
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
 import torch
+from transformers import DynamicCache
 
 
 @dataclass
@@ -80,13 +82,15 @@ class _Stream:
     def __init__(self, model):
         self.model = model
         self.decoder = model.causal_lm.get_decoder()
-        self.cache = None
+        # the decoder fills this cache in place; transformers renamed its argument `past_key_values` -> `cache`
+        self.cache = DynamicCache()
+        parameters = inspect.signature(self.decoder.forward).parameters
+        self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
         self.last_hidden: Optional[torch.Tensor] = None  # [h] at the last position fed
 
     def feed(self, inputs_embeds: torch.Tensor) -> None:
         """`inputs_embeds`: `[n, h]` for the next n positions."""
-        out = self.decoder(inputs_embeds=inputs_embeds[None], past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+        out = self.decoder(inputs_embeds=inputs_embeds[None], use_cache=True, **{self.cache_argument: self.cache})
         self.last_hidden = out.last_hidden_state[0, -1]
 
     def predict(self) -> torch.Tensor:

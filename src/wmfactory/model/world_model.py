@@ -18,6 +18,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from .. import __version__
+from ..extras.errors import DataError
 from .loss import LossTerms, LossType, combine_losses, embedding_errors
 
 WORLD_MODEL_CONFIG = "world_model_config.json"
@@ -201,14 +202,15 @@ class WorldModel(nn.Module):
     def load_world_model_weights(self, directory: str) -> None:
         path = os.path.join(directory, WORLD_MODEL_WEIGHTS)
         if not os.path.isfile(path):
-            raise FileNotFoundError(
+            raise DataError(
                 f"'{path}' is missing: the projector and prediction head were not saved with this model, so it "
                 "cannot be loaded as a world model."
             )
         state = load_file(path)
         expected = set(self.world_model_state_dict())
         if set(state) != expected:
-            raise ValueError(f"'{path}' holds {sorted(state)}, expected {sorted(expected)}.")
+            raise DataError(f"'{path}' holds {sorted(state)}, expected {sorted(expected)} (written by another "
+                            "wmfactory version?).")
         self.load_state_dict(state, strict=False)
 
     @classmethod
@@ -229,7 +231,7 @@ class WorldModel(nn.Module):
 
         config_path = os.path.join(path, WORLD_MODEL_CONFIG)
         if not os.path.isfile(config_path):
-            raise FileNotFoundError(f"'{config_path}' is missing: '{path}' is not a world model written by wmfactory.")
+            raise DataError(f"'{config_path}' is missing: '{path}' is not a world model written by wmfactory.")
         with open(config_path, encoding="utf-8") as f:
             config = WorldModelConfig(**json.load(f))
         kwargs = {"dtype": dtype, "trust_remote_code": trust_remote_code, **hub_kwargs}

@@ -5,7 +5,6 @@ from typing import Any, Optional, Union
 
 from transformers import TrainerCallback
 
-from ..extras.errors import DataError
 from ..hparams import get_train_args
 from .callbacks import LogCallback
 from .sft.workflow import run_sft
@@ -24,24 +23,15 @@ def print_help() -> None:
     """Every key with its default and help text, from the dataclasses (as argparse prints them)."""
     from transformers import HfArgumentParser
 
-    from ..hparams.parser import TRAIN_DATACLASSES
+    from ..hparams.parser import ALL_DATACLASSES
 
-    HfArgumentParser(TRAIN_DATACLASSES).print_help()
+    HfArgumentParser(ALL_DATACLASSES).print_help()
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    """Runs an experiment; bad configuration or data ends with one line on stderr and exit
-    status 1; anything else is a bug and keeps its traceback."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
-        print_help()
-        return 0
-    try:
-        run_exp(argv)
-    except DataError as err:
-        print(f"wmfactory: error: {err}", file=sys.stderr)
-        return 1
-    return 0
+    from ..cli import guarded
+
+    return guarded(run_exp, list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""Forecast metrics and the baselines every forecasting practitioner checks first.
+
+All metrics are means over vectors: `mse` (mean over d of the squared error), `mae`, `cosine` (similarity),
+`l2` (Euclidean distance) and `contrastive_accuracy` (for each prediction, the fraction of other rows' targets that
+lie farther from it than its own target: 1.0 means the prediction singles out its row, 0.5 is chance)."""
+
+import numpy as np
+
+METRICS = ("mse", "mae", "cosine", "l2", "contrastive_accuracy")
+BASELINES = ("persistence", "linear_extrapolation", "training_mean")
+
+
+def forecast_metrics(predicted: np.ndarray, target: np.ndarray, rows: np.ndarray, block: int = 1024) -> dict:
+    """`predicted`, `target`: `[n, d]`; `rows`: `[n]` row id of each vector (for the contrastive accuracy)."""
+    predicted = predicted.astype(np.float64)
+    target = target.astype(np.float64)
+    difference = predicted - target
+    norms = np.linalg.norm(predicted, axis=1) * np.linalg.norm(target, axis=1)
+    cosine = np.sum(predicted * target, axis=1) / np.maximum(norms, 1e-12)
+    own = np.linalg.norm(difference, axis=1)
+    farther, compared = [], []
+    for start in range(0, len(predicted), block):
+        stop = start + block
+        distances = np.linalg.norm(predicted[start:stop, None, :] - target[None, :, :], axis=2)  # [b, n]
+        others = rows[start:stop, None] != rows[None, :]
+        farther.append(((distances > own[start:stop, None]) & others).sum(axis=1))
+        compared.append(others.sum(axis=1))
+    farther, compared = np.concatenate(farther), np.concatenate(compared)
+    has_others = compared > 0
+    # undefined (None) when every scored vector comes from one row
+    contrastive = float(np.mean(farther[has_others] / compared[has_others])) if has_others.any() else None
+    return {
+        "mse": float(np.mean(difference**2)),
+        "mae": float(np.mean(np.abs(difference))),
+        "cosine": float(np.mean(cosine)),
+        "l2": float(np.mean(own)),
+        "contrastive_accuracy": contrastive,
+    }
+
+
+def baseline_forecasts(stream: np.ndarray, origin: int, index: int, mean: np.ndarray) -> dict[str, np.ndarray]:
+    """Forecasts of `stream[index]` made at `origin` (the last vector known, `origin < index`).
+
+    persistence: the last known vector; linear extrapolation: continue the last step, x[o] + k (x[o] - x[o-1]) for
+    k = index - origin (2 x[t-1] - x[t-2] one step ahead); training mean: the mean training vector."""
+    steps = index - origin
+    last, before = stream[origin], stream[origin - 1]
+    return {
+        "persistence": last,
+        "linear_extrapolation": last + steps * (last - before),
+        "training_mean": mean,
+    }

@@ -1,0 +1,99 @@
+"""Evaluation of a world model on rows: teacher-forced and rollout (per horizon), beside the baselines."""
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..inference import generate_groups, teacher_forced
+from .metrics import BASELINES, METRICS, baseline_forecasts, forecast_metrics
+
+
+@dataclass
+class _Pool:
+    """Vectors scored together (one mode, one horizon)."""
+
+    rows: list[int] = field(default_factory=list)
+    target: list[np.ndarray] = field(default_factory=list)
+    forecasts: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
+    excluded: int = 0
+
+    def add(self, row: int, target: np.ndarray, model: np.ndarray, baselines: dict[str, np.ndarray]) -> None:
+        self.rows.append(row)
+        self.target.append(target)
+        self.forecasts["model"].append(model)
+        for name, value in baselines.items():
+            self.forecasts[name].append(value)
+
+    def score(self) -> dict[str, Any]:
+        result: dict[str, Any] = {"vectors": len(self.target), "excluded_vectors": self.excluded}
+        if not self.target:
+            return result
+        rows, target = np.asarray(self.rows), np.stack(self.target)
+        for name in ("model",) + BASELINES:
+            result[name] = forecast_metrics(np.stack(self.forecasts[name]), target, rows)
+        result["skill"] = 1.0 - result["model"]["mse"] / max(result["persistence"]["mse"], 1e-30)
+        return result
+
+
+def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1) -> dict[str, Any]:
+    """`rows`: preprocessed features (as the data pipeline writes them). A vector is scored only where every
+    baseline is defined (two known vectors before it); the others are counted as `excluded_vectors`."""
+    mean = model.embedding_mean.float().cpu().numpy()
+    forced = _Pool()
+    horizons: dict[int, _Pool] = defaultdict(_Pool)
+    for number, features in enumerate(rows):
+        stream = np.asarray(features["embedding_vectors"], dtype=np.float32).reshape(len(features["embedding_groups"]), -1)
+        for group in teacher_forced(model, features):
+            for predicted, index in zip(group.predicted, group.vector_indices):
+                if index < 2:
+                    forced.excluded += 1
+                    continue
+                forced.add(number, stream[index], predicted, baseline_forecasts(stream, index - 1, index, mean))
+        generated = generate_groups(model, features, context_groups) if context_groups > 0 else []
+        origin = generated[0].vector_indices[0] - 1 if generated else -1  # the last given vector
+        for group in generated:
+            pool = horizons[group.horizon]
+            for predicted, index in zip(group.predicted, group.vector_indices):
+                if origin < 1:
+                    pool.excluded += 1
+                    continue
+                pool.add(number, stream[index], predicted, baseline_forecasts(stream, origin, index, mean))
+    return {
+        "teacher_forced": forced.score(),
+        "rollout": {"context_groups": context_groups,
+                    "horizons": {str(h): horizons[h].score() for h in sorted(horizons)}},
+    }
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """A plain-text table: one block per mode/horizon, one line per forecaster."""
+    lines = []
+    blocks = [("teacher-forced", report["teacher_forced"])] + [
+        (f"rollout h={h} (context {report['rollout']['context_groups']} group(s))", result)
+        for h, result in report["rollout"]["horizons"].items()
+    ]
+    for title, result in blocks:
+        lines.append(f"{title}: {result['vectors']} vectors scored, {result['excluded_vectors']} excluded")
+        if "model" not in result:
+            continue
+        lines.append(f"  {'':22}" + "".join(f"{name.replace('_accuracy', ''):>12}" for name in METRICS))
+        for name in ("model",) + BASELINES:
+            lines.append(f"  {name:22}" + "".join(_cell(result[name][m]) for m in METRICS))
+        verdict = "beats" if result["skill"] > 0 else "does NOT beat"
+        lines.append(f"  skill vs persistence: {result['skill']:.4f} (the model {verdict} persistence)")
+        best = min(BASELINES, key=lambda b: result[b]["mse"])
+        if result[best]["mse"] <= result["model"]["mse"]:
+            lines.append(f"  the best baseline ({best}) has lower MSE than the model")
+    return "\n".join(lines)
+
+
+def _cell(value) -> str:
+    return f"{'n/a':>12}" if value is None else f"{value:>12.5g}"
+
+
+def save_report(report: dict[str, Any], path: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2)

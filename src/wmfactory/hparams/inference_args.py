@@ -1,0 +1,22 @@
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+
+@dataclass
+class InferenceArguments:
+    """Keys of `wmfactory predict`, `eval` and `export` (the training keys are accepted beside them)."""
+
+    predict_mode: Literal["teacher_forced", "rollout"] = field(
+        default="teacher_forced",
+        metadata={"help": "`teacher_forced`: every target group from the true vectors before it. `rollout`: the "
+                          "first `context_groups` groups are given, every later group is generated."},
+    )
+    context_groups: int = field(
+        default=1, metadata={"help": "Groups given to the model before a rollout (predict and eval)."}
+    )
+    plot_rows: int = field(default=4, metadata={"help": "Rows drawn in eval_trajectories.png."})
+    export_dir: Optional[str] = field(default=None, metadata={"help": "`export`: where the merged model goes."})
+
+    def __post_init__(self):
+        if self.context_groups < 0:
+            raise ValueError("`context_groups` must be >= 0.")
