@@ -20,3 +20,20 @@ def test_second_run_resumes_and_logs_consistent_losses(tmp_path):
     for entry in log:
         expected = entry["embedding_loss"] + 0.25 * entry["lm_loss"]
         assert abs(entry["loss"] - expected) <= 1e-4 * expected, entry
+
+
+def test_evaluation_during_training_logs_world_model_metrics(tmp_path):
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=12, varied=True)
+    trainer = run_exp(train_args(tmp_path / "out", data_dir, max_steps=4, val_size=4, eval_strategy="steps",
+                                 eval_steps=2, plot_loss=True, per_device_eval_batch_size=3))
+    evals = [h for h in trainer.state.log_history if "eval_loss" in h]
+    assert [h["step"] for h in evals][:2] == [2, 4]
+    log = [json.loads(line) for line in (tmp_path / "out" / "trainer_log.jsonl").read_text().splitlines()]
+    logged = [entry for entry in log if "eval_loss" in entry]
+    for entry in logged:
+        # the loss is l2 (per-vector MSE), so the two must agree; skill is finite
+        assert abs(entry["eval_mse"] - entry["eval_embedding_loss"]) < 1e-6
+        assert abs(entry["eval_loss"] - (entry["eval_embedding_loss"] + 0.1 * entry["eval_lm_loss"])) < 1e-4
+        assert entry["eval_skill"] < 1.0
+    for name in ("training_eval_loss.png", "training_eval_mse.png", "training_eval_skill.png"):
+        assert (tmp_path / "out" / name).is_file()

@@ -7,8 +7,8 @@ import time
 from transformers import TrainerCallback
 
 LOG_FILE = "trainer_log.jsonl"
-LOGGED_KEYS = ("loss", "embedding_loss", "lm_loss", "eval_loss", "eval_embedding_loss", "eval_lm_loss",
-               "learning_rate", "grad_norm", "epoch")
+LOGGED_KEYS = ("loss", "embedding_loss", "lm_loss", "eval_loss", "eval_embedding_loss", "eval_lm_loss", "eval_mse",
+               "eval_skill", "learning_rate", "grad_norm", "epoch")
 
 
 def _clock(seconds: float) -> str:

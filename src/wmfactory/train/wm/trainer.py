@@ -63,9 +63,11 @@ class WorldModelTrainer(Trainer):
             self._add(self._train_sums, "lm_loss", outputs.lm_loss.detach() * scale)
         else:  # evaluation reports corpus-level means: keep sums and counts
             terms = outputs.terms
-            for name in ("embedding_sum", "num_targets", "lm_sum", "num_tokens"):
-                value = torch.as_tensor(getattr(terms, name), dtype=torch.float32, device=loss.device)
-                self._add(self._eval_sums, name, value.detach())
+            sums = {name: getattr(terms, name) for name in ("embedding_sum", "num_targets", "lm_sum", "num_tokens")}
+            if self.finetuning_args.embedding_loss_weight > 0:
+                sums.update(_squared_errors(inputs, outputs.predicted_embeddings))
+            for name, value in sums.items():
+                self._add(self._eval_sums, name, torch.as_tensor(value, dtype=torch.float32, device=loss.device))
         return (loss, outputs) if return_outputs else loss
 
     @staticmethod
@@ -90,7 +92,15 @@ class WorldModelTrainer(Trainer):
             totals = {k: self.accelerator.reduce(v[None].clone(), "sum").item() for k, v in self._eval_sums.items()}
             if self.finetuning_args.embedding_loss_weight > 0:
                 logs["eval_embedding_loss"] = totals["embedding_sum"] / max(totals["num_targets"], 1)
+                logs["eval_mse"] = totals["squared_error"] / max(totals["num_targets"], 1)
+                # skill against persistence, on the targets that have a vector before them in their row
+                logs["eval_skill"] = 1.0 - totals["model_error_after_previous"] / max(
+                    totals["persistence_error"], 1e-30)
             logs["eval_lm_loss"] = totals["lm_sum"] / max(totals["num_tokens"], 1)
+            # corpus-level, like its parts (the base class averages per-batch losses)
+            args = self.finetuning_args
+            logs["eval_loss"] = (args.embedding_loss_weight * logs.get("eval_embedding_loss", 0.0)
+                                 + args.lm_loss_weight * logs["eval_lm_loss"])
             self._eval_sums = {}
         super().log(logs, start_time)
 
@@ -112,3 +122,21 @@ class WorldModelTrainer(Trainer):
 
     def _load_best_model(self) -> None:
         self._load_from_checkpoint(self.state.best_model_checkpoint)
+
+
+def _squared_errors(inputs: dict, predicted: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Sums of per-vector MSE over the targets of a batch: the model's, and, on the targets whose row has a vector
+    before them, the model's and the persistence forecast's (the previous vector)."""
+    vectors, positions, is_target = inputs["embedding_vectors"], inputs["embedding_positions"], inputs[
+        "embedding_is_target"]
+    target = vectors[is_target].float()
+    error = (predicted.float() - target).pow(2).mean(dim=-1)  # [v_target]
+    index = torch.nonzero(is_target).squeeze(-1)
+    has_previous = (index > 0) & (positions[(index - 1).clamp_min(0), 0] == positions[index, 0])
+    previous = vectors[(index - 1).clamp_min(0)].float()
+    persistence = (previous - target).pow(2).mean(dim=-1)
+    return {
+        "squared_error": error.sum(),
+        "model_error_after_previous": error[has_previous].sum(),
+        "persistence_error": persistence[has_previous].sum(),
+    }

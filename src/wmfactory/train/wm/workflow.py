@@ -50,7 +50,8 @@ def run_wm(
         trainer.save_state()
         if trainer.is_world_process_zero() and finetuning_args.plot_loss:
             keys = ("loss", "lm_loss") + (("embedding_loss",) if finetuning_args.embedding_loss_weight > 0 else ())
-            keys += ("eval_loss",) if dataset_module.eval_dataset is not None else ()
+            if dataset_module.eval_dataset is not None:
+                keys += ("eval_loss", "eval_mse", "eval_skill") if "embedding_loss" in keys else ("eval_loss",)
             plot_loss(training_args.output_dir, keys)
 
     if training_args.do_eval and dataset_module.eval_dataset is not None:
