@@ -1,4 +1,4 @@
-"""`wmfactory train | predict | eval | export | version`."""
+"""`wmfactory train | check | predict | eval | export | version`."""
 
 import sys
 from typing import Callable
@@ -7,6 +7,7 @@ USAGE = """usage: wmfactory <command> [CONFIG.yaml] [key=value ...]   (or --key 
 
 commands:
   train     train a world model (stage sft or wm) from a LLaMA-Factory-style YAML file or flags
+  check     read every row and embedding file of the datasets: summary and every problem (exit 1 if any)
   predict   write predictions.jsonl and predicted_embeddings/ for a dataset (teacher_forced or rollout)
   eval      score teacher-forced and rollout predictions against persistence, linear extrapolation
             and the training mean: eval_results.json, a table, eval_horizon.png, eval_trajectories.png
@@ -28,11 +29,11 @@ def guarded(run: Callable[[list[str]], object], argv: list[str]) -> int:
         print_help()
         return 0
     try:
-        run(argv)
+        result = run(argv)
     except DataError as err:
         print(f"wmfactory: error: {err}", file=sys.stderr)
         return 1
-    return 0
+    return result if isinstance(result, int) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         from .train.tuner import run_exp
 
         return guarded(run_exp, rest)
+    if command == "check":
+        from .data.check import run_check
+
+        return guarded(run_check, rest)
     if command in ("predict", "eval", "export"):
         from .inference.workflow import run_command
 

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from ..extras.errors import DataError, where
+from ..extras.errors import row_error
 from .registry import DatasetAttr
 
 USER, ASSISTANT = "user", "assistant"
@@ -21,7 +21,7 @@ def convert_sharegpt(row: dict, attr: DatasetAttr, index: int) -> tuple[Optional
     (bad role order); raises DataError for rows that cannot be read at all."""
     messages = row.get(attr.messages)
     if not isinstance(messages, list) or not messages:
-        raise DataError(f"{where(attr.name, index)}: column '{attr.messages}' must be a non-empty list of messages.")
+        raise row_error(f"column '{attr.messages}' must be a non-empty list of messages", attr.name, index)
     system = row.get(attr.system) if attr.system else None
     if messages and isinstance(messages[0], dict) and messages[0].get(attr.role_tag) == attr.system_tag:
         system = messages[0].get(attr.content_tag)
@@ -32,16 +32,16 @@ def convert_sharegpt(row: dict, attr: DatasetAttr, index: int) -> tuple[Optional
     turns = []
     for turn_index, message in enumerate(messages):
         if not isinstance(message, dict) or attr.role_tag not in message or attr.content_tag not in message:
-            raise DataError(
-                f"{where(attr.name, index)}: message {turn_index} needs the keys '{attr.role_tag}' and "
-                f"'{attr.content_tag}' (set `tags` in dataset_info.json if your data uses other names)."
+            raise row_error(
+                f"message {turn_index} needs the keys '{attr.role_tag}' and '{attr.content_tag}' (set `tags` in "
+                "dataset_info.json if your data uses other names)", attr.name, index
             )
         role, content = message[attr.role_tag], message[attr.content_tag]
         expected = user_roles if turn_index % 2 == 0 else assistant_roles
         if role not in expected:
             return None, f"bad role order (message {turn_index} is '{role}', expected one of {list(expected)})"
         if not isinstance(content, str):
-            raise DataError(f"{where(attr.name, index)}: message {turn_index} content must be a string.")
+            raise row_error(f"message {turn_index} content must be a string", attr.name, index)
         turns.append((USER if role in user_roles else ASSISTANT, content))
 
     return Conversation(system or "", turns, _read_embeddings(row, attr, index)), None
@@ -52,15 +52,13 @@ def _read_embeddings(row: dict, attr: DatasetAttr, index: int) -> dict[str, list
     if raw is None:
         return {}
     if not isinstance(raw, dict):
-        raise DataError(
-            f"{where(attr.name, index)}: column '{attr.embeddings}' must map keys to lists of files, "
-            f"got {type(raw).__name__}."
-        )
+        raise row_error(f"column '{attr.embeddings}' must map keys to lists of files, got {type(raw).__name__}",
+                        attr.name, index)
     embeddings = {}
     for key, files in raw.items():
         if files is None:  # Arrow fills keys that only other rows have with null
             continue
         if not isinstance(files, list):
-            raise DataError(f"{where(attr.name, index, key)}: expected a list of files, got {type(files).__name__}.")
+            raise row_error(f"expected a list of files, got {type(files).__name__}", attr.name, index, key)
         embeddings[key] = files
     return embeddings

@@ -24,6 +24,7 @@ class EncodedRow:
     embedding_vectors: list[np.ndarray] = field(default_factory=list)  # [v] vectors of dimension d, slot order
     embedding_is_target: list[bool] = field(default_factory=list)  # [v]
     group_of_vector: list[int] = field(default_factory=list)  # [v] index of the group (placeholder occurrence)
+    group_in_assistant: list[bool] = field(default_factory=list)  # per group kept: inside an assistant turn
 
 
 def is_target_group(group: int, in_assistant: bool, rule: TargetRule) -> bool:
@@ -66,6 +67,7 @@ def encode_chunks(
                 if len(vectors) > room:
                     return row  # a group is never cut in half
                 target = is_target_group(group_index, trainable, target_rule)
+                row.group_in_assistant.append(trainable)
                 for vector in vectors:
                     position = len(row.input_ids)
                     row.input_ids.append(pad_id)

@@ -2,6 +2,7 @@
 cached in Arrow files next to the raw data cache and reused by later runs (`overwrite_cache` ignores it)."""
 
 import dataclasses
+import hashlib
 import logging
 import os
 from collections import Counter
@@ -9,7 +10,17 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from datasets import Dataset, Features, List, Value, concatenate_datasets, interleave_datasets, load_dataset
+from datasets import (
+    Dataset,
+    DatasetDict,
+    Features,
+    List,
+    Value,
+    concatenate_datasets,
+    interleave_datasets,
+    load_dataset,
+    load_from_disk,
+)
 from datasets.exceptions import DatasetGenerationError
 
 from ..extras.errors import DataError
@@ -31,10 +42,12 @@ FEATURES = Features(
         "embedding_groups": List(Value("int32")),  # [v] placeholder occurrence (group) of each vector
         "group_keys": List(Value("string")),  # per group: its key, e.g. m2
         "group_occurrences": List(Value("int32")),  # per group: which occurrence of that key
+        "group_in_assistant": List(Value("bool")),  # per group: inside an assistant turn
         "embedding_dim": Value("int32"),
         "row_index": Value("int64"),
         "dataset_name": Value("string"),
-        "drop_reason": Value("string"),
+        "drop_reason": Value("string"),  # why the row is dropped ("" when kept); removed after preprocessing
+        "problem": Value("string"),  # the full message of an invalid row, with its location
     }
 )
 
@@ -54,6 +67,13 @@ def get_dataset(
     training_args: TrainingArguments,
     finetuning_args: FinetuningArguments,
 ) -> DatasetModule:
+    if data_args.tokenized_path and os.path.isfile(os.path.join(data_args.tokenized_path, "dataset_dict.json")):
+        logger.warning(f"Loading the preprocessed dataset from {data_args.tokenized_path}; other data keys are "
+                       "ignored.")
+        saved = load_from_disk(data_args.tokenized_path)
+        train, evaluation = saved.get("train"), saved.get("validation")
+        dims = {dim for dim in (_dataset_dim(train), _dataset_dim(evaluation)) if dim is not None}
+        return DatasetModule(train, evaluation, dims.pop() if dims else None)
     with training_args.main_process_first(desc="preprocessing", local=True):
         train = _load_mixture(data_args.dataset_names, template, tokenizer, model_args, data_args, finetuning_args)
         evaluation = _load_mixture(
@@ -68,6 +88,11 @@ def get_dataset(
         test_size = int(data_args.val_size) if data_args.val_size >= 1 else data_args.val_size
         split = train.train_test_split(test_size=test_size, seed=training_args.seed)
         train, evaluation = split["train"], split["test"]
+    if data_args.tokenized_path and training_args.should_save:
+        splits = {name: data for name, data in (("train", train), ("validation", evaluation)) if data is not None}
+        DatasetDict(splits).save_to_disk(data_args.tokenized_path)
+        logger.info(f"Preprocessed dataset saved at {data_args.tokenized_path}; later runs with "
+                    f"`tokenized_path: {data_args.tokenized_path}` load it without reading the raw data.")
     return DatasetModule(train, evaluation, dims.pop() if dims else None)
 
 
@@ -89,7 +114,8 @@ def _load_mixture(names, template, tokenizer, model_args, data_args, finetuning_
     datasets = []
     for attr in get_dataset_attrs(names, data_args.dataset_dir):
         raw = _load_raw(attr, model_args, data_args)
-        datasets.append(_preprocess(raw, attr, template, tokenizer, data_args, finetuning_args))
+        mode = "skip" if data_args.skip_invalid_rows else "raise"
+        datasets.append(_preprocess(raw, attr, template, tokenizer, data_args, finetuning_args, mode))
     if len(datasets) == 1:
         return datasets[0]
     if data_args.mix_strategy == "concat":
@@ -129,16 +155,47 @@ def _data_files(attr: DatasetAttr) -> list[str]:
     return files
 
 
-def _preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, finetuning_args) -> Dataset:
+def _empty_features(index: int, dataset_name: str) -> dict:
+    return {"input_ids": [], "labels": [], "embedding_positions": [], "embedding_is_target": [],
+            "embedding_vectors": np.zeros((0, 1), dtype=np.float32), "embedding_groups": [], "group_keys": [],
+            "group_occurrences": [], "group_in_assistant": [], "embedding_dim": 0, "row_index": index,
+            "dataset_name": dataset_name}
+
+
+def files_signature(raw: Dataset, attr: DatasetAttr, media_dir: str) -> str:
+    """A hash of the path, size and modification time of every embedding file the rows name (a stat per file,
+    no read): it goes into the preprocessing cache's fingerprint, so that edited files are read again."""
+    digest = hashlib.sha256()
+    if attr.embeddings not in raw.column_names:
+        return ""
+    for batch in raw.select_columns(attr.embeddings).iter(batch_size=10000):
+        for entry in batch[attr.embeddings]:
+            for files in (entry or {}).values() if isinstance(entry, dict) else ():
+                for name in files or () if isinstance(files, list) else ():
+                    if isinstance(name, str):
+                        try:
+                            stat = os.stat(os.path.join(media_dir, name))
+                            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                        except OSError:
+                            digest.update(f"{name}\0missing\n".encode())
+    return digest.hexdigest()
+
+
+def _preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, finetuning_args,
+                mode: str = "raise", cutoff_len: Optional[int] = None) -> Dataset:
+    """`mode`: `raise` (the first invalid row stops everything), `skip` (invalid rows are dropped and counted by
+    reason) or `collect` (as skip, and the dropped rows stay, with their `problem`, for `wmfactory check`)."""
+    keep_going = mode != "raise"
     processor = RowProcessor(
         attr=attr,
         template=template,
         tokenizer=tokenizer,
         media_dir=data_args.media_dir,
-        cutoff_len=data_args.cutoff_len,
+        cutoff_len=cutoff_len or data_args.cutoff_len,
         target_rule=finetuning_args.embedding_targets,
         train_on_prompt=data_args.train_on_prompt,
         embedding_dim=finetuning_args.embedding_dim,
+        files_signature=files_signature(raw, attr, data_args.media_dir),
     )
 
     if logger.isEnabledFor(logging.DEBUG):
@@ -151,13 +208,17 @@ def _preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args,
         columns = list(batch)
         for i, index in enumerate(indices):
             row = {column: batch[column][i] for column in columns}
-            features, reason = processor(row, index)
+            problem = ""
+            try:
+                features, reason = processor(row, index)
+            except DataError as err:
+                if not keep_going:
+                    raise
+                features, reason, problem = None, f"invalid row: {err.reason}", str(err)
             if features is None:
-                features = {"input_ids": [], "labels": [], "embedding_positions": [], "embedding_is_target": [],
-                            "embedding_vectors": np.zeros((0, 1), dtype=np.float32), "embedding_groups": [],
-                            "group_keys": [], "group_occurrences": [], "embedding_dim": 0, "row_index": index,
-                            "dataset_name": attr.name}
+                features = _empty_features(index, attr.name)
             features["drop_reason"] = reason or ""
+            features["problem"] = problem
             for name in FEATURES:
                 out[name].append(features[name])
         return out
@@ -173,6 +234,8 @@ def _preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args,
         load_from_cache_file=not data_args.overwrite_cache,
         desc=f"Preprocessing {attr.name}",
     )
+    if mode == "collect":
+        return dataset
     reasons = Counter(reason for reason in dataset["drop_reason"] if reason)
     if reasons:
         detail = "; ".join(f"{count} x {reason}" for reason, count in reasons.most_common())
@@ -180,4 +243,4 @@ def _preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args,
         dataset = dataset.filter(lambda reason: not reason, input_columns="drop_reason", desc="Dropping rows")
     if len(dataset) == 0:
         raise DataError(f"dataset '{attr.name}': no usable rows.")
-    return dataset.remove_columns("drop_reason")
+    return dataset.remove_columns(["drop_reason", "problem"])

@@ -4,7 +4,7 @@ reading order takes the i-th entry of that list."""
 import re
 from dataclasses import dataclass
 
-from ..extras.errors import DataError, where
+from ..extras.errors import row_error
 
 PLACEHOLDER = re.compile(r"<([A-Za-z0-9_]+)>")
 CONVENTIONAL_KEY = re.compile(r"m\d+")
@@ -50,13 +50,11 @@ def map_placeholders(turn_texts: list[str], embeddings: dict[str, list], dataset
                 counts[key] = counts.get(key, 0) + 1
     for key, count in counts.items():
         if key not in embeddings:
-            raise DataError(f"{where(dataset, row, key)}: placeholder <{key}> has no entry in `embeddings`.")
+            raise row_error(f"placeholder <{key}> has no entry in `embeddings`", dataset, row, key)
         if count != len(embeddings[key]):
-            raise DataError(
-                f"{where(dataset, row, key)}: <{key}> occurs {count} time(s) but `embeddings` lists "
-                f"{len(embeddings[key])} file(s)."
-            )
+            raise row_error(f"<{key}> occurs {count} time(s) but `embeddings` lists {len(embeddings[key])} file(s)",
+                            dataset, row, key)
     for key in embeddings:
         if key not in counts:
-            raise DataError(f"{where(dataset, row, key)}: `embeddings` entry is never referenced by <{key}>.")
+            raise row_error(f"`embeddings` entry is never referenced by <{key}>", dataset, row, key)
     return found

@@ -5,7 +5,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..extras.errors import DataError, where
+from ..extras.errors import DataError, row_error
 from ..extras.logging import get_logger
 from .converter import convert_sharegpt
 from .embeddings import load_embedding
@@ -27,6 +27,9 @@ class RowProcessor:
     train_on_prompt: bool = False
     embedding_dim: Optional[int] = None
     trace: bool = False  # log keys, files, shapes, slots and targets (TRANSFORMERS_VERBOSITY=debug)
+    # size and modification time of every embedding file: part of the preprocessing cache's fingerprint, so that
+    # editing a file invalidates the cache
+    files_signature: str = ""
 
     def __call__(self, row: dict, index: int) -> tuple[Optional[dict], Optional[str]]:
         """Returns (features, None), or (None, reason) for a row dropped the way LLaMA-Factory drops it."""
@@ -45,7 +48,7 @@ class RowProcessor:
                 self.train_on_prompt,
             )
         except ValueError as err:
-            raise DataError(f"{where(self.attr.name, index)}: {err}") from None
+            raise row_error(str(err), self.attr.name, index) from None
         dim = groups[0].shape[1] if groups else 0
         features = {
             "input_ids": encoded.input_ids,
@@ -57,6 +60,7 @@ class RowProcessor:
             "embedding_groups": encoded.group_of_vector,
             "group_keys": [p.key for p in placeholders],
             "group_occurrences": [p.occurrence for p in placeholders],
+            "group_in_assistant": encoded.group_in_assistant,
             "embedding_dim": dim,
             "row_index": index,
             "dataset_name": self.attr.name,
@@ -70,7 +74,7 @@ class RowProcessor:
             return load_embedding(entry, self.media_dir)
         except DataError as err:
             file = entry if isinstance(entry, str) else None
-            raise DataError(f"{where(self.attr.name, index, key, file)}: {err}") from None
+            raise row_error(str(err), self.attr.name, index, key, file) from None
 
     def _check_dims(self, groups, placeholders, embeddings, index: int) -> None:
         expected = self.embedding_dim if self.embedding_dim is not None else (groups[0].shape[1] if groups else None)
@@ -81,8 +85,7 @@ class RowProcessor:
                     reason = f"`embedding_dim` is {self.embedding_dim} but the vectors have dimension {vectors.shape[1]}"
                 else:
                     reason = f"dimension {vectors.shape[1]} differs from the row's first vectors ({expected})"
-                raise DataError(f"{where(self.attr.name, index, p.key, file if isinstance(file, str) else None)}: "
-                                f"{reason}")
+                raise row_error(reason, self.attr.name, index, p.key, file if isinstance(file, str) else None)
 
     def _trace(self, index, placeholders, embeddings, groups, encoded) -> None:
         logger.debug(f"[{self.attr.name} row {index}] keys: {sorted(embeddings)}; {len(encoded.input_ids)} positions")

@@ -42,6 +42,16 @@ class DataArguments:
         default=None, metadata={"help": "Processes used for preprocessing."}
     )
     preprocessing_batch_size: int = field(default=1000, metadata={"help": "Rows per preprocessing batch."})
+    tokenized_path: Optional[str] = field(
+        default=None,
+        metadata={"help": "Save the preprocessed dataset here, or load it from here when it exists (then the other "
+                          "data keys are ignored)."},
+    )
+    skip_invalid_rows: bool = field(
+        default=False,
+        metadata={"help": "Train on the valid rows and report how many invalid ones were skipped, per reason "
+                          "(default: the first invalid row stops the run)."},
+    )
 
     def __post_init__(self):
         if self.val_size < 0:

@@ -1,0 +1,135 @@
+"""`wmfactory check`: read every row and every embedding file of the datasets, summarise them and list every
+problem with its dataset, row, key and file. Nothing is trained and nothing is written."""
+
+import json
+import os
+from collections import Counter
+from typing import Any, Optional, Union
+
+import numpy as np
+
+from ..extras.errors import DataError
+from ..extras.logging import get_logger
+from ..hparams import get_infer_args
+from ..model.loader import load_tokenizer
+from .loader import _load_raw, _preprocess
+from .registry import get_dataset_attrs
+from .template import get_template
+
+logger = get_logger(__name__)
+NO_CUTOFF = 1 << 30
+SUMMARY_COLUMNS = ["input_ids", "embedding_positions", "embedding_groups", "group_keys", "group_in_assistant",
+                   "embedding_dim", "row_index", "drop_reason", "problem"]
+
+
+def run_check(args: Union[dict[str, Any], list[str], None] = None) -> int:
+    """Prints the summary and the problems; returns the exit status (1 when there is any problem)."""
+    model_args, data_args, training_args, finetuning_args, _, _ = get_infer_args(args)
+    names = data_args.dataset_names + data_args.eval_dataset_names
+    if not names:
+        raise DataError("`dataset` is required: the dataset(s) to check.")
+    tokenizer = load_tokenizer(model_args)
+    template = get_template(data_args.template, tokenizer)
+    report = {"datasets": {}, "problems": []}
+    dims: dict[int, str] = {}
+    for name in names:
+        try:
+            attr = get_dataset_attrs([name], data_args.dataset_dir)[0]
+            raw = _load_raw(attr, model_args, data_args)
+        except DataError as err:
+            report["problems"].append(str(err))
+            continue
+        checked = _preprocess(raw, attr, template, tokenizer, data_args, finetuning_args, mode="collect",
+                              cutoff_len=NO_CUTOFF)
+        summary, problems = _summarise(checked.select_columns(SUMMARY_COLUMNS), attr.name, data_args.cutoff_len)
+        summary["modalities"] = _modalities(raw, attr, data_args.media_dir)
+        report["datasets"][name] = summary
+        report["problems"].extend(problems)
+        for dim, row in summary.pop("first_row_of_dimension").items():
+            dims.setdefault(dim, f"dataset '{name}', row {row}")
+    if len(dims) > 1:
+        detail = ", ".join(f"dimension {dim} first at {place}" for dim, place in sorted(dims.items()))
+        report["problems"].append(f"embedding vectors of different dimensions: {detail}")
+    print(format_check(report, data_args.cutoff_len))
+    return 1 if report["problems"] else 0
+
+
+def _summarise(dataset, name: str, cutoff_len: int) -> tuple[dict[str, Any], list[str]]:
+    rows = len(dataset)
+    lengths, problems, first_row_of_dimension = [], [], {}
+    groups = vectors = 0
+    targets = Counter()
+    for row in dataset:
+        if row["drop_reason"]:
+            problems.append(row["problem"] or f"dataset '{name}', row {row['row_index']}: dropped: {row['drop_reason']}")
+            continue
+        lengths.append(len(row["input_ids"]))
+        groups += len(row["group_keys"])
+        vectors += len(row["embedding_groups"])
+        if row["embedding_dim"]:
+            first_row_of_dimension.setdefault(row["embedding_dim"], row["row_index"])
+        for group, position in zip(row["embedding_groups"], row["embedding_positions"]):
+            if position == 0:
+                continue
+            targets["all"] += 1
+            targets["next"] += group > 0
+            targets["assistant"] += row["group_in_assistant"][group]
+    lengths = np.asarray(lengths) if lengths else np.zeros(1, dtype=int)
+    summary = {
+        "rows": rows,
+        "valid_rows": rows - sum(1 for p in problems),
+        "groups": groups,
+        "vectors": vectors,
+        "dimensions": sorted(first_row_of_dimension),
+        "target_vectors": {rule: int(targets[rule]) for rule in ("next", "assistant", "all")},
+        "length_p50": int(np.percentile(lengths, 50)),
+        "length_p99": int(np.percentile(lengths, 99)),
+        "length_max": int(lengths.max()),
+        "rows_over_cutoff_len": int((lengths > cutoff_len).sum()),
+        "first_row_of_dimension": first_row_of_dimension,
+    }
+    return summary, problems
+
+
+def _modalities(raw, attr, media_dir: str) -> dict[str, int]:
+    """Files per `modality` (the field of .json files; the suffix for other formats)."""
+    counts: Counter = Counter()
+    seen = set()
+    if attr.embeddings not in raw.column_names:
+        return {}
+    for entry in raw[attr.embeddings]:
+        for files in (entry or {}).values() if isinstance(entry, dict) else ():
+            for file in files or () if isinstance(files, list) else ():
+                if not isinstance(file, str) or file in seen:
+                    continue
+                seen.add(file)
+                counts[_modality(os.path.join(media_dir, file))] += 1
+    return dict(counts)
+
+
+def _modality(path: str) -> str:
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix != ".json":
+        return f"({suffix} file)"
+    try:
+        with open(path, encoding="utf-8") as f:
+            content = json.load(f)
+        return str(content.get("modality", "(unspecified)")) if isinstance(content, dict) else "(unreadable)"
+    except (OSError, ValueError):
+        return "(unreadable)"
+
+
+def format_check(report: dict[str, Any], cutoff_len: int) -> str:
+    lines = []
+    for name, s in report["datasets"].items():
+        lines.append(f"dataset '{name}': {s['rows']} rows ({s['valid_rows']} valid), {s['groups']} groups, "
+                     f"{s['vectors']} vectors, dimension(s) {s['dimensions'] or 'none'}")
+        lines.append(f"  modalities: {s['modalities'] or 'none'}")
+        t = s["target_vectors"]
+        lines.append(f"  target vectors by rule: next {t['next']}, assistant {t['assistant']}, all {t['all']}")
+        lines.append(f"  length in positions: p50 {s['length_p50']}, p99 {s['length_p99']}, max {s['length_max']} "
+                     f"(cutoff_len {cutoff_len}: {s['rows_over_cutoff_len']} row(s) longer, cut at the end)")
+    problems = report["problems"]
+    lines.append(f"{len(problems)} problem(s)" + (":" if problems else "."))
+    lines.extend(f"  {problem}" for problem in problems)
+    return "\n".join(lines)
