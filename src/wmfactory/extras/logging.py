@@ -9,10 +9,23 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
            "critical": logging.CRITICAL}
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time of the record (so that redirections, e.g. pytest's capture,
+    are followed instead of a stream captured at import)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def get_logger(name: str) -> logging.Logger:
     root = logging.getLogger("wmfactory")
     if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("[wmfactory|%(levelname)s] %(message)s"))
         root.addHandler(handler)
         root.propagate = False
