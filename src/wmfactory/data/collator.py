@@ -3,9 +3,18 @@
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from .encoder import IGNORE_INDEX
+
+
+COLLATED_COLUMNS = ["input_ids", "labels", "embedding_positions", "embedding_vectors", "embedding_is_target"]
+
+
+def collator_view(dataset):
+    """Only the columns the collator reads (fetching the others would cost every step)."""
+    return None if dataset is None else dataset.select_columns(COLLATED_COLUMNS)
 
 
 @dataclass
@@ -24,29 +33,30 @@ class WorldModelDataCollator:
     pad_to_multiple_of: Optional[int] = None
 
     def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        length = max(len(f["input_ids"]) for f in features)
+        lengths = [len(f["input_ids"]) for f in features]
+        length = max(lengths)
         if self.pad_to_multiple_of:
             length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
         batch_size = len(features)
-        input_ids = torch.full((batch_size, length), self.pad_token_id, dtype=torch.long)
-        labels = torch.full((batch_size, length), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((batch_size, length), dtype=torch.long)
-        vectors, positions, is_target = [], [], []
-        for row, f in enumerate(features):
-            n = len(f["input_ids"])
-            input_ids[row, :n] = torch.as_tensor(f["input_ids"], dtype=torch.long)
-            labels[row, :n] = torch.as_tensor(f["labels"], dtype=torch.long)
+        # built in NumPy and handed to torch without a copy: this runs once per step on the training process
+        input_ids = np.full((batch_size, length), self.pad_token_id, dtype=np.int64)
+        labels = np.full((batch_size, length), IGNORE_INDEX, dtype=np.int64)
+        attention_mask = np.zeros((batch_size, length), dtype=np.int64)
+        vectors, rows, positions, is_target = [], [], [], []
+        for row, (f, n) in enumerate(zip(features, lengths)):
+            input_ids[row, :n] = f["input_ids"]
+            labels[row, :n] = f["labels"]
             attention_mask[row, :n] = 1
             if len(f["embedding_positions"]):
-                vectors.append(torch.as_tensor(f["embedding_vectors"], dtype=torch.float32))
-                slot_positions = torch.as_tensor(f["embedding_positions"], dtype=torch.long)
-                positions.append(torch.stack([torch.full_like(slot_positions, row), slot_positions], dim=1))
-                is_target.append(torch.as_tensor(f["embedding_is_target"], dtype=torch.bool))
+                vectors.extend(f["embedding_vectors"])
+                positions.extend(f["embedding_positions"])
+                rows.extend([row] * len(f["embedding_positions"]))
+                is_target.extend(f["embedding_is_target"])
         return {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "labels": labels,
-            "embedding_vectors": torch.cat(vectors) if vectors else torch.zeros((0, self.embedding_dim)),
-            "embedding_positions": torch.cat(positions) if positions else torch.zeros((0, 2), dtype=torch.long),
-            "embedding_is_target": torch.cat(is_target) if is_target else torch.zeros((0,), dtype=torch.bool),
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(attention_mask),
+            "labels": torch.from_numpy(labels),
+            "embedding_vectors": torch.from_numpy(np.asarray(vectors, dtype=np.float32).reshape(-1, self.embedding_dim)),
+            "embedding_positions": torch.from_numpy(np.asarray([rows, positions], dtype=np.int64).T.reshape(-1, 2)),
+            "embedding_is_target": torch.from_numpy(np.asarray(is_target, dtype=bool)),
         }

@@ -6,6 +6,7 @@ import torch
 from transformers import TrainerCallback
 
 from ...data import WorldModelDataCollator, get_dataset, get_template
+from ...data.collator import collator_view
 from ...extras.errors import DataError
 from ...extras.ploting import plot_loss
 from ...hparams import DataArguments, FinetuningArguments, ModelArguments, TrainingArguments
@@ -36,8 +37,8 @@ def run_wm(
         args=training_args,
         finetuning_args=finetuning_args,
         data_collator=collator,
-        train_dataset=dataset_module.train_dataset,
-        eval_dataset=dataset_module.eval_dataset,
+        train_dataset=collator_view(dataset_module.train_dataset),
+        eval_dataset=collator_view(dataset_module.eval_dataset),
         processing_class=tokenizer,
         callbacks=callbacks,
     )
