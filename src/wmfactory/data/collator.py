@@ -1,20 +1,58 @@
-"""Batches rows of different lengths holding different numbers of vectors."""
+"""Batches rows of different lengths holding different numbers of vectors.
+
+Training reads batches straight from Arrow: `ArrowBatches` hands the collator the rows of a batch as one
+`pyarrow.Table`, and the collator pads and flattens it with vectorised NumPy (no Python object per token or per
+vector). The collator also accepts a list of row dicts, as any Hugging Face collator does."""
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from .encoder import IGNORE_INDEX
 
-
 COLLATED_COLUMNS = ["input_ids", "labels", "embedding_positions", "embedding_vectors", "embedding_is_target"]
 
 
-def collator_view(dataset):
-    """Only the columns the collator reads (fetching the others would cost every step)."""
-    return None if dataset is None else dataset.select_columns(COLLATED_COLUMNS)
+class ArrowBatches(torch.utils.data.Dataset):
+    """A preprocessed `datasets.Dataset` seen through the collated columns; a batch of indices is fetched with
+    one Arrow `take` (memory-mapped, nothing else is read)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset.select_columns(COLLATED_COLUMNS).with_format("arrow")
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> pa.Table:
+        return self.dataset[index : index + 1]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[pa.Table]:
+        return [self.dataset[list(indices)]]
+
+
+def collator_view(dataset) -> Optional[ArrowBatches]:
+    return None if dataset is None else ArrowBatches(dataset)
+
+
+def _lists(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A list column -> (`[rows + 1]` offsets from 0, the concatenated values) without a Python object per item."""
+    lists = column.combine_chunks()
+    offsets = lists.offsets.to_numpy()
+    values = lists.values.slice(offsets[0], offsets[-1] - offsets[0])
+    return offsets - offsets[0], values
+
+
+def _padded(column: pa.ChunkedArray, fill: int) -> tuple[np.ndarray, np.ndarray]:
+    """A list column of integers -> (`[rows, longest]` int64 padded with `fill`, the `[rows, longest]` mask)."""
+    offsets, values = _lists(column)
+    lengths = np.diff(offsets)
+    mask = np.arange(int(lengths.max(initial=0)))[None, :] < lengths[:, None]
+    out = np.full(mask.shape, fill, dtype=np.int64)
+    out[mask] = values.to_numpy(zero_copy_only=False)
+    return out, mask
 
 
 @dataclass
@@ -32,31 +70,31 @@ class WorldModelDataCollator:
     embedding_dim: int
     pad_to_multiple_of: Optional[int] = None
 
-    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        lengths = [len(f["input_ids"]) for f in features]
-        length = max(lengths)
+    def __call__(self, features: list[dict[str, Any]] | list[pa.Table]) -> dict[str, torch.Tensor]:
+        if len(features) == 1 and isinstance(features[0], pa.Table):
+            table = features[0]
+        else:
+            table = pa.table({name: [f[name] for f in features] for name in COLLATED_COLUMNS})
+        input_ids, mask = _padded(table.column("input_ids"), self.pad_token_id)
+        labels, _ = _padded(table.column("labels"), IGNORE_INDEX)
+        attention_mask = mask.astype(np.int64)
         if self.pad_to_multiple_of:
-            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        batch_size = len(features)
-        # built in NumPy and handed to torch without a copy: this runs once per step on the training process
-        input_ids = np.full((batch_size, length), self.pad_token_id, dtype=np.int64)
-        labels = np.full((batch_size, length), IGNORE_INDEX, dtype=np.int64)
-        attention_mask = np.zeros((batch_size, length), dtype=np.int64)
-        vectors, rows, positions, is_target = [], [], [], []
-        for row, (f, n) in enumerate(zip(features, lengths)):
-            input_ids[row, :n] = f["input_ids"]
-            labels[row, :n] = f["labels"]
-            attention_mask[row, :n] = 1
-            if len(f["embedding_positions"]):
-                vectors.extend(f["embedding_vectors"])
-                positions.extend(f["embedding_positions"])
-                rows.extend([row] * len(f["embedding_positions"]))
-                is_target.extend(f["embedding_is_target"])
+            extra = -input_ids.shape[1] % self.pad_to_multiple_of
+            input_ids = np.pad(input_ids, ((0, 0), (0, extra)), constant_values=self.pad_token_id)
+            labels = np.pad(labels, ((0, 0), (0, extra)), constant_values=IGNORE_INDEX)
+            attention_mask = np.pad(attention_mask, ((0, 0), (0, extra)))
+        offsets, slots = _lists(table.column("embedding_positions"))
+        rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+        _, vectors = _lists(table.column("embedding_vectors"))  # one list of d floats per vector
+        _, targets = _lists(table.column("embedding_is_target"))
+        floats = vectors.flatten().to_numpy(zero_copy_only=False) if len(vectors) else np.zeros(0)
         return {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(attention_mask),
             "labels": torch.from_numpy(labels),
-            "embedding_vectors": torch.from_numpy(np.asarray(vectors, dtype=np.float32).reshape(-1, self.embedding_dim)),
-            "embedding_positions": torch.from_numpy(np.asarray([rows, positions], dtype=np.int64).T.reshape(-1, 2)),
-            "embedding_is_target": torch.from_numpy(np.asarray(is_target, dtype=bool)),
+            "embedding_vectors": torch.from_numpy(floats.astype(np.float32).reshape(-1, self.embedding_dim)),
+            "embedding_positions": torch.from_numpy(
+                np.stack([rows, slots.to_numpy(zero_copy_only=False).astype(np.int64)], axis=1).reshape(-1, 2)
+            ),
+            "embedding_is_target": torch.from_numpy(targets.to_numpy(zero_copy_only=False).astype(bool)),
         }
