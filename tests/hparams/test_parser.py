@@ -1,4 +1,6 @@
 import pytest
+import torch
+from safetensors.torch import save_file
 
 from wmfactory.extras.errors import DataError
 from wmfactory.hparams import get_train_args
@@ -52,14 +54,34 @@ def test_bad_keys_and_values_are_one_clear_error(tmp_path, extra, message):
     assert message in str(err.value)
 
 
-def test_existing_output_dir_resumes_from_its_newest_checkpoint(tmp_path):
+def fake_checkpoint(path, truncate: str | None = None):
+    """A checkpoint folder with the files whose completeness resume checks."""
+    path.mkdir(parents=True)
+    (path / "trainer_state.json").write_text('{"global_step": 1}')
+    save_file({"w": torch.zeros(64)}, str(path / "world_model.safetensors"))
+    torch.save({"state": torch.zeros(64)}, path / "optimizer.pt")
+    if truncate:
+        data = (path / truncate).read_bytes()
+        (path / truncate).write_bytes(data[: len(data) // 2])
+
+
+def test_existing_output_dir_resumes_from_its_newest_complete_checkpoint(tmp_path):
     out = tmp_path / "o"
-    (out / "checkpoint-5").mkdir(parents=True)
-    (out / "checkpoint-10").mkdir()
+    fake_checkpoint(out / "checkpoint-5")
+    fake_checkpoint(out / "checkpoint-10")
     _, _, training, _ = get_train_args(BASE + [str(out)])
     assert training.resume_from_checkpoint == str(out / "checkpoint-10")
     _, _, training, _ = get_train_args(BASE + [str(out), "--overwrite_output_dir"])
     assert training.resume_from_checkpoint is None
+    # a run killed while writing checkpoint-15 or -20 left them incomplete: resume skips them
+    fake_checkpoint(out / "checkpoint-15", truncate="world_model.safetensors")
+    fake_checkpoint(out / "checkpoint-20", truncate="optimizer.pt")
+    (out / "checkpoint-25").mkdir()
+    _, _, training, _ = get_train_args(BASE + [str(out)])
+    assert training.resume_from_checkpoint == str(out / "checkpoint-10")
+    _, _, training, _ = get_train_args(BASE + [str(out), "--resume_from_checkpoint", "true",
+                                               "--overwrite_output_dir"])
+    assert training.resume_from_checkpoint == str(out / "checkpoint-10")
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="already exists and is not empty"):

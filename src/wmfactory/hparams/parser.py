@@ -14,10 +14,10 @@ from typing import Any, Literal, Optional, Union
 
 import yaml
 from transformers import HfArgumentParser, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
 from ..extras.errors import DataError
 from ..extras.logging import get_logger
+from ..train.checkpoints import newest_complete_checkpoint
 from .data_args import DataArguments
 from .finetuning_args import FinetuningArguments
 from .inference_args import InferenceArguments
@@ -223,6 +223,9 @@ def _get_train_args(args):
         raise ValueError("`adapter_name_or_path` needs `finetuning_type: lora`.")
     # The collator needs the world-model columns, which no model signature names.
     training_args.remove_unused_columns = False
+    if training_args.ddp_find_unused_parameters is None:
+        # every trainable parameter takes part in every step (the projector and head run even on empty batches)
+        training_args.ddp_find_unused_parameters = False
     _resolve_resume(training_args)
     set_seed(training_args.seed)  # before the model is built, so that the projector and head start the same
     return model_args, data_args, training_args, finetuning_args
@@ -239,15 +242,20 @@ def _has_accelerator() -> bool:
 def _resolve_resume(training_args: TrainingArguments) -> None:
     """LLaMA-Factory's rule: resume from the newest checkpoint in `output_dir` unless told to overwrite it."""
     output_dir = training_args.output_dir
+    if str(training_args.resume_from_checkpoint).lower() == "true":  # `resume_from_checkpoint: true`: the newest
+        found = newest_complete_checkpoint(output_dir)
+        if found is None:
+            raise ValueError(f"`resume_from_checkpoint: true` but '{output_dir}' holds no complete checkpoint.")
+        training_args.resume_from_checkpoint = found
     if not training_args.do_train or training_args.overwrite_output_dir or not os.path.isdir(output_dir):
         return
     if training_args.resume_from_checkpoint is not None:
         return
-    last_checkpoint = get_last_checkpoint(output_dir)
+    last_checkpoint = newest_complete_checkpoint(output_dir)
     if last_checkpoint is not None:
         training_args.resume_from_checkpoint = last_checkpoint
         logger.info(f"Resuming training from {last_checkpoint} (set `overwrite_output_dir: true` to start afresh).")
-    elif any(name != "runs" for name in os.listdir(output_dir)):
+    elif any(name != "runs" and not name.startswith("checkpoint-") for name in os.listdir(output_dir)):
         raise ValueError(
             f"Output directory '{output_dir}' already exists and is not empty, and holds no checkpoint. "
             "Set `overwrite_output_dir: true` to train into it anyway."

@@ -64,6 +64,12 @@ def load_world_model(
     ):
         model.load_world_model_weights(model_args.adapter_name_or_path)
     model.prediction_head.requires_grad_(is_trainable and finetuning_args.embedding_loss_weight > 0)
+    output_embeddings = causal_lm.get_output_embeddings()
+    if finetuning_args.lm_loss_weight == 0 and output_embeddings is not None and (
+        output_embeddings.weight is not causal_lm.get_input_embeddings().weight
+    ):
+        # the LM head is never run: frozen, so that distributed training sees no trainable parameter unused
+        output_embeddings.requires_grad_(False)
     model.projector.requires_grad_(is_trainable)
     if is_trainable:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -1,5 +1,6 @@
 """The world-model stage: tokenizer -> template -> dataset -> model -> collator -> trainer -> train -> save -> plot."""
 
+import os
 from typing import Optional
 
 import torch
@@ -8,10 +9,14 @@ from transformers import TrainerCallback
 from ...data import WorldModelDataCollator, get_dataset, get_template
 from ...data.collator import collator_view
 from ...extras.errors import DataError
+from ...extras.logging import get_logger
 from ...extras.ploting import plot_loss
 from ...hparams import DataArguments, FinetuningArguments, ModelArguments, TrainingArguments
 from ...model import load_tokenizer, load_world_model
+from ..preemption import PreemptionCallback
 from .trainer import WorldModelTrainer
+
+logger = get_logger(__name__)
 
 
 def run_wm(
@@ -44,7 +49,14 @@ def run_wm(
     )
 
     if training_args.do_train:
+        preemption = PreemptionCallback()
+        trainer.add_callback(preemption)
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        if preemption.stopped:
+            checkpoint = os.path.join(training_args.output_dir, f"checkpoint-{trainer.state.global_step}")
+            logger.warning(f"Stopped by SIGTERM after step {trainer.state.global_step}: checkpoint saved at "
+                           f"{checkpoint}. Run the same command again to resume from it.")
+            return trainer
         trainer.save_model()
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
