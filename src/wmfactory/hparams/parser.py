@@ -3,6 +3,7 @@ or a dict. All of them become one flat dict of LLaMA-Factory keys, checked again
 
 import dataclasses
 import difflib
+import importlib.util
 import json
 import os
 import re
@@ -213,6 +214,8 @@ def get_infer_args(args: Union[dict[str, Any], list[str], None] = None) -> tuple
 def _get_train_args(args):
     config = read_args(args)
     config.setdefault("do_train", True)  # LLaMA-Factory configs say it; the seed's command line does not
+    if config.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise ValueError("`deepspeed` is set but DeepSpeed is not installed: `pip install deepspeed`.")
     model_args, data_args, training_args, finetuning_args, _ = parse_dict(_with_device_default(config))
 
     if not data_args.dataset_names and training_args.do_train:
