@@ -72,7 +72,8 @@ def load_world_model(
         output_embeddings.requires_grad_(False)
     model.projector.requires_grad_(is_trainable)
     if is_trainable:
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        total = sum(p.numel() for p in model.parameters())
+        # under DeepSpeed ZeRO-3 a partitioned parameter is empty here; `ds_numel` is its full size
+        trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+        total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
         logger.info(f"Trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.4f}%)")
     return model
