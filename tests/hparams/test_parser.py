@@ -43,7 +43,7 @@ def test_yaml_with_overrides(tmp_path):
     [
         (["--learning_rat", "1"], "Unknown key `learning_rat`. Did you mean `learning_rate`?"),
         (["--embeding_dim", "4"], "Did you mean `embedding_dim`?"),
-        (["--world_model_loss_type", "l3"], "`world_model_loss_type` must be one of l2, l1, got 'l3'"),
+        (["--world_model_loss_type", "l3"], "`world_model_loss_type` must be one of l2, l1, smooth_l1, cosine, got 'l3'"),
         (["--lora_rank", "eight"], "`lora_rank` must be a number (int), got 'eight'"),
         (["--finetuning_type", "qlora"], "`finetuning_type` must be one of lora, freeze, full"),
     ],

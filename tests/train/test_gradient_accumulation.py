@@ -1,7 +1,6 @@
 """Loss normalisation: one optimizer step over 8 rows gives the same gradients however the rows are split into
 micro-batches, with padding and with rows holding different numbers of target vectors and labelled tokens."""
 
-import numpy as np
 import torch
 from conftest import TINY_MODEL, train_args, write_dynamics_dataset
 from transformers import set_seed
@@ -44,12 +43,3 @@ def test_8x1_and_2x4_give_the_same_first_step(tmp_path):
     assert moved["prediction_head.2.weight"] > 1e-3 and moved["projector.0.weight"] > 1e-3
     assert moved["language_model.model.layers.0.self_attn.q_proj.weight"] > 1e-6
 
-
-def test_embedding_statistics_of_the_training_vectors(tmp_path):
-    from wmfactory.train.wm.workflow import embedding_statistics
-    from datasets import Dataset
-
-    rows = Dataset.from_dict({"embedding_vectors": [[[1.0, 2.0], [3.0, 6.0]], [], [[5.0, 10.0]]]})
-    mean, std = embedding_statistics(rows, 2)
-    torch.testing.assert_close(mean, torch.tensor([3.0, 6.0]))
-    torch.testing.assert_close(std, torch.tensor([np.std([1.0, 3.0, 5.0]), np.std([2.0, 6.0, 10.0])]).float())

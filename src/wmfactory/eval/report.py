@@ -41,7 +41,7 @@ class _Pool:
 def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1) -> dict[str, Any]:
     """`rows`: preprocessed features (as the data pipeline writes them). A vector is scored only where every
     baseline is defined (two known vectors before it); the others are counted as `excluded_vectors`."""
-    mean = model.embedding_mean.float().cpu().numpy()
+    mean = model.statistics.mean.float().cpu().numpy()
     forced = _Pool()
     horizons: dict[int, _Pool] = defaultdict(_Pool)
     for number, features in enumerate(rows):

@@ -31,7 +31,7 @@ class _Row:
     """Tensors of one row on the model's device: ids `[t]`, positions `[v]`, vectors `[v, d]`, groups `[v]`."""
 
     def __init__(self, model, features: dict[str, Any]):
-        device = model.embedding_mean.device
+        device = model.statistics.mean.device
         self.features = features
         self.input_ids = torch.as_tensor(features["input_ids"], dtype=torch.long, device=device)
         self.positions = torch.as_tensor(features["embedding_positions"], dtype=torch.long, device=device)
@@ -53,12 +53,15 @@ class _Row:
         )
 
 
-def _head(model, hidden: torch.Tensor) -> torch.Tensor:
-    return model.prediction_head(hidden.to(next(model.prediction_head.parameters()).dtype))
-
-
-def _project(model, vectors: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return model.projector(vectors.to(next(model.projector.parameters()).dtype)).to(dtype)
+def _predict(model, hidden: torch.Tensor, previous: Optional[torch.Tensor]) -> torch.Tensor:
+    """Head on `[n, h]` -> vectors `[n, d]` in data units; `previous` `[n, d]` is the vector before each (None for
+    the first of a row)."""
+    if previous is None:
+        previous = hidden.new_zeros((hidden.shape[0], model.wm_config.embedding_dim), dtype=torch.float32)
+        has_previous = torch.zeros(hidden.shape[0], dtype=torch.bool, device=hidden.device)
+    else:
+        has_previous = torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device)
+    return model.vectors_from_hidden(hidden, previous, has_previous)[1]
 
 
 @torch.no_grad()
@@ -69,9 +72,11 @@ def teacher_forced(model, features: dict[str, Any]) -> list[GroupPrediction]:
     embeds = model.embed(row.input_ids[None], row.vectors, positions)
     hidden = model.hidden_states(embeds, None)[0]  # [t, h]
     results = []
+    previous, has_previous = model.previous_vectors(row.vectors, positions)
     for group in sorted({g for g, t in zip(row.groups, row.is_target) if t}):
         indices = [i for i, (g, t) in enumerate(zip(row.groups, row.is_target)) if g == group and t]
-        predicted = _head(model, hidden[row.positions[indices] - 1])
+        predicted = model.vectors_from_hidden(hidden[row.positions[indices] - 1], previous[indices],
+                                              has_previous[indices])[1]
         results.append(row.group_prediction(group, predicted))
     return results
 
@@ -93,8 +98,9 @@ class _Stream:
         out = self.decoder(inputs_embeds=inputs_embeds[None], use_cache=True, **{self.cache_argument: self.cache})
         self.last_hidden = out.last_hidden_state[0, -1]
 
-    def predict(self) -> torch.Tensor:
-        return _head(self.model, self.last_hidden[None])[0]  # [d]
+    def predict(self, previous: Optional[torch.Tensor]) -> torch.Tensor:
+        """The next vector `[d]` (data units), after `previous` `[d]` (None: the first of the row)."""
+        return _predict(self.model, self.last_hidden[None], None if previous is None else previous[None])[0]
 
 
 @torch.no_grad()
@@ -107,7 +113,7 @@ def generate_groups(model, features: dict[str, Any], context_groups: int = 1) ->
     given = [g < context_groups for g in row.groups]
     for i, position in enumerate(row.positions.tolist()):
         if given[i]:
-            inputs[position] = _project(model, vectors[i][None], inputs.dtype)[0]
+            inputs[position] = model.project(vectors[i][None]).to(inputs.dtype)[0]
     stream = _Stream(model)
     fed = 0
     for i, position in enumerate(row.positions.tolist()):
@@ -116,8 +122,8 @@ def generate_groups(model, features: dict[str, Any], context_groups: int = 1) ->
         if position == 0:
             raise ValueError("the first generated vector sits at position 0: nothing precedes it to predict it")
         stream.feed(inputs[fed:position])
-        vectors[i] = stream.predict()
-        inputs[position] = _project(model, vectors[i][None], inputs.dtype)[0]
+        vectors[i] = stream.predict(vectors[i - 1] if i > 0 else None)
+        inputs[position] = model.project(vectors[i][None]).to(inputs.dtype)[0]
         fed = position
     results = []
     for group in sorted({g for g in row.groups if g >= context_groups}):
@@ -135,9 +141,10 @@ def continue_stream(model, features: dict[str, Any], steps: int) -> np.ndarray:
     stream = _Stream(model)
     stream.feed(embeds)
     out = []
+    last = row.vectors[-1] if len(row.vectors) else None
     for _ in range(steps):
-        vector = stream.predict()
-        out.append(vector)
-        stream.feed(_project(model, vector[None], embeds.dtype))
+        last = stream.predict(last)
+        out.append(last)
+        stream.feed(model.project(last[None]).to(embeds.dtype))
     d = model.wm_config.embedding_dim
     return torch.stack(out).float().cpu().numpy() if out else np.zeros((0, d), dtype=np.float32)

@@ -11,7 +11,7 @@ from typing import Literal, Optional
 
 import torch
 
-LossType = Literal["l2", "l1"]
+LossType = Literal["l2", "l1", "smooth_l1", "cosine"]
 
 
 def embedding_errors(predicted: torch.Tensor, target: torch.Tensor, loss_type: LossType) -> torch.Tensor:
@@ -21,6 +21,11 @@ def embedding_errors(predicted: torch.Tensor, target: torch.Tensor, loss_type: L
         return difference.pow(2).mean(dim=-1)
     if loss_type == "l1":
         return difference.abs().mean(dim=-1)
+    if loss_type == "smooth_l1":  # Huber with beta 1: squared below 1, absolute above
+        absolute = difference.abs()
+        return torch.where(absolute < 1, 0.5 * difference.pow(2), absolute - 0.5).mean(dim=-1)
+    if loss_type == "cosine":
+        return 1 - torch.nn.functional.cosine_similarity(predicted, target, dim=-1, eps=1e-8)
     raise ValueError(f"Unknown world_model_loss_type '{loss_type}'.")
 
 

@@ -20,6 +20,7 @@ from transformers.utils import ModelOutput
 from .. import __version__
 from ..extras.errors import DataError
 from .loss import LossTerms, LossType, combine_losses, embedding_errors
+from .statistics import EmbeddingStatistics
 
 WORLD_MODEL_CONFIG = "world_model_config.json"
 WORLD_MODEL_WEIGHTS = "world_model.safetensors"
@@ -36,6 +37,11 @@ class WorldModelConfig:
     lm_loss_weight: float = 0.1
     world_model_loss_type: LossType = "l2"
     embedding_targets: str = "next"
+    embedding_norm: str = "none"
+    predict_residual: bool = False
+    embedding_noise_std: float = 0.0
+    scheduled_sampling_prob: float = 0.0
+    ridge_history: int = 2
     base_model_name_or_path: Optional[str] = None
     finetuning_type: str = "full"
     template: Optional[str] = None
@@ -74,13 +80,7 @@ class WorldModel(nn.Module):
         h, d = config.hidden_size, config.embedding_dim
         self.projector = build_mlp(config.projector_type, d, h, h)
         self.prediction_head = build_mlp(config.prediction_head_type, h, h, d)
-        # per-dimension statistics of the training vectors (the `training mean` baseline of evaluation)
-        self.register_buffer("embedding_mean", torch.zeros(d))
-        self.register_buffer("embedding_std", torch.ones(d))
-
-    def set_embedding_statistics(self, mean: torch.Tensor, std: torch.Tensor) -> None:
-        self.embedding_mean.copy_(mean)
-        self.embedding_std.copy_(std)
+        self.statistics = EmbeddingStatistics(d, config.ridge_history)
 
     # ---- access to the wrapped LM ---------------------------------------------------------------------------------
     @property
@@ -107,14 +107,35 @@ class WorldModel(nn.Module):
     def gradient_checkpointing_disable(self) -> None:
         self.causal_lm.gradient_checkpointing_disable()
 
+    # ---- vectors in and out ---------------------------------------------------------------------------------
+    def project(self, vectors: torch.Tensor, normalized: bool = False) -> torch.Tensor:
+        """Vectors `[v, d]` (data units, or already normalised) -> projector inputs to the LLM `[v, h]` float32."""
+        z = vectors.float() if normalized else self.statistics.normalize(vectors)
+        return self.projector(z.to(next(self.projector.parameters()).dtype))
+
+    def vectors_from_hidden(
+        self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Head on hidden states `[n, h]` -> (normalised `[n, d]`, data units `[n, d]`). With `predict_residual`
+        the head gives the step from `previous` (data units `[n, d]`, where `has_previous` `[n]`) in units of the
+        training steps' standard deviation, so that an output of zero is the persistence forecast."""
+        out = self.prediction_head(hidden.to(next(self.prediction_head.parameters()).dtype)).float()
+        if self.wm_config.predict_residual:
+            base = self.statistics.normalize(previous) * has_previous[:, None].float()
+            out = base + out * self.statistics.delta_scale
+        return out, self.statistics.denormalize(out)
+
     # ---- forward ------------------------------------------------------------------------------------------------
     def embed(
-        self, input_ids: torch.Tensor, embedding_vectors: torch.Tensor, embedding_positions: torch.Tensor
+        self,
+        input_ids: torch.Tensor,
+        embedding_vectors: torch.Tensor,
+        embedding_positions: torch.Tensor,
+        normalized: bool = False,
     ) -> torch.Tensor:
-        """Token embeddings `[b, t, h]` with `projector(vector)` written at each slot (row, position)."""
+        """Token embeddings `[b, t, h]` with the projected vector written at each slot (row, position)."""
         inputs_embeds = self.causal_lm.get_input_embeddings()(input_ids)
-        projector_dtype = next(self.projector.parameters()).dtype
-        projected = self.projector(embedding_vectors.to(projector_dtype)).to(inputs_embeds.dtype)  # [v, h]
+        projected = self.project(embedding_vectors, normalized).to(inputs_embeds.dtype)  # [v, h]
         rows, positions = embedding_positions[:, 0], embedding_positions[:, 1]
         return inputs_embeds.index_put((rows, positions), projected)
 
@@ -122,11 +143,13 @@ class WorldModel(nn.Module):
         decoder = self.causal_lm.get_decoder()
         return decoder(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False).last_hidden_state
 
-    def predict_embeddings(self, hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """Head applied to the hidden state one position before each slot: `[v, 2]` (row, position) -> `[v, d]`."""
-        head_dtype = next(self.prediction_head.parameters()).dtype
-        previous = hidden[positions[:, 0], positions[:, 1] - 1]
-        return self.prediction_head(previous.to(head_dtype))
+    @staticmethod
+    def previous_vectors(vectors: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each vector of a batch `[v, d]` (row order), the vector before it in its row and whether there is
+        one: (`[v, d]`, `[v]` bool)."""
+        index = torch.arange(len(vectors), device=vectors.device)
+        has_previous = (index > 0) & (positions[(index - 1).clamp_min(0), 0] == positions[:, 0])
+        return vectors[(index - 1).clamp_min(0)], has_previous
 
     def forward(
         self,
@@ -140,26 +163,37 @@ class WorldModel(nn.Module):
         num_lm_tokens: Optional[int | torch.Tensor] = None,
     ) -> WorldModelOutput:
         """Shapes: input_ids/attention_mask/labels `[b, t]`; embedding_vectors `[v, d]`; embedding_positions
-        `[v, 2]`; embedding_is_target `[v]`. `num_*` widen the loss normalisation beyond this micro-batch."""
+        `[v, 2]`; embedding_is_target `[v]`. `num_*` widen the loss normalisation beyond this micro-batch. The
+        embedding loss is computed on normalised vectors; `predicted_embeddings` are in data units."""
         cfg = self.wm_config
         device = input_ids.device
         if embedding_vectors is None:
             embedding_vectors = torch.zeros((0, cfg.embedding_dim), device=device)
             embedding_positions = torch.zeros((0, 2), dtype=torch.long, device=device)
             embedding_is_target = torch.zeros((0,), dtype=torch.bool, device=device)
-        inputs_embeds = self.embed(input_ids, embedding_vectors, embedding_positions)
-        hidden = self.hidden_states(inputs_embeds, attention_mask)  # [b, t, h]
+        z = self.statistics.normalize(embedding_vectors)  # [v, d]
+        previous, has_previous = self.previous_vectors(embedding_vectors, embedding_positions)
+        targets = embedding_is_target
+        inputs = z
+        if self.training and cfg.embedding_noise_std > 0:
+            inputs = inputs + cfg.embedding_noise_std * torch.randn_like(inputs)
+        if self.training and cfg.scheduled_sampling_prob > 0 and targets.any():
+            inputs = self._scheduled_sampling(input_ids, attention_mask, inputs, embedding_positions, previous,
+                                              has_previous, targets)
+        hidden = self.hidden_states(self.embed(input_ids, inputs, embedding_positions, normalized=True),
+                                    attention_mask)  # [b, t, h]
 
         zero = hidden.new_zeros((), dtype=torch.float32)
         predicted = hidden.new_zeros((0, cfg.embedding_dim), dtype=torch.float32)
         embedding_sum, num_targets = zero, 0
         if cfg.embedding_loss_weight > 0:
             # run even with no targets: an empty pass keeps the head in the graph (DDP sees it used)
-            target_positions = embedding_positions[embedding_is_target]
-            predicted = self.predict_embeddings(hidden, target_positions)
-            target = embedding_vectors[embedding_is_target].to(predicted.dtype)
-            embedding_sum = embedding_errors(predicted, target, cfg.world_model_loss_type).sum()
-            num_targets = int(target_positions.shape[0])
+            slots = embedding_positions[targets]
+            predicted_z, predicted = self.vectors_from_hidden(
+                hidden[slots[:, 0], slots[:, 1] - 1], previous[targets], has_previous[targets]
+            )
+            embedding_sum = embedding_errors(predicted_z, z[targets], cfg.world_model_loss_type).sum()
+            num_targets = int(slots.shape[0])
 
         lm_sum, num_tokens = zero, 0
         if cfg.lm_loss_weight > 0 and labels is not None:
@@ -174,6 +208,19 @@ class WorldModel(nn.Module):
             terms, cfg.embedding_loss_weight, cfg.lm_loss_weight, num_embedding_targets, num_lm_tokens
         )
         return WorldModelOutput(loss, embedding_loss, lm_loss, terms, predicted)
+
+    def _scheduled_sampling(self, input_ids, attention_mask, inputs, positions, previous, has_previous, targets):
+        """With probability `scheduled_sampling_prob`, the input of a target vector becomes the model's own
+        prediction of it from a first pass without gradient (as it will be in a rollout)."""
+        with torch.no_grad():
+            hidden = self.hidden_states(self.embed(input_ids, inputs, positions, normalized=True), attention_mask)
+            slots = positions[targets]
+            own, _ = self.vectors_from_hidden(hidden[slots[:, 0], slots[:, 1] - 1], previous[targets],
+                                              has_previous[targets])
+        replace = torch.rand(len(own), device=own.device) < self.wm_config.scheduled_sampling_prob
+        mixed = inputs.clone()
+        mixed[targets] = torch.where(replace[:, None], own.to(mixed.dtype), inputs[targets])
+        return mixed
 
     # ---- saving and loading ---------------------------------------------------------------------------------------
     def world_model_state_dict(self) -> dict[str, torch.Tensor]:

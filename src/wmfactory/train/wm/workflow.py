@@ -3,7 +3,7 @@
 import os
 from typing import Optional
 
-import torch
+import numpy as np
 from transformers import TrainerCallback
 
 from ...data import WorldModelDataCollator, get_dataset, get_template
@@ -34,8 +34,9 @@ def run_wm(
         raise DataError(f"`eval_strategy` is '{training_args.eval_strategy.value}' but there is no evaluation data: "
                         "set `val_size` or `eval_dataset`.")
     model = load_world_model(model_args, finetuning_args, embedding_dim, data_args.template, training_args.do_train)
-    if training_args.do_train:
-        model.set_embedding_statistics(*embedding_statistics(dataset_module.train_dataset, embedding_dim))
+    if training_args.do_train and not model_args.adapter_name_or_path:
+        model.statistics.fit(VectorStreams(dataset_module.train_dataset), finetuning_args.embedding_norm,
+                             finetuning_args.ridge_lambda, seed=training_args.seed)
     collator = WorldModelDataCollator(pad_token_id=tokenizer.pad_token_id, embedding_dim=embedding_dim)
     trainer = WorldModelTrainer(
         model=model,
@@ -74,21 +75,16 @@ def run_wm(
     return trainer
 
 
-def embedding_statistics(dataset, embedding_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-dimension mean and standard deviation `[d]` of every vector of a preprocessed dataset."""
-    total = torch.zeros(embedding_dim, dtype=torch.float64)
-    squares = torch.zeros(embedding_dim, dtype=torch.float64)
-    count = 0
-    for batch in dataset.select_columns("embedding_vectors").iter(batch_size=1000):
-        for vectors in batch["embedding_vectors"]:
-            if len(vectors):
-                matrix = torch.as_tensor(vectors, dtype=torch.float64)
-                total += matrix.sum(dim=0)
-                squares += (matrix**2).sum(dim=0)
-                count += matrix.shape[0]
-    mean = total / max(count, 1)
-    std = (squares / max(count, 1) - mean**2).clamp_min(0).sqrt()
-    return mean.float(), std.float()
+class VectorStreams:
+    """The vector stream `[v, d]` of every row of a preprocessed dataset, read in batches (re-iterable)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset.select_columns(["embedding_vectors"])
+
+    def __iter__(self):
+        for batch in self.dataset.iter(batch_size=1000):
+            for vectors in batch["embedding_vectors"]:
+                yield np.asarray(vectors, dtype=np.float32)
 
 
 def resolve_embedding_dim(requested: Optional[int], found: Optional[int]) -> int:

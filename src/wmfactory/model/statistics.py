@@ -1,0 +1,118 @@
+"""Statistics of the training vectors, kept with the model: normalisation (`embedding_norm`), the scale of a step
+(`predict_residual`), and the baselines of evaluation (training mean, ridge regression).
+
+Normalisation maps a vector x (data units) to z = (clip(x, low, high) - center) / scale, per dimension:
+- `none`: z = x;
+- `standard`: center = mean, scale = standard deviation;
+- `robust`: center = median, scale = 0.7413 * interquartile range (the standard deviation of a normal
+  distribution with that IQR), after clipping each dimension to its 0.1% and 99.9% quantiles (Meta's Large Concept
+  Model normalises sentence embeddings this way). Quantiles come from a uniform sample of at most 100,000 vectors.
+The loss is computed on z; predictions are turned back into data units."""
+
+from typing import Iterable, Optional
+
+import numpy as np
+import torch
+from torch import nn
+
+ROBUST_QUANTILES = (0.001, 0.999)
+IQR_TO_STD = 0.7413
+SAMPLE_SIZE = 100_000
+
+
+class EmbeddingStatistics(nn.Module):
+    """Buffers (saved in world_model.safetensors): `mean`, `std`, `center`, `scale`, `low`, `high` `[d]`,
+    `delta_scale` `[d]` (std of the step between consecutive normalised vectors of a row) and `ridge` `[k*d + 1, d]`
+    (ridge regression from the last k vectors, data units)."""
+
+    def __init__(self, embedding_dim: int, ridge_history: int = 2):
+        super().__init__()
+        d = embedding_dim
+        for name, value in (("mean", 0.0), ("std", 1.0), ("center", 0.0), ("scale", 1.0), ("low", -np.inf),
+                            ("high", np.inf), ("delta_scale", 1.0)):
+            self.register_buffer(name, torch.full((d,), value))
+        self.register_buffer("ridge", torch.zeros(ridge_history * d + 1, d))
+        self.ridge_history = ridge_history
+
+    def normalize(self, vectors: torch.Tensor) -> torch.Tensor:
+        """`[..., d]` data units -> normalised, float32."""
+        x = vectors.float()
+        return (torch.minimum(torch.maximum(x, self.low), self.high) - self.center) / self.scale
+
+    def denormalize(self, z: torch.Tensor) -> torch.Tensor:
+        return z.float() * self.scale + self.center
+
+    def ridge_forecast(self, history: torch.Tensor) -> torch.Tensor:
+        """`history`: `[n, k, d]`, the last k vectors, most recent last -> `[n, d]`."""
+        features = torch.cat([history.flip(1).flatten(1), history.new_ones(history.shape[0], 1)], dim=1)
+        return features.float() @ self.ridge
+
+    @torch.no_grad()
+    def fit(self, rows: Iterable[np.ndarray], norm: str, ridge_lambda: float = 1e-3, seed: int = 0) -> None:
+        """`rows`: the vector stream `[v, d]` of every training row (called twice: it must be re-iterable)."""
+        d = self.mean.shape[0]
+        k = self.ridge_history
+        total, squares, count = np.zeros(d), np.zeros(d), 0
+        for stream in rows:
+            total += np.asarray(stream, dtype=np.float64).sum(axis=0) if len(stream) else 0.0
+            squares += (np.asarray(stream, dtype=np.float64) ** 2).sum(axis=0) if len(stream) else 0.0
+            count += len(stream)
+        if count == 0:
+            return
+        mean = total / count
+        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        self.mean.copy_(torch.from_numpy(mean))
+        self.std.copy_(torch.from_numpy(std))
+        if norm == "standard":
+            self._set(center=mean, scale=_safe(std))
+        elif norm == "robust":
+            rng = np.random.default_rng(seed)  # each vector kept with the same probability
+            keep = min(1.0, SAMPLE_SIZE / count)
+            values = np.concatenate([np.asarray(s, dtype=np.float64)[rng.random(len(s)) < keep] for s in rows
+                                     if len(s)] or [mean[None]])
+            low, high = np.quantile(values, ROBUST_QUANTILES, axis=0)
+            clipped = np.clip(values, low, high)
+            q1, median, q3 = np.quantile(clipped, (0.25, 0.5, 0.75), axis=0)
+            self._set(center=median, scale=_safe(IQR_TO_STD * (q3 - q1)), low=low, high=high)
+        elif norm != "none":
+            raise ValueError(f"Unknown embedding_norm '{norm}' (none, standard or robust).")
+
+        # second pass: step sizes in normalised space, and the ridge normal equations in data units
+        step_sum, step_squares, steps = np.zeros(d), np.zeros(d), 0
+        gram, cross = np.zeros((k * d + 1, k * d + 1)), np.zeros((k * d + 1, d))
+        for stream in rows:
+            if not len(stream):
+                continue
+            z = self.normalize(torch.from_numpy(np.asarray(stream, dtype=np.float32))).numpy().astype(np.float64)
+            if len(z) > 1:
+                delta = np.diff(z, axis=0)
+                step_sum += delta.sum(axis=0)
+                step_squares += (delta**2).sum(axis=0)
+                steps += len(delta)
+            if len(stream) > k:
+                x = np.asarray(stream, dtype=np.float64)
+                features = np.concatenate(
+                    [np.stack([x[k - j - 1: len(x) - j - 1] for j in range(k)], axis=1).reshape(len(x) - k, -1),
+                     np.ones((len(x) - k, 1))], axis=1)
+                gram += features.T @ features
+                cross += features.T @ x[k:]
+        if steps:
+            step_mean = step_sum / steps
+            self.delta_scale.copy_(torch.from_numpy(_safe(np.sqrt(np.maximum(step_squares / steps - step_mean**2, 0)))))
+        if gram[-1, -1] > 0:
+            penalty = ridge_lambda * gram[-1, -1] * np.eye(k * d + 1)
+            penalty[-1, -1] = 0.0  # the intercept is not shrunk
+            self.ridge.copy_(torch.from_numpy(np.linalg.solve(gram + penalty, cross)))
+
+    def _set(self, center: np.ndarray, scale: np.ndarray, low: Optional[np.ndarray] = None,
+             high: Optional[np.ndarray] = None) -> None:
+        self.center.copy_(torch.from_numpy(center))
+        self.scale.copy_(torch.from_numpy(scale))
+        if low is not None:
+            self.low.copy_(torch.from_numpy(low))
+            self.high.copy_(torch.from_numpy(high))
+
+
+def _safe(scale: np.ndarray) -> np.ndarray:
+    """A dimension that never varies keeps scale 1 rather than dividing by zero."""
+    return np.where(scale > 1e-12, scale, 1.0)

@@ -1,0 +1,109 @@
+"""Normalisation, residual prediction, the ridge baseline and the extra loss types, against values computed here."""
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY_MODEL
+from wmfactory.hparams import FinetuningArguments, ModelArguments
+from wmfactory.model import load_world_model
+from wmfactory.model.loss import embedding_errors
+from wmfactory.model.statistics import EmbeddingStatistics
+
+
+def streams(seed=0, rows=50, steps=6, d=3):
+    rng = np.random.default_rng(seed)
+    a = np.array([[0.9, -0.2, 0.0], [0.2, 0.9, 0.0], [0.0, 0.0, 0.5]])[:d, :d]
+    out = []
+    for _ in range(rows):
+        x = rng.normal(size=d) * np.array([1.0, 5.0, 0.1])[:d] + np.array([2.0, -1.0, 0.0])[:d]
+        stream = []
+        for _ in range(steps):
+            stream.append(x.copy())
+            x = a @ x
+        out.append(np.asarray(stream, dtype=np.float32))
+    return out, a
+
+
+def test_standard_normalisation_and_step_scale():
+    rows, _ = streams()
+    stats = EmbeddingStatistics(3)
+    stats.fit(rows, "standard")
+    everything = np.concatenate(rows).astype(np.float64)
+    np.testing.assert_allclose(stats.center.numpy(), everything.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(stats.scale.numpy(), everything.std(0), rtol=1e-4)
+    z = (everything - everything.mean(0)) / everything.std(0)
+    steps = np.concatenate([np.diff((r - everything.mean(0)) / everything.std(0), axis=0) for r in rows])
+    np.testing.assert_allclose(stats.delta_scale.numpy(), steps.std(0), rtol=1e-4)
+    x = torch.from_numpy(rows[0])
+    np.testing.assert_allclose(stats.normalize(x).numpy(), z[:6], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(stats.denormalize(stats.normalize(x)), x, rtol=1e-5, atol=1e-5)
+
+
+def test_robust_normalisation_uses_median_iqr_and_clips_outliers():
+    values = np.arange(1, 1001, dtype=np.float32)[:, None].repeat(2, axis=1)
+    values[0] = [1e6, -1e6]  # one extreme vector
+    stats = EmbeddingStatistics(2)
+    stats.fit([values], "robust")
+    low, high = np.quantile(values, (0.001, 0.999), axis=0)
+    clipped = np.clip(values, low, high)
+    q1, median, q3 = np.quantile(clipped, (0.25, 0.5, 0.75), axis=0)
+    np.testing.assert_allclose(stats.center.numpy(), median, rtol=1e-6)
+    np.testing.assert_allclose(stats.scale.numpy(), 0.7413 * (q3 - q1), rtol=1e-6)
+    z = stats.normalize(torch.tensor([[1e6, -1e6]]))  # clipped to the quantiles, not millions of units away
+    np.testing.assert_allclose(z.numpy()[0], (np.array([high[0], low[1]]) - median) / (0.7413 * (q3 - q1)),
+                               rtol=1e-5)
+
+
+def test_ridge_recovers_a_linear_map():
+    rows, a = streams(rows=200)
+    stats = EmbeddingStatistics(3, ridge_history=1)
+    stats.fit(rows, "none", ridge_lambda=1e-9)
+    history = torch.from_numpy(rows[0][:-1])[:, None, :]  # [n, k=1, d]
+    np.testing.assert_allclose(stats.ridge_forecast(history).numpy(), rows[0][1:], rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(stats.ridge.numpy()[:3], a.T, atol=1e-4)
+
+
+def test_zero_head_output_with_predict_residual_is_persistence():
+    model = load_world_model(ModelArguments(model_name_or_path=TINY_MODEL),
+                             FinetuningArguments(stage="wm", finetuning_type="full", predict_residual=True,
+                                                 embedding_norm="standard"), embedding_dim=3)
+    rows, _ = streams()
+    model.statistics.fit(rows, "standard")
+    torch.nn.init.zeros_(model.prediction_head[2].weight)
+    torch.nn.init.zeros_(model.prediction_head[2].bias)
+    previous = torch.from_numpy(rows[0][:4])
+    hidden = torch.randn(4, 64)
+    _, predicted = model.vectors_from_hidden(hidden, previous, torch.tensor([True, True, True, False]))
+    torch.testing.assert_close(predicted[:3], previous[:3], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(predicted[3], model.statistics.center)  # no previous: the training center
+
+
+def test_smooth_l1_and_cosine_by_hand():
+    predicted = torch.tensor([[0.5, 3.0], [1.0, 0.0]])
+    target = torch.tensor([[0.0, 0.0], [0.0, 2.0]])
+    # smooth_l1: |0.5| < 1 -> 0.5 * 0.25 = 0.125; |3| -> 2.5; mean 1.3125. |1| -> 0.5; |2| -> 1.5; mean 1.0
+    torch.testing.assert_close(embedding_errors(predicted, target, "smooth_l1"), torch.tensor([1.3125, 1.0]))
+    # cosine: [1, 0] vs [0, 2] are orthogonal -> 1 - 0 = 1; [0.5, 3] vs [0, 0] -> similarity 0 (eps) -> 1
+    torch.testing.assert_close(embedding_errors(predicted, target, "cosine"), torch.tensor([1.0, 1.0]))
+    same = embedding_errors(torch.tensor([[1.0, 2.0]]), torch.tensor([[2.0, 4.0]]), "cosine")
+    torch.testing.assert_close(same, torch.tensor([0.0]), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("option", [{"scheduled_sampling_prob": 1.0}, {"embedding_noise_std": 0.5}])
+def test_training_only_input_perturbations(option):
+    model = load_world_model(ModelArguments(model_name_or_path=TINY_MODEL),
+                             FinetuningArguments(stage="wm", finetuning_type="full", **option), embedding_dim=3)
+    batch = {
+        "input_ids": torch.tensor([[5, 2, 2, 2, 9, 9]]),
+        "embedding_vectors": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),
+        "embedding_positions": torch.tensor([[0, 1], [0, 2], [0, 3]]),
+        "embedding_is_target": torch.tensor([False, True, True]),
+    }
+    model.eval()
+    first, second = model(**batch).embedding_loss, model(**batch).embedding_loss
+    assert first == second  # evaluation never perturbs
+    model.train()
+    torch.manual_seed(0)
+    perturbed = model(**batch).embedding_loss
+    assert perturbed != first and torch.isfinite(perturbed)
