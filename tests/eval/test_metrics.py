@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from wmfactory.eval.metrics import baseline_forecasts, forecast_metrics
+from wmfactory.eval.metrics import baseline_forecasts, forecast_metrics, ridge_path
 
 
 def test_metrics_by_hand():
@@ -25,9 +25,18 @@ def test_metrics_by_hand():
 def test_baselines():
     stream = np.array([[0.0, 0.0], [1.0, 2.0], [3.0, 3.0]])
     mean = np.array([5.0, 5.0])
-    one_step = baseline_forecasts(stream, origin=2, index=3, mean=mean)
+    # ridge with history 2: next = 0.5 * x[t-1] + 0.25 * x[t-2] + [1, 0] (rows: x[t-1], x[t-2], bias)
+    ridge = np.concatenate([0.5 * np.eye(2), 0.25 * np.eye(2), [[1.0, 0.0]]])
+    one_step = baseline_forecasts(stream, origin=2, index=3, mean=mean, ridge=ridge, history=2)
     np.testing.assert_array_equal(one_step["persistence"], [3.0, 3.0])
     np.testing.assert_array_equal(one_step["linear_extrapolation"], [5.0, 4.0])  # 2 x[t-1] - x[t-2]
     np.testing.assert_array_equal(one_step["training_mean"], mean)
-    three_steps = baseline_forecasts(stream, origin=2, index=5, mean=mean)
+    np.testing.assert_allclose(one_step["ridge"], [0.5 * 3 + 0.25 * 1 + 1, 0.5 * 3 + 0.25 * 2])
+    three_steps = baseline_forecasts(stream, origin=2, index=5, mean=mean, ridge=ridge, history=2)
     np.testing.assert_array_equal(three_steps["linear_extrapolation"], [3.0 + 3 * 2.0, 3.0 + 3 * 1.0])
+    # the ridge rolls forward on its own forecasts
+    x3 = np.array([2.75, 2.0])
+    x4 = 0.5 * x3 + 0.25 * np.array([3.0, 3.0]) + [1.0, 0.0]
+    x5 = 0.5 * x4 + 0.25 * x3 + [1.0, 0.0]
+    np.testing.assert_allclose(ridge_path(ridge, stream[1:3], 3), [x3, x4, x5])
+    np.testing.assert_allclose(three_steps["ridge"], x5)

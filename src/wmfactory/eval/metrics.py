@@ -7,7 +7,7 @@ lie farther from it than its own target: 1.0 means the prediction singles out it
 import numpy as np
 
 METRICS = ("mse", "mae", "cosine", "l2", "contrastive_accuracy")
-BASELINES = ("persistence", "linear_extrapolation", "training_mean")
+BASELINES = ("persistence", "linear_extrapolation", "training_mean", "ridge")
 
 
 def forecast_metrics(predicted: np.ndarray, target: np.ndarray, rows: np.ndarray, block: int = 1024) -> dict:
@@ -38,15 +38,31 @@ def forecast_metrics(predicted: np.ndarray, target: np.ndarray, rows: np.ndarray
     }
 
 
-def baseline_forecasts(stream: np.ndarray, origin: int, index: int, mean: np.ndarray) -> dict[str, np.ndarray]:
+def ridge_path(ridge: np.ndarray, history: np.ndarray, steps: int) -> np.ndarray:
+    """Roll the ridge regression forward: `ridge` `[k*d + 1, d]` maps the last k vectors (most recent first) and a
+    bias to the next; `history` `[k, d]` (most recent last) -> `[steps, d]`, each forecast fed back."""
+    window = list(history)
+    out = []
+    for _ in range(steps):
+        features = np.concatenate([np.concatenate(window[::-1]), [1.0]])
+        forecast = features @ ridge
+        out.append(forecast)
+        window = window[1:] + [forecast]
+    return np.asarray(out)
+
+
+def baseline_forecasts(stream: np.ndarray, origin: int, index: int, mean: np.ndarray, ridge: np.ndarray,
+                       history: int) -> dict[str, np.ndarray]:
     """Forecasts of `stream[index]` made at `origin` (the last vector known, `origin < index`).
 
     persistence: the last known vector; linear extrapolation: continue the last step, x[o] + k (x[o] - x[o-1]) for
-    k = index - origin (2 x[t-1] - x[t-2] one step ahead); training mean: the mean training vector."""
+    k = index - origin (2 x[t-1] - x[t-2] one step ahead); training mean: the mean training vector; ridge: the
+    ridge regression on the last `history` known vectors, fitted on the training split, rolled forward."""
     steps = index - origin
     last, before = stream[origin], stream[origin - 1]
     return {
         "persistence": last,
         "linear_extrapolation": last + steps * (last - before),
         "training_mean": mean,
+        "ridge": ridge_path(ridge, stream[origin - history + 1: origin + 1], steps)[-1],
     }

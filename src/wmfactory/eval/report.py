@@ -40,27 +40,32 @@ class _Pool:
 
 def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1) -> dict[str, Any]:
     """`rows`: preprocessed features (as the data pipeline writes them). A vector is scored only where every
-    baseline is defined (two known vectors before it); the others are counted as `excluded_vectors`."""
+    baseline is defined (max(2, ridge_history) known vectors before it); the others are `excluded_vectors`."""
     mean = model.statistics.mean.float().cpu().numpy()
+    ridge = model.statistics.ridge.double().cpu().numpy()
+    history = model.statistics.ridge_history
+    known = max(2, history)  # vectors a forecast needs before it, for every baseline to be defined
     forced = _Pool()
     horizons: dict[int, _Pool] = defaultdict(_Pool)
     for number, features in enumerate(rows):
         stream = np.asarray(features["embedding_vectors"], dtype=np.float32).reshape(len(features["embedding_groups"]), -1)
         for group in teacher_forced(model, features):
             for predicted, index in zip(group.predicted, group.vector_indices):
-                if index < 2:
+                if index < known:
                     forced.excluded += 1
                     continue
-                forced.add(number, stream[index], predicted, baseline_forecasts(stream, index - 1, index, mean))
+                forced.add(number, stream[index], predicted,
+                           baseline_forecasts(stream, index - 1, index, mean, ridge, history))
         generated = generate_groups(model, features, context_groups) if context_groups > 0 else []
         origin = generated[0].vector_indices[0] - 1 if generated else -1  # the last given vector
         for group in generated:
             pool = horizons[group.horizon]
             for predicted, index in zip(group.predicted, group.vector_indices):
-                if origin < 1:
+                if origin < known - 1:
                     pool.excluded += 1
                     continue
-                pool.add(number, stream[index], predicted, baseline_forecasts(stream, origin, index, mean))
+                pool.add(number, stream[index], predicted,
+                         baseline_forecasts(stream, origin, index, mean, ridge, history))
     return {
         "teacher_forced": forced.score(),
         "rollout": {"context_groups": context_groups,
@@ -84,6 +89,9 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  {name:22}" + "".join(_cell(result[name][m]) for m in METRICS))
         verdict = "beats" if result["skill"] > 0 else "does NOT beat"
         lines.append(f"  skill vs persistence: {result['skill']:.4f} (the model {verdict} persistence)")
+        if result["ridge"]["mse"] <= result["model"]["mse"]:
+            lines.append("  the model does NOT beat the ridge regression on the last vectors (a linear model "
+                         "fitted on the training split)")
         best = min(BASELINES, key=lambda b: result[b]["mse"])
         if result[best]["mse"] <= result["model"]["mse"]:
             lines.append(f"  the best baseline ({best}) has lower MSE than the model")
