@@ -46,7 +46,8 @@ def recompute_rollout(model, features, steps: int) -> np.ndarray:
         embeds = model.embed(torch.as_tensor(ids)[None], torch.as_tensor(np.stack(vectors)),
                              torch.as_tensor([[0, p] for p in positions]))
         hidden = model.hidden_states(embeds, None)[0, -1]
-        vector = model.prediction_head(hidden[None])[0].numpy()
+        previous = torch.as_tensor(vectors[-1])[None]
+        vector = model.vectors_from_hidden(hidden[None], previous, torch.ones(1, dtype=torch.bool))[1][0].numpy()
         out.append(vector)
         positions.append(len(ids))
         ids.append(0)

@@ -1,13 +1,15 @@
-"""Trajectories of two coupled, damped harmonic oscillators (masses on springs), as a world-model dataset.
+"""Trajectories of two coupled, damped pendulums, as a world-model dataset.
 
-The state is (x1, v1, x2, v2): positions and velocities of two unit masses, each tied to a wall by a spring of
-stiffness k, coupled by a spring of stiffness c, with damping b:
+The state is (a1, w1, a2, w2): the angles and angular velocities of two pendulums (g/L = 1) joined by a spring of
+stiffness c, with damping b:
 
-    x1'' = -k x1 - c (x1 - x2) - b v1        x2'' = -k x2 - c (x2 - x1) - b v2
+    a1'' = -sin(a1) - c (a1 - a2) - b w1        a2'' = -sin(a2) - c (a2 - a1) - b w2
 
-integrated exactly (matrix exponential of the linear system) and sampled every `dt`. Each row is one trajectory:
-`<m1>` ... `<mT>`, one state vector per snapshot, with random initial conditions. Writes `<out>/dataset_info.json`,
-`<out>/oscillator_train.json`, `<out>/oscillator_test.json` and the vectors under `<out>/states/` (.npy).
+Starting angles reach +-2 rad, where sin(a) is far from a, so the dynamics are nonlinear (a linear model of the
+last states cannot follow them exactly). Integrated with fourth-order Runge-Kutta in steps of dt / 10 and sampled
+every dt = 0.5 s. Each row is one trajectory: `<m1>` ... `<mT>`, one state vector per snapshot, with random
+initial conditions. Writes `<out>/dataset_info.json`, `<out>/oscillator_train.json`, `<out>/oscillator_test.json`
+and the vectors under `<out>/states/` (.npy).
 
     python examples/dynamics/make_oscillator_data.py --out data_oscillator [--rows 256] [--steps 8]
 """
@@ -19,39 +21,39 @@ import os
 import numpy as np
 
 
-def transition(k: float = 1.0, c: float = 0.5, b: float = 0.1, dt: float = 0.5) -> np.ndarray:
-    """The exact one-step map `[4, 4]` of the linear system over `dt`."""
-    a = np.array([
-        [0, 1, 0, 0],
-        [-(k + c), -b, c, 0],
-        [0, 0, 0, 1],
-        [c, 0, -(k + c), -b],
-    ], dtype=np.float64)
-    return _expm(a * dt)
+def derivative(state: np.ndarray, c: float = 0.5, b: float = 0.1) -> np.ndarray:
+    a1, w1, a2, w2 = state
+    return np.array([w1, -np.sin(a1) - c * (a1 - a2) - b * w1, w2, -np.sin(a2) - c * (a2 - a1) - b * w2])
 
 
-def _expm(matrix: np.ndarray) -> np.ndarray:
-    # eigendecomposition is exact enough for this small, diagonalisable system and needs only NumPy
-    values, vectors = np.linalg.eig(matrix)
-    return np.real(vectors @ np.diag(np.exp(values)) @ np.linalg.inv(vectors))
+def advance(state: np.ndarray, dt: float = 0.5, substeps: int = 10, **params) -> np.ndarray:
+    """The state `dt` seconds later (Runge-Kutta 4)."""
+    h = dt / substeps
+    for _ in range(substeps):
+        k1 = derivative(state, **params)
+        k2 = derivative(state + h / 2 * k1, **params)
+        k3 = derivative(state + h / 2 * k2, **params)
+        k4 = derivative(state + h * k3, **params)
+        state = state + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    return state
 
 
-def write_split(out: str, name: str, rows: int, steps: int, rng: np.random.Generator, step: np.ndarray) -> None:
+def write_split(out: str, name: str, rows: int, steps: int, rng: np.random.Generator) -> None:
     data = []
     os.makedirs(os.path.join(out, "states"), exist_ok=True)
     for row in range(rows):
-        state = rng.uniform(-1, 1, size=4)
+        state = rng.uniform([-2, -1, -2, -1], [2, 1, 2, 1])
         files = {}
         for t in range(steps):
             path = os.path.join("states", f"{name}_{row}_{t}.npy")
             np.save(os.path.join(out, path), state.astype(np.float32))
             files[f"m{t + 1}"] = [path]
-            state = step @ state
+            state = advance(state)
         context = "".join(f"<m{t + 1}>" for t in range(steps // 2))
         future = "".join(f"<m{t + 1}>" for t in range(steps // 2, steps))
         data.append({
             "messages": [
-                {"role": "user", "content": f"Two coupled oscillators, sampled every 0.5 s: {context} Continue."},
+                {"role": "user", "content": f"Two coupled pendulums, sampled every 0.5 s: {context} Continue."},
                 {"role": "assistant", "content": future},
             ],
             "embeddings": files,
@@ -69,9 +71,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    step = transition()
-    write_split(args.out, "train", args.rows, args.steps, rng, step)
-    write_split(args.out, "test", args.test_rows, args.steps, rng, step)
+    write_split(args.out, "train", args.rows, args.steps, rng)
+    write_split(args.out, "test", args.test_rows, args.steps, rng)
     tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
     info = {f"oscillator_{name}": {"file_name": f"oscillator_{name}.json", "formatting": "sharegpt",
                                    "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": tags}

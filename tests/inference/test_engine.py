@@ -41,8 +41,10 @@ def test_rollout_equals_a_no_cache_recompute_and_prefixes_agree(trained):
     extended["embedding_positions"] = features["embedding_positions"] + list(range(t, t + 12))
     vectors = np.concatenate([np.asarray(features["embedding_vectors"], dtype=np.float32), rollout])
     hidden = recompute_hidden(model, extended, vectors)
+    previous = torch.as_tensor(vectors[len(features["embedding_vectors"]) - 1: -1])  # the vector before each
     with torch.no_grad():
-        recomputed = model.prediction_head(hidden[t - 1: t + 11]).numpy()
+        recomputed = model.vectors_from_hidden(hidden[t - 1: t + 11], previous, torch.ones(12, dtype=torch.bool))[1]
+    recomputed = recomputed.numpy()
     np.testing.assert_allclose(rollout, recomputed, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(continue_stream(model, features, 5), rollout[:5], rtol=0, atol=1e-6)
 
@@ -60,8 +62,11 @@ def test_generated_groups_equal_a_recompute_with_generated_inputs(trained):
     hidden = recompute_hidden(model, features, vectors)
     positions = np.asarray(features["embedding_positions"])
     for g in generated:
+        indices = np.asarray(g.vector_indices)
+        previous = torch.as_tensor(vectors[indices - 1])  # generated groups never start a row here
         with torch.no_grad():
-            again = model.prediction_head(hidden[positions[g.vector_indices] - 1]).numpy()
+            again = model.vectors_from_hidden(hidden[positions[indices] - 1], previous,
+                                              torch.as_tensor(indices > 0))[1].numpy()
         np.testing.assert_allclose(g.predicted, again, rtol=1e-4, atol=1e-5)
 
 

@@ -40,7 +40,10 @@ def test_forward_matches_an_independent_computation():
     for (row, pos), vector in zip(batch["embedding_positions"].tolist(), batch["embedding_vectors"]):
         embeds[row, pos] = model.projector(vector)
     hidden = lm.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
-    predicted = torch.stack([model.prediction_head(hidden[0, 2]), model.prediction_head(hidden[1, 0])])
+    # predict_residual (the default): the head gives the step from the previous vector of the row, in units of the
+    # step scale (1 before statistics are fitted); row 1's only vector has no previous one, so it starts from 0
+    vectors = batch["embedding_vectors"]
+    predicted = torch.stack([vectors[0] + model.prediction_head(hidden[0, 2]), model.prediction_head(hidden[1, 0])])
     targets = torch.stack([batch["embedding_vectors"][1], batch["embedding_vectors"][2]])
     expected_emb = ((predicted - targets) ** 2).mean(dim=-1).mean()
     logits = lm.lm_head(hidden)

@@ -38,7 +38,7 @@ class WorldModelConfig:
     world_model_loss_type: LossType = "l2"
     embedding_targets: str = "next"
     embedding_norm: str = "none"
-    predict_residual: bool = False
+    predict_residual: bool = True
     embedding_noise_std: float = 0.0
     scheduled_sampling_prob: float = 0.0
     ridge_history: int = 2
