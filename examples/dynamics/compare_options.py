@@ -14,16 +14,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+# each option alone against the plain head (predict_residual off), then combinations with the default
 OPTIONS = {
-    "plain": {},
-    "embedding_norm: standard": {"embedding_norm": "standard"},
-    "embedding_norm: robust": {"embedding_norm": "robust"},
-    "predict_residual": {"predict_residual": True},
-    "standard + residual": {"embedding_norm": "standard", "predict_residual": True},
-    "embedding_noise_std: 0.05": {"embedding_noise_std": 0.05},
-    "scheduled_sampling_prob: 0.3": {"scheduled_sampling_prob": 0.3},
-    "standard + residual + sampling 0.3": {"embedding_norm": "standard", "predict_residual": True,
-                                           "scheduled_sampling_prob": 0.3},
+    "plain head (predict_residual: false)": {"predict_residual": False},
+    "embedding_norm: standard": {"predict_residual": False, "embedding_norm": "standard"},
+    "embedding_norm: robust": {"predict_residual": False, "embedding_norm": "robust"},
+    "embedding_noise_std: 0.05": {"predict_residual": False, "embedding_noise_std": 0.05},
+    "scheduled_sampling_prob: 0.3": {"predict_residual": False, "scheduled_sampling_prob": 0.3},
+    "predict_residual: true (default)": {},
+    "residual + embedding_norm: standard": {"embedding_norm": "standard"},
+    "residual + scheduled_sampling_prob: 0.3": {"scheduled_sampling_prob": 0.3},
 }
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     for name, option in OPTIONS.items():
         if args.only and name not in args.only:
             continue
-        output_dir = os.path.join(args.out, name.replace(" ", "_").replace(":", "").replace("+", "and"))
+        output_dir = os.path.join(args.out, "".join(c if c.isalnum() else "_" for c in name))
         run_exp({"stage": "wm", "model_name_or_path": os.path.join(REPO, "examples", "models", "tiny-llama"),
                  "finetuning_type": "lora", "lora_rank": 16, "lm_loss_weight": 0.0, "dataset": "oscillator_train",
                  "dataset_dir": data_dir, "output_dir": output_dir, "overwrite_output_dir": True,
