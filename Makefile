@@ -1,11 +1,13 @@
 # The two commands a newcomer needs: `make demo` and `make test`. Both create .venv on first use.
 # PYTHON is the interpreter that creates .venv; everything after runs inside .venv.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test install clean
+.PHONY: demo test bench install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,13 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q tests
+
+# CPU benchmarks behind docs/benchmarks.md (about 5 minutes on 2 cores); JSON results in saves/benchmarks/
+bench: install
+	mkdir -p saves/benchmarks
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/rollout_scaling.py | tee saves/benchmarks/rollout_scaling.txt
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/preprocessing.py --rows 20000 | tee saves/benchmarks/preprocessing.txt
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/training_throughput.py | tee saves/benchmarks/training_throughput.txt
 
 clean:
 	rm -rf saves .pytest_cache

@@ -49,11 +49,12 @@ def combine_losses(
     """Returns (loss, embedding_loss, lm_loss). `num_targets`/`num_tokens` override the micro-batch's own counts."""
     targets = terms.num_targets if num_targets is None else num_targets
     tokens = terms.num_tokens if num_tokens is None else num_tokens
-    embedding_loss = terms.embedding_sum / max(_as_number(targets), 1)
-    lm_loss = terms.lm_sum / max(_as_number(tokens), 1)
+    embedding_loss = terms.embedding_sum / _at_least_one(targets)
+    lm_loss = terms.lm_sum / _at_least_one(tokens)
     loss = embedding_loss_weight * embedding_loss + lm_loss_weight * lm_loss
     return loss, embedding_loss, lm_loss
 
 
-def _as_number(count: int | torch.Tensor) -> float:
-    return float(count.item()) if isinstance(count, torch.Tensor) else float(count)
+def _at_least_one(count: int | torch.Tensor) -> float | torch.Tensor:
+    """The count, or 1 when it is 0 (a batch without targets contributes 0, not NaN); tensors stay on device."""
+    return count.clamp(min=1).to(torch.float32) if isinstance(count, torch.Tensor) else float(max(count, 1))

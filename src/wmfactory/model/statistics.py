@@ -33,14 +33,17 @@ class EmbeddingStatistics(nn.Module):
             self.register_buffer(name, torch.full((d,), value))
         self.register_buffer("ridge", torch.zeros(ridge_history * d + 1, d))
         self.ridge_history = ridge_history
+        self.active = True  # False for `embedding_norm: none`: normalising is then the identity, skipped
 
     def normalize(self, vectors: torch.Tensor) -> torch.Tensor:
         """`[..., d]` data units -> normalised, float32."""
         x = vectors.float()
+        if not self.active:
+            return x
         return (torch.minimum(torch.maximum(x, self.low), self.high) - self.center) / self.scale
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
-        return z.float() * self.scale + self.center
+        return z.float() * self.scale + self.center if self.active else z.float()
 
     def ridge_forecast(self, history: torch.Tensor) -> torch.Tensor:
         """`history`: `[n, k, d]`, the last k vectors, most recent last -> `[n, d]`."""
@@ -76,6 +79,7 @@ class EmbeddingStatistics(nn.Module):
             self._set(center=median, scale=_safe(IQR_TO_STD * (q3 - q1)), low=low, high=high)
         elif norm != "none":
             raise ValueError(f"Unknown embedding_norm '{norm}' (none, standard or robust).")
+        self.active = norm != "none"
 
         # second pass: step sizes in normalised space, and the ridge normal equations in data units
         step_sum, step_squares, steps = np.zeros(d), np.zeros(d), 0

@@ -81,6 +81,7 @@ class WorldModel(nn.Module):
         self.projector = build_mlp(config.projector_type, d, h, h)
         self.prediction_head = build_mlp(config.prediction_head_type, h, h, d)
         self.statistics = EmbeddingStatistics(d, config.ridge_history)
+        self.statistics.active = config.embedding_norm != "none"
 
     # ---- access to the wrapped LM ---------------------------------------------------------------------------------
     @property
