@@ -42,7 +42,8 @@ def _prepare(args: Args, need_output: bool = True):
     if need_output and not given & {"output_dir"}:
         raise DataError("`output_dir` is required: where the results are written.")
     config = model.wm_config
-    data_args = dataclasses.replace(data_args, val_size=0.0, eval_dataset=None,
+    # the rows of `dataset` themselves: no validation split, and not a training run's saved `tokenized_path`
+    data_args = dataclasses.replace(data_args, val_size=0.0, eval_dataset=None, tokenized_path=None,
                                     template=data_args.template if "template" in given else config.template)
     finetuning_args = dataclasses.replace(
         finetuning_args, stage="wm", embedding_dim=config.embedding_dim,
