@@ -8,6 +8,7 @@ import pytest
 from conftest import train_args, write_dynamics_dataset
 
 from wmfactory import WorldModel
+from wmfactory.eval.report import format_report
 from wmfactory.inference.workflow import run_eval, run_export, run_predict
 from wmfactory.train.tuner import run_exp
 
@@ -81,6 +82,10 @@ def test_rollout_predictions_and_evaluation_report(trained):
     forced = report["teacher_forced"]
     assert forced["vectors"] == 16 * 4 and forced["excluded_vectors"] == 16
     assert forced["skill"] > 0.5 and forced["model"]["mse"] < forced["linear_extrapolation"]["mse"]
+    # the system is linear, so the ridge regression on the last vectors is nearly exact; the report says plainly
+    # that the model does not beat it
+    assert forced["ridge"]["mse"] < forced["model"]["mse"]
+    assert "does NOT beat the ridge regression" in format_report(report)
     # the rollout at horizon 1 is a teacher-forced prediction of m3 from the two given groups
     h1 = report["rollout"]["horizons"]["1"]
     m3 = [r for r in records if r["key"] == "m3"]
