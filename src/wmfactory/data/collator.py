@@ -26,10 +26,12 @@ class ArrowBatches(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, index: int) -> pa.Table:
-        return self.dataset[index : index + 1]
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        """One row as a dict of lists, as any dataset gives it (samplers that look at lengths read this)."""
+        return self.dataset[index : index + 1].to_pylist()[0]
 
     def __getitems__(self, indices: Sequence[int]) -> list[pa.Table]:
+        """The batch the DataLoader asks for, as one table (the collator takes it whole)."""
         return [self.dataset[list(indices)]]
 
 
