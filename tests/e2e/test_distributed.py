@@ -46,7 +46,7 @@ def test_two_processes_match_one_process_with_twice_the_batch(tmp_path):
     common = {"stage": "wm", "model_name_or_path": TINY_MODEL, "dataset": "mixed", "dataset_dir": data_dir,
               "finetuning_type": "lora", "max_steps": 20, "logging_steps": 1, "learning_rate": 5e-3,
               "disable_shuffling": True, "save_strategy": "no", "report_to": "none", "overwrite_output_dir": True,
-              "disable_tqdm": True, "seed": 3}
+              "disable_tqdm": True, "seed": 3, "use_cpu": True}  # gloo, also where a GPU is present
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump({**common, "per_device_train_batch_size": 2, "output_dir": str(tmp_path / "ddp")}))
     env = {**ENV, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "MASTER_PORT": "29517"}
