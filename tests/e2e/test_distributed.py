@@ -4,6 +4,7 @@ SIGTERM sent to a training run."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,6 +38,12 @@ def mixed_rows(data_dir, n=40):
     return write_dataset(data_dir, "mixed", rows)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 def log_by_step(path):
     return {entry["current_steps"]: entry for entry in map(json.loads, open(path)) if "loss" in entry}
 
@@ -49,7 +56,7 @@ def test_two_processes_match_one_process_with_twice_the_batch(tmp_path):
               "disable_tqdm": True, "seed": 3, "use_cpu": True}  # gloo, also where a GPU is present
     config = tmp_path / "ddp.yaml"
     config.write_text(yaml.safe_dump({**common, "per_device_train_batch_size": 2, "output_dir": str(tmp_path / "ddp")}))
-    env = {**ENV, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "MASTER_PORT": "29517"}
+    env = {**ENV, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())}
     done = subprocess.run([sys.executable, "-m", "wmfactory.cli", "train", str(config)], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -89,7 +96,7 @@ def wait_for(path, process, timeout=120):
 
 def test_sigkill_then_resume_logs_the_same_losses(tmp_path):
     data_dir = write_dynamics_dataset(tmp_path / "data", rows=24, varied=True)
-    config = train_config(tmp_path, data_dir, tmp_path / "killed", max_steps=40)
+    config = train_config(tmp_path, data_dir, tmp_path / "killed", max_steps=60)
     process = start(tmp_path, config, "killed")
     wait_for(tmp_path / "killed" / "checkpoint-10" / "trainer_state.json", process)
     process.send_signal(signal.SIGKILL)
@@ -97,11 +104,11 @@ def test_sigkill_then_resume_logs_the_same_losses(tmp_path):
     resumed = run_exp(config)  # same command again: resumes from the newest complete checkpoint
     reference = run_exp({**config, "output_dir": str(tmp_path / "reference"), "overwrite_output_dir": True})
     first_resumed_step = min(h["step"] for h in resumed.state.log_history if "loss" in h and h["step"] > 10)
-    assert resumed.state.global_step == reference.state.global_step == 40
+    assert resumed.state.global_step == reference.state.global_step == 60
     logs = {h["step"]: h for h in resumed.state.log_history if "loss" in h}
     expected = {h["step"]: h for h in reference.state.log_history if "loss" in h}
-    assert first_resumed_step > 10 and set(range(first_resumed_step, 41)) <= set(logs)
-    for step in range(first_resumed_step, 41):
+    assert first_resumed_step > 10 and set(range(first_resumed_step, 61)) <= set(logs)
+    for step in range(first_resumed_step, 61):
         for key in ("loss", "embedding_loss", "lm_loss"):
             assert abs(logs[step][key] - expected[step][key]) <= 1e-5 * abs(expected[step][key]), (step, key)
 
