@@ -12,7 +12,7 @@ from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from ..hparams import get_infer_args
 from ..model.loader import load_tokenizer
-from .loader import _load_raw, _preprocess
+from .loader import load_raw, preprocess
 from .registry import get_dataset_attrs
 from .template import get_template
 
@@ -35,11 +35,11 @@ def run_check(args: Union[dict[str, Any], list[str], None] = None) -> int:
     for name in names:
         try:
             attr = get_dataset_attrs([name], data_args.dataset_dir)[0]
-            raw = _load_raw(attr, model_args, data_args)
+            raw = load_raw(attr, model_args, data_args)
         except DataError as err:
             report["problems"].append(str(err))
             continue
-        checked = _preprocess(raw, attr, template, tokenizer, data_args, finetuning_args, mode="collect",
+        checked = preprocess(raw, attr, template, tokenizer, data_args, finetuning_args, mode="collect",
                               cutoff_len=NO_CUTOFF)
         summary, problems = _summarise(checked.select_columns(SUMMARY_COLUMNS), attr.name, data_args.cutoff_len)
         summary["modalities"] = _modalities(raw, attr, data_args.media_dir)

@@ -113,9 +113,9 @@ def _load_mixture(names, template, tokenizer, model_args, data_args, finetuning_
         return None
     datasets = []
     for attr in get_dataset_attrs(names, data_args.dataset_dir):
-        raw = _load_raw(attr, model_args, data_args)
+        raw = load_raw(attr, model_args, data_args)
         mode = "skip" if data_args.skip_invalid_rows else "raise"
-        datasets.append(_preprocess(raw, attr, template, tokenizer, data_args, finetuning_args, mode))
+        datasets.append(preprocess(raw, attr, template, tokenizer, data_args, finetuning_args, mode))
     if len(datasets) == 1:
         return datasets[0]
     if data_args.mix_strategy == "concat":
@@ -125,7 +125,7 @@ def _load_mixture(names, template, tokenizer, model_args, data_args, finetuning_
     return interleave_datasets(datasets, probabilities=probs, seed=0, stopping_strategy=stopping)
 
 
-def _load_raw(attr: DatasetAttr, model_args: ModelArguments, data_args: DataArguments) -> Dataset:
+def load_raw(attr: DatasetAttr, model_args: ModelArguments, data_args: DataArguments) -> Dataset:
     try:
         if attr.load_from == "hf_hub":
             raw = load_dataset(attr.path, name=attr.subset, split=attr.split, cache_dir=model_args.cache_dir,
@@ -181,7 +181,7 @@ def files_signature(raw: Dataset, attr: DatasetAttr, media_dir: str) -> str:
     return digest.hexdigest()
 
 
-def _preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, finetuning_args,
+def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, finetuning_args,
                 mode: str = "raise", cutoff_len: Optional[int] = None) -> Dataset:
     """`mode`: `raise` (the first invalid row stops everything), `skip` (invalid rows are dropped and counted by
     reason) or `collect` (as skip, and the dropped rows stay, with their `problem`, for `wmfactory check`)."""
