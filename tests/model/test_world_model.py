@@ -110,3 +110,19 @@ def test_output_folder_alone_reloads_the_same_world_model(tmp_path, finetuning_t
     os.remove(out / "world_model.safetensors")
     with pytest.raises(DataError, match="projector and prediction head were not saved"):
         WorldModel.from_pretrained(str(out))
+
+
+def test_lm_loss_applies_the_models_logit_softcapping():
+    model = tiny_world_model(lm_loss_weight=1.0)
+    batch = batch_with()
+    plain = model(**batch).lm_loss
+    model.config.final_logit_softcapping = 0.5  # as Gemma's configs carry it
+    capped = model(**batch).lm_loss
+    # by hand: logits of the labelled positions, capped, cross-entropy
+    lm = model.causal_lm
+    embeds = model.embed(batch["input_ids"], batch["embedding_vectors"], batch["embedding_positions"])
+    hidden = lm.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
+    logits = lm.lm_head(torch.stack([hidden[0, 3], hidden[0, 4], hidden[1, 1]]))
+    expected = torch.nn.functional.cross_entropy(torch.tanh(logits / 0.5) * 0.5, torch.tensor([7, 8, 9]))
+    torch.testing.assert_close(capped, expected)
+    assert not torch.allclose(capped, plain)

@@ -200,8 +200,8 @@ class WorldModel(nn.Module):
         if cfg.lm_loss_weight > 0 and labels is not None:
             shifted = labels[:, 1:]
             mask = shifted != -100
-            logits = self.causal_lm.get_output_embeddings()(hidden[:, :-1][mask])  # [n, vocab], labelled only
-            lm_sum = nn.functional.cross_entropy(logits.float(), shifted[mask], reduction="sum")
+            logits = self.lm_logits(hidden[:, :-1][mask])  # [n, vocab], labelled positions only
+            lm_sum = nn.functional.cross_entropy(logits, shifted[mask], reduction="sum")
             num_tokens = int(mask.sum())
 
         terms = LossTerms(embedding_sum, num_targets, lm_sum, num_tokens)
@@ -209,6 +209,18 @@ class WorldModel(nn.Module):
             terms, cfg.embedding_loss_weight, cfg.lm_loss_weight, num_embedding_targets, num_lm_tokens
         )
         return WorldModelOutput(loss, embedding_loss, lm_loss, terms, predicted)
+
+    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM head on hidden states `[n, h]` -> float32 logits `[n, vocab]`, with the post-processing some models
+        apply in their own forward (Cohere's `logit_scale`, Gemma's `final_logit_softcapping`)."""
+        logits = self.causal_lm.get_output_embeddings()(hidden).float()
+        config = self.config.get_text_config()
+        if getattr(config, "logit_scale", None):
+            logits = logits * config.logit_scale
+        cap = getattr(config, "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits
 
     def _scheduled_sampling(self, input_ids, attention_mask, inputs, positions, previous, has_previous, targets):
         """With probability `scheduled_sampling_prob`, the input of a target vector becomes the model's own
