@@ -35,6 +35,7 @@ class _Row:
         self.features = features
         self.input_ids = torch.as_tensor(features["input_ids"], dtype=torch.long, device=device)
         self.positions = torch.as_tensor(features["embedding_positions"], dtype=torch.long, device=device)
+        self.slots = torch.stack([torch.zeros_like(self.positions), self.positions], dim=1)  # [v, 2] (row 0, position)
         vectors = np.asarray(features["embedding_vectors"], dtype=np.float32).reshape(len(self.positions), -1)
         self.vectors = torch.as_tensor(vectors, device=device)
         self.groups = list(features["embedding_groups"])
@@ -68,11 +69,10 @@ def _predict(model, hidden: torch.Tensor, previous: Optional[torch.Tensor]) -> t
 def teacher_forced(model, features: dict[str, Any]) -> list[GroupPrediction]:
     """Predictions `[n, d]` for every target group of the row, from the true vectors before each one."""
     row = _Row(model, features)
-    positions = torch.stack([torch.zeros_like(row.positions), row.positions], dim=1)
-    embeds = model.embed(row.input_ids[None], row.vectors, positions)
+    embeds = model.embed(row.input_ids[None], row.vectors, row.slots)
     hidden = model.hidden_states(embeds, None)[0]  # [t, h]
     results = []
-    previous, has_previous = model.previous_vectors(row.vectors, positions)
+    previous, has_previous = model.previous_vectors(row.vectors, row.slots)
     for group in sorted({g for g, t in zip(row.groups, row.is_target) if t}):
         indices = [i for i, (g, t) in enumerate(zip(row.groups, row.is_target)) if g == group and t]
         predicted = model.vectors_from_hidden(hidden[row.positions[indices] - 1], previous[indices],
@@ -136,8 +136,7 @@ def generate_groups(model, features: dict[str, Any], context_groups: int = 1) ->
 def continue_stream(model, features: dict[str, Any], steps: int) -> np.ndarray:
     """`steps` vectors `[steps, d]` after the end of the row, each predicted from the last position and fed back."""
     row = _Row(model, features)
-    positions = torch.stack([torch.zeros_like(row.positions), row.positions], dim=1)
-    embeds = model.embed(row.input_ids[None], row.vectors, positions)[0]
+    embeds = model.embed(row.input_ids[None], row.vectors, row.slots)[0]
     stream = _Stream(model)
     stream.feed(embeds)
     out = []

@@ -131,9 +131,8 @@ def _squared_errors(inputs: dict, predicted: torch.Tensor) -> dict[str, torch.Te
         "embedding_is_target"]
     target = vectors[is_target].float()
     error = (predicted.float() - target).pow(2).mean(dim=-1)  # [v_target]
-    index = torch.nonzero(is_target).squeeze(-1)
-    has_previous = (index > 0) & (positions[(index - 1).clamp_min(0), 0] == positions[index, 0])
-    previous = vectors[(index - 1).clamp_min(0)].float()
+    previous, has_previous = WorldModel.previous_vectors(vectors, positions)
+    previous, has_previous = previous[is_target].float(), has_previous[is_target]
     persistence = (previous - target).pow(2).mean(dim=-1)
     return {
         "squared_error": error.sum(),
