@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..inference import generate_groups, teacher_forced
+from ..inference import generate_groups, teacher_forced, vector_stream
 from .metrics import BASELINES, METRICS, baseline_forecasts, forecast_metrics
 
 
@@ -48,7 +48,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     forced = _Pool()
     horizons: dict[int, _Pool] = defaultdict(_Pool)
     for number, features in enumerate(rows):
-        stream = np.asarray(features["embedding_vectors"], dtype=np.float32).reshape(len(features["embedding_groups"]), -1)
+        stream = vector_stream(features)
         for group in teacher_forced(model, features):
             for predicted, index in zip(group.predicted, group.vector_indices):
                 if index < known:

@@ -27,6 +27,11 @@ class GroupPrediction:
     horizon: Optional[int] = None  # generated groups: 1 for the first group after the context
 
 
+def vector_stream(features: dict[str, Any]) -> np.ndarray:
+    """The row's vectors in reading order, `[v, d]` float32, whatever nesting the dataset returned them in."""
+    return np.asarray(features["embedding_vectors"], dtype=np.float32).reshape(len(features["embedding_groups"]), -1)
+
+
 class _Row:
     """Tensors of one row on the model's device: ids `[t]`, positions `[v]`, vectors `[v, d]`, groups `[v]`."""
 
@@ -36,8 +41,7 @@ class _Row:
         self.input_ids = torch.as_tensor(features["input_ids"], dtype=torch.long, device=device)
         self.positions = torch.as_tensor(features["embedding_positions"], dtype=torch.long, device=device)
         self.slots = torch.stack([torch.zeros_like(self.positions), self.positions], dim=1)  # [v, 2] (row 0, position)
-        vectors = np.asarray(features["embedding_vectors"], dtype=np.float32).reshape(len(self.positions), -1)
-        self.vectors = torch.as_tensor(vectors, device=device)
+        self.vectors = torch.as_tensor(vector_stream(features), device=device)
         self.groups = list(features["embedding_groups"])
         self.is_target = list(features["embedding_is_target"])
 

@@ -14,7 +14,7 @@ from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from ..hparams import get_infer_args
 from ..model.world_model import WORLD_MODEL_CONFIG, WorldModel
-from .engine import generate_groups, teacher_forced
+from .engine import generate_groups, teacher_forced, vector_stream
 
 logger = get_logger(__name__)
 Args = Union[dict[str, Any], list[str], None]
@@ -34,13 +34,13 @@ def load_trained_world_model(model_args, device) -> WorldModel:
                                       trust_remote_code=model_args.trust_remote_code)
 
 
-def _prepare(args: Args, need_output: bool = True):
+def _prepare(args: Args):
     model_args, data_args, training_args, finetuning_args, infer_args, given = get_infer_args(args)
-    model = load_trained_world_model(model_args, training_args.device)
     if not data_args.dataset_names:
         raise DataError("`dataset` is required: the rows to predict (a name registered in dataset_info.json).")
-    if need_output and not given & {"output_dir"}:
+    if "output_dir" not in given:
         raise DataError("`output_dir` is required: where the results are written.")
+    model = load_trained_world_model(model_args, training_args.device)
     config = model.wm_config
     # the rows of `dataset` themselves: no validation split, and not a training run's saved `tokenized_path`
     data_args = dataclasses.replace(data_args, val_size=0.0, eval_dataset=None, tokenized_path=None,
@@ -111,8 +111,7 @@ def _trajectories(model, dataset, infer_args) -> list[dict[str, Any]]:
         generated = generate_groups(model, features, infer_args.context_groups)
         if not generated or generated[0].vector_indices[0] == 0:
             continue
-        true = np.asarray(features["embedding_vectors"], dtype=np.float32).reshape(len(features["embedding_groups"]), -1)
-        trajectories.append({"row": features["row_index"], "true": true,
+        trajectories.append({"row": features["row_index"], "true": vector_stream(features),
                              "predicted": np.concatenate([g.predicted for g in generated]),
                              "origin": generated[0].vector_indices[0] - 1})
     return trajectories
