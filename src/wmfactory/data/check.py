@@ -4,20 +4,18 @@ problem with its dataset, row, key and file. Nothing is trained and nothing is w
 import json
 import os
 from collections import Counter
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import numpy as np
 
 from ..extras.errors import DataError
-from ..extras.logging import get_logger
 from ..hparams import get_infer_args
 from ..model.loader import load_tokenizer
+from .encoder import NO_CUTOFF
 from .loader import load_raw, preprocess
 from .registry import get_dataset_attrs
 from .template import get_template
 
-logger = get_logger(__name__)
-NO_CUTOFF = 1 << 30
 SUMMARY_COLUMNS = ["input_ids", "embedding_positions", "embedding_groups", "group_keys", "group_in_assistant",
                    "embedding_dim", "row_index", "drop_reason", "problem"]
 
@@ -77,7 +75,7 @@ def _summarise(dataset, name: str, cutoff_len: int) -> tuple[dict[str, Any], lis
     lengths = np.asarray(lengths) if lengths else np.zeros(1, dtype=int)
     summary = {
         "rows": rows,
-        "valid_rows": rows - sum(1 for p in problems),
+        "valid_rows": rows - len(problems),
         "groups": groups,
         "vectors": vectors,
         "dimensions": sorted(first_row_of_dimension),

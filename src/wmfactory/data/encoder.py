@@ -13,6 +13,7 @@ from .placeholders import split_text
 from .template import Chunks
 
 IGNORE_INDEX = -100
+NO_CUTOFF = 1 << 30  # a `cutoff_len` that never cuts (whole rows: `wmfactory check`, rows given from Python)
 TargetRule = Literal["next", "assistant", "all"]
 
 

@@ -2,11 +2,10 @@
 
 from typing import Any, Optional
 
+from ..data.encoder import NO_CUTOFF
 from ..data.processor import RowProcessor
 from ..data.registry import DatasetAttr
 from ..data.template import get_template
-
-NO_CUTOFF = 1 << 30
 
 
 def row_attr(name: str = "row") -> DatasetAttr:
