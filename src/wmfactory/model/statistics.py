@@ -57,9 +57,11 @@ class EmbeddingStatistics(nn.Module):
         k = self.ridge_history
         total, squares, count = np.zeros(d), np.zeros(d), 0
         for stream in rows:
-            total += np.asarray(stream, dtype=np.float64).sum(axis=0) if len(stream) else 0.0
-            squares += (np.asarray(stream, dtype=np.float64) ** 2).sum(axis=0) if len(stream) else 0.0
-            count += len(stream)
+            if len(stream):
+                x = np.asarray(stream, dtype=np.float64)
+                total += x.sum(axis=0)
+                squares += (x**2).sum(axis=0)
+                count += len(x)
         if count == 0:
             return
         mean = total / count
