@@ -79,13 +79,13 @@ def main() -> None:
     generate_seconds = time.perf_counter() - start
     config = {"model_name_or_path": TINY, "dataset": "bench", "dataset_dir": work, "stage": "wm",
               "output_dir": os.path.join(work, "out"), "cutoff_len": 256, "finetuning_type": "lora"}
-    model_args, data_args, training_args, finetuning_args = get_train_args(config)
+    parsed = get_train_args(config)
     tokenizer = AutoTokenizer.from_pretrained(TINY)
     template = get_template(None, tokenizer)
 
     def preprocess():
         begin = time.perf_counter()
-        module = get_dataset(template, tokenizer, model_args, data_args, training_args, finetuning_args)
+        module = get_dataset(template, tokenizer, parsed.model, parsed.data, parsed.training, parsed.world_model)
         return module, time.perf_counter() - begin
 
     module, cold = preprocess()

@@ -23,9 +23,9 @@ sys.path.insert(0, os.path.join(REPO, "src"))
 
 from transformers import AutoTokenizer  # noqa: E402
 
-from wmfactory.hparams import FinetuningArguments, ModelArguments  # noqa: E402
-from wmfactory.inference import continue_stream, encode_row  # noqa: E402
-from wmfactory.model import load_world_model  # noqa: E402
+from wmfactory.hparams import ModelArguments, WorldModelArguments  # noqa: E402
+from wmfactory.model import build_world_model  # noqa: E402
+from wmfactory.model.generation import continue_stream  # noqa: E402
 
 ROW = {
     "messages": [{"role": "user", "content": "<m1>Patient at day 1."},
@@ -72,11 +72,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     torch.manual_seed(0)
-    model = load_world_model(ModelArguments(model_name_or_path=args.model),
-                             FinetuningArguments(stage="wm"), embedding_dim=4, is_trainable=False)
+    model = build_world_model(ModelArguments(model_name_or_path=args.model), WorldModelArguments(), embedding_dim=4)
     model.tokenizer = AutoTokenizer.from_pretrained(args.model)
     model.to(args.device).eval()
-    features = encode_row(model, ROW, os.path.join(REPO, "data"))
+    features = model.encode_row(ROW, os.path.join(REPO, "data"))
 
     cached = {n: timed(lambda n=n: continue_stream(model, features, n), args.repeats) for n in (64, 512)}
     recomputed = {n: timed(lambda n=n: recompute_rollout(model, features, n), max(1, args.repeats // 2))

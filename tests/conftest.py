@@ -92,3 +92,15 @@ def train_args(output_dir, dataset_dir, dataset="dynamics", **overrides) -> dict
     }
     args.update(overrides)
     return args
+
+
+def tiny_world_model(embedding_dim: int = 4, finetuning_type: str = "full", **world_model_keys):
+    """A new world model around the tiny LLM, set up for training as a `stage: wm` run would set it up."""
+    from wmfactory.hparams import FinetuningArguments, ModelArguments, WorldModelArguments
+    from wmfactory.model import build_world_model, setup_finetuning
+
+    model_args = ModelArguments(model_name_or_path=TINY_MODEL)
+    finetuning = {k: world_model_keys.pop(k) for k in list(world_model_keys) if k.startswith(("freeze_", "lora_"))}
+    model = build_world_model(model_args, WorldModelArguments(**world_model_keys), embedding_dim, finetuning_type)
+    return setup_finetuning(model, model_args, FinetuningArguments(stage="wm", finetuning_type=finetuning_type,
+                                                                   **finetuning))

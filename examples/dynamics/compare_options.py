@@ -38,7 +38,7 @@ def main() -> None:
         subprocess.run([sys.executable, os.path.join(REPO, "examples", "dynamics", "make_oscillator_data.py"),
                         "--out", data_dir], check=True)
 
-    from wmfactory.inference.workflow import run_eval
+    from wmfactory.commands.evaluate import run_eval
     from wmfactory.train.tuner import run_exp
 
     rows = []

@@ -59,9 +59,10 @@ def main() -> None:
     for name in sorted(os.listdir(OUTPUT_DIR)):
         print(f"   {name}{'/' if os.path.isdir(os.path.join(OUTPUT_DIR, name)) else ''}")
 
-    # The output folder alone reloads the whole world model: base model + LoRA adapter + projector + head.
+    # The output folder alone reloads the whole world model: base model + LoRA adapter + projector + head
+    # (the adapter is merged into the base weights on load).
     model = WorldModel.from_pretrained(OUTPUT_DIR)
-    config = model.wm_config
+    config = model.config
     print(f"\n== Reloaded with WorldModel.from_pretrained('{OUTPUT_DIR}')")
     print(f"   base model: {config.base_model_name_or_path} ({config.finetuning_type})")
     print(f"   embedding_dim={config.embedding_dim} hidden_size={config.hidden_size}")

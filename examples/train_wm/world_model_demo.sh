@@ -51,8 +51,8 @@ case "$OUTPUT_DIR" in
 esac
 echo
 echo "== Done in $((end - start)) s. Outputs in $output_path:"
-echo "   adapter_model.safetensors, adapter_config.json  LoRA weights of the LLM"
-echo "   world_model.safetensors, world_model_config.json  projector and prediction head"
+echo "   adapter_model.safetensors, adapter_config.json  LoRA weights of the LLM, projector, head and statistics"
+echo "   config.json  the world model's configuration (nests the LLM's own)"
 echo "   trainer_log.jsonl, trainer_state.json, train_results.json  logs and metrics"
 echo "   training_loss.png, training_embedding_loss.png, training_lm_loss.png  loss curves"
 echo "   checkpoint-*/  the last checkpoint (optimizer state included, for resuming)"

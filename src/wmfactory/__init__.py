@@ -1,6 +1,6 @@
 """wmfactory: train world models out of causal language models (autoregression in embedding space)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str):

@@ -2,39 +2,16 @@
 
 import os
 import sys
-from typing import Callable
 
-USAGE = """usage: wmfactory <command> [CONFIG.yaml] [key=value ...]   (or --key value ...)
-
-commands:
-  train     train a world model (stage sft or wm) from a LLaMA-Factory-style YAML file or flags
-  check     read every row and embedding file of the datasets: summary and every problem (exit 1 if any)
-  predict   write predictions.jsonl and predicted_embeddings/ for a dataset (teacher_forced or rollout)
-  eval      score teacher-forced and rollout predictions against persistence, linear extrapolation
-            and the training mean: eval_results.json, a table, eval_horizon.png, eval_trajectories.png
-  export    merge a LoRA adapter into the base weights (export_dir)
-  version   print the version
-
-`wmfactory <command> --help` lists every key with its default.
-"""
+from .commands import COMMANDS
+from .extras.errors import guarded
 
 
-def guarded(run: Callable[[list[str]], object], argv: list[str]) -> int:
-    """Runs a command; bad configuration or data ends with one line on stderr and exit status 1; anything else
-    is a bug and keeps its traceback."""
-    from .extras.errors import DataError
-
-    if "-h" in argv or "--help" in argv:
-        from .train.tuner import print_help
-
-        print_help()
-        return 0
-    try:
-        result = run(argv)
-    except DataError as err:
-        print(f"wmfactory: error: {err}", file=sys.stderr)
-        return 1
-    return result if isinstance(result, int) else 0
+def usage() -> str:
+    lines = ["usage: wmfactory <command> [CONFIG.yaml] [key=value ...]   (or --key value ...)", "", "commands:"]
+    lines += [f"  {command.name:9} {command.summary}" for command in COMMANDS.values()]
+    lines += ["  version   print the version", "", "`wmfactory <command> --help` lists every key with its default."]
+    return "\n".join(lines)
 
 
 TORCHRUN_VARIABLES = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -80,30 +57,25 @@ def launch_torchrun(args: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
-        print(USAGE)
+        print(usage())
         return 0
-    command, rest = argv[0], argv[1:]
-    if command == "version":
+    name, rest = argv[0], argv[1:]
+    if name == "version":
         from . import __version__
 
         print(f"wmfactory {__version__}")
         return 0
-    if command == "train":
-        if wants_torchrun():
-            return launch_torchrun(rest)
-        from .train.tuner import run_exp
+    if name not in COMMANDS:
+        print(f"wmfactory: unknown command '{name}'.\n\n{usage()}", file=sys.stderr)
+        return 2
+    if "-h" in rest or "--help" in rest:
+        from .hparams.parser import print_help
 
-        return guarded(run_exp, rest)
-    if command == "check":
-        from .data.check import run_check
-
-        return guarded(run_check, rest)
-    if command in ("predict", "eval", "export"):
-        from .inference.workflow import run_command
-
-        return guarded(lambda args: run_command(command, args), rest)
-    print(f"wmfactory: unknown command '{command}'.\n\n{USAGE}", file=sys.stderr)
-    return 2
+        print_help()
+        return 0
+    if name == "train" and wants_torchrun():
+        return launch_torchrun(rest)
+    return guarded(COMMANDS[name].load(), rest)
 
 
 if __name__ == "__main__":

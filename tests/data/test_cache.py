@@ -11,9 +11,9 @@ from wmfactory.hparams import get_train_args
 def load(tokenizer, data_dir, **overrides):
     args = {"model_name_or_path": TINY_MODEL, "dataset": "d", "dataset_dir": str(data_dir),
             "output_dir": str(data_dir / "out"), "stage": "wm", **overrides}
-    model_args, data_args, training_args, finetuning_args = get_train_args(args)
-    return get_dataset(get_template(None, tokenizer), tokenizer, model_args, data_args, training_args,
-                       finetuning_args)
+    a = get_train_args(args)
+    return get_dataset(get_template(None, tokenizer), tokenizer, a.model, a.data, a.training,
+                       a.world_model)
 
 
 def rows(data_dir, n=3):

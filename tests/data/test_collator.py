@@ -10,11 +10,11 @@ from wmfactory.hparams import get_train_args
 
 def test_arrow_batches_and_row_dicts_collate_identically(tokenizer, tmp_path):
     data_dir = write_dynamics_dataset(tmp_path / "data", rows=10, varied=True)
-    model_args, data_args, training_args, finetuning_args = get_train_args(
+    a = get_train_args(
         {"model_name_or_path": TINY_MODEL, "dataset": "dynamics", "dataset_dir": data_dir, "stage": "wm",
          "output_dir": str(tmp_path / "out")})
-    dataset = get_dataset(get_template(None, tokenizer), tokenizer, model_args, data_args, training_args,
-                          finetuning_args).train_dataset
+    dataset = get_dataset(get_template(None, tokenizer), tokenizer, a.model, a.data, a.training,
+                          a.world_model).train_dataset
     view = collator_view(dataset)
     collator = WorldModelDataCollator(pad_token_id=tokenizer.pad_token_id, embedding_dim=4)
     indices = [7, 2, 9, 0]

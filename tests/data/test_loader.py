@@ -24,9 +24,9 @@ def rows(dataset_dir, prefix, n, d=3):
 def load(tokenizer, tmp_path, **overrides):
     args = {"model_name_or_path": TINY_MODEL, "dataset_dir": str(tmp_path), "output_dir": str(tmp_path / "out"),
             "stage": "wm", "report_to": "none", **overrides}
-    model_args, data_args, training_args, finetuning_args = get_train_args(args)
-    template = get_template(data_args.template, tokenizer)
-    return get_dataset(template, tokenizer, model_args, data_args, training_args, finetuning_args)
+    a = get_train_args(args)
+    template = get_template(a.data.template, tokenizer)
+    return get_dataset(template, tokenizer, a.model, a.data, a.training, a.world_model)
 
 
 def test_mixing_sampling_and_validation_split(tokenizer, tmp_path):

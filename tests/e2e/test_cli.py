@@ -61,7 +61,8 @@ report_to: none
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     assert [h["embedding_loss"] for h in history if "embedding_loss" in h] == [e["embedding_loss"] for e in log]
     for name in ("training_loss.png", "training_embedding_loss.png", "training_lm_loss.png", "train_results.json",
-                 "world_model.safetensors", "adapter_model.safetensors", "checkpoint-4/world_model.safetensors"):
+                 "config.json", "adapter_model.safetensors", "checkpoint-4/config.json",
+                 "checkpoint-4/adapter_model.safetensors"):
         assert (out / name).is_file(), name
     assert (out / "training_loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -73,7 +74,7 @@ def test_seed_command_line_and_dimension_error(tmp_path, capsys):
     ok = flags + [str(tmp_path / "ok"), "--embedding_dim", "4", "--max_steps", "2", "--report_to", "none",
                   "--bf16", "--logging_steps", "1", "--finetuning_type", "lora", "--lora_rank", "8"]
     assert tuner.main(ok) == 0
-    assert json.loads((tmp_path / "ok" / "world_model_config.json").read_text())["embedding_dim"] == 4
+    assert json.loads((tmp_path / "ok" / "config.json").read_text())["embedding_dim"] == 4
 
     capsys.readouterr()
     assert tuner.main(flags + [str(tmp_path / "bad"), "--embedding_dim", "8"]) == 1

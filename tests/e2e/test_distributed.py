@@ -13,6 +13,7 @@ import yaml
 from conftest import TINY_MODEL, write_dataset, write_dynamics_dataset, write_embedding
 
 from wmfactory.hparams import get_train_args
+from wmfactory.train.checkpoints import resolve_resume
 from wmfactory.train.tuner import run_exp
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
@@ -124,7 +125,9 @@ def test_sigterm_saves_a_checkpoint_exits_0_and_the_next_start_resumes_it(tmp_pa
     line = next(line for line in err.splitlines() if "Stopped by SIGTERM" in line)
     checkpoint = line.split("checkpoint saved at ")[1].split(". Run")[0]
     assert os.path.isfile(os.path.join(checkpoint, "trainer_state.json"))
-    assert os.path.isfile(os.path.join(checkpoint, "world_model.safetensors"))
+    assert os.path.isfile(os.path.join(checkpoint, "config.json"))  # the world model's, beside the adapter
+    assert os.path.isfile(os.path.join(checkpoint, "adapter_model.safetensors"))
     assert not (tmp_path / "out" / "train_results.json").exists()  # not a finished run
-    _, _, training_args, _ = get_train_args(config)
+    training_args = get_train_args(config).training
+    resolve_resume(training_args)
     assert training_args.resume_from_checkpoint == checkpoint

@@ -5,20 +5,23 @@ from safetensors.torch import save_file
 from wmfactory.extras.errors import DataError
 from wmfactory.hparams import get_train_args
 from wmfactory.hparams.parser import read_args
+from wmfactory.train.checkpoints import resolve_resume
 
 BASE = ["--model_name", "m", "--dataset", "d", "--output_dir"]
 
 
 def test_flags_are_typed_and_aliased(tmp_path):
-    model, data, training, finetuning = get_train_args(BASE + [
+    parsed = get_train_args(BASE + [
         str(tmp_path / "o"), "--stage", "wm", "--learning_rate", "1e-4", "--bf16", "--embedding_dim", "4",
         "--lora_rank", "16", "--num_train_epochs", "2", "--report_to", "none", "--val_size", "0.1",
     ])
+    model, data, training, finetuning, world_model = (parsed.model, parsed.data, parsed.training, parsed.finetuning,
+                                                      parsed.world_model)
     assert model.model_name_or_path == "m"
     assert training.learning_rate == 1e-4 and training.bf16 is True and training.num_train_epochs == 2.0
-    assert finetuning.embedding_dim == 4 and finetuning.lora_rank == 16 and finetuning.lora_alpha == 32
-    assert finetuning.embedding_loss_weight == 1.0 and finetuning.lm_loss_weight == 0.1
-    assert finetuning.world_model_loss_type == "l2" and finetuning.embedding_targets == "next"
+    assert world_model.embedding_dim == 4 and finetuning.lora_rank == 16 and finetuning.lora_alpha == 32
+    assert world_model.embedding_loss_weight == 1.0 and world_model.lm_loss_weight == 0.1
+    assert world_model.world_model_loss_type == "l2" and world_model.embedding_targets == "next"
     assert data.val_size == 0.1 and data.media_dir == data.dataset_dir == "data"
     assert training.do_train is True and training.remove_unused_columns is False
 
@@ -32,10 +35,10 @@ def test_yaml_with_overrides(tmp_path):
     )
     args = read_args([str(config), "learning_rate=5e-5", "lm_loss_weight=0", "plot_loss=true"])
     assert args["learning_rate"] == "5e-5" and args["lm_loss_weight"] == 0 and args["plot_loss"] is True
-    _, data, training, finetuning = get_train_args([str(config), "learning_rate=5e-5", "lm_loss_weight=0"])
-    assert data.dataset_names == ["a", "b"] and data.cutoff_len == 64
-    assert training.learning_rate == 5e-5 and training.per_device_train_batch_size == 2
-    assert finetuning.finetuning_type == "full" and finetuning.lm_loss_weight == 0.0
+    parsed = get_train_args([str(config), "learning_rate=5e-5", "lm_loss_weight=0"])
+    assert parsed.data.dataset_names == ["a", "b"] and parsed.data.cutoff_len == 64
+    assert parsed.training.learning_rate == 5e-5 and parsed.training.per_device_train_batch_size == 2
+    assert parsed.finetuning.finetuning_type == "full" and parsed.world_model.lm_loss_weight == 0.0
 
 
 @pytest.mark.parametrize(
@@ -54,11 +57,19 @@ def test_bad_keys_and_values_are_one_clear_error(tmp_path, extra, message):
     assert message in str(err.value)
 
 
+def resumed(args):
+    """The training arguments as a run starts with them: parsed, then the resume rule applied."""
+    training = get_train_args(args).training
+    resolve_resume(training)
+    return training
+
+
 def fake_checkpoint(path, truncate: str | None = None):
     """A checkpoint folder with the files whose completeness resume checks."""
     path.mkdir(parents=True)
     (path / "trainer_state.json").write_text('{"global_step": 1}')
-    save_file({"w": torch.zeros(64)}, str(path / "world_model.safetensors"))
+    (path / "config.json").write_text('{"model_type": "wmfactory_world_model"}')
+    save_file({"w": torch.zeros(64)}, str(path / "adapter_model.safetensors"))
     torch.save({"state": torch.zeros(64)}, path / "optimizer.pt")
     if truncate:
         data = (path / truncate).read_bytes()
@@ -69,23 +80,25 @@ def test_existing_output_dir_resumes_from_its_newest_complete_checkpoint(tmp_pat
     out = tmp_path / "o"
     fake_checkpoint(out / "checkpoint-5")
     fake_checkpoint(out / "checkpoint-10")
-    _, _, training, _ = get_train_args(BASE + [str(out)])
+    training = resumed(BASE + [str(out)])
     assert training.resume_from_checkpoint == str(out / "checkpoint-10")
-    _, _, training, _ = get_train_args(BASE + [str(out), "--overwrite_output_dir"])
+    training = resumed(BASE + [str(out), "--overwrite_output_dir"])
     assert training.resume_from_checkpoint is None
     # a run killed while writing checkpoint-15 or -20 left them incomplete: resume skips them
-    fake_checkpoint(out / "checkpoint-15", truncate="world_model.safetensors")
+    fake_checkpoint(out / "checkpoint-15", truncate="adapter_model.safetensors")
     fake_checkpoint(out / "checkpoint-20", truncate="optimizer.pt")
     (out / "checkpoint-25").mkdir()
-    _, _, training, _ = get_train_args(BASE + [str(out)])
+    fake_checkpoint(out / "checkpoint-30")  # killed after the Trainer's files, before the world model's config.json
+    (out / "checkpoint-30" / "config.json").unlink()
+    training = resumed(BASE + [str(out)])
     assert training.resume_from_checkpoint == str(out / "checkpoint-10")
-    _, _, training, _ = get_train_args(BASE + [str(out), "--resume_from_checkpoint", "true",
+    training = resumed(BASE + [str(out), "--resume_from_checkpoint", "true",
                                                "--overwrite_output_dir"])
     assert training.resume_from_checkpoint == str(out / "checkpoint-10")
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "notes.txt").write_text("x")
     with pytest.raises(DataError, match="already exists and is not empty"):
-        get_train_args(BASE + [str(tmp_path / "p")])
+        resumed(BASE + [str(tmp_path / "p")])
 
 
 def test_yaml_reads_no_as_a_string_like_llamafactory(tmp_path):
@@ -97,7 +110,7 @@ def test_yaml_reads_no_as_a_string_like_llamafactory(tmp_path):
 
 
 def test_llamafactory_keys_that_transformers_5_renamed_or_we_restrict(tmp_path):
-    _, _, training, _ = get_train_args(BASE + [str(tmp_path / "o"), "--warmup_ratio", "0.1"])
+    training = get_train_args(BASE + [str(tmp_path / "o"), "--warmup_ratio", "0.1"]).training
     assert training.warmup_steps == 0.1
     with pytest.raises(DataError, match="`adapter_name_or_path` needs `finetuning_type: lora`"):
         get_train_args(BASE + [str(tmp_path / "o"), "--finetuning_type", "full", "--adapter_name_or_path", "x"])

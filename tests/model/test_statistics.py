@@ -4,11 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_MODEL
-from wmfactory.hparams import FinetuningArguments, ModelArguments
-from wmfactory.model import load_world_model
+from conftest import tiny_world_model
 from wmfactory.model.loss import embedding_errors
-from wmfactory.model.statistics import EmbeddingStatistics
+from wmfactory.model.statistics import EmbeddingStatistics, ridge_features
 
 
 def streams(seed=0, rows=50, steps=6, d=3):
@@ -59,19 +57,19 @@ def test_ridge_recovers_a_linear_map():
     rows, a = streams(rows=200)
     stats = EmbeddingStatistics(3, ridge_history=1)
     stats.fit(rows, "none", ridge_lambda=1e-9)
-    history = torch.from_numpy(rows[0][:-1])[:, None, :]  # [n, k=1, d]
-    np.testing.assert_allclose(stats.ridge_forecast(history).numpy(), rows[0][1:], rtol=1e-3, atol=1e-4)
+    history = rows[0][:-1, None, :]  # [n, k=1, d]
+    forecast = ridge_features(history) @ stats.ridge.double().numpy()
+    np.testing.assert_allclose(forecast, rows[0][1:], rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(stats.ridge.numpy()[:3], a.T, atol=1e-4)
 
 
 def test_zero_head_output_with_predict_residual_is_persistence():
-    model = load_world_model(ModelArguments(model_name_or_path=TINY_MODEL),
-                             FinetuningArguments(stage="wm", finetuning_type="full", predict_residual=True,
-                                                 embedding_norm="standard"), embedding_dim=3)
+    model = tiny_world_model(embedding_dim=3, predict_residual=True,
+                                                 embedding_norm="standard")
     rows, _ = streams()
     model.statistics.fit(rows, "standard")
-    torch.nn.init.zeros_(model.prediction_head[2].weight)
-    torch.nn.init.zeros_(model.prediction_head[2].bias)
+    torch.nn.init.zeros_(model.prediction_head.net[2].weight)
+    torch.nn.init.zeros_(model.prediction_head.net[2].bias)
     previous = torch.from_numpy(rows[0][:4])
     hidden = torch.randn(4, 64)
     _, predicted = model.vectors_from_hidden(hidden, previous, torch.tensor([True, True, True, False]))
@@ -92,8 +90,7 @@ def test_smooth_l1_and_cosine_by_hand():
 
 @pytest.mark.parametrize("option", [{"scheduled_sampling_prob": 1.0}, {"embedding_noise_std": 0.5}])
 def test_training_only_input_perturbations(option):
-    model = load_world_model(ModelArguments(model_name_or_path=TINY_MODEL),
-                             FinetuningArguments(stage="wm", finetuning_type="full", **option), embedding_dim=3)
+    model = tiny_world_model(embedding_dim=3, **option)
     batch = {
         "input_ids": torch.tensor([[5, 2, 2, 2, 9, 9]]),
         "embedding_vectors": torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]),

@@ -1,15 +1,15 @@
 """The world model's forward pass, saving and reloading (LoRA, full, freeze)."""
 
+import json
 import os
 
 import pytest
 import torch
-from conftest import TINY_MODEL, train_args, write_dynamics_dataset
+from conftest import tiny_world_model, train_args, write_dynamics_dataset
 
 from wmfactory.data import WorldModelDataCollator
 from wmfactory.extras.errors import DataError
-from wmfactory.hparams import FinetuningArguments, ModelArguments
-from wmfactory.model import WorldModel, load_world_model
+from wmfactory.model import WorldModel
 from wmfactory.train.tuner import run_exp
 
 
@@ -22,11 +22,6 @@ def batch_with(d=4, targets=True):
          "embedding_vectors": [[0.3] * d], "embedding_is_target": [targets]},
     ]
     return collator(rows)
-
-
-def tiny_world_model(**finetuning):
-    args = FinetuningArguments(stage="wm", finetuning_type=finetuning.pop("finetuning_type", "full"), **finetuning)
-    return load_world_model(ModelArguments(model_name_or_path=TINY_MODEL), args, embedding_dim=4)
 
 
 def test_forward_matches_an_independent_computation():
@@ -90,9 +85,13 @@ def test_output_folder_alone_reloads_the_same_world_model(tmp_path, finetuning_t
     out = tmp_path / "out"
     trainer = run_exp(train_args(out, data_dir, finetuning_type=finetuning_type, max_steps=3, learning_rate=1e-2))
     files = set(os.listdir(out))
-    assert {"world_model.safetensors", "world_model_config.json", "trainer_state.json", "trainer_log.jsonl"} <= files
+    assert {"config.json", "trainer_state.json", "trainer_log.jsonl", "tokenizer.json"} <= files
     assert ("adapter_model.safetensors" in files) == (finetuning_type == "lora")
     assert ("model.safetensors" in files) == (finetuning_type == "full")
+    assert "world_model.safetensors" not in files  # the projector and head are in the model's own weights file
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "wmfactory_world_model" and config["embedding_dim"] == 4
+    assert config["text_config"]["model_type"] == "llama"
 
     trained = trainer.model.cpu().eval()  # trained on the GPU where there is one
     reloaded = WorldModel.from_pretrained(str(out))
@@ -107,8 +106,8 @@ def test_output_folder_alone_reloads_the_same_world_model(tmp_path, finetuning_t
     with torch.no_grad():
         assert not torch.allclose(fresh(**batch).predicted_embeddings, expected.predicted_embeddings)
 
-    os.remove(out / "world_model.safetensors")
-    with pytest.raises(DataError, match="projector and prediction head were not saved"):
+    os.remove(out / "config.json")
+    with pytest.raises(DataError, match="holds no config.json"):
         WorldModel.from_pretrained(str(out))
 
 
@@ -116,7 +115,7 @@ def test_lm_loss_applies_the_models_logit_softcapping():
     model = tiny_world_model(lm_loss_weight=1.0)
     batch = batch_with()
     plain = model(**batch).lm_loss
-    model.config.final_logit_softcapping = 0.5  # as Gemma's configs carry it
+    model.language_model.config.final_logit_softcapping = 0.5  # as Gemma's configs carry it
     capped = model(**batch).lm_loss
     # by hand: logits of the labelled positions, capped, cross-entropy
     lm = model.causal_lm

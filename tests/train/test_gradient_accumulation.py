@@ -2,11 +2,9 @@
 micro-batches, with padding and with rows holding different numbers of target vectors and labelled tokens."""
 
 import torch
-from conftest import TINY_MODEL, train_args, write_dynamics_dataset
+from conftest import TINY_MODEL, tiny_world_model, train_args, write_dynamics_dataset
 from transformers import set_seed
 
-from wmfactory.hparams import FinetuningArguments, ModelArguments
-from wmfactory.model import load_world_model
 
 from wmfactory.train.tuner import run_exp
 
@@ -37,9 +35,8 @@ def test_8x1_and_2x4_give_the_same_first_step(tmp_path):
     assert log_whole["embedding_loss"] > 0 and log_whole["lm_loss"] > 0
     # the step did move the weights, so the comparison above is between two real updates
     set_seed(7)
-    init = load_world_model(ModelArguments(model_name_or_path=TINY_MODEL),
-                            FinetuningArguments(stage="wm", finetuning_type="full"), embedding_dim=4)
+    init = tiny_world_model()
     moved = {n: (whole[n] - p.detach()).abs().max().item() for n, p in init.named_parameters()}
-    assert moved["prediction_head.2.weight"] > 1e-3 and moved["projector.0.weight"] > 1e-3
+    assert moved["prediction_head.net.2.weight"] > 1e-3 and moved["projector.0.weight"] > 1e-3
     assert moved["language_model.model.layers.0.self_attn.q_proj.weight"] > 1e-6
 

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from .encoder import IGNORE_INDEX
+from ..extras.constants import IGNORE_INDEX
 
 COLLATED_COLUMNS = ["input_ids", "labels", "embedding_positions", "embedding_vectors", "embedding_is_target"]
 
@@ -70,7 +70,6 @@ class WorldModelDataCollator:
 
     pad_token_id: int
     embedding_dim: int
-    pad_to_multiple_of: Optional[int] = None
 
     def __call__(self, features: list[dict[str, Any]] | list[pa.Table]) -> dict[str, torch.Tensor]:
         if len(features) == 1 and isinstance(features[0], pa.Table):
@@ -80,11 +79,6 @@ class WorldModelDataCollator:
         input_ids, mask = _padded(table.column("input_ids"), self.pad_token_id)
         labels, _ = _padded(table.column("labels"), IGNORE_INDEX)
         attention_mask = mask.astype(np.int64)
-        if self.pad_to_multiple_of:
-            extra = -input_ids.shape[1] % self.pad_to_multiple_of
-            input_ids = np.pad(input_ids, ((0, 0), (0, extra)), constant_values=self.pad_token_id)
-            labels = np.pad(labels, ((0, 0), (0, extra)), constant_values=IGNORE_INDEX)
-            attention_mask = np.pad(attention_mask, ((0, 0), (0, extra)))
         offsets, slots = _lists(table.column("embedding_positions"))
         rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
         _, vectors = _lists(table.column("embedding_vectors"))  # one list of d floats per vector

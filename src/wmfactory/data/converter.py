@@ -1,7 +1,7 @@
 """ShareGPT rows -> one normalised form: a system prompt, alternating user/assistant turns, and the embeddings map."""
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 from ..extras.errors import row_error
 from .registry import DatasetAttr
@@ -62,3 +62,12 @@ def _read_embeddings(row: dict, attr: DatasetAttr, index: int) -> dict[str, list
             raise row_error(f"expected a list of files, got {type(files).__name__}", attr.name, index, key)
         embeddings[key] = files
     return embeddings
+
+
+def embedding_files(entry: Any) -> Iterator[str]:
+    """The file names of one raw `embeddings` cell (key -> list of files), as they stand in the row; entries of a
+    malformed cell are skipped here (the converter reports them with the row)."""
+    for files in (entry or {}).values() if isinstance(entry, dict) else ():
+        for name in files or () if isinstance(files, list) else ():
+            if isinstance(name, str):
+                yield name

@@ -9,12 +9,13 @@ from typing import Literal
 
 import numpy as np
 
+from ..extras.constants import IGNORE_INDEX
 from .placeholders import split_text
 from .template import Chunks
 
-IGNORE_INDEX = -100
 NO_CUTOFF = 1 << 30  # a `cutoff_len` that never cuts (whole rows: `wmfactory check`, rows given from Python)
 TargetRule = Literal["next", "assistant", "all"]
+TARGET_RULES: tuple[TargetRule, ...] = ("next", "assistant", "all")
 
 
 @dataclass
@@ -28,8 +29,12 @@ class EncodedRow:
     group_in_assistant: list[bool] = field(default_factory=list)  # per group kept: inside an assistant turn
 
 
-def is_target_group(group: int, in_assistant: bool, rule: TargetRule) -> bool:
-    """`next`: every group but the first of the row; `assistant`: groups in assistant turns; `all`: every group."""
+def is_target_slot(group: int, in_assistant: bool, position: int, rule: TargetRule) -> bool:
+    """Whether the head must predict the vector at `position`, of the `group`-th placeholder occurrence. Groups:
+    `next`: every group but the first of the row; `assistant`: groups in assistant turns; `all`: every group. A slot
+    at position 0 is never a target: no hidden state precedes it."""
+    if position == 0:
+        return False
     if rule == "next":
         return group > 0
     if rule == "assistant":
@@ -67,7 +72,6 @@ def encode_chunks(
                 vectors = groups[group_index]
                 if len(vectors) > room:
                     return row  # a group is never cut in half
-                target = is_target_group(group_index, trainable, target_rule)
                 row.group_in_assistant.append(trainable)
                 for vector in vectors:
                     position = len(row.input_ids)
@@ -75,8 +79,7 @@ def encode_chunks(
                     row.labels.append(IGNORE_INDEX)
                     row.embedding_positions.append(position)
                     row.embedding_vectors.append(vector)
-                    # position 0 has no hidden state before it, so nothing can predict it
-                    row.embedding_is_target.append(target and position > 0)
+                    row.embedding_is_target.append(is_target_slot(group_index, trainable, position, target_rule))
                     row.group_of_vector.append(group_index)
                 group_index += 1
             else:

@@ -25,7 +25,8 @@ from datasets.exceptions import DatasetGenerationError
 
 from ..extras.errors import DataError
 from ..extras.logging import get_logger
-from ..hparams import DataArguments, FinetuningArguments, ModelArguments, TrainingArguments
+from ..hparams import DataArguments, ModelArguments, TrainingArguments, WorldModelArguments
+from .converter import embedding_files
 from .processor import RowProcessor
 from .registry import DATA_FILE_SUFFIXES, DatasetAttr, get_dataset_attrs
 
@@ -65,7 +66,7 @@ def get_dataset(
     model_args: ModelArguments,
     data_args: DataArguments,
     training_args: TrainingArguments,
-    finetuning_args: FinetuningArguments,
+    world_model_args: WorldModelArguments,
 ) -> DatasetModule:
     if data_args.tokenized_path and os.path.isfile(os.path.join(data_args.tokenized_path, "dataset_dict.json")):
         logger.warning(f"Loading the preprocessed dataset from {data_args.tokenized_path}; other data keys are "
@@ -75,9 +76,9 @@ def get_dataset(
         dims = {dim for dim in (_dataset_dim(train), _dataset_dim(evaluation)) if dim is not None}
         return DatasetModule(train, evaluation, dims.pop() if dims else None)
     with training_args.main_process_first(desc="preprocessing", local=True):
-        train = _load_mixture(data_args.dataset_names, template, tokenizer, model_args, data_args, finetuning_args)
+        train = _load_mixture(data_args.dataset_names, template, tokenizer, model_args, data_args, world_model_args)
         evaluation = _load_mixture(
-            data_args.eval_dataset_names, template, tokenizer, model_args, data_args, finetuning_args
+            data_args.eval_dataset_names, template, tokenizer, model_args, data_args, world_model_args
         )
     dims = {dim for dim in (_dataset_dim(train), _dataset_dim(evaluation)) if dim is not None}
     if len(dims) > 1:
@@ -108,14 +109,14 @@ def _dataset_dim(dataset: Optional[Dataset]) -> Optional[int]:
     return dims[0] if dims else None
 
 
-def _load_mixture(names, template, tokenizer, model_args, data_args, finetuning_args) -> Optional[Dataset]:
+def _load_mixture(names, template, tokenizer, model_args, data_args, world_model_args) -> Optional[Dataset]:
     if not names:
         return None
     datasets = []
     for attr in get_dataset_attrs(names, data_args.dataset_dir):
         raw = load_raw(attr, model_args, data_args)
         mode = "skip" if data_args.skip_invalid_rows else "raise"
-        datasets.append(preprocess(raw, attr, template, tokenizer, data_args, finetuning_args, mode))
+        datasets.append(preprocess(raw, attr, template, tokenizer, data_args, world_model_args, mode))
     if len(datasets) == 1:
         return datasets[0]
     if data_args.mix_strategy == "concat":
@@ -170,18 +171,16 @@ def files_signature(raw: Dataset, attr: DatasetAttr, media_dir: str) -> str:
         return ""
     for batch in raw.select_columns(attr.embeddings).iter(batch_size=10000):
         for entry in batch[attr.embeddings]:
-            for files in (entry or {}).values() if isinstance(entry, dict) else ():
-                for name in files or () if isinstance(files, list) else ():
-                    if isinstance(name, str):
-                        try:
-                            stat = os.stat(os.path.join(media_dir, name))
-                            digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-                        except OSError:
-                            digest.update(f"{name}\0missing\n".encode())
+            for name in embedding_files(entry):
+                try:
+                    stat = os.stat(os.path.join(media_dir, name))
+                    digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
+                except OSError:
+                    digest.update(f"{name}\0missing\n".encode())
     return digest.hexdigest()
 
 
-def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, finetuning_args,
+def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, world_model_args,
                 mode: str = "raise", cutoff_len: Optional[int] = None) -> Dataset:
     """`mode`: `raise` (the first invalid row stops everything), `skip` (invalid rows are dropped and counted by
     reason) or `collect` (as skip, and the dropped rows stay, with their `problem`, for `wmfactory check`)."""
@@ -192,9 +191,9 @@ def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, 
         tokenizer=tokenizer,
         media_dir=data_args.media_dir,
         cutoff_len=cutoff_len or data_args.cutoff_len,
-        target_rule=finetuning_args.embedding_targets,
+        target_rule=world_model_args.embedding_targets,
         train_on_prompt=data_args.train_on_prompt,
-        embedding_dim=finetuning_args.embedding_dim,
+        embedding_dim=world_model_args.embedding_dim,
         files_signature=files_signature(raw, attr, data_args.media_dir),
     )
 

@@ -2,7 +2,7 @@
 
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Optional
 
 from ..extras.errors import DataError
@@ -30,7 +30,6 @@ class DatasetAttr:
     system_tag: str = "system"
     observation_tag: str = "observation"
     function_tag: str = "function_call"
-    extra: dict = field(default_factory=dict)
 
 
 def get_dataset_attrs(names: list[str], dataset_dir: str) -> list[DatasetAttr]:

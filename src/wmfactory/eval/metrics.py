@@ -6,6 +6,8 @@ lie farther from it than its own target: 1.0 means the prediction singles out it
 
 import numpy as np
 
+from ..model.statistics import ridge_features
+
 METRICS = ("mse", "mae", "cosine", "l2", "contrastive_accuracy")
 BASELINES = ("persistence", "linear_extrapolation", "training_mean", "ridge")
 
@@ -39,16 +41,21 @@ def forecast_metrics(predicted: np.ndarray, target: np.ndarray, rows: np.ndarray
 
 
 def ridge_path(ridge: np.ndarray, history: np.ndarray, steps: int) -> np.ndarray:
-    """Roll the ridge regression forward: `ridge` `[k*d + 1, d]` maps the last k vectors (most recent first) and a
-    bias to the next; `history` `[k, d]` (most recent last) -> `[steps, d]`, each forecast fed back."""
-    window = list(history)
+    """Roll the ridge regression forward: `ridge` `[k*d + 1, d]` maps `ridge_features` of the last k vectors to the
+    next; `history` `[k, d]` (most recent last) -> `[steps, d]`, each forecast fed back."""
+    window = np.asarray(history, dtype=np.float64)
     out = []
     for _ in range(steps):
-        features = np.concatenate([np.concatenate(window[::-1]), [1.0]])
-        forecast = features @ ridge
+        forecast = ridge_features(window[None])[0] @ ridge
         out.append(forecast)
-        window = window[1:] + [forecast]
+        window = np.concatenate([window[1:], forecast[None]])
     return np.asarray(out)
+
+
+def skill(model_error: float, reference_error: float) -> float:
+    """Skill score against a reference forecast (persistence): 1 - model error / reference error. Positive when the
+    model is better; 1 is perfect."""
+    return 1.0 - model_error / max(reference_error, 1e-30)
 
 
 def baseline_forecasts(stream: np.ndarray, origin: int, index: int, mean: np.ndarray, ridge: np.ndarray,

@@ -7,8 +7,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..inference import generate_groups, teacher_forced, vector_stream
-from .metrics import BASELINES, METRICS, baseline_forecasts, forecast_metrics
+from ..model.generation import generate_groups, teacher_forced, vector_stream
+from .metrics import BASELINES, METRICS, baseline_forecasts, forecast_metrics, skill
 
 
 @dataclass
@@ -34,7 +34,7 @@ class _Pool:
         rows, target = np.asarray(self.rows), np.stack(self.target)
         for name in ("model",) + BASELINES:
             result[name] = forecast_metrics(np.stack(self.forecasts[name]), target, rows)
-        result["skill"] = 1.0 - result["model"]["mse"] / max(result["persistence"]["mse"], 1e-30)
+        result["skill"] = skill(result["model"]["mse"], result["persistence"]["mse"])
         return result
 
 

@@ -1,9 +1,12 @@
-"""The one exception type for problems in the user's data or configuration.
+"""The exception types for problems in the user's data or configuration, and the one place that turns them into a
+line on stderr.
 
-The CLI catches it once and prints its message as a single line; anything else is a bug and keeps its traceback.
+Commands catch `DataError` (and its subclass `ConfigError`) once and print the message as a single line; anything
+else is a bug and keeps its traceback.
 """
 
-from typing import Optional
+import sys
+from typing import Callable, Optional
 
 
 class DataError(ValueError):
@@ -16,6 +19,17 @@ class DataError(ValueError):
 
     def __reduce__(self):  # keep `reason` across the processes of a multi-worker `datasets.map`
         return (type(self), (str(self), self.reason))
+
+
+class ConfigError(DataError):
+    """A configuration value the user set wrongly (an unknown key, a value out of range, keys that contradict)."""
+
+    PREFIX = "invalid configuration: "
+
+    def __init__(self, message: str, reason: Optional[str] = None):
+        if not message.startswith(self.PREFIX):
+            message = self.PREFIX + message
+        super().__init__(message, reason)
 
 
 def where(dataset: str | None = None, row: int | None = None, key: str | None = None, file: str | None = None) -> str:
@@ -35,3 +49,14 @@ def where(dataset: str | None = None, row: int | None = None, key: str | None = 
 def row_error(reason: str, dataset: str, row: int, key: str | None = None, file: str | None = None) -> DataError:
     """A problem of one row: `dataset 'd', row 3, key 'm2', file 'a.json': <reason>`."""
     return DataError(f"{where(dataset, row, key, file)}: {reason}", reason=reason)
+
+
+def guarded(run: Callable[[list[str]], object], argv: list[str]) -> int:
+    """Run a command: bad configuration or data ends with one line on stderr and exit status 1; anything else is a
+    bug and keeps its traceback. Returns the exit status."""
+    try:
+        result = run(argv)
+    except DataError as err:
+        print(f"wmfactory: error: {err}", file=sys.stderr)
+        return 1
+    return result if isinstance(result, int) else 0

@@ -2,10 +2,22 @@ from .data_args import DataArguments
 from .finetuning_args import FinetuningArguments
 from .inference_args import InferenceArguments
 from .model_args import ModelArguments
-from .parser import get_infer_args, get_train_args, read_args
+from .parser import (
+    CheckArgs,
+    ExportArgs,
+    PredictArgs,
+    TrainArgs,
+    get_check_args,
+    get_export_args,
+    get_predict_args,
+    get_train_args,
+    read_args,
+)
 from .training_args import TrainingArguments
+from .world_model_args import WorldModelArguments
 
 __all__ = [
-    "DataArguments", "FinetuningArguments", "InferenceArguments", "ModelArguments", "TrainingArguments",
-    "get_infer_args", "get_train_args", "read_args",
+    "CheckArgs", "DataArguments", "ExportArgs", "FinetuningArguments", "InferenceArguments", "ModelArguments",
+    "PredictArgs", "TrainArgs", "TrainingArguments", "WorldModelArguments", "get_check_args", "get_export_args",
+    "get_predict_args", "get_train_args", "read_args",
 ]

@@ -1,6 +1,8 @@
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from ..extras.errors import ConfigError
+
 
 @dataclass
 class DataArguments:
@@ -55,9 +57,9 @@ class DataArguments:
 
     def __post_init__(self):
         if self.val_size < 0:
-            raise ValueError("`val_size` must be >= 0.")
+            raise ConfigError("`val_size` must be >= 0.")
         if self.cutoff_len < 2:
-            raise ValueError("`cutoff_len` must be at least 2.")
+            raise ConfigError("`cutoff_len` must be at least 2.")
         if self.media_dir is None:
             self.media_dir = self.dataset_dir
 

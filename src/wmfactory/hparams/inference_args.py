@@ -1,6 +1,8 @@
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from ..extras.errors import ConfigError
+
 
 @dataclass
 class InferenceArguments:
@@ -19,4 +21,4 @@ class InferenceArguments:
 
     def __post_init__(self):
         if self.context_groups < 0:
-            raise ValueError("`context_groups` must be >= 0.")
+            raise ConfigError("`context_groups` must be >= 0.")

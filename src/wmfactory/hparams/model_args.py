@@ -1,10 +1,12 @@
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from ..extras.errors import ConfigError
+
 
 @dataclass
 class ModelArguments:
-    """Which base model to load, and the shape of the world-model modules put around it."""
+    """Which base model to load, and how."""
 
     model_name_or_path: Optional[str] = field(
         default=None,
@@ -26,15 +28,7 @@ class ModelArguments:
         metadata={"help": "Dtype the base weights are loaded in. Trainable weights stay float32 unless you choose "
                           "otherwise; use `bf16: true` for mixed precision."},
     )
-    projector_type: Literal["mlp", "linear"] = field(
-        default="mlp",
-        metadata={"help": "Projector embedding_dim -> hidden: `mlp` (Linear-GELU-Linear) or `linear`."},
-    )
-    prediction_head_type: Literal["mlp", "linear"] = field(
-        default="mlp",
-        metadata={"help": "Prediction head hidden -> embedding_dim: `mlp` (Linear-GELU-Linear) or `linear`."},
-    )
 
     def __post_init__(self):
         if self.model_name_or_path is None:
-            raise ValueError("`model_name_or_path` is required (a local folder or a hub id of a causal LM).")
+            raise ConfigError("`model_name_or_path` is required (a local folder or a hub id of a causal LM).")

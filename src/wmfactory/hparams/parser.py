@@ -5,30 +5,29 @@ import dataclasses
 import difflib
 import importlib.util
 import json
-import os
 import re
 import sys
 import types
 import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Union
 
 import yaml
-from transformers import HfArgumentParser, set_seed
+from transformers import HfArgumentParser
 
-from ..extras.errors import DataError
-from ..extras.logging import get_logger
-from ..train.checkpoints import newest_complete_checkpoint
+from ..extras.errors import ConfigError, DataError
 from .data_args import DataArguments
 from .finetuning_args import FinetuningArguments
 from .inference_args import InferenceArguments
 from .model_args import ModelArguments
 from .training_args import TrainingArguments
+from .world_model_args import WorldModelArguments
 
-logger = get_logger(__name__)
-
-# every command reads the same keys, so that one YAML file serves train, predict, eval and export
-ALL_DATACLASSES = (ModelArguments, DataArguments, TrainingArguments, FinetuningArguments, InferenceArguments)
+# every command reads the same keys, so that one YAML file serves train, check, predict, eval and export
+ALL_DATACLASSES = (
+    ModelArguments, DataArguments, TrainingArguments, FinetuningArguments, WorldModelArguments, InferenceArguments
+)
 # `warmup_ratio` (LLaMA-Factory, transformers 4) is `warmup_steps` below 1 in transformers 5
 KEY_ALIASES = {"model_name": "model_name_or_path", "warmup_ratio": "warmup_steps"}
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
@@ -67,7 +66,7 @@ def read_args(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, 
         config = _load_config_file(argv.pop(0))
         for item in argv:
             if "=" not in item or item.startswith("-"):
-                raise ValueError(f"Override '{item}' must look like key=value (e.g. learning_rate=1e-4).")
+                raise ConfigError(f"Override '{item}' must look like key=value (e.g. learning_rate=1e-4).")
             key, value = item.split("=", 1)
             config[key.strip()] = load_yaml(value) if value.strip() else ""
         return config
@@ -75,7 +74,7 @@ def read_args(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, 
     while i < len(argv):
         item = argv[i]
         if not item.startswith("--"):
-            raise ValueError(f"Unexpected argument '{item}': use --key value (or a YAML file as first argument).")
+            raise ConfigError(f"Unexpected argument '{item}': use --key value (or a YAML file as first argument).")
         key = item[2:]
         if "=" in key:
             key, value = key.split("=", 1)
@@ -92,13 +91,16 @@ def read_args(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, 
 def _load_config_file(path: str) -> dict[str, Any]:
     file = Path(path)
     if not file.is_file():
-        raise ValueError(f"Config file '{path}' not found.")
-    with open(file, encoding="utf-8") as f:
-        content = json.load(f) if file.suffix == ".json" else load_yaml(f)
+        raise ConfigError(f"Config file '{path}' not found.")
+    try:
+        with open(file, encoding="utf-8") as f:
+            content = json.load(f) if file.suffix == ".json" else load_yaml(f)
+    except (ValueError, yaml.YAMLError) as err:
+        raise ConfigError(f"Config file '{path}' cannot be parsed: {err}") from None
     if content is None:
         return {}
     if not isinstance(content, dict):
-        raise ValueError(f"Config file '{path}' must hold a mapping of keys to values.")
+        raise ConfigError(f"Config file '{path}' must hold a mapping of keys to values.")
     return content
 
 
@@ -118,7 +120,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if origin is Literal:
         choices = typing.get_args(annotation)
         if value not in choices:
-            raise ValueError(f"`{key}` must be one of {', '.join(map(str, choices))}, got '{value}'.")
+            raise ConfigError(f"`{key}` must be one of {', '.join(map(str, choices))}, got '{value}'.")
         return value
     if origin in (Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -145,7 +147,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             return True
         if str(value).lower() in _FALSE:
             return False
-        raise ValueError(f"`{key}` must be true or false, got '{value}'.")
+        raise ConfigError(f"`{key}` must be true or false, got '{value}'.")
     if annotation in (int, float) and not isinstance(value, bool):
         try:
             number = float(value)
@@ -155,7 +157,7 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
                 return int(number)
             return number
         except (TypeError, ValueError):
-            raise ValueError(f"`{key}` must be a number ({annotation.__name__}), got '{value}'.") from None
+            raise ConfigError(f"`{key}` must be a number ({annotation.__name__}), got '{value}'.") from None
     if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return value
@@ -170,68 +172,127 @@ def normalize_args(config: dict[str, Any], classes=ALL_DATACLASSES) -> dict[str,
         if key not in known:
             close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
             hint = f" Did you mean `{close[0]}`?" if close else ""
-            raise ValueError(f"Unknown key `{key}`.{hint}")
+            raise ConfigError(f"Unknown key `{key}`.{hint}")
         normalized[key] = _coerce(key, value, known[key])
     return normalized
 
 
+
+
 def parse_dict(config: dict[str, Any], classes=ALL_DATACLASSES) -> tuple:
+    """The argument dataclasses, in the order of `classes`. A `ValueError` raised while the dataclasses validate
+    their values (ours or Hugging Face's `TrainingArguments`) is a configuration mistake, reported as such."""
     parser = HfArgumentParser(classes)
-    return parser.parse_dict(normalize_args(config, classes), allow_extra_keys=False)
-
-
-def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> tuple[
-    ModelArguments, DataArguments, TrainingArguments, FinetuningArguments
-]:
     try:
-        return _get_train_args(args)
+        return parser.parse_dict(normalize_args(config, classes), allow_extra_keys=False)
+    except DataError:
+        raise
     except ValueError as err:
-        if isinstance(err, DataError):
-            raise
-        raise DataError(f"invalid configuration: {err}") from None
+        raise ConfigError(str(err)) from None
 
 
-def _with_device_default(config: dict[str, Any]) -> dict[str, Any]:
+@dataclass
+class TrainArgs:
+    """`wmfactory train` / `python -m wmfactory.train.tuner`."""
+
+    model: ModelArguments
+    data: DataArguments
+    training: TrainingArguments
+    finetuning: FinetuningArguments
+    world_model: WorldModelArguments
+
+
+@dataclass
+class CheckArgs:
+    """`wmfactory check`: the datasets, read as training would read them."""
+
+    model: ModelArguments
+    data: DataArguments
+    training: TrainingArguments
+    world_model: WorldModelArguments
+
+
+@dataclass
+class PredictArgs:
+    """`wmfactory predict` and `wmfactory eval`. `given` holds the keys the user set (the others come from the
+    trained model's configuration)."""
+
+    model: ModelArguments
+    data: DataArguments
+    training: TrainingArguments
+    world_model: WorldModelArguments
+    inference: InferenceArguments
+    given: frozenset[str]
+
+
+@dataclass
+class ExportArgs:
+    """`wmfactory export`."""
+
+    model: ModelArguments
+    inference: InferenceArguments
+
+
+def _parse(args, train: bool) -> tuple[dict[str, Any], tuple]:
+    config = read_args(args)
+    if train:
+        config.setdefault("do_train", True)  # LLaMA-Factory configs say it; the seed's command line does not
+    else:
+        config["do_train"] = False
     if "use_cpu" not in config and not _has_accelerator():
         # On a machine without GPU, run on the CPU (so `bf16` means CPU autocast and torchrun uses gloo DDP).
         config["use_cpu"] = True
-    return config
+    return config, parse_dict(config)
 
 
-def get_infer_args(args: Union[dict[str, Any], list[str], None] = None) -> tuple:
-    """For predict, eval and export: the five argument groups and the set of keys the user gave."""
-    try:
-        config = _with_device_default(read_args(args))
-        config["do_train"] = False
-        given = {KEY_ALIASES.get(key, key) for key in config}
-        return (*parse_dict(config), given)
-    except ValueError as err:
-        if isinstance(err, DataError):
-            raise
-        raise DataError(f"invalid configuration: {err}") from None
-
-
-def _get_train_args(args):
-    config = read_args(args)
-    config.setdefault("do_train", True)  # LLaMA-Factory configs say it; the seed's command line does not
+def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> TrainArgs:
+    config, parsed = _parse(args, train=True)
+    model, data, training, finetuning, world_model, _ = parsed
     if config.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
-        raise ValueError("`deepspeed` is set but DeepSpeed is not installed: `pip install deepspeed`.")
-    model_args, data_args, training_args, finetuning_args, _ = parse_dict(_with_device_default(config))
-
-    if not data_args.dataset_names and training_args.do_train:
-        raise ValueError("`dataset` is required for training (a name registered in dataset_info.json).")
-    if training_args.output_dir is None:
-        raise ValueError("`output_dir` is required.")
-    if model_args.adapter_name_or_path and finetuning_args.finetuning_type != "lora":
-        raise ValueError("`adapter_name_or_path` needs `finetuning_type: lora`.")
+        raise ConfigError("`deepspeed` is set but DeepSpeed is not installed: `pip install deepspeed`.")
+    if not data.dataset_names and training.do_train:
+        raise ConfigError("`dataset` is required for training (a name registered in dataset_info.json).")
+    if training.output_dir is None:
+        raise ConfigError("`output_dir` is required.")
+    if model.adapter_name_or_path and finetuning.finetuning_type != "lora":
+        raise ConfigError("`adapter_name_or_path` needs `finetuning_type: lora`.")
+    if finetuning.stage == "wm" and world_model.embedding_loss_weight == 0 and world_model.lm_loss_weight == 0:
+        raise ConfigError("`embedding_loss_weight` and `lm_loss_weight` are both 0: nothing would be trained.")
     # The collator needs the world-model columns, which no model signature names.
-    training_args.remove_unused_columns = False
-    if training_args.ddp_find_unused_parameters is None:
+    training.remove_unused_columns = False
+    if training.ddp_find_unused_parameters is None:
         # every trainable parameter takes part in every step (the projector and head run even on empty batches)
-        training_args.ddp_find_unused_parameters = False
-    _resolve_resume(training_args)
-    set_seed(training_args.seed)  # before the model is built, so that the projector and head start the same
-    return model_args, data_args, training_args, finetuning_args
+        training.ddp_find_unused_parameters = False
+    if finetuning.disable_shuffling:
+        training.train_sampling_strategy = "sequential"
+    if training.gradient_checkpointing_kwargs is None:
+        # non-reentrant: gradients reach the projector through layers whose other inputs need none
+        training.gradient_checkpointing_kwargs = {"use_reentrant": False}
+    return TrainArgs(model, data, training, finetuning, world_model)
+
+
+def get_check_args(args: Union[dict[str, Any], list[str], None] = None) -> CheckArgs:
+    _, (model, data, training, _, world_model, _) = _parse(args, train=False)
+    if not data.dataset_names + data.eval_dataset_names:
+        raise ConfigError("`dataset` is required: the dataset(s) to check.")
+    return CheckArgs(model, data, training, world_model)
+
+
+def get_predict_args(args: Union[dict[str, Any], list[str], None] = None) -> PredictArgs:
+    config, (model, data, training, _, world_model, inference) = _parse(args, train=False)
+    given = frozenset(KEY_ALIASES.get(key, key) for key in config)
+    if not data.dataset_names:
+        raise ConfigError("`dataset` is required: the rows to predict (a name registered in dataset_info.json).")
+    if "output_dir" not in given:
+        raise ConfigError("`output_dir` is required: where the results are written.")
+    return PredictArgs(model, data, training, world_model, inference, given)
+
+
+def get_export_args(args: Union[dict[str, Any], list[str], None] = None) -> ExportArgs:
+    _, (model, _, _, _, _, inference) = _parse(args, train=False)
+    if not inference.export_dir:
+        raise ConfigError("`export_dir` is required: where the merged world model is written.")
+    return ExportArgs(model, inference)
 
 
 def _has_accelerator() -> bool:
@@ -242,24 +303,6 @@ def _has_accelerator() -> bool:
     )
 
 
-def _resolve_resume(training_args: TrainingArguments) -> None:
-    """LLaMA-Factory's rule: resume from the newest checkpoint in `output_dir` unless told to overwrite it."""
-    output_dir = training_args.output_dir
-    if str(training_args.resume_from_checkpoint).lower() == "true":  # `resume_from_checkpoint: true`: the newest
-        found = newest_complete_checkpoint(output_dir)
-        if found is None:
-            raise ValueError(f"`resume_from_checkpoint: true` but '{output_dir}' holds no complete checkpoint.")
-        training_args.resume_from_checkpoint = found
-    if not training_args.do_train or training_args.overwrite_output_dir or not os.path.isdir(output_dir):
-        return
-    if training_args.resume_from_checkpoint is not None:
-        return
-    last_checkpoint = newest_complete_checkpoint(output_dir)
-    if last_checkpoint is not None:
-        training_args.resume_from_checkpoint = last_checkpoint
-        logger.info(f"Resuming training from {last_checkpoint} (set `overwrite_output_dir: true` to start afresh).")
-    elif any(name != "runs" and not name.startswith("checkpoint-") for name in os.listdir(output_dir)):
-        raise ValueError(
-            f"Output directory '{output_dir}' already exists and is not empty, and holds no checkpoint. "
-            "Set `overwrite_output_dir: true` to train into it anyway."
-        )
+def print_help() -> None:
+    """Every key with its default and help text, from the dataclasses (as argparse prints them)."""
+    HfArgumentParser(ALL_DATACLASSES).print_help()

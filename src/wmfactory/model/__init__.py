@@ -1,4 +1,6 @@
-from .loader import load_tokenizer, load_world_model
-from .world_model import WorldModel, WorldModelConfig
+from .adapter import setup_finetuning
+from .config import WorldModelConfig
+from .loader import build_world_model, load_tokenizer
+from .world_model import WorldModel
 
-__all__ = ["WorldModel", "WorldModelConfig", "load_tokenizer", "load_world_model"]
+__all__ = ["WorldModel", "WorldModelConfig", "build_world_model", "load_tokenizer", "setup_finetuning"]

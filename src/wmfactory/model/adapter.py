@@ -1,54 +1,81 @@
 """What is trained: `lora` (PEFT adapters), `freeze` (the last LLM layers) or `full`. The projector and prediction
-head are always trained (the head is frozen in `stage: sft`, where it is unused)."""
+head are always trained (the head is frozen in `stage: sft`, where it is unused).
+
+LoRA wraps the whole world model in a PEFT model, as for any composite Hugging Face model: the adapters go into
+the language model's linear layers, and the projector, head and statistics are `modules_to_save` (trained in full
+and saved with the adapter). Saving, resuming and loading the best checkpoint are then PEFT's and the Trainer's."""
+
+import re
 
 from torch import nn
+from transformers.pytorch_utils import Conv1D
 
+from ..extras.errors import ConfigError
 from ..extras.logging import get_logger
 from ..hparams import FinetuningArguments, ModelArguments
+from .world_model import WORLD_MODEL_PARTS, WorldModel
 
 logger = get_logger(__name__)
 
 
-def setup_finetuning(
-    model: nn.Module, model_args: ModelArguments, finetuning_args: FinetuningArguments, is_trainable: bool
-) -> nn.Module:
-    """Returns the language model to wrap: `model` itself, or a PEFT model around it."""
+def setup_finetuning(model: WorldModel, model_args: ModelArguments, finetuning_args: FinetuningArguments) -> nn.Module:
+    """Marks what trains and returns the model to train: `model` itself, or a PEFT model around it."""
     kind = finetuning_args.finetuning_type
-    if not is_trainable:
-        return _load_adapter(model, model_args, is_trainable=False) if model_args.adapter_name_or_path else model
     if kind == "full":
         model.requires_grad_(True)
-        return model
-    if kind == "freeze":
-        _freeze(model, finetuning_args)
-        return model
-    if kind == "lora":
-        if model_args.adapter_name_or_path:
-            return _load_adapter(model, model_args, is_trainable=True)
-        return _new_lora(model, finetuning_args)
-    raise ValueError(f"Unknown finetuning_type '{kind}'.")
+    elif kind == "freeze":
+        _freeze(model.language_model, finetuning_args)
+        for part in WORLD_MODEL_PARTS:
+            getattr(model, part).requires_grad_(True)
+    elif model_args.adapter_name_or_path:
+        from peft import PeftModel
+
+        logger.info(f"Loading adapter {model_args.adapter_name_or_path}")
+        model = PeftModel.from_pretrained(model, model_args.adapter_name_or_path, is_trainable=True)
+    else:
+        model = _new_lora(model, finetuning_args)
+    world_model = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if not world_model.config.predicts_embeddings:  # stage sft: the head is neither run nor trained
+        world_model.prediction_head.requires_grad_(False)
+    lm = world_model.language_model
+    output_embeddings = lm.get_output_embeddings()
+    if world_model.config.lm_loss_weight == 0 and output_embeddings is not None and (
+        output_embeddings.weight is not lm.get_input_embeddings().weight
+    ):
+        # the LM head is never run: frozen, so that distributed training sees no trainable parameter unused
+        output_embeddings.requires_grad_(False)
+    # under DeepSpeed ZeRO-3 a partitioned parameter is empty here; `ds_numel` is its full size
+    trainable = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
+    total = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+    logger.info(f"Trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.4f}%)")
+    return model
 
 
-def _new_lora(model: nn.Module, finetuning_args: FinetuningArguments) -> nn.Module:
-    from peft import LoraConfig, TaskType, get_peft_model
+def lora_target_modules(language_model: nn.Module, lora_target: str) -> str:
+    """A regular expression for PEFT's `target_modules`: the linear layers of the language model named in
+    `lora_target` (`all`: every linear layer but the LM head), never the projector or the head."""
+    output_layer = language_model.get_output_embeddings()
+    found = {name.rsplit(".", 1)[-1] for name, module in language_model.named_modules()
+             if isinstance(module, (nn.Linear, Conv1D)) and module is not output_layer}
+    wanted = found if lora_target == "all" else {name.strip() for name in lora_target.split(",") if name.strip()}
+    missing = wanted - found
+    if missing:
+        raise ConfigError(f"`lora_target`: no linear layer named {sorted(missing)} in this model "
+                         f"(it has {sorted(found)}).")
+    return rf"language_model\..*\.({'|'.join(re.escape(name) for name in sorted(wanted))})"
 
-    target = finetuning_args.lora_target
-    target_modules = "all-linear" if target == "all" else [name.strip() for name in target.split(",")]
+
+def _new_lora(model: WorldModel, finetuning_args: FinetuningArguments) -> nn.Module:
+    from peft import LoraConfig, get_peft_model
+
     config = LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
         r=finetuning_args.lora_rank,
         lora_alpha=finetuning_args.lora_alpha,
         lora_dropout=finetuning_args.lora_dropout,
-        target_modules=target_modules,
+        target_modules=lora_target_modules(model.language_model, finetuning_args.lora_target),
+        modules_to_save=list(WORLD_MODEL_PARTS),
     )
     return get_peft_model(model, config)
-
-
-def _load_adapter(model: nn.Module, model_args: ModelArguments, is_trainable: bool) -> nn.Module:
-    from peft import PeftModel
-
-    logger.info(f"Loading adapter {model_args.adapter_name_or_path}")
-    return PeftModel.from_pretrained(model, model_args.adapter_name_or_path, is_trainable=is_trainable)
 
 
 def _decoder_layers(model: nn.Module) -> nn.ModuleList:

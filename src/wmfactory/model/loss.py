@@ -1,32 +1,65 @@
 """The world-model loss (DESIGN.md §2), in one place.
 
 loss = embedding_loss_weight * embedding_loss + lm_loss_weight * lm_loss, where embedding_loss is the mean over
-target vectors of the per-vector error (mean over d of the squared or absolute difference) and lm_loss the mean
+target vectors of the per-vector error (`world_model_loss_type`, one of `EMBEDDING_LOSSES`) and lm_loss the mean
 token cross-entropy. Both means divide by a count that the trainer may widen to the whole optimizer step (all
 micro-batches of a gradient-accumulation window, all ranks), so that the gradient does not depend on how a batch is
 split. No targets -> 0, never NaN."""
 
 from dataclasses import dataclass
-from typing import Literal, Optional
+from typing import Callable, Optional
 
 import torch
 
-LossType = Literal["l2", "l1", "smooth_l1", "cosine"]
+from ..extras.constants import IGNORE_INDEX
+
+# per-vector error `[v]` between predicted and target vectors `[v, d]`
+EmbeddingLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+EMBEDDING_LOSSES: dict[str, EmbeddingLoss] = {}
 
 
-def embedding_errors(predicted: torch.Tensor, target: torch.Tensor, loss_type: LossType) -> torch.Tensor:
-    """Per-vector error `[v]` between `predicted` and `target`, both `[v, d]`."""
+def register_loss(name: str):
+    def decorator(loss: EmbeddingLoss) -> EmbeddingLoss:
+        EMBEDDING_LOSSES[name] = loss
+        return loss
+
+    return decorator
+
+
+@register_loss("l2")
+def mean_squared_error(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (predicted - target).pow(2).mean(dim=-1)
+
+
+@register_loss("l1")
+def mean_absolute_error(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return (predicted - target).abs().mean(dim=-1)
+
+
+@register_loss("smooth_l1")
+def huber_error(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Huber with beta 1: squared below 1, absolute above."""
     difference = predicted - target
-    if loss_type == "l2":
-        return difference.pow(2).mean(dim=-1)
-    if loss_type == "l1":
-        return difference.abs().mean(dim=-1)
-    if loss_type == "smooth_l1":  # Huber with beta 1: squared below 1, absolute above
-        absolute = difference.abs()
-        return torch.where(absolute < 1, 0.5 * difference.pow(2), absolute - 0.5).mean(dim=-1)
-    if loss_type == "cosine":
-        return 1 - torch.nn.functional.cosine_similarity(predicted, target, dim=-1, eps=1e-8)
-    raise ValueError(f"Unknown world_model_loss_type '{loss_type}'.")
+    absolute = difference.abs()
+    return torch.where(absolute < 1, 0.5 * difference.pow(2), absolute - 0.5).mean(dim=-1)
+
+
+@register_loss("cosine")
+def cosine_error(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    return 1 - torch.nn.functional.cosine_similarity(predicted, target, dim=-1, eps=1e-8)
+
+
+def embedding_errors(predicted: torch.Tensor, target: torch.Tensor, loss_type: str) -> torch.Tensor:
+    """Per-vector error `[v]` between `predicted` and `target`, both `[v, d]`."""
+    if loss_type not in EMBEDDING_LOSSES:
+        raise ValueError(f"Unknown world_model_loss_type '{loss_type}' (registered: {', '.join(EMBEDDING_LOSSES)}).")
+    return EMBEDDING_LOSSES[loss_type](predicted, target)
+
+
+def lm_label_mask(labels: torch.Tensor) -> torch.Tensor:
+    """`[b, t]` labels -> `[b, t - 1]`: which hidden states (positions 0..t-2) carry an LM target (the next token's
+    label). The one definition the loss and the trainer's token count share."""
+    return labels[:, 1:] != IGNORE_INDEX
 
 
 @dataclass
@@ -55,6 +88,6 @@ def combine_losses(
     return loss, embedding_loss, lm_loss
 
 
-def _at_least_one(count: int | torch.Tensor) -> float | torch.Tensor:
+def _at_least_one(count: int | float | torch.Tensor) -> float | torch.Tensor:
     """The count, or 1 when it is 0 (a batch without targets contributes 0, not NaN); tensors stay on device."""
     return count.clamp(min=1).to(torch.float32) if isinstance(count, torch.Tensor) else float(max(count, 1))

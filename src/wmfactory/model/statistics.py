@@ -21,7 +21,7 @@ SAMPLE_SIZE = 100_000
 
 
 class EmbeddingStatistics(nn.Module):
-    """Buffers (saved in world_model.safetensors): `mean`, `std`, `center`, `scale`, `low`, `high` `[d]`,
+    """Buffers (saved with the model): `mean`, `std`, `center`, `scale`, `low`, `high` `[d]`,
     `delta_scale` `[d]` (std of the step between consecutive normalised vectors of a row) and `ridge` `[k*d + 1, d]`
     (ridge regression from the last k vectors, data units)."""
 
@@ -44,11 +44,6 @@ class EmbeddingStatistics(nn.Module):
 
     def denormalize(self, z: torch.Tensor) -> torch.Tensor:
         return z.float() * self.scale + self.center if self.active else z.float()
-
-    def ridge_forecast(self, history: torch.Tensor) -> torch.Tensor:
-        """`history`: `[n, k, d]`, the last k vectors, most recent last -> `[n, d]`."""
-        features = torch.cat([history.flip(1).flatten(1), history.new_ones(history.shape[0], 1)], dim=1)
-        return features.float() @ self.ridge
 
     @torch.no_grad()
     def fit(self, rows: Iterable[np.ndarray], norm: str, ridge_lambda: float = 1e-3, seed: int = 0) -> None:
@@ -97,9 +92,8 @@ class EmbeddingStatistics(nn.Module):
                 steps += len(delta)
             if len(stream) > k:
                 x = np.asarray(stream, dtype=np.float64)
-                features = np.concatenate(
-                    [np.stack([x[k - j - 1: len(x) - j - 1] for j in range(k)], axis=1).reshape(len(x) - k, -1),
-                     np.ones((len(x) - k, 1))], axis=1)
+                windows = np.stack([x[j: len(x) - k + j] for j in range(k)], axis=1)  # [n, k, d], oldest first
+                features = ridge_features(windows)
                 gram += features.T @ features
                 cross += features.T @ x[k:]
         if steps:
@@ -117,6 +111,13 @@ class EmbeddingStatistics(nn.Module):
         if low is not None:
             self.low.copy_(torch.from_numpy(low))
             self.high.copy_(torch.from_numpy(high))
+
+
+def ridge_features(windows: np.ndarray) -> np.ndarray:
+    """The ridge regression's input, in one place: windows of the last k vectors `[n, k, d]` (most recent last) ->
+    `[n, k*d + 1]`, the vectors most recent first, then a constant 1 for the intercept."""
+    windows = np.asarray(windows, dtype=np.float64)
+    return np.concatenate([windows[:, ::-1].reshape(len(windows), -1), np.ones((len(windows), 1))], axis=1)
 
 
 def _safe(scale: np.ndarray) -> np.ndarray:

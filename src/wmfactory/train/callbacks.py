@@ -1,10 +1,12 @@
-"""`trainer_log.jsonl`: one JSON object per logging step, as LLaMA-Factory writes it (read by dashboards/scripts)."""
+"""Callbacks of a training run: `trainer_log.jsonl` (one JSON object per logging step, as LLaMA-Factory writes it),
+and the world model's `config.json` in the checkpoints of a LoRA run."""
 
 import json
 import os
 import time
 
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 LOG_FILE = "trainer_log.jsonl"
 LOGGED_KEYS = ("loss", "embedding_loss", "lm_loss", "eval_loss", "eval_embedding_loss", "eval_lm_loss", "eval_mse",
@@ -43,3 +45,15 @@ class LogCallback(TrainerCallback):
         os.makedirs(args.output_dir, exist_ok=True)
         with open(os.path.join(args.output_dir, LOG_FILE), "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+class WorldModelConfigCallback(TrainerCallback):
+    """PEFT saves a LoRA world model as its adapter (with the projector, head and statistics as `modules_to_save`),
+    not the world model's `config.json`; this writes it into every checkpoint, so each one loads on its own."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.config.save_pretrained(os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"))

@@ -1,8 +1,10 @@
-"""Which checkpoint to resume from: the newest one that was written completely.
+"""Which checkpoint to resume from: the newest one that was written completely (LLaMA-Factory's resume rule).
 
-A job killed while writing `checkpoint-N/` leaves a folder that looks like a checkpoint. The Trainer writes
-`trainer_state.json` last, so a checkpoint is complete when that file parses and every weights file in the folder
-is whole (a safetensors header that matches the file, a torch zip archive with its central directory)."""
+A job killed while writing `checkpoint-N/` leaves a folder that looks like a checkpoint. A checkpoint is complete
+when `trainer_state.json` parses, the world model's `config.json` is there (written last, after the Trainer's own
+files, for a LoRA run), the weights are there (`model.safetensors` or `adapter_model.safetensors`) and every weights
+file in the folder is whole (a safetensors header that matches the file, a torch zip archive with its central
+directory)."""
 
 import json
 import os
@@ -12,6 +14,7 @@ from typing import Optional
 
 from safetensors import safe_open
 
+from ..extras.errors import ConfigError
 from ..extras.logging import get_logger
 
 logger = get_logger(__name__)
@@ -26,8 +29,10 @@ def incomplete_reason(path: str) -> Optional[str]:
     except (OSError, ValueError):
         return "trainer_state.json is missing or unreadable"
     names = os.listdir(path)
-    if "world_model.safetensors" not in names:
-        return "world_model.safetensors is missing"
+    if "config.json" not in names:
+        return "config.json is missing"
+    if not {"model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors"} & set(names):
+        return "the model weights are missing"
     for name in names:
         file = os.path.join(path, name)
         if name.endswith(".safetensors"):
@@ -57,3 +62,27 @@ def newest_complete_checkpoint(output_dir: str) -> Optional[str]:
             return path
         logger.warning(f"Skipping {path}: {reason} (written by a run that stopped while saving).")
     return None
+
+
+def resolve_resume(training_args) -> None:
+    """Resume from the newest complete checkpoint in `output_dir` unless told to overwrite it; sets
+    `resume_from_checkpoint`. `resume_from_checkpoint: true` asks for the newest one explicitly."""
+    output_dir = training_args.output_dir
+    if str(training_args.resume_from_checkpoint).lower() == "true":
+        found = newest_complete_checkpoint(output_dir)
+        if found is None:
+            raise ConfigError(f"`resume_from_checkpoint: true` but '{output_dir}' holds no complete checkpoint.")
+        training_args.resume_from_checkpoint = found
+    if not training_args.do_train or training_args.overwrite_output_dir or not os.path.isdir(output_dir):
+        return
+    if training_args.resume_from_checkpoint is not None:
+        return
+    last_checkpoint = newest_complete_checkpoint(output_dir)
+    if last_checkpoint is not None:
+        training_args.resume_from_checkpoint = last_checkpoint
+        logger.info(f"Resuming training from {last_checkpoint} (set `overwrite_output_dir: true` to start afresh).")
+    elif any(name != "runs" and not name.startswith("checkpoint-") for name in os.listdir(output_dir)):
+        raise ConfigError(
+            f"Output directory '{output_dir}' already exists and is not empty, and holds no checkpoint. "
+            "Set `overwrite_output_dir: true` to train into it anyway."
+        )

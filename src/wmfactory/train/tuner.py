@@ -3,10 +3,12 @@
 import sys
 from typing import Any, Optional, Union
 
-from transformers import TrainerCallback
+from transformers import TrainerCallback, set_seed
 
+from ..extras.errors import guarded
 from ..hparams import get_train_args
 from .callbacks import LogCallback
+from .checkpoints import resolve_resume
 from .sft.workflow import run_sft
 from .wm.workflow import run_wm
 
@@ -14,24 +16,22 @@ STAGES = {"sft": run_sft, "wm": run_wm}
 
 
 def run_exp(args: Union[dict[str, Any], list[str], None] = None, callbacks: Optional[list[TrainerCallback]] = None):
-    model_args, data_args, training_args, finetuning_args = get_train_args(args)
+    """Train with the keys of `args` (a dict, a YAML file with overrides, or flags); returns the trainer."""
+    train_args = get_train_args(args)
+    resolve_resume(train_args.training)
+    set_seed(train_args.training.seed)  # before the model is built, so that the projector and head start the same
     callbacks = [LogCallback()] + list(callbacks or [])
-    return STAGES[finetuning_args.stage](model_args, data_args, training_args, finetuning_args, callbacks)
-
-
-def print_help() -> None:
-    """Every key with its default and help text, from the dataclasses (as argparse prints them)."""
-    from transformers import HfArgumentParser
-
-    from ..hparams.parser import ALL_DATACLASSES
-
-    HfArgumentParser(ALL_DATACLASSES).print_help()
+    return STAGES[train_args.finetuning.stage](train_args, callbacks)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from ..cli import guarded
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "-h" in argv or "--help" in argv:
+        from ..hparams.parser import print_help
 
-    return guarded(run_exp, list(sys.argv[1:] if argv is None else argv))
+        print_help()
+        return 0
+    return guarded(run_exp, argv)
 
 
 if __name__ == "__main__":

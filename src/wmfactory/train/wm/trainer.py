@@ -1,37 +1,26 @@
-"""`transformers.Trainer` with the world-model loss. The loop, checkpointing, distribution and mixed precision are
-the base class's; this class changes how the loss is normalised and logged, and how the model is saved/loaded."""
+"""`transformers.Trainer` with the world-model loss. The loop, checkpointing, resuming, distribution and mixed
+precision are the base class's; this class changes how the loss is normalised and how it is logged."""
 
-import os
 from typing import Optional
 
 import torch
-from torch.utils.data import SequentialSampler
 from transformers import Trainer
 
-from ...hparams import FinetuningArguments
-from ...model.world_model import WorldModel
-
-IGNORE_INDEX = -100
+from ...eval.metrics import skill
+from ...model.heads import previous_vectors
+from ...model.loss import LossTerms, combine_losses, lm_label_mask
 
 
 class WorldModelTrainer(Trainer):
     # compute_loss divides by the counts of the whole optimizer step, so the base class must not divide again
     loss_is_scaled_for_ga = True
 
-    def __init__(self, finetuning_args: FinetuningArguments, **kwargs):
+    def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        # transformers releases before `loss_is_scaled_for_ga` read this flag instead to skip the division
-        self.model_accepts_loss_kwargs = True
-        self.finetuning_args = finetuning_args
+        self.world_model_config = self.accelerator.unwrap_model(self.model).config
         self._train_sums: dict[str, torch.Tensor] = {}
         self._train_steps_since_log = 0
         self._eval_sums: dict[str, torch.Tensor] = {}
-
-    # ---- data order -------------------------------------------------------------------------------------------
-    def _get_train_sampler(self, train_dataset=None):
-        if self.finetuning_args.disable_shuffling:
-            return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
-        return super()._get_train_sampler(train_dataset)
 
     # ---- loss ---------------------------------------------------------------------------------------------------
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
@@ -47,7 +36,7 @@ class WorldModelTrainer(Trainer):
         counts = torch.zeros(2, dtype=torch.long, device=device)
         for batch in batches:
             counts[0] += batch["embedding_is_target"].sum().to(device)
-            counts[1] += (batch["labels"][:, 1:] != IGNORE_INDEX).sum().to(device)
+            counts[1] += lm_label_mask(batch["labels"]).sum().to(device)
         if self.args.world_size > 1:
             counts = self.accelerator.gather(counts[None]).sum(dim=0)
         return batches, {"num_embedding_targets": counts[0], "num_lm_tokens": counts[1]}
@@ -57,14 +46,15 @@ class WorldModelTrainer(Trainer):
         # DDP averages gradients over ranks while the counts are already global: undo that average
         scale = self.args.world_size if (num_items_in_batch and self.args.world_size > 1) else 1
         loss = outputs.loss * scale
+        predicts = self.world_model_config.predicts_embeddings
         if model.training:
-            if self.finetuning_args.embedding_loss_weight > 0:  # not in stage sft
+            if predicts:
                 self._add(self._train_sums, "embedding_loss", outputs.embedding_loss.detach() * scale)
             self._add(self._train_sums, "lm_loss", outputs.lm_loss.detach() * scale)
         else:  # evaluation reports corpus-level means: keep sums and counts
             terms = outputs.terms
             sums = {name: getattr(terms, name) for name in ("embedding_sum", "num_targets", "lm_sum", "num_tokens")}
-            if self.finetuning_args.embedding_loss_weight > 0:
+            if predicts:
                 sums.update(_squared_errors(inputs, outputs.predicted_embeddings))
             for name, value in sums.items():
                 self._add(self._eval_sums, name, torch.as_tensor(value, dtype=torch.float32, device=loss.device))
@@ -90,38 +80,18 @@ class WorldModelTrainer(Trainer):
             self._train_steps_since_log = 0
         if "eval_loss" in logs and self._eval_sums:
             totals = {k: self.accelerator.reduce(v[None].clone(), "sum").item() for k, v in self._eval_sums.items()}
-            if self.finetuning_args.embedding_loss_weight > 0:
-                logs["eval_embedding_loss"] = totals["embedding_sum"] / max(totals["num_targets"], 1)
-                logs["eval_mse"] = totals["squared_error"] / max(totals["num_targets"], 1)
-                # skill against persistence, on the targets that have a vector before them in their row
-                logs["eval_skill"] = 1.0 - totals["model_error_after_previous"] / max(
-                    totals["persistence_error"], 1e-30)
-            logs["eval_lm_loss"] = totals["lm_sum"] / max(totals["num_tokens"], 1)
+            config = self.world_model_config
+            terms = LossTerms(totals["embedding_sum"], totals["num_targets"], totals["lm_sum"], totals["num_tokens"])
             # corpus-level, like its parts (the base class averages per-batch losses)
-            args = self.finetuning_args
-            logs["eval_loss"] = (args.embedding_loss_weight * logs.get("eval_embedding_loss", 0.0)
-                                 + args.lm_loss_weight * logs["eval_lm_loss"])
+            loss, embedding_loss, lm_loss = combine_losses(terms, config.embedding_loss_weight, config.lm_loss_weight)
+            logs["eval_loss"], logs["eval_lm_loss"] = loss, lm_loss
+            if config.predicts_embeddings:
+                logs["eval_embedding_loss"] = embedding_loss
+                logs["eval_mse"] = totals["squared_error"] / max(totals["num_targets"], 1)
+                # against persistence, on the targets that have a vector before them in their row
+                logs["eval_skill"] = skill(totals["model_error_after_previous"], totals["persistence_error"])
             self._eval_sums = {}
         super().log(logs, start_time)
-
-    # ---- saving and loading -------------------------------------------------------------------------------------
-    def _save(self, output_dir: Optional[str] = None, state_dict: Optional[dict] = None) -> None:
-        output_dir = output_dir if output_dir is not None else self.args.output_dir
-        if not self.args.should_save:
-            return
-        model: WorldModel = self.accelerator.unwrap_model(self.model)
-        model.save_pretrained(output_dir, state_dict=state_dict)
-        if self.processing_class is not None:
-            self.processing_class.save_pretrained(output_dir)
-        torch.save(self.args, os.path.join(output_dir, "training_args.bin"))
-
-    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
-        model = model if model is not None else self.model
-        super()._load_from_checkpoint(resume_from_checkpoint, model=model.language_model)
-        model.load_world_model_weights(resume_from_checkpoint)
-
-    def _load_best_model(self) -> None:
-        self._load_from_checkpoint(self.state.best_model_checkpoint)
 
 
 def _squared_errors(inputs: dict, predicted: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -131,7 +101,7 @@ def _squared_errors(inputs: dict, predicted: torch.Tensor) -> dict[str, torch.Te
         "embedding_is_target"]
     target = vectors[is_target].float()
     error = (predicted.float() - target).pow(2).mean(dim=-1)  # [v_target]
-    previous, has_previous = WorldModel.previous_vectors(vectors, positions)
+    previous, has_previous = previous_vectors(vectors, positions)
     previous, has_previous = previous[is_target].float(), has_previous[is_target]
     persistence = (previous - target).pow(2).mean(dim=-1)
     return {

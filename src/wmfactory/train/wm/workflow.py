@@ -1,4 +1,5 @@
-"""The world-model stage: tokenizer -> template -> dataset -> model -> collator -> trainer -> train -> save -> plot."""
+"""The world-model stage: tokenizer -> template -> dataset -> model -> statistics -> fine-tuning setup -> collator ->
+trainer -> train -> save -> plot."""
 
 import os
 from typing import Optional
@@ -8,40 +9,39 @@ from transformers import TrainerCallback
 
 from ...data import WorldModelDataCollator, get_dataset, get_template
 from ...data.collator import collator_view
+from ...eval.plots import plot_loss
 from ...extras.errors import DataError
 from ...extras.logging import get_logger
-from ...extras.ploting import plot_loss
-from ...hparams import DataArguments, FinetuningArguments, ModelArguments, TrainingArguments
-from ...model import load_tokenizer, load_world_model
+from ...hparams import TrainArgs
+from ...model import build_world_model, load_tokenizer, setup_finetuning
+from ..callbacks import WorldModelConfigCallback
 from ..preemption import PreemptionCallback
 from .trainer import WorldModelTrainer
 
 logger = get_logger(__name__)
 
 
-def run_wm(
-    model_args: ModelArguments,
-    data_args: DataArguments,
-    training_args: TrainingArguments,
-    finetuning_args: FinetuningArguments,
-    callbacks: Optional[list[TrainerCallback]] = None,
-) -> WorldModelTrainer:
-    tokenizer = load_tokenizer(model_args)
-    template = get_template(data_args.template, tokenizer)
-    dataset_module = get_dataset(template, tokenizer, model_args, data_args, training_args, finetuning_args)
-    embedding_dim = resolve_embedding_dim(finetuning_args.embedding_dim, dataset_module.embedding_dim)
+def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -> WorldModelTrainer:
+    training_args = args.training
+    tokenizer = load_tokenizer(args.model)
+    template = get_template(args.data.template, tokenizer)
+    dataset_module = get_dataset(template, tokenizer, args.model, args.data, training_args, args.world_model)
+    embedding_dim = resolve_embedding_dim(args.world_model.embedding_dim, dataset_module.embedding_dim)
     if training_args.eval_strategy != "no" and dataset_module.eval_dataset is None:
         raise DataError(f"`eval_strategy` is '{training_args.eval_strategy.value}' but there is no evaluation data: "
                         "set `val_size` or `eval_dataset`.")
-    model = load_world_model(model_args, finetuning_args, embedding_dim, data_args.template, training_args.do_train)
-    if training_args.do_train and not model_args.adapter_name_or_path:
-        model.statistics.fit(VectorStreams(dataset_module.train_dataset), finetuning_args.embedding_norm,
-                             finetuning_args.ridge_lambda, seed=training_args.seed)
+    world_model = build_world_model(args.model, args.world_model, embedding_dim, args.finetuning.finetuning_type,
+                                    args.data.template)
+    if training_args.do_train and not args.model.adapter_name_or_path:
+        world_model.statistics.fit(VectorStreams(dataset_module.train_dataset), args.world_model.embedding_norm,
+                                   args.world_model.ridge_lambda, seed=training_args.seed)
+    model = setup_finetuning(world_model, args.model, args.finetuning)
+    if model is not world_model:  # PEFT saves the adapter, not the world model's config.json: write it beside
+        callbacks = list(callbacks or []) + [WorldModelConfigCallback(world_model.config)]
     collator = WorldModelDataCollator(pad_token_id=tokenizer.pad_token_id, embedding_dim=embedding_dim)
     trainer = WorldModelTrainer(
         model=model,
         args=training_args,
-        finetuning_args=finetuning_args,
         data_collator=collator,
         train_dataset=collator_view(dataset_module.train_dataset),
         eval_dataset=collator_view(dataset_module.eval_dataset),
@@ -59,13 +59,16 @@ def run_wm(
                            f"{checkpoint}. Run the same command again to resume from it.")
             return trainer
         trainer.save_model()
+        if trainer.args.should_save:
+            world_model.config.save_pretrained(training_args.output_dir)
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
-        if trainer.is_world_process_zero() and finetuning_args.plot_loss:
-            keys = ("loss", "lm_loss") + (("embedding_loss",) if finetuning_args.embedding_loss_weight > 0 else ())
+        if trainer.is_world_process_zero() and args.finetuning.plot_loss:
+            predicts = world_model.config.predicts_embeddings
+            keys = ("loss", "lm_loss") + (("embedding_loss",) if predicts else ())
             if dataset_module.eval_dataset is not None:
-                keys += ("eval_loss", "eval_mse", "eval_skill") if "embedding_loss" in keys else ("eval_loss",)
+                keys += ("eval_loss", "eval_mse", "eval_skill") if predicts else ("eval_loss",)
             plot_loss(training_args.output_dir, keys)
 
     if training_args.do_eval and dataset_module.eval_dataset is not None:

@@ -8,7 +8,7 @@ import torch
 from conftest import train_args, write_dynamics_dataset
 
 from wmfactory import WorldModel
-from wmfactory.inference import continue_stream, encode_row, generate_groups, teacher_forced
+from wmfactory.model.generation import continue_stream, generate_groups, teacher_forced
 from wmfactory.train.tuner import run_exp
 
 
@@ -31,7 +31,7 @@ def recompute_hidden(model, features, vectors):
 
 def test_rollout_equals_a_no_cache_recompute_and_prefixes_agree(trained):
     model, rows, data_dir = trained
-    features = encode_row(model, rows[0], data_dir)
+    features = model.encode_row(rows[0], data_dir)
     rollout = model.rollout(rows[0], steps=12, dataset_dir=data_dir)
     assert rollout.shape == (12, 4) and np.isfinite(rollout).all()
     # append the generated vectors as slots after the row and recompute in one pass
@@ -52,7 +52,7 @@ def test_rollout_equals_a_no_cache_recompute_and_prefixes_agree(trained):
 def test_generated_groups_equal_a_recompute_with_generated_inputs(trained):
     model, rows, data_dir = trained
     row = max(rows, key=lambda r: len(r["embeddings"]))
-    features = encode_row(model, row, data_dir)
+    features = model.encode_row(row, data_dir)
     generated = generate_groups(model, features, context_groups=1)
     assert [g.horizon for g in generated] == list(range(1, len(row["embeddings"])))
     vectors = np.asarray(features["embedding_vectors"], dtype=np.float32).copy()
@@ -72,7 +72,7 @@ def test_generated_groups_equal_a_recompute_with_generated_inputs(trained):
 
 def test_teacher_forced_matches_the_training_forward(trained):
     model, rows, data_dir = trained
-    features = encode_row(model, rows[1], data_dir)
+    features = model.encode_row(rows[1], data_dir)
     predictions = model.predict_next(rows[1], dataset_dir=data_dir)
     assert [p.key for p in predictions] == [f"m{i}" for i in range(2, len(rows[1]["embeddings"]) + 1)]
     batch = {

@@ -2,10 +2,11 @@
 
 from typing import Any, Optional
 
-from ..data.encoder import NO_CUTOFF
-from ..data.processor import RowProcessor
-from ..data.registry import DatasetAttr
-from ..data.template import get_template
+from ..extras.errors import DataError
+from .encoder import NO_CUTOFF, TargetRule
+from .processor import RowProcessor
+from .registry import DatasetAttr
+from .template import get_template
 
 
 def row_attr(name: str = "row") -> DatasetAttr:
@@ -14,20 +15,20 @@ def row_attr(name: str = "row") -> DatasetAttr:
                        user_tag="user", assistant_tag="assistant")
 
 
-def encode_row(model, row: dict[str, Any], dataset_dir: Optional[str] = None, index: int = 0) -> dict[str, Any]:
+def encode_row(row: dict[str, Any], tokenizer, template: Optional[str], target_rule: TargetRule,
+               embedding_dim: Optional[int], dataset_dir: Optional[str] = None, index: int = 0) -> dict[str, Any]:
     """`row`: `{"messages": [...], "embeddings": {key: [path or array-like, ...]}}`; relative paths resolve against
-    `dataset_dir` (default: the current folder). Uses the model's tokenizer, template and target rule."""
-    config = model.wm_config
+    `dataset_dir` (default: the current folder)."""
     processor = RowProcessor(
         attr=row_attr(),
-        template=get_template(config.template, model.tokenizer),
-        tokenizer=model.tokenizer,
+        template=get_template(template, tokenizer),
+        tokenizer=tokenizer,
         media_dir=dataset_dir or ".",
         cutoff_len=NO_CUTOFF,
-        target_rule=config.embedding_targets,
-        embedding_dim=config.embedding_dim,
+        target_rule=target_rule,
+        embedding_dim=embedding_dim,
     )
     features, reason = processor(row, index)
     if features is None:
-        raise ValueError(f"row {index} cannot be used: {reason}")
+        raise DataError(f"row {index} cannot be used: {reason}")
     return features

@@ -1,4 +1,4 @@
-"""Prediction with a trained world model, on the features of one row.
+"""Prediction with a world model on the features of one row (the Python API, `predict` and `eval` use it).
 
 - `teacher_forced`: one pass with the true vectors as inputs; the head's prediction for every target group.
 - `generate_groups`: the first `context_groups` groups are given, every later group is generated: each vector is
@@ -14,6 +14,8 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from transformers import DynamicCache
+
+from .heads import previous_vectors
 
 
 @dataclass
@@ -62,7 +64,7 @@ def _predict(model, hidden: torch.Tensor, previous: Optional[torch.Tensor]) -> t
     """Head on `[n, h]` -> vectors `[n, d]` in data units; `previous` `[n, d]` is the vector before each (None for
     the first of a row)."""
     if previous is None:
-        previous = hidden.new_zeros((hidden.shape[0], model.wm_config.embedding_dim), dtype=torch.float32)
+        previous = hidden.new_zeros((hidden.shape[0], model.config.embedding_dim), dtype=torch.float32)
         has_previous = torch.zeros(hidden.shape[0], dtype=torch.bool, device=hidden.device)
     else:
         has_previous = torch.ones(hidden.shape[0], dtype=torch.bool, device=hidden.device)
@@ -76,7 +78,7 @@ def teacher_forced(model, features: dict[str, Any]) -> list[GroupPrediction]:
     embeds = model.embed(row.input_ids[None], row.vectors, row.slots)
     hidden = model.hidden_states(embeds, None)[0]  # [t, h]
     results = []
-    previous, has_previous = model.previous_vectors(row.vectors, row.slots)
+    previous, has_previous = previous_vectors(row.vectors, row.slots)
     for group in sorted({g for g, t in zip(row.groups, row.is_target) if t}):
         indices = [i for i, (g, t) in enumerate(zip(row.groups, row.is_target)) if g == group and t]
         predicted = model.vectors_from_hidden(hidden[row.positions[indices] - 1], previous[indices],
@@ -90,7 +92,7 @@ class _Stream:
 
     def __init__(self, model):
         self.model = model
-        self.decoder = model.causal_lm.get_decoder()
+        self.decoder = model.get_decoder()
         # the decoder fills this cache in place; transformers renamed its argument `past_key_values` -> `cache`
         self.cache = DynamicCache()
         parameters = inspect.signature(self.decoder.forward).parameters
@@ -111,7 +113,7 @@ class _Stream:
 def generate_groups(model, features: dict[str, Any], context_groups: int = 1) -> list[GroupPrediction]:
     """Groups `>= context_groups` generated autoregressively (text between groups as in the row)."""
     row = _Row(model, features)
-    token_embeds = model.causal_lm.get_input_embeddings()(row.input_ids)  # [t, h]
+    token_embeds = model.get_input_embeddings()(row.input_ids)  # [t, h]
     inputs = token_embeds.clone()
     vectors = row.vectors.clone()
     given = [g < context_groups for g in row.groups]
@@ -149,5 +151,5 @@ def continue_stream(model, features: dict[str, Any], steps: int) -> np.ndarray:
         last = stream.predict(last)
         out.append(last)
         stream.feed(model.project(last[None]).to(embeds.dtype))
-    d = model.wm_config.embedding_dim
+    d = model.config.embedding_dim
     return torch.stack(out).float().cpu().numpy() if out else np.zeros((0, d), dtype=np.float32)

@@ -8,13 +8,14 @@ from typing import Any, Union
 
 import numpy as np
 
+from ..data.converter import embedding_files
+from ..data.encoder import NO_CUTOFF, TARGET_RULES, is_target_slot
+from ..data.loader import load_raw, preprocess
+from ..data.registry import get_dataset_attrs
+from ..data.template import get_template
 from ..extras.errors import DataError
-from ..hparams import get_infer_args
+from ..hparams import get_check_args
 from ..model.loader import load_tokenizer
-from .encoder import NO_CUTOFF
-from .loader import load_raw, preprocess
-from .registry import get_dataset_attrs
-from .template import get_template
 
 SUMMARY_COLUMNS = ["input_ids", "embedding_positions", "embedding_groups", "group_keys", "group_in_assistant",
                    "embedding_dim", "row_index", "drop_reason", "problem"]
@@ -22,10 +23,9 @@ SUMMARY_COLUMNS = ["input_ids", "embedding_positions", "embedding_groups", "grou
 
 def run_check(args: Union[dict[str, Any], list[str], None] = None) -> int:
     """Prints the summary and the problems; returns the exit status (1 when there is any problem)."""
-    model_args, data_args, training_args, finetuning_args, _, _ = get_infer_args(args)
+    parsed = get_check_args(args)
+    model_args, data_args = parsed.model, parsed.data
     names = data_args.dataset_names + data_args.eval_dataset_names
-    if not names:
-        raise DataError("`dataset` is required: the dataset(s) to check.")
     tokenizer = load_tokenizer(model_args)
     template = get_template(data_args.template, tokenizer)
     report = {"datasets": {}, "problems": []}
@@ -37,7 +37,7 @@ def run_check(args: Union[dict[str, Any], list[str], None] = None) -> int:
         except DataError as err:
             report["problems"].append(str(err))
             continue
-        checked = preprocess(raw, attr, template, tokenizer, data_args, finetuning_args, mode="collect",
+        checked = preprocess(raw, attr, template, tokenizer, data_args, parsed.world_model, mode="collect",
                               cutoff_len=NO_CUTOFF)
         summary, problems = _summarise(checked.select_columns(SUMMARY_COLUMNS), attr.name, data_args.cutoff_len)
         summary["modalities"] = _modalities(raw, attr, data_args.media_dir)
@@ -67,11 +67,8 @@ def _summarise(dataset, name: str, cutoff_len: int) -> tuple[dict[str, Any], lis
         if row["embedding_dim"]:
             first_row_of_dimension.setdefault(row["embedding_dim"], row["row_index"])
         for group, position in zip(row["embedding_groups"], row["embedding_positions"]):
-            if position == 0:
-                continue
-            targets["all"] += 1
-            targets["next"] += group > 0
-            targets["assistant"] += row["group_in_assistant"][group]
+            for rule in TARGET_RULES:
+                targets[rule] += is_target_slot(group, row["group_in_assistant"][group], position, rule)
     lengths = np.asarray(lengths) if lengths else np.zeros(1, dtype=int)
     summary = {
         "rows": rows,
@@ -79,7 +76,7 @@ def _summarise(dataset, name: str, cutoff_len: int) -> tuple[dict[str, Any], lis
         "groups": groups,
         "vectors": vectors,
         "dimensions": sorted(first_row_of_dimension),
-        "target_vectors": {rule: int(targets[rule]) for rule in ("next", "assistant", "all")},
+        "target_vectors": {rule: int(targets[rule]) for rule in TARGET_RULES},
         "length_p50": int(np.percentile(lengths, 50)),
         "length_p99": int(np.percentile(lengths, 99)),
         "length_max": int(lengths.max()),
@@ -96,10 +93,8 @@ def _modalities(raw, attr, media_dir: str) -> dict[str, int]:
     if attr.embeddings not in raw.column_names:
         return {}
     for entry in raw[attr.embeddings]:
-        for files in (entry or {}).values() if isinstance(entry, dict) else ():
-            for file in files or () if isinstance(files, list) else ():
-                if not isinstance(file, str) or file in seen:
-                    continue
+        for file in embedding_files(entry):
+            if file not in seen:
                 seen.add(file)
                 counts[_modality(os.path.join(media_dir, file))] += 1
     return dict(counts)

@@ -1,0 +1,36 @@
+"""What `predict` and `eval` share: the trained world model, and the rows of `dataset` read as that model reads."""
+
+import dataclasses
+import os
+
+from ..data import get_dataset, get_template
+from ..hparams import ModelArguments, PredictArgs
+from ..model import WorldModel
+
+
+def load_trained_world_model(model_args: ModelArguments, device) -> WorldModel:
+    """`adapter_name_or_path` (a training output folder, on the base `model_name_or_path`), or
+    `model_name_or_path` itself when it is a training output folder."""
+    folder = model_args.adapter_name_or_path or model_args.model_name_or_path
+    base = model_args.model_name_or_path if model_args.adapter_name_or_path else None
+    return WorldModel.from_pretrained(folder, base_model_name_or_path=base, device=device,
+                                      trust_remote_code=model_args.trust_remote_code)
+
+
+def load_model_and_rows(args: PredictArgs):
+    """(model, preprocessed rows of `dataset`, output_dir). Keys the user did not give (`template`,
+    `embedding_targets`) come from the model's configuration."""
+    model = load_trained_world_model(args.model, args.training.device)
+    config = model.config
+    # the rows of `dataset` themselves: no validation split, and not a training run's saved `tokenized_path`
+    data_args = dataclasses.replace(args.data, val_size=0.0, eval_dataset=None, tokenized_path=None,
+                                    template=args.data.template if "template" in args.given else config.template)
+    world_model_args = dataclasses.replace(
+        args.world_model, embedding_dim=config.embedding_dim,
+        embedding_targets=args.world_model.embedding_targets if "embedding_targets" in args.given
+        else config.embedding_targets,
+    )
+    template = get_template(data_args.template, model.tokenizer)
+    dataset = get_dataset(template, model.tokenizer, args.model, data_args, args.training, world_model_args)
+    os.makedirs(args.training.output_dir, exist_ok=True)
+    return model, dataset.train_dataset, args.training.output_dir

@@ -1,0 +1,71 @@
+from dataclasses import dataclass, field
+from typing import Literal, Optional
+
+from ..extras.errors import ConfigError
+
+
+@dataclass
+class WorldModelArguments:
+    """The world-model keys. They become the model's configuration (`WorldModelConfig`) as they are, so a trained
+    folder remembers them: this dataclass is the one place for their defaults and help."""
+
+    embedding_dim: Optional[int] = field(
+        default=None, metadata={"help": "Dimension of the embedding vectors (default: found in the data)."}
+    )
+    projector_type: Literal["mlp", "linear"] = field(
+        default="mlp",
+        metadata={"help": "Projector embedding_dim -> hidden: `mlp` (Linear-GELU-Linear) or `linear`."},
+    )
+    prediction_head_type: Literal["mlp", "linear"] = field(
+        default="mlp",
+        metadata={"help": "Prediction head hidden -> embedding_dim: `mlp` (Linear-GELU-Linear) or `linear`."},
+    )
+    embedding_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the embedding loss."})
+    lm_loss_weight: float = field(
+        default=0.1, metadata={"help": "Weight of the LM loss; 0 skips the LM head entirely."}
+    )
+    world_model_loss_type: Literal["l2", "l1", "smooth_l1", "cosine"] = field(
+        default="l2",
+        metadata={"help": "Per-vector embedding error: `l2` (mean squared), `l1` (mean absolute), `smooth_l1` "
+                          "(Huber, beta 1) or `cosine` (1 - cosine similarity)."},
+    )
+    embedding_targets: Literal["next", "assistant", "all"] = field(
+        default="next",
+        metadata={"help": "Groups the head must predict: `next` (all but the first), `assistant`, or `all`."},
+    )
+    embedding_norm: Literal["none", "standard", "robust"] = field(
+        default="none",
+        metadata={"help": "Per-dimension normalisation fitted on the training split and saved with the model: "
+                          "`standard` (mean, std) or `robust` (median, 0.7413 IQR, extreme quantiles clipped). "
+                          "The loss is computed on normalised vectors; predictions come back in data units."},
+    )
+    predict_residual: bool = field(
+        default=True,
+        metadata={"help": "The head predicts the step from the previous vector, in units of the training steps' "
+                          "standard deviation (zero output = persistence). On by default: it halved the error on "
+                          "the pendulum benchmark (docs/quality.md)."},
+    )
+    embedding_noise_std: float = field(
+        default=0.0, metadata={"help": "Gaussian noise added to input vectors (normalised units) in training."}
+    )
+    scheduled_sampling_prob: float = field(
+        default=0.0,
+        metadata={"help": "Probability that a target vector's input is replaced by the model's own detached "
+                          "prediction from a first pass (costs a second forward pass)."},
+    )
+    ridge_history: int = field(
+        default=2, metadata={"help": "Vectors of history of the ridge-regression baseline fitted for evaluation."}
+    )
+    ridge_lambda: float = field(
+        default=1e-3, metadata={"help": "Ridge penalty, relative to the number of training steps."}
+    )
+
+    def __post_init__(self):
+        if self.embedding_loss_weight < 0 or self.lm_loss_weight < 0:
+            raise ConfigError("`embedding_loss_weight` and `lm_loss_weight` must be >= 0.")
+        if self.embedding_dim is not None and self.embedding_dim <= 0:
+            raise ConfigError("`embedding_dim` must be a positive integer.")
+        if not 0 <= self.scheduled_sampling_prob <= 1:
+            raise ConfigError("`scheduled_sampling_prob` must be in [0, 1].")
+        if self.embedding_noise_std < 0 or self.ridge_history < 1 or self.ridge_lambda < 0:
+            raise ConfigError("`embedding_noise_std` and `ridge_lambda` must be >= 0, `ridge_history` >= 1.")
