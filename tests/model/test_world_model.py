@@ -125,3 +125,14 @@ def test_lm_loss_applies_the_models_logit_softcapping():
     expected = torch.nn.functional.cross_entropy(torch.tanh(logits / 0.5) * 0.5, torch.tensor([7, 8, 9]))
     torch.testing.assert_close(capped, expected)
     assert not torch.allclose(capped, plain)
+
+
+def test_lora_trains_the_adapters_and_the_world_model_parts_and_sft_freezes_the_head():
+    model = tiny_world_model(finetuning_type="lora")
+    trainable = {name for name, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".lora_" in name or ".modules_to_save." in name for name in trainable)
+    assert {name.split(".modules_to_save.")[0].rsplit(".", 1)[-1] for name in trainable
+            if ".modules_to_save." in name} == {"projector", "prediction_head"}
+    assert not any("lora_" in name for name in trainable if ".language_model." not in name)  # never the head
+    sft = tiny_world_model(finetuning_type="lora", embedding_loss_weight=0.0)
+    assert not any("prediction_head" in name for name, p in sft.named_parameters() if p.requires_grad)

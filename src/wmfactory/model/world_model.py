@@ -45,6 +45,9 @@ class WorldModel(PreTrainedModel):
 
     config_class = WorldModelConfig
     main_input_name = "input_ids"
+    # forward takes the counts of the whole optimizer step (`num_embedding_targets`, `num_lm_tokens`, which the
+    # trainer's `get_batch_samples` gathers) and normalises by them: the Trainer must not divide the loss again
+    accepts_loss_kwargs = True
     supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = True

@@ -12,8 +12,8 @@ from ...model.loss import LossTerms, combine_losses, lm_label_mask
 
 
 class WorldModelTrainer(Trainer):
-    # compute_loss divides by the counts of the whole optimizer step, so the base class must not divide again
-    loss_is_scaled_for_ga = True
+    """The model accepts the counts of the whole optimizer step (`WorldModel.accepts_loss_kwargs`), so the base
+    class uses the loss as it is, without dividing it by the gradient-accumulation steps again."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
