@@ -99,7 +99,8 @@ def test_sigkill_then_resume_logs_the_same_losses(tmp_path):
     data_dir = write_dynamics_dataset(tmp_path / "data", rows=24, varied=True)
     config = train_config(tmp_path, data_dir, tmp_path / "killed", max_steps=60)
     process = start(tmp_path, config, "killed")
-    wait_for(tmp_path / "killed" / "checkpoint-10" / "trainer_state.json", process)
+    # the file a LoRA checkpoint is written with last: the world model's config.json, after the Trainer's files
+    wait_for(tmp_path / "killed" / "checkpoint-10" / "config.json", process)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     resumed = run_exp(config)  # same command again: resumes from the newest complete checkpoint

@@ -13,6 +13,7 @@ from transformers.pytorch_utils import Conv1D
 from ..extras.errors import ConfigError
 from ..extras.logging import get_logger
 from ..hparams import FinetuningArguments, ModelArguments
+from .legacy import is_legacy_folder
 from .world_model import WORLD_MODEL_PARTS, WorldModel
 
 logger = get_logger(__name__)
@@ -30,6 +31,10 @@ def setup_finetuning(model: WorldModel, model_args: ModelArguments, finetuning_a
     elif model_args.adapter_name_or_path:
         from peft import PeftModel
 
+        if is_legacy_folder(model_args.adapter_name_or_path):
+            raise ConfigError(f"`adapter_name_or_path`: '{model_args.adapter_name_or_path}' was written by wmfactory "
+                              "0.1, whose LoRA layout cannot be trained further; `WorldModel.from_pretrained` and "
+                              "`wmfactory predict/eval/export` load it (converted), or train a new adapter.")
         logger.info(f"Loading adapter {model_args.adapter_name_or_path}")
         model = PeftModel.from_pretrained(model, model_args.adapter_name_or_path, is_trainable=True)
     else:
