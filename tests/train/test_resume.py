@@ -37,3 +37,29 @@ def test_evaluation_during_training_logs_world_model_metrics(tmp_path):
         assert entry["eval_skill"] < 1.0
     for name in ("training_eval_loss.png", "training_eval_mse.png", "training_eval_skill.png"):
         assert (tmp_path / "out" / name).is_file()
+
+
+def test_load_best_model_at_end_restores_the_best_checkpoint(tmp_path):
+    """The Trainer's own path (PEFT's `load_adapter` for LoRA): the model at the end is the best checkpoint's."""
+    import torch
+
+    from wmfactory import WorldModel
+
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=12, varied=True)
+    trainer = run_exp(train_args(tmp_path / "out", data_dir, max_steps=6, val_size=4, eval_strategy="steps",
+                                 eval_steps=2, save_strategy="steps", save_steps=2, load_best_model_at_end=True,
+                                 metric_for_best_model="eval_mse", greater_is_better=False, learning_rate=1e-1))
+    evals = {h["step"]: h["eval_mse"] for h in trainer.state.log_history if "eval_mse" in h}
+    best_step = min(evals, key=evals.get)
+    assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{best_step}")
+    best = WorldModel.from_pretrained(trainer.state.best_model_checkpoint)
+    final = WorldModel.from_pretrained(str(tmp_path / "out"))  # what save_model wrote after training
+    batch = next(iter(trainer.get_eval_dataloader()))
+    with torch.no_grad():
+        expected, got = best(**batch).predicted_embeddings, final(**batch).predicted_embeddings
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-6)
+    # the last checkpoint is another model, so the comparison above tells the best from the last
+    assert best_step != 6
+    last = WorldModel.from_pretrained(str(tmp_path / "out" / "checkpoint-6"))
+    with torch.no_grad():
+        assert not torch.allclose(last(**batch).predicted_embeddings, expected, atol=1e-4)

@@ -1,4 +1,5 @@
-"""Slot expansion, LM labels, target selection and truncation: the sequence rules of DESIGN.md §2, in one place.
+"""Slot expansion, LM labels, target selection and truncation: the sequence rules of the README's
+"Targets and losses", in one place.
 
 A rendered conversation is a list of units: runs of text tokens and embedding groups (one group per placeholder
 occurrence, n slots for a file of n vectors). Slots never carry LM labels; a slot of a target group is predicted

@@ -1,4 +1,4 @@
-"""The world-model loss (DESIGN.md §2), in one place.
+"""The world-model loss (README, "Targets and losses"), in one place.
 
 loss = embedding_loss_weight * embedding_loss + lm_loss_weight * lm_loss, where embedding_loss is the mean over
 target vectors of the per-vector error (`world_model_loss_type`, one of `EMBEDDING_LOSSES`) and lm_loss the mean
