@@ -2,7 +2,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from wmfactory.extras.errors import DataError
+from wmfactory.extras.errors import ConfigError, DataError, guarded
 from wmfactory.hparams import get_train_args
 from wmfactory.hparams.parser import read_args
 from wmfactory.train.checkpoints import resolve_resume
@@ -114,3 +114,22 @@ def test_llamafactory_keys_that_transformers_5_renamed_or_we_restrict(tmp_path):
     assert training.warmup_steps == 0.1
     with pytest.raises(DataError, match="`adapter_name_or_path` needs `finetuning_type: lora`"):
         get_train_args(BASE + [str(tmp_path / "o"), "--finetuning_type", "full", "--adapter_name_or_path", "x"])
+
+
+def test_hugging_face_validation_errors_are_configuration_errors(tmp_path):
+    with pytest.raises(ConfigError, match="invalid configuration: .*strategy"):
+        get_train_args(BASE + [str(tmp_path / "o"), "--load_best_model_at_end", "--eval_strategy", "steps",
+                               "--save_strategy", "epoch"])
+
+
+def test_user_errors_are_one_line_and_bugs_keep_their_traceback(capsys):
+    def bad_config(argv):
+        raise ConfigError("`x` must be positive.")
+
+    def bug(argv):
+        raise ValueError("an internal mistake")
+
+    assert guarded(bad_config, []) == 1
+    assert capsys.readouterr().err == "wmfactory: error: invalid configuration: `x` must be positive.\n"
+    with pytest.raises(ValueError, match="an internal mistake"):
+        guarded(bug, [])
