@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from transformers import AutoModel
 from conftest import tiny_world_model, train_args, write_dynamics_dataset
 
 from wmfactory.data import WorldModelDataCollator
@@ -101,6 +102,11 @@ def test_output_folder_alone_reloads_the_same_world_model(tmp_path, finetuning_t
     assert expected.predicted_embeddings.shape[0] > 0
     torch.testing.assert_close(got.predicted_embeddings, expected.predicted_embeddings, rtol=0, atol=1e-6)
     torch.testing.assert_close(got.lm_loss, expected.lm_loss, rtol=0, atol=1e-6)
+    auto = AutoModel.from_pretrained(str(out))  # registered with the Auto classes
+    assert isinstance(auto, WorldModel)
+    with torch.no_grad():
+        torch.testing.assert_close(auto(**batch).predicted_embeddings, expected.predicted_embeddings, rtol=0,
+                                   atol=1e-6)
     # and the training really changed the head: a fresh model predicts differently
     fresh = tiny_world_model(finetuning_type=finetuning_type)
     with torch.no_grad():

@@ -32,8 +32,7 @@ register_command("check", "read every row and embedding file of the datasets: su
                           "if any)", "wmfactory.commands.check", "run_check")
 register_command("predict", "write predictions.jsonl and predicted_embeddings/ for a dataset (teacher_forced or "
                             "rollout)", "wmfactory.commands.predict", "run_predict")
-register_command("eval", "score teacher-forced and rollout predictions against persistence, linear extrapolation, "
-                         "the training mean and ridge: eval_results.json, a table, eval_horizon.png, "
-                         "eval_trajectories.png", "wmfactory.commands.evaluate", "run_eval")
+register_command("eval", "score predictions against persistence, linear extrapolation, the training mean and "
+                         "ridge (table, eval_results.json, plots)", "wmfactory.commands.evaluate", "run_eval")
 register_command("export", "merge a LoRA adapter into the base weights (export_dir)", "wmfactory.commands.export",
                  "run_export")

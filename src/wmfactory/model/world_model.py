@@ -9,7 +9,9 @@ library's own.
     hidden[p - 1] --lm_head--> logits of the token at p                    (LM-labelled positions only)
 """
 
+import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -236,16 +238,19 @@ class WorldModel(PreTrainedModel):
         if legacy.is_legacy_folder(path):
             model = legacy.load_legacy_world_model(cls, path, base_model_name_or_path, **kwargs)
         else:
-            config = _world_model_config(path, hub)
+            config = kwargs.pop("config", None) or _world_model_config(path, hub)  # AutoModel passes it
             adapter = _adapter_config_file(path, hub)
             if adapter is None:
                 model = super().from_pretrained(path, *model_args, config=config, **kwargs)
             else:
                 from peft import PeftModel
 
+                # AutoModel's own keys for a plain adapter folder do not apply to the base model
+                kwargs = {k: v for k, v in kwargs.items() if k != "adapter_kwargs" and not k.startswith("_")}
                 base = AutoModelForCausalLM.from_pretrained(
                     base_model_name_or_path or config.base_model_name_or_path, **kwargs)
-                model = PeftModel.from_pretrained(cls(config, base), path, is_trainable=is_trainable, **hub)
+                with quiet_peft():
+                    model = PeftModel.from_pretrained(cls(config, base), path, is_trainable=is_trainable, **hub)
                 if not is_trainable:
                     model = model.merge_and_unload()
         model.tokenizer = AutoTokenizer.from_pretrained(path, **hub)
@@ -276,6 +281,15 @@ class WorldModel(PreTrainedModel):
 
 
 AutoModel.register(WorldModelConfig, WorldModel)
+
+
+@contextlib.contextmanager
+def quiet_peft():
+    """PEFT reads `model.is_gradient_checkpointing`, which transformers 5 deprecates with a FutureWarning that
+    says nothing to a wmfactory user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 def _world_model_config(path: str, hub: dict) -> WorldModelConfig:
