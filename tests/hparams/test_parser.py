@@ -90,6 +90,8 @@ def test_existing_output_dir_resumes_from_its_newest_complete_checkpoint(tmp_pat
     (out / "checkpoint-25").mkdir()
     fake_checkpoint(out / "checkpoint-30")  # killed after the Trainer's files, before the world model's config.json
     (out / "checkpoint-30" / "config.json").unlink()
+    fake_checkpoint(out / "checkpoint-35")  # killed while writing the config
+    (out / "checkpoint-35" / "config.json").write_text("")
     training = resumed(BASE + [str(out)])
     assert training.resume_from_checkpoint == str(out / "checkpoint-10")
     training = resumed(BASE + [str(out), "--resume_from_checkpoint", "true",

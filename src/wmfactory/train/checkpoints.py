@@ -23,14 +23,13 @@ CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 def incomplete_reason(path: str) -> Optional[str]:
     """None for a complete checkpoint folder, else what is wrong with it."""
-    try:
-        with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as f:
-            json.load(f)
-    except (OSError, ValueError):
-        return "trainer_state.json is missing or unreadable"
+    for name in ("trainer_state.json", "config.json"):
+        try:
+            with open(os.path.join(path, name), encoding="utf-8") as f:
+                json.load(f)
+        except (OSError, ValueError):
+            return f"{name} is missing or unreadable"
     names = os.listdir(path)
-    if "config.json" not in names:
-        return "config.json is missing"
     if not {"model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors"} & set(names):
         return "the model weights are missing"
     for name in names:
