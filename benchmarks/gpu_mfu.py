@@ -86,7 +86,7 @@ def main() -> None:
     lengths = [len(ids) for ids in trainer.train_dataset.dataset.with_format(None)["input_ids"]]
     tokens = float(np.mean(lengths)) * args.batch
     # the input embedding table is a lookup, not a matrix product: left out of the FLOP count, as usual for MFU
-    params = sum(p.numel() for p in trainer.model.parameters()) - trainer.model.causal_lm.get_input_embeddings(
+    params = sum(p.numel() for p in trainer.model.parameters()) - trainer.model.language_model.get_input_embeddings(
     ).weight.numel()
     result = {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu", "torch": torch.__version__,

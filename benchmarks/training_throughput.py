@@ -83,7 +83,7 @@ def child(config: dict) -> None:
     rows = trainer.train_dataset.dataset.with_format(None)["input_ids"][: config["per_device_train_batch_size"]]
     tokens = sum(len(ids) for ids in rows)
     # the input embedding table is a lookup, not a matrix product: left out of the FLOP count, as usual for MFU
-    params = sum(p.numel() for p in trainer.model.parameters()) - trainer.model.causal_lm.get_input_embeddings(
+    params = sum(p.numel() for p in trainer.model.parameters()) - trainer.model.language_model.get_input_embeddings(
     ).weight.numel()
     print(json.dumps({"step_seconds": sorted(steps)[len(steps) // 2], "peak_rss_mb": resource.getrusage(
         resource.RUSAGE_SELF).ru_maxrss / 1024, "tokens_per_batch": tokens, "parameters": params}))

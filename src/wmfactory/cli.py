@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if "-h" in rest or "--help" in rest:
         from .hparams.parser import print_help
 
-        print_help()
+        print_help(name, COMMANDS[name].summary)
         return 0
     if name == "train" and wants_torchrun():
         return launch_torchrun(rest)

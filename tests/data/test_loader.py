@@ -114,3 +114,28 @@ def test_debug_trace_shows_keys_files_shapes_slots_and_targets(tokenizer, tmp_pa
     assert "[a row 0] keys: ['m1', 'm2']" in text and "[a row 1]" in text and "[a row 2]" not in text
     assert "<m2> #0: a/0b.json shape [1, 3]" in text
     assert "<m1> group 0, target=False" in text and "<m2> group 1, target=True" in text
+
+
+def test_sharegpt_columns_follow_llamafactory_defaults(tokenizer, tmp_path):
+    """No `columns` in dataset_info.json: the messages are in `conversations` (LLaMA-Factory's default), or in
+    `messages` when there is no `conversations`; with neither, the error names the column it looked for."""
+    import json
+
+    sharegpt = [{"conversations": [{"from": "human", "value": f"<m1>row {i}"}, {"from": "gpt", "value": "<m2>next"}],
+                 "embeddings": r["embeddings"]} for i, r in enumerate(rows(tmp_path, "c", 3))]
+    (tmp_path / "c.json").write_text(json.dumps(sharegpt))
+    (tmp_path / "m.json").write_text(json.dumps(rows(tmp_path, "m", 3)))
+    (tmp_path / "x.json").write_text(json.dumps([{"turns": r["messages"], "embeddings": r["embeddings"]}
+                                                 for r in rows(tmp_path, "x", 2)]))
+    openai_tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+    (tmp_path / "dataset_info.json").write_text(json.dumps({
+        "c": {"file_name": "c.json", "formatting": "sharegpt"},
+        "m": {"file_name": "m.json", "tags": openai_tags},
+        "x": {"file_name": "x.json", "tags": openai_tags},
+    }))
+    by_name = {name: load(tokenizer, tmp_path, dataset=name).train_dataset for name in ("c", "m")}
+    assert len(by_name["c"]) == len(by_name["m"]) == 3
+    assert by_name["c"]["embedding_vectors"] == by_name["m"]["embedding_vectors"]  # the same vectors, same targets
+    assert by_name["c"]["embedding_is_target"] == by_name["m"]["embedding_is_target"]
+    with pytest.raises(DataError, match=r"dataset 'x', row 0: no column 'conversations' .*`columns.messages`"):
+        load(tokenizer, tmp_path, dataset="x")

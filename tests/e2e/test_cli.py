@@ -51,8 +51,8 @@ report_to: none
 """)
     assert cli.main(["train", str(config), "embedding_loss_weight=2.0", "save_steps=2"]) == 0
     log = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines()]
-    # 7 rows, batch 2 x accumulation 2 -> 2 optimizer steps per epoch, 4 in all, logged every 2
-    assert [entry["current_steps"] for entry in log] == [2, 4]
+    # 7 rows, batch 2 x accumulation 2 -> 2 optimizer steps per epoch, 4 in all, logged every 2 and at the first
+    assert [entry["current_steps"] for entry in log] == [1, 2, 4]
     for entry in log:
         assert {"current_steps", "total_steps", "loss", "embedding_loss", "lm_loss", "learning_rate", "epoch",
                 "elapsed_time"} <= set(entry)
@@ -90,3 +90,16 @@ def test_seed_command_line_and_dimension_error(tmp_path, capsys):
 def test_version(capsys):
     assert cli.main(["version"]) == 0
     assert capsys.readouterr().out.startswith("wmfactory ")
+
+
+def test_each_command_has_its_own_help(capsys):
+    assert cli.main(["eval", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: wmfactory eval ") and "score predictions" in text
+    assert text.index("predict, eval and export") < text.index("--context_groups") < text.index("model: the base LLM")
+    assert "learning_rate" not in text
+    assert cli.main(["train", "--help"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("usage: wmfactory train ")
+    assert text.index("--embedding_loss_weight") < text.index("training: Hugging Face's TrainingArguments") < (
+        text.index("--learning_rate"))

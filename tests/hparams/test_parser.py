@@ -135,3 +135,14 @@ def test_user_errors_are_one_line_and_bugs_keep_their_traceback(capsys):
     assert capsys.readouterr().err == "wmfactory: error: invalid configuration: `x` must be positive.\n"
     with pytest.raises(ValueError, match="an internal mistake"):
         guarded(bug, [])
+
+
+def test_output_dir_is_required_and_sft_says_which_keys_it_ignores(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="`output_dir` is required"):
+        get_train_args(["--model_name", "m", "--dataset", "d"])
+    get_train_args(["--model_name", "m", "--dataset", "d", "--output_dir", str(tmp_path / "o"),
+                    "--embedding_loss_weight", "2", "--world_model_loss_type", "l1"])
+    err = capsys.readouterr().err
+    assert "`stage` is sft" in err and "embedding_loss_weight, world_model_loss_type have no effect" in err
+    get_train_args(BASE + [str(tmp_path / "o"), "--stage", "wm", "--embedding_loss_weight", "2"])
+    assert "`stage` is sft" not in capsys.readouterr().err

@@ -31,7 +31,7 @@ def test_forward_matches_an_independent_computation():
     batch = batch_with()
     out = model(**batch)
     # recompute by hand: token embeddings, projector at the slots, decoder, head one position earlier
-    lm = model.causal_lm
+    lm = model.language_model
     embeds = lm.get_input_embeddings()(batch["input_ids"]).clone()
     for (row, pos), vector in zip(batch["embedding_positions"].tolist(), batch["embedding_vectors"]):
         embeds[row, pos] = model.projector(vector)
@@ -64,7 +64,7 @@ def test_batch_without_targets_gives_zero_embedding_loss_and_keeps_the_head_in_t
 def test_lm_head_is_not_run_when_its_weight_is_zero():
     model = tiny_world_model(lm_loss_weight=0.0)
     calls = []
-    model.causal_lm.get_output_embeddings().register_forward_hook(lambda *args: calls.append(1))
+    model.language_model.get_output_embeddings().register_forward_hook(lambda *args: calls.append(1))
     out = model(**batch_with())
     assert calls == [] and out.lm_loss.item() == 0.0 and out.embedding_loss.item() > 0
 
@@ -124,7 +124,7 @@ def test_lm_loss_applies_the_models_logit_softcapping():
     model.language_model.config.final_logit_softcapping = 0.5  # as Gemma's configs carry it
     capped = model(**batch).lm_loss
     # by hand: logits of the labelled positions, capped, cross-entropy
-    lm = model.causal_lm
+    lm = model.language_model
     embeds = model.embed(batch["input_ids"], batch["embedding_vectors"], batch["embedding_positions"])
     hidden = lm.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
     logits = lm.lm_head(torch.stack([hidden[0, 3], hidden[0, 4], hidden[1, 1]]))

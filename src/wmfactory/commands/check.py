@@ -33,7 +33,7 @@ def run_check(args: Union[dict[str, Any], list[str], None] = None) -> int:
     for name in names:
         try:
             attr = get_dataset_attrs([name], data_args.dataset_dir)[0]
-            raw = load_raw(attr, model_args, data_args)
+            raw = load_raw(attr, model_args.cache_dir, model_args.hf_hub_token, data_args.max_samples)
         except DataError as err:
             report["problems"].append(str(err))
             continue

@@ -19,7 +19,10 @@ class Conversation:
 def convert_sharegpt(row: dict, attr: DatasetAttr, index: int) -> tuple[Optional[Conversation], Optional[str]]:
     """Convert one raw row. Returns (conversation, None), or (None, reason) for a row LLaMA-Factory would drop
     (bad role order); raises DataError for rows that cannot be read at all."""
-    messages = row.get(attr.messages)
+    if attr.messages not in row:
+        raise row_error(f"no column '{attr.messages}' holding the messages (the row has {sorted(row)}); set "
+                        "`columns.messages` in dataset_info.json to the column that holds them", attr.name, index)
+    messages = row[attr.messages]
     if not isinstance(messages, list) or not messages:
         raise row_error(f"column '{attr.messages}' must be a non-empty list of messages", attr.name, index)
     system = row.get(attr.system) if attr.system else None

@@ -28,7 +28,7 @@ from ..extras.logging import get_logger
 from ..hparams import DataArguments, ModelArguments, TrainingArguments, WorldModelArguments
 from .converter import embedding_files
 from .processor import RowProcessor
-from .registry import DATA_FILE_SUFFIXES, DatasetAttr, get_dataset_attrs
+from .registry import DATA_FILE_SUFFIXES, DatasetAttr, get_dataset_attrs, resolve_columns
 
 logger = get_logger(__name__)
 DEBUG_ROWS = 2  # rows traced with TRANSFORMERS_VERBOSITY=debug, even when the preprocessed data comes from cache
@@ -114,7 +114,7 @@ def _load_mixture(names, template, tokenizer, model_args, data_args, world_model
         return None
     datasets = []
     for attr in get_dataset_attrs(names, data_args.dataset_dir):
-        raw = load_raw(attr, model_args, data_args)
+        raw = load_raw(attr, model_args.cache_dir, model_args.hf_hub_token, data_args.max_samples)
         mode = "skip" if data_args.skip_invalid_rows else "raise"
         datasets.append(preprocess(raw, attr, template, tokenizer, data_args, world_model_args, mode))
     if len(datasets) == 1:
@@ -126,20 +126,21 @@ def _load_mixture(names, template, tokenizer, model_args, data_args, world_model
     return interleave_datasets(datasets, probabilities=probs, seed=0, stopping_strategy=stopping)
 
 
-def load_raw(attr: DatasetAttr, model_args: ModelArguments, data_args: DataArguments) -> Dataset:
+def load_raw(attr: DatasetAttr, cache_dir: Optional[str] = None, token: Optional[str] = None,
+             max_samples: Optional[int] = None) -> Dataset:
+    """The rows of one registered dataset as `datasets` reads them (at most `max_samples`)."""
     try:
         if attr.load_from == "hf_hub":
-            raw = load_dataset(attr.path, name=attr.subset, split=attr.split, cache_dir=model_args.cache_dir,
-                               token=model_args.hf_hub_token)
+            raw = load_dataset(attr.path, name=attr.subset, split=attr.split, cache_dir=cache_dir, token=token)
         else:
             files = _data_files(attr)
             builder = DATA_FILE_SUFFIXES[os.path.splitext(files[0])[1].lower()]
-            raw = load_dataset(builder, data_files=files, split="train", cache_dir=model_args.cache_dir)
+            raw = load_dataset(builder, data_files=files, split="train", cache_dir=cache_dir)
     except DatasetGenerationError as err:
         cause = err.__cause__ or err
         raise DataError(f"dataset '{attr.name}': cannot read '{attr.path}': {cause}") from None
-    if data_args.max_samples is not None:
-        raw = raw.select(range(min(data_args.max_samples, len(raw))))
+    if max_samples is not None:
+        raw = raw.select(range(min(max_samples, len(raw))))
     return raw
 
 
@@ -185,6 +186,7 @@ def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, 
     """`mode`: `raise` (the first invalid row stops everything), `skip` (invalid rows are dropped and counted by
     reason) or `collect` (as skip, and the dropped rows stay, with their `problem`, for `wmfactory check`)."""
     keep_going = mode != "raise"
+    attr = resolve_columns(attr, raw.column_names)
     processor = RowProcessor(
         attr=attr,
         template=template,

@@ -1,5 +1,6 @@
 """The dataset registry: `<dataset_dir>/dataset_info.json`, in LLaMA-Factory's schema."""
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ class DatasetAttr:
     formatting: str = "sharegpt"
     split: str = "train"
     subset: Optional[str] = None
-    messages: str = "messages"
+    messages: str = "conversations"  # LLaMA-Factory's ShareGPT default; `messages` is read when it is absent
     embeddings: str = "embeddings"
     system: Optional[str] = None
     role_tag: str = "from"
@@ -71,4 +72,12 @@ def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> Dat
         if not hasattr(attr, key) or not key.endswith("_tag"):
             raise DataError(f"Dataset '{name}': unknown tag '{key}'.")
         setattr(attr, key, value)
+    return attr
+
+
+def resolve_columns(attr: DatasetAttr, column_names: list[str]) -> DatasetAttr:
+    """LLaMA-Factory's ShareGPT column is `conversations`; data in the OpenAI layout calls it `messages`. When the
+    registered column is absent and `messages` is there, read that one."""
+    if attr.messages not in column_names and "messages" in column_names:
+        return dataclasses.replace(attr, messages="messages")
     return attr

@@ -1,26 +1,50 @@
-"""One row in the dataset format, given from Python, -> the same features that training sees."""
+"""One row given from Python -> the same features that training sees. A row is a dict in the dataset format (its
+messages in `messages` or `conversations`, with role/content or ShareGPT's from/value tags), or a registered
+dataset's name and a row index, read with that dataset's own columns and tags."""
 
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from ..extras.errors import DataError
 from .encoder import NO_CUTOFF, TargetRule
+from .loader import load_raw
 from .processor import RowProcessor
-from .registry import DatasetAttr
+from .registry import DatasetAttr, get_dataset_attrs, resolve_columns
 from .template import get_template
 
-
-def row_attr(name: str = "row") -> DatasetAttr:
-    """Rows from Python use OpenAI-style messages: `{"role": ..., "content": ...}`."""
-    return DatasetAttr(name=name, load_from="python", path="", role_tag="role", content_tag="content",
-                       user_tag="user", assistant_tag="assistant")
+Row = Union[dict[str, Any], tuple[str, int]]
+OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 
 
-def encode_row(row: dict[str, Any], tokenizer, template: Optional[str], target_rule: TargetRule,
-               embedding_dim: Optional[int], dataset_dir: Optional[str] = None, index: int = 0) -> dict[str, Any]:
-    """`row`: `{"messages": [...], "embeddings": {key: [path or array-like, ...]}}`; relative paths resolve against
-    `dataset_dir` (default: the current folder)."""
+def row_attr(row: dict[str, Any], name: str = "row") -> DatasetAttr:
+    """The columns and tags of a row given from Python, read off the row itself."""
+    attr = resolve_columns(DatasetAttr(name=name, load_from="python", path=""), list(row))
+    messages = row.get(attr.messages)
+    first = next((m for m in messages if isinstance(m, dict)), {}) if isinstance(messages, list) else {}
+    if attr.role_tag in first or attr.content_tag in first:  # ShareGPT's from/value
+        return attr
+    return DatasetAttr(name=name, load_from="python", path="", messages=attr.messages, **OPENAI_TAGS)
+
+
+def dataset_row(name: str, index: int, dataset_dir: str) -> tuple[dict[str, Any], DatasetAttr]:
+    """Row `index` of the dataset registered as `name` in `<dataset_dir>/dataset_info.json`, and its attributes."""
+    attr = get_dataset_attrs([name], dataset_dir)[0]
+    raw = load_raw(attr)
+    if not 0 <= index < len(raw):
+        raise DataError(f"dataset '{name}' has {len(raw)} rows: there is no row {index}.")
+    return raw[index], resolve_columns(attr, raw.column_names)
+
+
+def encode_row(row: Row, tokenizer, template: Optional[str], target_rule: TargetRule,
+               embedding_dim: Optional[int], dataset_dir: Optional[str] = None) -> dict[str, Any]:
+    """`row`: a dict (entries of `embeddings` are paths, relative to `dataset_dir`, default the current folder, or
+    array-likes), or `(dataset_name, row_index)` of a dataset registered in `dataset_dir` (default `data`)."""
+    if isinstance(row, dict):
+        index, attr = 0, row_attr(row)
+    else:
+        name, index = row
+        row, attr = dataset_row(name, index, dataset_dir or "data")
     processor = RowProcessor(
-        attr=row_attr(),
+        attr=attr,
         template=get_template(template, tokenizer),
         tokenizer=tokenizer,
         media_dir=dataset_dir or ".",

@@ -8,6 +8,8 @@ from ..extras.errors import ConfigError
 class DataArguments:
     """Which datasets to read, how to render and cut them."""
 
+    _argument_group_name = "dataset"
+
     dataset: Optional[str] = field(
         default=None, metadata={"help": "Dataset name(s) from dataset_info.json, comma-separated to mix them."}
     )

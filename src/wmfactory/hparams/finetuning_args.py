@@ -6,6 +6,8 @@ from typing import Literal, Optional
 class FinetuningArguments:
     """What is trained: the stage, and which weights of the LLM (the world-model keys are `WorldModelArguments`)."""
 
+    _argument_group_name = "method: stage and fine-tuning type"
+
     stage: Literal["sft", "wm"] = field(
         default="sft",
         metadata={"help": "`sft`: LM loss only, embeddings as inputs. `wm`: world model, adds the embedding loss."},

@@ -8,6 +8,8 @@ from ..extras.errors import ConfigError
 class InferenceArguments:
     """Keys of `wmfactory predict`, `eval` and `export` (the training keys are accepted beside them)."""
 
+    _argument_group_name = "predict, eval and export"
+
     predict_mode: Literal["teacher_forced", "rollout"] = field(
         default="teacher_forced",
         metadata={"help": "`teacher_forced`: every target group from the true vectors before it. `rollout`: the "

@@ -8,6 +8,8 @@ from ..extras.errors import ConfigError
 class ModelArguments:
     """Which base model to load, and how."""
 
+    _argument_group_name = "model: the base LLM"
+
     model_name_or_path: Optional[str] = field(
         default=None,
         metadata={"help": "Local folder or hub id of a causal LM (`--model_name` is accepted too).",

@@ -17,6 +17,7 @@ import yaml
 from transformers import HfArgumentParser
 
 from ..extras.errors import ConfigError, DataError
+from ..extras.logging import get_logger
 from .data_args import DataArguments
 from .finetuning_args import FinetuningArguments
 from .inference_args import InferenceArguments
@@ -24,6 +25,10 @@ from .model_args import ModelArguments
 from .training_args import TrainingArguments
 from .world_model_args import WorldModelArguments
 
+logger = get_logger(__name__)
+# the world-model keys that only the embedding loss uses: set under `stage: sft`, they are ignored
+WORLD_MODEL_ONLY_KEYS = {"embedding_loss_weight", "world_model_loss_type", "embedding_targets", "prediction_head_type",
+                         "predict_residual", "scheduled_sampling_prob"}
 # every command reads the same keys, so that one YAML file serves train, check, predict, eval and export
 ALL_DATACLASSES = (
     ModelArguments, DataArguments, TrainingArguments, FinetuningArguments, WorldModelArguments, InferenceArguments
@@ -252,8 +257,13 @@ def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> Train
         raise ConfigError("`deepspeed` is set but DeepSpeed is not installed: `pip install deepspeed`.")
     if not data.dataset_names and training.do_train:
         raise ConfigError("`dataset` is required for training (a name registered in dataset_info.json).")
-    if training.output_dir is None:
-        raise ConfigError("`output_dir` is required.")
+    if "output_dir" not in config:  # transformers would train into ./trainer_output
+        raise ConfigError("`output_dir` is required: where the model, logs and checkpoints are written.")
+    if finetuning.stage == "sft":
+        ignored = sorted(key for key in config if key in WORLD_MODEL_ONLY_KEYS)
+        if ignored:
+            logger.warning(f"`stage` is sft (the default, as in LLaMA-Factory): only the LM loss is trained, so "
+                           f"{', '.join(ignored)} have no effect. Set `stage: wm` to train the world model.")
     if model.adapter_name_or_path and finetuning.finetuning_type != "lora":
         raise ConfigError("`adapter_name_or_path` needs `finetuning_type: lora`.")
     if finetuning.stage == "wm" and world_model.embedding_loss_weight == 0 and world_model.lm_loss_weight == 0:
@@ -265,6 +275,8 @@ def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> Train
         training.ddp_find_unused_parameters = False
     if finetuning.disable_shuffling:
         training.train_sampling_strategy = "sequential"
+    if "logging_first_step" not in config:
+        training.logging_first_step = True  # with the last step (LogCallback), every run logs both loss parts
     if training.gradient_checkpointing_kwargs is None:
         # non-reentrant: gradients reach the projector through layers whose other inputs need none
         training.gradient_checkpointing_kwargs = {"use_reentrant": False}
@@ -303,6 +315,21 @@ def _has_accelerator() -> bool:
     )
 
 
-def print_help() -> None:
-    """Every key with its default and help text, from the dataclasses (as argparse prints them)."""
-    HfArgumentParser(ALL_DATACLASSES).print_help()
+# per command: the argument groups it reads, its own first; every command accepts every key, so that one YAML
+# file serves them all
+HELP_GROUPS = {
+    "train": (ModelArguments, WorldModelArguments, FinetuningArguments, DataArguments, TrainingArguments),
+    "check": (ModelArguments, DataArguments, WorldModelArguments),
+    "predict": (InferenceArguments, ModelArguments, DataArguments),
+    "eval": (InferenceArguments, ModelArguments, DataArguments),
+    "export": (InferenceArguments, ModelArguments),
+}
+
+
+def print_help(command: str = "train", description: str = "") -> None:
+    """The keys `command` reads, with their defaults and help text, its own groups first (world-model keys before
+    the hundreds of Hugging Face training keys)."""
+    parser = HfArgumentParser(HELP_GROUPS[command], prog=f"wmfactory {command}",
+                              usage=f"wmfactory {command} [CONFIG.yaml] [key=value ...]   (or --key value ...)",
+                              description=description, add_help=False)
+    parser.print_help()

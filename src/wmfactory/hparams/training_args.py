@@ -11,6 +11,8 @@ class TrainingArguments(Seq2SeqTrainingArguments):
     already holds checkpoints, training resumes from the newest one.
     """
 
+    _argument_group_name = "training: Hugging Face's TrainingArguments"
+
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Start afresh in a non-empty output_dir instead of resuming from its last checkpoint."},

@@ -9,6 +9,8 @@ class WorldModelArguments:
     """The world-model keys. They become the model's configuration (`WorldModelConfig`) as they are, so a trained
     folder remembers them: this dataclass is the one place for their defaults and help."""
 
+    _argument_group_name = "world model: projector, prediction head, losses, targets"
+
     embedding_dim: Optional[int] = field(
         default=None, metadata={"help": "Dimension of the embedding vectors (default: found in the data)."}
     )

@@ -153,3 +153,22 @@ def continue_stream(model, features: dict[str, Any], steps: int) -> np.ndarray:
         stream.feed(model.project(last[None]).to(embeds.dtype))
     d = model.config.embedding_dim
     return torch.stack(out).float().cpu().numpy() if out else np.zeros((0, d), dtype=np.float32)
+
+
+def context_features(features: dict[str, Any], context_groups: int) -> dict[str, Any]:
+    """The row up to its group `context_groups`: the first `context_groups` groups and the text before the next
+    one (the whole row when it has no more groups)."""
+    groups = list(features["embedding_groups"])
+    first = next((i for i, g in enumerate(groups) if g >= context_groups), None)
+    if first is None:
+        return features
+    cut = features["embedding_positions"][first]
+    out = dict(features)
+    for key in ("input_ids", "labels"):
+        out[key] = list(features[key])[:cut]
+    for key in ("embedding_positions", "embedding_is_target", "embedding_groups"):
+        out[key] = list(features[key])[:first]
+    out["embedding_vectors"] = vector_stream(features)[:first]
+    for key in ("group_keys", "group_occurrences", "group_in_assistant"):
+        out[key] = list(features[key])[:context_groups]
+    return out

@@ -13,7 +13,7 @@ import contextlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 import numpy as np
 import torch
@@ -23,11 +23,12 @@ from transformers.utils import ModelOutput
 
 from ..extras.errors import DataError
 from .config import WorldModelConfig
-from .generation import continue_stream, teacher_forced
+from .generation import context_features, continue_stream, teacher_forced
 from .heads import Frame, build_head, build_mlp, previous_vectors
 from .loss import LossTerms, combine_losses, lm_label_mask
 from .statistics import EmbeddingStatistics
 
+Row = Union[dict[str, Any], tuple[str, int]]  # a row in the dataset format, or (dataset name, row index)
 WORLD_MODEL_PARTS = ("projector", "prediction_head", "statistics")  # everything that is not the LM
 
 
@@ -41,7 +42,8 @@ class WorldModelOutput(ModelOutput):
 
 
 class WorldModel(PreTrainedModel):
-    """`language_model` is a `transformers` causal LM. The projector, head and statistics stay float32 whatever the
+    """`language_model` is a `transformers` causal LM (with LoRA layers injected in place when PEFT wraps the world
+    model). The projector, head and statistics stay float32 whatever the
     LM's dtype (`_keep_in_fp32_modules`), and are cast at the boundaries. LoRA wraps the whole world model in a PEFT
     model whose `modules_to_save` are the projector, head and statistics (see `model/adapter.py`)."""
 
@@ -75,11 +77,6 @@ class WorldModel(PreTrainedModel):
             module.reset_parameters()
 
     # ---- access to the wrapped LM ---------------------------------------------------------------------------------
-    @property
-    def causal_lm(self) -> nn.Module:
-        """The transformers causal LM (with LoRA layers injected in place when PEFT wraps the world model)."""
-        return self.language_model
-
     def get_input_embeddings(self) -> nn.Module:
         return self.language_model.get_input_embeddings()
 
@@ -262,18 +259,23 @@ class WorldModel(PreTrainedModel):
         return model
 
     # ---- inference on rows in the dataset format ----------------------------------
-    def rollout(self, row: dict, steps: int, dataset_dir: Optional[str] = None) -> np.ndarray:
-        """Continue the latent stream after the end of `row` for `steps` vectors, feeding each prediction back
-        through the projector (KV-cached). Returns `[steps, d]`."""
-        return continue_stream(self, self.encode_row(row, dataset_dir), steps)
+    def rollout(self, row: Row, steps: int, dataset_dir: Optional[str] = None,
+                context_groups: Optional[int] = None) -> np.ndarray:
+        """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for
+        `steps` vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`.
+        `row`: a dict in the dataset format, or `(dataset_name, row_index)` of a dataset in `dataset_dir`."""
+        features = self.encode_row(row, dataset_dir)
+        if context_groups is not None:
+            features = context_features(features, context_groups)
+        return continue_stream(self, features, steps)
 
-    def predict_next(self, row: dict, dataset_dir: Optional[str] = None) -> list:
+    def predict_next(self, row: Row, dataset_dir: Optional[str] = None) -> list:
         """Teacher-forced predictions for every target group of `row` (a list of `GroupPrediction`)."""
         return teacher_forced(self, self.encode_row(row, dataset_dir))
 
-    def encode_row(self, row: dict, dataset_dir: Optional[str] = None) -> dict[str, Any]:
-        """A row in the dataset format -> the features training sees, with this model's tokenizer, template and
-        target rule."""
+    def encode_row(self, row: Row, dataset_dir: Optional[str] = None) -> dict[str, Any]:
+        """A row (a dict in the dataset format, or `(dataset_name, row_index)`) -> the features training sees, with
+        this model's tokenizer, template and target rule."""
         from ..data.rows import encode_row
 
         cfg = self.config

@@ -31,6 +31,10 @@ class LogCallback(TrainerCallback):
             if os.path.exists(path):
                 os.remove(path)  # a fresh run; a resumed one appends
 
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_log = True  # the last step is always logged, so that any run shows both loss parts
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or not ("loss" in logs or "eval_loss" in logs):
             return

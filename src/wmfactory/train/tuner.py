@@ -29,7 +29,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if "-h" in argv or "--help" in argv:
         from ..hparams.parser import print_help
 
-        print_help()
+        print_help("train", "Train a world model (stage sft or wm): python -m wmfactory.train.tuner CONFIG.yaml "
+                            "[key=value ...] or --key value ...")
         return 0
     return guarded(run_exp, argv)
 
