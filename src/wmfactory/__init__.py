@@ -1,12 +1,27 @@
-"""wmfactory: train world models out of causal language models (autoregression in embedding space)."""
+"""wmfactory: train world models out of causal language models (autoregression in embedding space).
+
+The Python API, each imported on first use (so that `wmfactory version` does not import torch and transformers):
+- `WorldModel`: load a trained world model (`WorldModel.from_pretrained(output_dir)`), `rollout`, `predict_next`;
+- `train(keys)`, `predict(keys)`, `evaluate(keys)`, `export(keys)`: the commands, with the same keys as the YAML
+  files and flags (a dict, or a list of command-line arguments); they return the trainer, the path of
+  predictions.jsonl, the evaluation report (a dict) and the export folder.
+"""
 
 __version__ = "0.2.0"
 
+_API = {
+    "WorldModel": ("wmfactory.model.world_model", "WorldModel"),
+    "train": ("wmfactory.train.tuner", "run_exp"),
+    "predict": ("wmfactory.commands.predict", "run_predict"),
+    "evaluate": ("wmfactory.commands.evaluate", "run_eval"),
+    "export": ("wmfactory.commands.export", "run_export"),
+}
+
 
 def __getattr__(name: str):
-    # `from wmfactory import WorldModel` without importing torch and transformers for `wmfactory version`
-    if name == "WorldModel":
-        from .model.world_model import WorldModel
+    if name in _API:
+        import importlib
 
-        return WorldModel
+        module, attribute = _API[name]
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'wmfactory' has no attribute {name!r}")

@@ -85,3 +85,20 @@ def test_teacher_forced_matches_the_training_forward(trained):
         expected = model(**batch).predicted_embeddings.numpy()
     np.testing.assert_allclose(np.concatenate([p.predicted for p in predictions]), expected, rtol=1e-5, atol=1e-6)
     assert teacher_forced(model, features)[0].occurrence == 0
+
+
+def test_rows_from_python_in_any_layout_and_rollout_from_the_first_groups(trained):
+    model, rows, data_dir = trained
+    row = rows[2]
+    sharegpt = {"conversations": [{"from": {"user": "human", "assistant": "gpt"}[m["role"]], "value": m["content"]}
+                                  for m in row["messages"]], "embeddings": row["embeddings"]}
+    expected = model.rollout(row, steps=4, dataset_dir=data_dir)
+    np.testing.assert_array_equal(model.rollout(sharegpt, steps=4, dataset_dir=data_dir), expected)
+    np.testing.assert_array_equal(model.rollout(("dynamics", 2), steps=4, dataset_dir=data_dir), expected)
+    # from the first group only: the first vector generated is what teacher forcing predicts for group 1's first
+    # vector (the same inputs before it); every group given = the whole row
+    first = model.rollout(row, steps=3, dataset_dir=data_dir, context_groups=1)[0]
+    group_one = next(p for p in model.predict_next(row, dataset_dir=data_dir) if p.group == 1)
+    np.testing.assert_allclose(first, group_one.predicted[0], rtol=1e-5, atol=1e-6)
+    whole = model.rollout(row, steps=4, dataset_dir=data_dir, context_groups=len(row["embeddings"]))
+    np.testing.assert_array_equal(whole, expected)

@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from conftest import train_args, write_dynamics_dataset
 
 from wmfactory.train.tuner import run_exp
@@ -63,3 +65,16 @@ def test_load_best_model_at_end_restores_the_best_checkpoint(tmp_path):
     last = WorldModel.from_pretrained(str(tmp_path / "out" / "checkpoint-6"))
     with torch.no_grad():
         assert not torch.allclose(last(**batch).predicted_embeddings, expected, atol=1e-4)
+
+
+def test_running_a_finished_run_again_is_refused_and_changes_nothing(tmp_path):
+    from wmfactory.extras.errors import ConfigError
+
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=8)
+    out = tmp_path / "out"
+    args = train_args(out, data_dir, max_steps=2, save_strategy="steps", save_steps=2)
+    run_exp(args)
+    before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    with pytest.raises(ConfigError, match=r"already holds a finished run: .*checkpoint-2' is at step 2 of 2"):
+        run_exp({**args, "overwrite_output_dir": False})
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before

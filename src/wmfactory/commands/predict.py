@@ -5,6 +5,7 @@ import os
 from typing import Any, Union
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..extras.logging import get_logger
 from ..hparams import get_predict_args
@@ -25,7 +26,7 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
     path = os.path.join(output_dir, "predictions.jsonl")
     lines = 0
     with open(path, "w", encoding="utf-8") as f:
-        for features in dataset:
+        for features in tqdm(dataset, desc=f"predict ({mode})", unit="row"):
             if mode == "rollout":
                 groups = generate_groups(model, features, context_groups)
             else:

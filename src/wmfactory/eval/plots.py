@@ -36,20 +36,36 @@ def smooth(values: list[float]) -> list[float]:
 
 
 def plot_loss(save_dir: str, keys: tuple[str, ...] = ("loss", "embedding_loss", "lm_loss")) -> list[str]:
-    """Writes `training_<key>.png` for each key present in the log history; returns the written paths."""
+    """Writes `training_<key>.png` for each key present in the log history; returns the written paths.
+    `training_loss.png` shows the evaluation loss on the same axes when there is one. Short curves get markers;
+    a curve that spans a factor of 10 or more gets a log-scale y-axis."""
     plt = _pyplot()
     with open(os.path.join(save_dir, "trainer_state.json"), encoding="utf-8") as f:
         history = json.load(f)["log_history"]
+
+    def series(key):
+        return [(entry["step"], entry[key]) for entry in history if key in entry]
+
     written = []
     for key in keys:
-        points = [(entry["step"], entry[key]) for entry in history if key in entry]
+        points = series(key)
         if not points:
             logger.warning(f"No `{key}` in the log history: training_{key}.png not drawn.")
             continue
-        steps, values = zip(*points)
         plt.figure()
-        plt.plot(steps, values, color="#1f77b4", alpha=0.4, label="original")
-        plt.plot(steps, smooth(list(values)), color="#1f77b4", label="smoothed")
+        curves = [(key, points, "#1f77b4")]
+        if key == "loss" and series("eval_loss"):
+            curves.append(("eval_loss", series("eval_loss"), "#d62728"))
+        values_all = []
+        for name, curve, color in curves:
+            steps, values = zip(*curve)
+            values_all.extend(values)
+            marker = "o" if len(curve) <= 30 else None
+            plt.plot(steps, values, color=color, alpha=0.4, marker=marker, label=f"{name} (original)")
+            plt.plot(steps, smooth(list(values)), color=color, label=f"{name} (smoothed)")
+        positive = [v for v in values_all if v > 0]
+        if len(positive) == len(values_all) and max(positive) >= 10 * min(positive):
+            plt.yscale("log")
         plt.title(f"training {key} of {save_dir}")
         plt.xlabel("step")
         plt.ylabel(key)
@@ -86,32 +102,37 @@ def plot_horizon(report: dict[str, Any], output_dir: str) -> str | None:
     return path
 
 
-def plot_trajectories(trajectories: list[dict[str, Any]], output_dir: str) -> str | None:
-    """`eval_trajectories.png`: for a few rows, the true vector stream and the generated one, projected on the
-    first two principal components of the true vectors shown."""
+def plot_trajectories(trajectories: list[dict[str, Any]], output_dir: str, components: int = 3) -> str | None:
+    """`eval_trajectories.png`: for a few rows, the true vector stream and the rollout from the end of the context,
+    against the step, one small panel per principal component of the true vectors shown (the first
+    `components`), so that high-dimensional streams stay readable."""
     if not trajectories:
         return None
     plt = _pyplot()
     true_all = np.concatenate([t["true"] for t in trajectories])
     center = true_all.mean(axis=0)
-    _, _, components = np.linalg.svd(true_all - center, full_matrices=False)
-    basis = components[:2].T if components.shape[0] >= 2 else np.eye(true_all.shape[1])[:, :2]
-    plt.figure(figsize=(6, 5))
+    _, _, basis = np.linalg.svd(true_all - center, full_matrices=False)
+    count = min(components, basis.shape[0])
+    figure, axes = plt.subplots(count, 1, figsize=(7, 2.2 * count + 0.6), sharex=True, squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for number, t in enumerate(trajectories):
         color = colors[number % len(colors)]
-        true = (t["true"] - center) @ basis
-        predicted = (t["predicted"] - center) @ basis
+        true = (t["true"] - center) @ basis[:count].T  # [steps, count]
+        predicted = (t["predicted"] - center) @ basis[:count].T
         start = t["origin"]
-        plt.plot(true[:, 0], true[:, 1], "-o", color=color, markersize=3, label=f"row {t['row']} true")
-        plt.plot(np.r_[true[start:start + 1, 0], predicted[:, 0]], np.r_[true[start:start + 1, 1], predicted[:, 1]],
-                 "--x", color=color, markersize=4, label=f"row {t['row']} rollout")
-    plt.xlabel("PC 1")
-    plt.ylabel("PC 2")
-    plt.title("true vs rolled-out trajectories")
-    plt.legend(fontsize=7)
-    plt.tight_layout()
+        rollout_steps = np.arange(start, start + len(predicted) + 1)
+        for component in range(count):
+            ax = axes[component, 0]
+            ax.plot(np.arange(len(true)), true[:, component], "-o", color=color, markersize=3,
+                    label=f"row {t['row']} true" if component == 0 else None)
+            ax.plot(rollout_steps, np.r_[true[start, component], predicted[:, component]], "--x", color=color,
+                    markersize=4, label=f"row {t['row']} rollout" if component == 0 else None)
+            ax.set_ylabel(f"PC {component + 1}")
+    axes[-1, 0].set_xlabel("vector index in the row (rollout from the last given vector)")
+    axes[0, 0].set_title("true vs rolled-out trajectories")
+    axes[0, 0].legend(fontsize=7, ncol=2)
+    figure.tight_layout()
     path = os.path.join(output_dir, "eval_trajectories.png")
-    plt.savefig(path, dpi=100)
-    plt.close()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
     return path

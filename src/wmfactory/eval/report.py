@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..model.generation import generate_groups, teacher_forced, vector_stream
 from .metrics import BASELINES, METRICS, baseline_forecasts, forecast_metrics, skill
@@ -47,7 +48,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     known = max(2, history)  # vectors a forecast needs before it, for every baseline to be defined
     forced = _Pool()
     horizons: dict[int, _Pool] = defaultdict(_Pool)
-    for number, features in enumerate(rows):
+    for number, features in enumerate(tqdm(rows, desc="eval", unit="row")):
         stream = vector_stream(features)
         for group in teacher_forced(model, features):
             for predicted, index in zip(group.predicted, group.vector_indices):
@@ -74,16 +75,17 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """A plain-text table: one block per mode/horizon, one line per forecaster."""
+    """A plain-text table: one block per mode/horizon, one line per forecaster. A block where nothing could be
+    scored is left out (`eval_results.json` keeps it, with its count of excluded vectors)."""
     lines = []
     blocks = [("teacher-forced", report["teacher_forced"])] + [
         (f"rollout h={h} (context {report['rollout']['context_groups']} group(s))", result)
         for h, result in report["rollout"]["horizons"].items()
     ]
     for title, result in blocks:
-        lines.append(f"{title}: {result['vectors']} vectors scored, {result['excluded_vectors']} excluded")
-        if "model" not in result:
+        if "model" not in result:  # nothing scored (every vector lacked the history the baselines need)
             continue
+        lines.append(f"{title}: {result['vectors']} vectors scored, {result['excluded_vectors']} excluded")
         lines.append(f"  {'':22}" + "".join(f"{name.replace('_accuracy', ''):>12}" for name in METRICS))
         for name in ("model",) + BASELINES:
             lines.append(f"  {name:22}" + "".join(_cell(result[name][m]) for m in METRICS))

@@ -14,7 +14,7 @@ from ..extras.errors import ConfigError
 from ..extras.logging import get_logger
 from ..hparams import FinetuningArguments, ModelArguments
 from .legacy import is_legacy_folder
-from .world_model import WORLD_MODEL_PARTS, WorldModel, quiet_peft
+from .world_model import WORLD_MODEL_PARTS, WorldModel, quiet_loading
 
 logger = get_logger(__name__)
 
@@ -36,7 +36,7 @@ def setup_finetuning(model: WorldModel, model_args: ModelArguments, finetuning_a
                               "0.1, whose LoRA layout cannot be trained further; `WorldModel.from_pretrained` and "
                               "`wmfactory predict/eval/export` load it (converted), or train a new adapter.")
         logger.info(f"Loading adapter {model_args.adapter_name_or_path}")
-        with quiet_peft():
+        with quiet_loading():
             model = PeftModel.from_pretrained(model, model_args.adapter_name_or_path, is_trainable=True)
     else:
         model = _new_lora(model, finetuning_args)
@@ -81,7 +81,7 @@ def _new_lora(model: WorldModel, finetuning_args: FinetuningArguments) -> nn.Mod
         target_modules=lora_target_modules(model.language_model, finetuning_args.lora_target),
         modules_to_save=list(WORLD_MODEL_PARTS),
     )
-    with quiet_peft():
+    with quiet_loading():
         return get_peft_model(model, config)
 
 

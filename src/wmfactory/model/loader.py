@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from ..extras.logging import get_logger
 from ..hparams import ModelArguments, WorldModelArguments
 from .config import WorldModelConfig
-from .world_model import WorldModel
+from .world_model import WorldModel, quiet_loading
 
 logger = get_logger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "auto": "auto"}
@@ -41,9 +41,10 @@ def build_world_model(
     template: Optional[str] = None,
 ) -> WorldModel:
     """A new world model (projector, head and statistics untrained) around the base LM `model_name_or_path`."""
-    causal_lm = AutoModelForCausalLM.from_pretrained(
-        model_args.model_name_or_path, dtype=DTYPES[model_args.torch_dtype], **hub_kwargs(model_args)
-    )
+    with quiet_loading():
+        causal_lm = AutoModelForCausalLM.from_pretrained(
+            model_args.model_name_or_path, dtype=DTYPES[model_args.torch_dtype], **hub_kwargs(model_args)
+        )
     base = model_args.model_name_or_path
     config = WorldModelConfig.from_arguments(
         world_model_args,

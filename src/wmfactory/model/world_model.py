@@ -227,9 +227,14 @@ class WorldModel(PreTrainedModel):
         weights unless `is_trainable`, which returns the PEFT model. Folders written by wmfactory 0.1
         (`world_model_config.json`) are converted on load. The tokenizer saved beside the weights is attached as
         `model.tokenizer`; `device` moves the model there."""
+        with quiet_loading():
+            return cls._load(str(pretrained_model_name_or_path), model_args, base_model_name_or_path, is_trainable,
+                             device, kwargs)
+
+    @classmethod
+    def _load(cls, path, model_args, base_model_name_or_path, is_trainable, device, kwargs):
         from . import legacy
 
-        path = str(pretrained_model_name_or_path)
         kwargs.setdefault("dtype", torch.float32)
         hub = {key: kwargs[key] for key in ("cache_dir", "revision", "token", "trust_remote_code") if key in kwargs}
         if legacy.is_legacy_folder(path):
@@ -246,8 +251,7 @@ class WorldModel(PreTrainedModel):
                 kwargs = {k: v for k, v in kwargs.items() if k != "adapter_kwargs" and not k.startswith("_")}
                 base = AutoModelForCausalLM.from_pretrained(
                     base_model_name_or_path or config.base_model_name_or_path, **kwargs)
-                with quiet_peft():
-                    model = PeftModel.from_pretrained(cls(config, base), path, is_trainable=is_trainable, **hub)
+                model = PeftModel.from_pretrained(cls(config, base), path, is_trainable=is_trainable, **hub)
                 if not is_trainable:
                     model = model.merge_and_unload()
         model.tokenizer = AutoTokenizer.from_pretrained(path, **hub)
@@ -286,12 +290,22 @@ AutoModel.register(WorldModelConfig, WorldModel)
 
 
 @contextlib.contextmanager
-def quiet_peft():
-    """PEFT reads `model.is_gradient_checkpointing`, which transformers 5 deprecates with a FutureWarning that
-    says nothing to a wmfactory user."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-        yield
+def quiet_loading():
+    """Loading without noise that says nothing to a wmfactory user: the "Loading weights" bar of a local model
+    (downloads keep their own bars), and the FutureWarning transformers 5 gives when PEFT reads
+    `model.is_gradient_checkpointing`."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                    category=FutureWarning)
+            yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
 
 
 def _world_model_config(path: str, hub: dict) -> WorldModelConfig:

@@ -85,3 +85,11 @@ def resolve_resume(training_args) -> None:
             f"Output directory '{output_dir}' already exists and is not empty, and holds no checkpoint. "
             "Set `overwrite_output_dir: true` to train into it anyway."
         )
+
+
+def checkpoint_step(path: Optional[str]) -> int:
+    """The step a checkpoint was saved at (0 for no checkpoint)."""
+    if not path:
+        return 0
+    with open(os.path.join(path, "trainer_state.json"), encoding="utf-8") as f:
+        return int(json.load(f).get("global_step", 0))

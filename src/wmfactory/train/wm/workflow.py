@@ -10,11 +10,12 @@ from transformers import TrainerCallback
 from ...data import WorldModelDataCollator, get_dataset, get_template
 from ...data.collator import collator_view
 from ...eval.plots import plot_loss
-from ...extras.errors import DataError
+from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
 from ...hparams import TrainArgs
 from ...model import build_world_model, load_tokenizer, setup_finetuning
 from ..callbacks import WorldModelConfigCallback
+from ..checkpoints import checkpoint_step
 from ..preemption import PreemptionCallback
 from .trainer import WorldModelTrainer
 
@@ -52,7 +53,14 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     if training_args.do_train:
         preemption = PreemptionCallback()
         trainer.add_callback(preemption)
+        resumed_step = checkpoint_step(training_args.resume_from_checkpoint)
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        if resumed_step and trainer.state.global_step <= resumed_step:  # nothing left to train: say so, save nothing
+            raise ConfigError(
+                f"'{training_args.output_dir}' already holds a finished run: its checkpoint "
+                f"'{training_args.resume_from_checkpoint}' is at step {resumed_step} of {trainer.state.max_steps}. "
+                "Set `overwrite_output_dir: true` to train again from the start, or raise `max_steps` or "
+                "`num_train_epochs` to train further.")
         if preemption.stopped:
             checkpoint = os.path.join(training_args.output_dir, f"checkpoint-{trainer.state.global_step}")
             logger.warning(f"Stopped by SIGTERM after step {trainer.state.global_step}: checkpoint saved at "
@@ -66,7 +74,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         trainer.save_state()
         if trainer.is_world_process_zero() and args.finetuning.plot_loss:
             predicts = world_model.config.predicts_embeddings
-            keys = ("loss", "lm_loss") + (("embedding_loss",) if predicts else ())
+            keys = ("loss",) + (("lm_loss",) if world_model.config.lm_loss_weight > 0 else ()) + (
+                ("embedding_loss",) if predicts else ())
             if dataset_module.eval_dataset is not None:
                 keys += ("eval_loss", "eval_mse", "eval_skill") if predicts else ("eval_loss",)
             plot_loss(training_args.output_dir, keys)
