@@ -17,18 +17,23 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The tests train tiny models: one CPU thread is faster, and on a busy machine torch's default threads are 50x
+# slower (benchmarks/cpu_threads.py); the demo script sets the same default. Set OMP_NUM_THREADS to override.
+CPU_THREADS := OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}
+
 demo: install
 	PYTHON=$(abspath $(PY)) bash examples/train_wm/world_model_demo.sh
 
 test: install
-	$(PY) -m pytest -q tests
+	$(CPU_THREADS) $(PY) -m pytest -q tests
 
-# CPU benchmarks behind docs/benchmarks.md (about 5 minutes on 2 cores); JSON results in saves/benchmarks/
+# CPU benchmarks behind docs/benchmarks.md; JSON results in saves/benchmarks/
 bench: install
 	mkdir -p saves/benchmarks
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/rollout_scaling.py | tee saves/benchmarks/rollout_scaling.txt
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/preprocessing.py --rows 20000 | tee saves/benchmarks/preprocessing.txt
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/training_throughput.py | tee saves/benchmarks/training_throughput.txt
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/cpu_threads.py | tee saves/benchmarks/cpu_threads.txt
 
 clean:
 	rm -rf saves .pytest_cache

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole loop on a physical system: make data, train, predict, evaluate against the baselines.
-#   bash examples/dynamics/run.sh        (about a minute on 2 CPU cores)
+#   bash examples/dynamics/run.sh        (61 s on 2 idle x86_64 CPU cores)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 PY="${PYTHON:-.venv/bin/python}"
-export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+# one CPU thread suits the tiny model (50x faster than the default on a busy machine: benchmarks/cpu_threads.py)
+export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 
 "$PY" examples/dynamics/make_oscillator_data.py --out saves/data_oscillator
 "$PY" -m wmfactory.cli train examples/dynamics/oscillator.yaml

@@ -22,8 +22,15 @@ if MODEL_NAME == TINY_MODEL:
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.chdir(REPO_ROOT)
 
-from wmfactory.model import WorldModel  # noqa: E402
-from wmfactory.train.tuner import run_exp  # noqa: E402
+try:
+    from wmfactory.model import WorldModel  # noqa: E402
+    from wmfactory.train.tuner import run_exp  # noqa: E402
+except ModuleNotFoundError as err:
+    if err.name != "wmfactory" and not (err.name or "").startswith(("torch", "transformers", "peft")):
+        raise
+    raise SystemExit(f"{err}: this script needs the package installed. Run `make install` in the repository, then "
+                     f".venv/bin/python examples/train_wm/world_model_demo.py (or `pip install -e .` in your own "
+                     f"environment).") from None
 
 
 def main() -> None:
@@ -78,7 +85,9 @@ def main() -> None:
     print("   step  embedding_loss  lm_loss")
     for step, embedding_loss, lm_loss in curve:
         print(f"   {step:>4}  {embedding_loss:>14.4f}  {lm_loss:>7.4f}")
-    (first_step, first, _), (last_step, last, _) = curve[0], curve[-1]
+    # each line is the mean over the steps since the previous one; step 1 alone is one batch, so compare windows
+    windows = [point for point in curve if point[0] > 1] or curve
+    (first_step, first, _), (last_step, last, _) = windows[0], windows[-1]
     print(f"   embedding_loss {first:.4f} (step {first_step}) -> {last:.4f} (step {last_step}), "
           f"{first / max(last, 1e-12):.0f}x lower")
 
