@@ -1,11 +1,12 @@
 """Callbacks of a training run: `trainer_log.jsonl` (one JSON object per logging step, as LLaMA-Factory writes it),
-and the world model's `config.json` in the checkpoints of a LoRA run."""
+the world model's `config.json` in the checkpoints of a LoRA run, and progress bars that suit log files."""
 
 import json
 import os
+import sys
 import time
 
-from transformers import TrainerCallback
+from transformers import ProgressCallback, TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 LOG_FILE = "trainer_log.jsonl"
@@ -61,3 +62,13 @@ class WorldModelConfigCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
             self.config.save_pretrained(os.path.join(args.output_dir, f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"))
+
+
+class LogFriendlyProgressCallback(ProgressCallback):
+    """Hugging Face's progress bars, without the evaluation bar nested in the training bar when stderr is not a
+    terminal (a log file, a CI job): there, closing it writes tqdm's cursor-up escapes into the log as text."""
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if self.training_bar is not None and not sys.stderr.isatty():
+            return
+        super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)

@@ -5,7 +5,7 @@ import os
 from typing import Optional
 
 import numpy as np
-from transformers import TrainerCallback
+from transformers import ProgressCallback, TrainerCallback
 
 from ...data import WorldModelDataCollator, get_dataset, get_template
 from ...data.collator import collator_view
@@ -14,7 +14,7 @@ from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
 from ...hparams import TrainArgs
 from ...model import build_world_model, load_tokenizer, setup_finetuning
-from ..callbacks import WorldModelConfigCallback
+from ..callbacks import LogFriendlyProgressCallback, WorldModelConfigCallback
 from ..checkpoints import checkpoint_step
 from ..preemption import PreemptionCallback
 from .trainer import WorldModelTrainer
@@ -50,6 +50,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         callbacks=callbacks,
     )
 
+    if trainer.pop_callback(ProgressCallback) is not None:  # present unless `disable_tqdm`
+        trainer.add_callback(LogFriendlyProgressCallback)
     if training_args.do_train:
         preemption = PreemptionCallback()
         trainer.add_callback(preemption)
