@@ -35,6 +35,12 @@ ALL_DATACLASSES = (
 )
 # `warmup_ratio` (LLaMA-Factory, transformers 4) is `warmup_steps` below 1 in transformers 5
 KEY_ALIASES = {"model_name": "model_name_or_path", "warmup_ratio": "warmup_steps"}
+# transformers 5.2x renamed `gradient_checkpointing*` (LLaMA-Factory's keys) to `activation_checkpointing*`
+CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in
+                 {f.name for f in dataclasses.fields(TrainingArguments)} else "gradient_checkpointing")
+if CHECKPOINTING == "activation_checkpointing":
+    KEY_ALIASES.update(gradient_checkpointing="activation_checkpointing",
+                       gradient_checkpointing_kwargs="activation_checkpointing_kwargs")
 _TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
 
 
@@ -277,9 +283,9 @@ def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> Train
         training.train_sampling_strategy = "sequential"
     if "logging_first_step" not in config:
         training.logging_first_step = True  # with the last step (LogCallback), every run logs both loss parts
-    if training.gradient_checkpointing_kwargs is None:
+    if getattr(training, f"{CHECKPOINTING}_kwargs") is None:
         # non-reentrant: gradients reach the projector through layers whose other inputs need none
-        training.gradient_checkpointing_kwargs = {"use_reentrant": False}
+        setattr(training, f"{CHECKPOINTING}_kwargs", {"use_reentrant": False})
     return TrainArgs(model, data, training, finetuning, world_model)
 
 
