@@ -113,6 +113,9 @@ def test_sigkill_then_resume_logs_the_same_losses(tmp_path):
     for step in range(first_resumed_step, 61):
         for key in ("loss", "embedding_loss", "lm_loss"):
             assert abs(logs[step][key] - expected[step][key]) <= 1e-5 * abs(expected[step][key]), (step, key)
+    # trainer_log.jsonl holds each step once: the lines the killed run wrote past its checkpoint were replaced
+    steps = [json.loads(line)["current_steps"] for line in (tmp_path / "killed" / "trainer_log.jsonl").open()]
+    assert steps == list(range(1, 61))
 
 
 def test_sigterm_saves_a_checkpoint_exits_0_and_the_next_start_resumes_it(tmp_path):

@@ -71,6 +71,7 @@ def fake_checkpoint(path, truncate: str | None = None):
     (path / "config.json").write_text('{"model_type": "wmfactory_world_model"}')
     save_file({"w": torch.zeros(64)}, str(path / "adapter_model.safetensors"))
     torch.save({"state": torch.zeros(64)}, path / "optimizer.pt")
+    torch.save({"last_epoch": 1}, path / "scheduler.pt")
     if truncate:
         data = (path / truncate).read_bytes()
         (path / truncate).write_bytes(data[: len(data) // 2])
@@ -92,6 +93,8 @@ def test_existing_output_dir_resumes_from_its_newest_complete_checkpoint(tmp_pat
     (out / "checkpoint-30" / "config.json").unlink()
     fake_checkpoint(out / "checkpoint-35")  # killed while writing the config
     (out / "checkpoint-35" / "config.json").write_text("")
+    fake_checkpoint(out / "checkpoint-40")  # a checkpoint that cannot restore the learning-rate schedule
+    (out / "checkpoint-40" / "scheduler.pt").unlink()
     training = resumed(BASE + [str(out)])
     assert training.resume_from_checkpoint == str(out / "checkpoint-10")
     training = resumed(BASE + [str(out), "--resume_from_checkpoint", "true",
@@ -146,3 +149,32 @@ def test_output_dir_is_required_and_sft_says_which_keys_it_ignores(tmp_path, cap
     assert "`stage` is sft" in err and "embedding_loss_weight, world_model_loss_type have no effect" in err
     get_train_args(BASE + [str(tmp_path / "o"), "--stage", "wm", "--embedding_loss_weight", "2"])
     assert "`stage` is sft" not in capsys.readouterr().err
+
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--learning_rate", "nan"], "`learning_rate` must be a positive number, got nan"),
+    (["--learning_rate", "0"], "`learning_rate` must be a positive number"),
+    (["--per_device_train_batch_size", "0"], "`per_device_train_batch_size` must be at least 1"),
+    (["--gradient_accumulation_steps", "0"], "`gradient_accumulation_steps` must be at least 1"),
+    (["--lora_rank", "0"], "`lora_rank` must be at least 1"),
+    (["--lora_dropout", "1"], "`lora_dropout` must be in [0, 1)"),
+    (["--max_samples", "0"], "`max_samples` must be at least 1"),
+    (["--interleave_probs", "0.5,0.6"], "`interleave_probs` needs one probability per dataset"),
+    (["--resume_from_checkpoint", "/no/such/checkpoint"], "`resume_from_checkpoint` '/no/such/checkpoint' is not"),
+    (["--report_to", "wandb"], "`report_to` names wandb, which is not installed"),
+    (["--lr_scheduler_type", "bogus"], "bogus is not a valid SchedulerType"),
+])
+def test_values_no_run_can_train_with_are_named(tmp_path, extra, message):
+    with pytest.raises(ConfigError) as err:
+        get_train_args(BASE + [str(tmp_path / "o")] + extra)
+    assert message in str(err.value)
+
+
+def test_output_dir_that_is_a_file_and_a_config_file_with_a_syntax_error(tmp_path):
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        get_train_args(BASE + [str(tmp_path / "f")])
+    (tmp_path / "bad.yaml").write_text("model_name_or_path: m\ndataset: [d\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml', line 3, column 1: expected ',' or ']'"):
+        get_train_args([str(tmp_path / "bad.yaml")])

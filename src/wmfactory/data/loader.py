@@ -23,7 +23,7 @@ from datasets import (
 )
 from datasets.exceptions import DatasetGenerationError
 
-from ..extras.errors import DataError
+from ..extras.errors import ConfigError, DataError
 from ..extras.logging import get_logger
 from ..hparams import DataArguments, ModelArguments, TrainingArguments, WorldModelArguments
 from .converter import embedding_files
@@ -87,6 +87,10 @@ def get_dataset(
         if evaluation is not None:
             raise DataError("Set either `val_size` or `eval_dataset`, not both.")
         test_size = int(data_args.val_size) if data_args.val_size >= 1 else data_args.val_size
+        held_out = test_size if isinstance(test_size, int) else int(np.ceil(test_size * len(train)))
+        if held_out >= len(train) or held_out < 1:
+            raise ConfigError(f"`val_size` {data_args.val_size} holds out {held_out} of the {len(train)} training rows: "
+                              "at least one row must remain on each side.")
         split = train.train_test_split(test_size=test_size, seed=training_args.seed)
         train, evaluation = split["train"], split["test"]
     if data_args.tokenized_path and training_args.should_save:

@@ -5,6 +5,8 @@ import dataclasses
 import difflib
 import importlib.util
 import json
+import math
+import os
 import re
 import sys
 import types
@@ -106,8 +108,14 @@ def _load_config_file(path: str) -> dict[str, Any]:
     try:
         with open(file, encoding="utf-8") as f:
             content = json.load(f) if file.suffix == ".json" else load_yaml(f)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"Config file '{path}', line {err.lineno}, column {err.colno}: {err.msg}") from None
+    except yaml.MarkedYAMLError as err:
+        mark, context = err.problem_mark, f" ({err.context})" if err.context else ""
+        raise ConfigError(f"Config file '{path}', line {mark.line + 1}, column {mark.column + 1}: "
+                          f"{err.problem}{context}") from None
     except (ValueError, yaml.YAMLError) as err:
-        raise ConfigError(f"Config file '{path}' cannot be parsed: {err}") from None
+        raise ConfigError(f"Config file '{path}' cannot be parsed: {' '.join(str(err).split())}") from None
     if content is None:
         return {}
     if not isinstance(content, dict):
@@ -274,6 +282,7 @@ def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> Train
         raise ConfigError("`adapter_name_or_path` needs `finetuning_type: lora`.")
     if finetuning.stage == "wm" and world_model.embedding_loss_weight == 0 and world_model.lm_loss_weight == 0:
         raise ConfigError("`embedding_loss_weight` and `lm_loss_weight` are both 0: nothing would be trained.")
+    _check_training_values(training, finetuning, data)
     # The collator needs the world-model columns, which no model signature names.
     training.remove_unused_columns = False
     if training.ddp_find_unused_parameters is None:
@@ -287,6 +296,54 @@ def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> Train
         # non-reentrant: gradients reach the projector through layers whose other inputs need none
         setattr(training, f"{CHECKPOINTING}_kwargs", {"use_reentrant": False})
     return TrainArgs(model, data, training, finetuning, world_model)
+
+
+def _check_training_values(training: TrainingArguments, finetuning: FinetuningArguments, data: DataArguments) -> None:
+    """The values Hugging Face accepts but no run can train with, each named."""
+    if not math.isfinite(training.learning_rate) or training.learning_rate <= 0:
+        raise ConfigError(f"`learning_rate` must be a positive number, got {training.learning_rate}.")
+    for key in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+        if getattr(training, key) < 1:
+            raise ConfigError(f"`{key}` must be at least 1, got {getattr(training, key)}.")
+    if finetuning.finetuning_type == "lora":
+        if finetuning.lora_rank < 1:
+            raise ConfigError(f"`lora_rank` must be at least 1, got {finetuning.lora_rank}.")
+        if not 0 <= finetuning.lora_dropout < 1:
+            raise ConfigError(f"`lora_dropout` must be in [0, 1), got {finetuning.lora_dropout}.")
+    if data.max_samples is not None and data.max_samples < 1:
+        raise ConfigError(f"`max_samples` must be at least 1, got {data.max_samples}.")
+    if data.interleave_probs is not None:
+        try:
+            probs = [float(p) for p in data.interleave_probs.split(",")]
+        except ValueError:
+            raise ConfigError(f"`interleave_probs` must be comma-separated numbers, got '{data.interleave_probs}'.") \
+                from None
+        if len(probs) != len(data.dataset_names) or abs(sum(probs) - 1) > 1e-6 or min(probs) < 0:
+            raise ConfigError(f"`interleave_probs` needs one probability per dataset of `dataset` "
+                              f"({len(data.dataset_names)}), each >= 0, summing to 1; got {probs}.")
+    if training.output_dir and os.path.isfile(training.output_dir):
+        raise ConfigError(f"`output_dir` '{training.output_dir}' is a file, not a folder.")
+    resume = training.resume_from_checkpoint
+    if resume and str(resume).lower() != "true" and not os.path.isdir(resume):
+        raise ConfigError(f"`resume_from_checkpoint` '{resume}' is not a folder (use a checkpoint-N folder, or true "
+                          "for the newest one in output_dir).")
+    missing = [name for name in training.report_to if name not in ("none", "all") and not _tracker_installed(name)]
+    if missing:
+        raise ConfigError(f"`report_to` names {', '.join(missing)}, which is not installed: `pip install "
+                          f"{' '.join(TRACKER_PACKAGES.get(name, name) for name in missing)}`, or set report_to: none.")
+
+
+# the package each `report_to` tracker needs
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
+                    "clearml": "clearml", "neptune": "neptune", "dvclive": "dvclive", "swanlab": "swanlab",
+                    "trackio": "trackio", "codecarbon": "codecarbon", "aim": "aim", "dagshub": "dagshub"}
+
+
+def _tracker_installed(name: str) -> bool:
+    if name == "tensorboard":  # transformers takes torch.utils.tensorboard or tensorboardX
+        return importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") \
+            is not None
+    return importlib.util.find_spec(TRACKER_PACKAGES.get(name, name)) is not None
 
 
 def get_check_args(args: Union[dict[str, Any], list[str], None] = None) -> CheckArgs:

@@ -100,6 +100,8 @@ def _freeze(model: nn.Module, finetuning_args: FinetuningArguments) -> None:
     if n == 0:
         return
     layers = _decoder_layers(model)
+    if abs(n) > len(layers):
+        raise ConfigError(f"`freeze_trainable_layers` is {n} but the model has {len(layers)} layers.")
     chosen = range(len(layers) - n, len(layers)) if n > 0 else range(-n)
     modules = finetuning_args.freeze_trainable_modules
     names = None if modules == "all" else {m.strip() for m in modules.split(",")}

@@ -6,6 +6,7 @@ from typing import Optional
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from ..extras.errors import ConfigError
 from ..extras.logging import get_logger
 from ..hparams import ModelArguments, WorldModelArguments
 from .config import WorldModelConfig
@@ -25,7 +26,7 @@ def hub_kwargs(model_args: ModelArguments) -> dict:
 
 
 def load_tokenizer(model_args: ModelArguments):
-    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, **hub_kwargs(model_args))
+    tokenizer = _from_pretrained(AutoTokenizer, "tokenizer", model_args)
     tokenizer.padding_side = "right"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -42,9 +43,7 @@ def build_world_model(
 ) -> WorldModel:
     """A new world model (projector, head and statistics untrained) around the base LM `model_name_or_path`."""
     with quiet_loading():
-        causal_lm = AutoModelForCausalLM.from_pretrained(
-            model_args.model_name_or_path, dtype=DTYPES[model_args.torch_dtype], **hub_kwargs(model_args)
-        )
+        causal_lm = _from_pretrained(AutoModelForCausalLM, "model", model_args, dtype=DTYPES[model_args.torch_dtype])
     base = model_args.model_name_or_path
     config = WorldModelConfig.from_arguments(
         world_model_args,
@@ -55,3 +54,14 @@ def build_world_model(
         template=template,
     )
     return WorldModel(config, causal_lm)
+
+
+def _from_pretrained(auto_class, what: str, model_args: ModelArguments, **kwargs):
+    """`auto_class.from_pretrained(model_name_or_path)`; a path or hub id that holds no such thing is one line."""
+    path = model_args.model_name_or_path
+    try:
+        return auto_class.from_pretrained(path, **hub_kwargs(model_args), **kwargs)
+    except (OSError, ValueError) as err:
+        where = "a local folder" if os.path.isdir(path) else "not a local folder, so a hub id"
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"`model_name_or_path` '{path}' ({where}): cannot load its {what}: {detail}") from None

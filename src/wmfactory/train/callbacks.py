@@ -27,10 +27,19 @@ class LogCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, **kwargs):
         self.start_time = time.time()
         self.start_step = state.global_step
-        if state.is_world_process_zero and state.global_step == 0:
-            path = os.path.join(args.output_dir, LOG_FILE)
-            if os.path.exists(path):
-                os.remove(path)  # a fresh run; a resumed one appends
+        path = os.path.join(args.output_dir, LOG_FILE)
+        if not state.is_world_process_zero or not os.path.exists(path):
+            return
+        if state.global_step == 0:
+            os.remove(path)  # a fresh run
+            return
+        # a resumed run appends after the step it resumes from: lines a killed run wrote past it go
+        with open(path, encoding="utf-8") as f:
+            lines = f.readlines()
+        kept = [line for line in lines if line.strip() and _step_of(line) <= state.global_step]
+        if len(kept) < len(lines):
+            with open(path, "w", encoding="utf-8") as f:
+                f.writelines(kept)
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step >= state.max_steps:
@@ -72,3 +81,10 @@ class LogFriendlyProgressCallback(ProgressCallback):
         if self.training_bar is not None and not sys.stderr.isatty():
             return
         super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("current_steps", 0))
+    except (ValueError, AttributeError):
+        return 1 << 62  # a line cut by a kill: dropped with the steps after the checkpoint

@@ -1,9 +1,9 @@
 """Which checkpoint to resume from: the newest one that was written completely (LLaMA-Factory's resume rule).
 
 A job killed while writing `checkpoint-N/` leaves a folder that looks like a checkpoint. A checkpoint is complete
-when `trainer_state.json` parses, the world model's `config.json` is there (written last, after the Trainer's own
-files, for a LoRA run), the weights are there (`model.safetensors` or `adapter_model.safetensors`) and every weights
-file in the folder is whole (a safetensors header that matches the file, a torch zip archive with its central
+when `trainer_state.json` and the world model's `config.json` parse (the config is written last, after the Trainer's
+own files, for a LoRA run), the weights, optimizer and scheduler states are there, and every weights file in the
+folder is whole (a safetensors header that matches the file, a torch zip archive with its central
 directory)."""
 
 import json
@@ -16,6 +16,7 @@ from safetensors import safe_open
 
 from ..extras.errors import ConfigError
 from ..extras.logging import get_logger
+from .lock import LOCK_FILE
 
 logger = get_logger(__name__)
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -32,6 +33,10 @@ def incomplete_reason(path: str) -> Optional[str]:
     names = os.listdir(path)
     if not {"model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors"} & set(names):
         return "the model weights are missing"
+    if not any(name.startswith("global_step") for name in names):  # DeepSpeed keeps its states in global_stepN/
+        for name in ("optimizer.pt", "scheduler.pt"):
+            if name not in names:
+                return f"{name} is missing"
     for name in names:
         file = os.path.join(path, name)
         if name.endswith(".safetensors"):
@@ -80,7 +85,8 @@ def resolve_resume(training_args) -> None:
     if last_checkpoint is not None:
         training_args.resume_from_checkpoint = last_checkpoint
         logger.info(f"Resuming training from {last_checkpoint} (set `overwrite_output_dir: true` to start afresh).")
-    elif any(name != "runs" and not name.startswith("checkpoint-") for name in os.listdir(output_dir)):
+    elif any(name not in ("runs", LOCK_FILE) and not name.startswith("checkpoint-")
+             for name in os.listdir(output_dir)):
         raise ConfigError(
             f"Output directory '{output_dir}' already exists and is not empty, and holds no checkpoint. "
             "Set `overwrite_output_dir: true` to train into it anyway."

@@ -9,6 +9,7 @@ from ..extras.errors import guarded
 from ..hparams import get_train_args
 from .callbacks import LogCallback
 from .checkpoints import resolve_resume
+from .lock import output_dir_lock
 from .sft.workflow import run_sft
 from .wm.workflow import run_wm
 
@@ -21,7 +22,9 @@ def run_exp(args: Union[dict[str, Any], list[str], None] = None, callbacks: Opti
     resolve_resume(train_args.training)
     set_seed(train_args.training.seed)  # before the model is built, so that the projector and head start the same
     callbacks = [LogCallback()] + list(callbacks or [])
-    return STAGES[train_args.finetuning.stage](train_args, callbacks)
+    training = train_args.training
+    with output_dir_lock(training.output_dir, is_main_process=training.process_index == 0):
+        return STAGES[train_args.finetuning.stage](train_args, callbacks)
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -4,11 +4,13 @@ precision are the base class's; this class changes how the loss is normalised an
 from typing import Optional
 
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from ...eval.metrics import skill
+from ...extras.errors import DataError
 from ...model.heads import previous_vectors
 from ...model.loss import LossTerms, combine_losses, lm_label_mask
+from ..checkpoints import newest_complete_checkpoint
 
 
 class WorldModelTrainer(Trainer):
@@ -21,6 +23,8 @@ class WorldModelTrainer(Trainer):
         self._train_sums: dict[str, torch.Tensor] = {}
         self._train_steps_since_log = 0
         self._eval_sums: dict[str, torch.Tensor] = {}
+        self._loss_finite: Optional[torch.Tensor] = None
+        self._checked_step = 0
 
     # ---- loss ---------------------------------------------------------------------------------------------------
     def get_batch_samples(self, epoch_iterator, num_batches: int, device: torch.device):
@@ -63,6 +67,24 @@ class WorldModelTrainer(Trainer):
     @staticmethod
     def _add(sums: dict, name: str, value: torch.Tensor) -> None:
         sums[name] = sums[name] + value.float() if name in sums else value.float()
+
+    def training_step(self, *args, **kwargs) -> torch.Tensor:
+        loss = super().training_step(*args, **kwargs)
+        finite = torch.isfinite(loss).all()  # stays on the device: read only when logging or saving
+        self._loss_finite = finite if self._loss_finite is None else self._loss_finite & finite
+        return loss
+
+    def check_finite_loss(self, step: int) -> None:
+        """Raise when a training loss since the previous check was NaN or Inf: a diverged run stops before it
+        saves or logs anything from the bad steps."""
+        if self._loss_finite is not None and not bool(self._loss_finite):
+            last_good = newest_complete_checkpoint(self.args.output_dir)
+            raise DataError(
+                f"the training loss became NaN or Inf between step {self._checked_step + 1} and step {step}; nothing "
+                f"from those steps was saved. The last complete checkpoint is {last_good or 'none'}. Lower "
+                "`learning_rate`, set `max_grad_norm`, or look at the data with `wmfactory check`.")
+        self._loss_finite = None
+        self._checked_step = step
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
@@ -109,3 +131,15 @@ def _squared_errors(inputs: dict, predicted: torch.Tensor) -> dict[str, torch.Te
         "model_error_after_previous": error[has_previous].sum(),
         "persistence_error": persistence[has_previous].sum(),
     }
+
+
+class FiniteLossGuard(TrainerCallback):
+    """Checks the loss before every step that logs or saves, and at the last step (add it after every callback
+    that may ask for a save, such as the preemption handler)."""
+
+    def __init__(self, trainer: WorldModelTrainer):
+        self.trainer = trainer
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if control.should_save or control.should_log or state.global_step >= state.max_steps:
+            self.trainer.check_finite_loss(state.global_step)

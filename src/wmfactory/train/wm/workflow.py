@@ -17,7 +17,7 @@ from ...model import build_world_model, load_tokenizer, setup_finetuning
 from ..callbacks import LogFriendlyProgressCallback, WorldModelConfigCallback
 from ..checkpoints import checkpoint_step
 from ..preemption import PreemptionCallback
-from .trainer import WorldModelTrainer
+from .trainer import FiniteLossGuard, WorldModelTrainer
 
 logger = get_logger(__name__)
 
@@ -55,6 +55,7 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     if training_args.do_train:
         preemption = PreemptionCallback()
         trainer.add_callback(preemption)
+        trainer.add_callback(FiniteLossGuard(trainer))
         resumed_step = checkpoint_step(training_args.resume_from_checkpoint)
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         if resumed_step and trainer.state.global_step <= resumed_step:  # nothing left to train: say so, save nothing

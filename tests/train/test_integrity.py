@@ -1,0 +1,49 @@
+"""A diverged loss stops the run before anything from it is saved; one training run per output_dir."""
+
+import os
+import socket
+import subprocess
+
+import pytest
+import torch
+from conftest import train_args, write_dynamics_dataset
+from transformers import TrainerCallback
+
+from wmfactory.extras.errors import ConfigError, DataError
+from wmfactory.train.lock import LOCK_FILE
+from wmfactory.train.tuner import run_exp
+
+
+class Diverge(TrainerCallback):
+    """Poisons the projector before step 3, as a learning rate far too high would."""
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        if state.global_step == 2:
+            with torch.no_grad():
+                model.projector[0].weight.fill_(float("nan"))
+
+
+def test_a_nan_loss_stops_the_run_and_nothing_from_it_is_saved(tmp_path):
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=8)
+    out = tmp_path / "out"
+    args = train_args(out, data_dir, finetuning_type="full", max_steps=6, save_strategy="steps", save_steps=2)
+    with pytest.raises(DataError, match=r"NaN or Inf between step 3 and step 3; .* checkpoint is .*checkpoint-2"):
+        run_exp(args, callbacks=[Diverge()])
+    names = set(os.listdir(out))
+    assert "checkpoint-2" in names and "checkpoint-4" not in names and "model.safetensors" not in names
+    assert LOCK_FILE not in names  # released on the error too
+
+
+def test_one_run_per_output_dir_and_a_dead_holder_is_taken_over(tmp_path, capsys):
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=8)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_FILE).write_text(f"{os.getppid()}@{socket.gethostname()}")  # a live process holds it
+    with pytest.raises(ConfigError, match=r"is in use by another training run \(process \d+@"):
+        run_exp(train_args(out, data_dir, max_steps=1))
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    (out / LOCK_FILE).write_text(f"{finished.pid}@{socket.gethostname()}")  # its holder is gone
+    trainer = run_exp(train_args(out, data_dir, max_steps=1))
+    assert trainer.state.global_step == 1 and not (out / LOCK_FILE).exists()
+    assert f"locked by process {finished.pid}, which no longer runs" in capsys.readouterr().err
