@@ -4,8 +4,12 @@ import dataclasses
 import os
 
 from ..data import get_dataset, get_template
+from ..extras.errors import DataError
+from ..extras.logging import get_logger
 from ..hparams import ModelArguments, PredictArgs
 from ..model import WorldModel
+
+logger = get_logger(__name__)
 
 
 def load_trained_world_model(model_args: ModelArguments, device) -> WorldModel:
@@ -31,6 +35,14 @@ def load_model_and_rows(args: PredictArgs):
         else config.embedding_targets,
     )
     template = get_template(data_args.template, model.tokenizer)
-    dataset = get_dataset(template, model.tokenizer, args.model, data_args, args.training, world_model_args)
+    rows = get_dataset(template, model.tokenizer, args.model, data_args, args.training, world_model_args).train_dataset
+    with_vectors = rows.filter(lambda groups: len(groups) > 0, input_columns="embedding_groups",
+                               desc="Rows with vectors")
+    if len(with_vectors) == 0:
+        raise DataError(f"`dataset` {args.data.dataset}: no row holds an embedding vector, so there is nothing to "
+                        "predict.")
+    if len(with_vectors) < len(rows):
+        logger.warning(f"Skipping {len(rows) - len(with_vectors)} of {len(rows)} rows without embedding vectors "
+                       "(text only): there is nothing to predict in them.")
     os.makedirs(args.training.output_dir, exist_ok=True)
-    return model, dataset.train_dataset, args.training.output_dir
+    return model, with_vectors, args.training.output_dir

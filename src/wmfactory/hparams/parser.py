@@ -246,10 +246,11 @@ class PredictArgs:
 
 @dataclass
 class ExportArgs:
-    """`wmfactory export`."""
+    """`wmfactory export`. `overwrite`: `overwrite_output_dir`, which lets an export replace a non-empty folder."""
 
     model: ModelArguments
     inference: InferenceArguments
+    overwrite: bool
 
 
 def _parse(args, train: bool) -> tuple[dict[str, Any], tuple]:
@@ -364,10 +365,10 @@ def get_predict_args(args: Union[dict[str, Any], list[str], None] = None) -> Pre
 
 
 def get_export_args(args: Union[dict[str, Any], list[str], None] = None) -> ExportArgs:
-    _, (model, _, _, _, _, inference) = _parse(args, train=False)
+    _, (model, _, training, _, _, inference) = _parse(args, train=False)
     if not inference.export_dir:
         raise ConfigError("`export_dir` is required: where the merged world model is written.")
-    return ExportArgs(model, inference)
+    return ExportArgs(model, inference, training.overwrite_output_dir)
 
 
 def _has_accelerator() -> bool:

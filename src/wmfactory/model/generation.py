@@ -74,6 +74,8 @@ def _predict(model, hidden: torch.Tensor, previous: Optional[torch.Tensor]) -> t
 @torch.no_grad()
 def teacher_forced(model, features: dict[str, Any]) -> list[GroupPrediction]:
     """Predictions `[n, d]` for every target group of the row, from the true vectors before each one."""
+    if not features["embedding_groups"]:
+        return []  # a text-only row: nothing to predict
     row = _Row(model, features)
     embeds = model.embed(row.input_ids[None], row.vectors, row.slots)
     hidden = model.hidden_states(embeds, None)[0]  # [t, h]

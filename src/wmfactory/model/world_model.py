@@ -17,12 +17,14 @@ from typing import Any, Optional, Union
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
 from ..extras.errors import DataError
 from .config import WorldModelConfig
+from .files import damaged_weights
 from .generation import context_features, continue_stream, teacher_forced
 from .heads import Frame, build_head, build_mlp, previous_vectors
 from .loss import LossTerms, combine_losses, lm_label_mask
@@ -227,9 +229,15 @@ class WorldModel(PreTrainedModel):
         weights unless `is_trainable`, which returns the PEFT model. Folders written by wmfactory 0.1
         (`world_model_config.json`) are converted on load. The tokenizer saved beside the weights is attached as
         `model.tokenizer`; `device` moves the model there."""
+        path = str(pretrained_model_name_or_path)
         with quiet_loading():
-            return cls._load(str(pretrained_model_name_or_path), model_args, base_model_name_or_path, is_trainable,
-                             device, kwargs)
+            try:
+                return cls._load(path, model_args, base_model_name_or_path, is_trainable, device, kwargs)
+            except DataError:
+                raise
+            except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # a damaged or half-written folder
+                detail = " ".join(str(err).split()) or type(err).__name__
+                raise DataError(f"'{path}' cannot be loaded as a world model: {detail[:500]}") from None
 
     @classmethod
     def _load(cls, path, model_args, base_model_name_or_path, is_trainable, device, kwargs):
@@ -237,6 +245,8 @@ class WorldModel(PreTrainedModel):
 
         kwargs.setdefault("dtype", torch.float32)
         hub = {key: kwargs[key] for key in ("cache_dir", "revision", "token", "trust_remote_code") if key in kwargs}
+        if os.path.isdir(path) and (damage := damaged_weights(path)):
+            raise DataError(f"'{path}': {damage}")
         if legacy.is_legacy_folder(path):
             model = legacy.load_legacy_world_model(cls, path, base_model_name_or_path, **kwargs)
         else:
@@ -268,9 +278,18 @@ class WorldModel(PreTrainedModel):
         """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for
         `steps` vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`.
         `row`: a dict in the dataset format, or `(dataset_name, row_index)` of a dataset in `dataset_dir`."""
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise DataError(f"`steps` must be a positive integer, got {steps!r}.")
         features = self.encode_row(row, dataset_dir)
         if context_groups is not None:
             features = context_features(features, context_groups)
+        if not features["embedding_groups"]:
+            raise DataError("the row holds no embedding vector (before `context_groups`): there is no stream to "
+                            "continue.")
+        limit = getattr(self.config.text_config.get_text_config(), "max_position_embeddings", None)
+        if limit and len(features["input_ids"]) + steps > limit:
+            raise DataError(f"a rollout of {steps} vectors after this row ({len(features['input_ids'])} positions) "
+                            f"needs {len(features['input_ids']) + steps} positions; the model has {limit}.")
         return continue_stream(self, features, steps)
 
     def predict_next(self, row: Row, dataset_dir: Optional[str] = None) -> list:
@@ -314,7 +333,10 @@ def _world_model_config(path: str, hub: dict) -> WorldModelConfig:
         raise missing
     try:
         config_dict, _ = WorldModelConfig.get_config_dict(path, **hub)
-    except OSError:
+    except OSError as err:
+        if os.path.isfile(os.path.join(path, "config.json")):
+            raise DataError(f"'{os.path.join(path, 'config.json')}' is not valid JSON: "
+                            f"{' '.join(str(err).split())[:300]}") from None
         raise missing from None
     if config_dict.get("model_type") != WorldModelConfig.model_type:
         raise DataError(f"'{path}' is not a world model written by wmfactory (its config.json describes a "

@@ -9,13 +9,11 @@ directory)."""
 import json
 import os
 import re
-import zipfile
 from typing import Optional
-
-from safetensors import safe_open
 
 from ..extras.errors import ConfigError
 from ..extras.logging import get_logger
+from ..model.files import damaged_weights
 from .lock import LOCK_FILE
 
 logger = get_logger(__name__)
@@ -37,17 +35,7 @@ def incomplete_reason(path: str) -> Optional[str]:
         for name in ("optimizer.pt", "scheduler.pt"):
             if name not in names:
                 return f"{name} is missing"
-    for name in names:
-        file = os.path.join(path, name)
-        if name.endswith(".safetensors"):
-            try:
-                with safe_open(file, framework="pt") as weights:
-                    weights.keys()
-            except Exception as err:  # safetensors raises its own error types for a cut file
-                return f"{name} is damaged ({err})"
-        elif name.endswith((".pt", ".bin", ".pth")) and not zipfile.is_zipfile(file):
-            return f"{name} is damaged (not a complete archive)"
-    return None
+    return damaged_weights(path)
 
 
 def newest_complete_checkpoint(output_dir: str) -> Optional[str]:

@@ -1,0 +1,86 @@
+"""predict, eval, rollout and export on input nobody showed them: text-only rows, bad steps, damaged model
+folders, export targets that would lose data."""
+
+import json
+import shutil
+
+import pytest
+from conftest import train_args, write_dataset, write_dynamics_dataset
+
+from wmfactory import WorldModel
+from wmfactory.commands.evaluate import run_eval
+from wmfactory.commands.export import run_export
+from wmfactory.commands.predict import run_predict
+from wmfactory.extras.errors import ConfigError, DataError
+from wmfactory.train.tuner import run_exp
+
+TEXT_ONLY = {"messages": [{"role": "user", "content": "no vectors here"},
+                          {"role": "assistant", "content": "none at all"}], "embeddings": {}}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("robust")
+    data_dir = write_dynamics_dataset(tmp / "data", rows=6)
+    rows = json.loads((tmp / "data" / "dynamics.json").read_text())
+    write_dataset(tmp / "data", "mixed", rows[:3] + [TEXT_ONLY])
+    run_exp(train_args(tmp / "out", data_dir, finetuning_type="full", max_steps=2))
+    return tmp, WorldModel.from_pretrained(str(tmp / "out")), rows
+
+
+def test_text_only_rows_are_skipped_and_counted(trained, capsys):
+    tmp, _, _ = trained
+    keys = {"model_name_or_path": str(tmp / "out"), "dataset": "mixed", "dataset_dir": str(tmp / "data")}
+    path = run_predict({**keys, "output_dir": str(tmp / "pred")})
+    lines = [json.loads(line) for line in open(path)]
+    assert {line["row"] for line in lines} == {0, 1, 2}
+    report = run_eval({**keys, "output_dir": str(tmp / "eval")})
+    assert report["teacher_forced"]["vectors"] > 0
+    assert capsys.readouterr().err.count("Skipping 1 of 4 rows without embedding vectors") == 2
+
+
+def test_rollout_refuses_what_it_cannot_do(trained):
+    tmp, model, rows = trained
+    data_dir = str(tmp / "data")
+    for steps in (0, -2, 2.5, "4", True):
+        with pytest.raises(DataError, match="`steps` must be a positive integer"):
+            model.rollout(rows[0], steps=steps, dataset_dir=data_dir)
+    with pytest.raises(DataError, match="no embedding vector"):
+        model.rollout(TEXT_ONLY, steps=2)
+    assert model.predict_next(TEXT_ONLY) == []
+    with pytest.raises(DataError, match=r"needs \d+ positions; the model has 2048"):
+        model.rollout(rows[0], steps=5000, dataset_dir=data_dir)
+
+
+def test_a_damaged_model_folder_is_one_line_naming_the_file(trained, tmp_path):
+    tmp, _, _ = trained
+    cut = shutil.copytree(tmp / "out", tmp_path / "cut", ignore=shutil.ignore_patterns("checkpoint-*"))
+    weights = (cut / "model.safetensors").read_bytes()
+    (cut / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with pytest.raises(DataError, match=r"model.safetensors is damaged"):
+        WorldModel.from_pretrained(str(cut))
+    edited = shutil.copytree(tmp / "out", tmp_path / "edited", ignore=shutil.ignore_patterns("checkpoint-*"))
+    (edited / "config.json").write_text("{not json")
+    with pytest.raises(DataError, match=r"config.json' is not valid JSON"):
+        WorldModel.from_pretrained(str(edited))
+    (edited / "config.json").write_text((tmp / "out" / "config.json").read_text())
+    (edited / "tokenizer.json").unlink()
+    with pytest.raises(DataError, match="cannot be loaded as a world model"):
+        WorldModel.from_pretrained(str(edited))
+
+
+def test_export_never_loses_a_folder(trained, tmp_path):
+    tmp, _, _ = trained
+    source = str(tmp / "out")
+    with pytest.raises(ConfigError, match="is the model's own folder"):
+        run_export({"model_name_or_path": source, "export_dir": source})
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(ConfigError, match="exists and is not empty"):
+        run_export({"model_name_or_path": source, "export_dir": str(target)})
+    assert (target / "notes.txt").read_text() == "keep me"
+    run_export({"model_name_or_path": source, "export_dir": str(target), "overwrite_output_dir": True})
+    assert not (target / "notes.txt").exists() and (target / "model.safetensors").is_file()
+    assert not list(tmp_path.glob("target.partial-*"))
+    WorldModel.from_pretrained(str(target))
