@@ -167,3 +167,46 @@ def test_check_summarises_and_lists_every_problem(tmp_path, capsys):
     assert "2 problem(s):" in out
     assert "dataset 'd', row 2, key 'm2', file 'e/2b.json': file not found" in out
     assert "dataset 'd', row 4, key 'm1', file '../../x.json': relative path escapes media_dir" in out
+
+
+@pytest.mark.parametrize("case, message", [
+    ("empty", "dataset 'd': cannot read"),
+    ("not_utf8", "dataset 'd': cannot read"),
+    ("parquet", "Parquet magic bytes not found"),
+    ("system_not_string", "dataset 'd', row 0: the system prompt must be a string, got int"),
+    ("entry_is_a_list", "Dataset 'd' in"),
+    ("columns_is_a_list", "`columns` must be a mapping of names to strings, got list"),
+    ("tag_not_string", "`tags.role_tag` must be a string"),
+    ("hub_offline", "`hf_hub_url` needs the network"),
+])
+def test_bad_files_and_registry_entries_are_one_line(tmp_path, capsys, monkeypatch, case, message):
+    data_dir = tmp_path / "data"
+    rows = good_rows(data_dir)
+    write_dataset(data_dir, "d", rows)
+    info_path = data_dir / "dataset_info.json"
+    info = json.loads(info_path.read_text())
+    if case == "empty":
+        (data_dir / "d.json").write_text("")
+    elif case == "not_utf8":
+        (data_dir / "d.json").write_bytes(json.dumps(rows).encode().replace(b"day", b"d\xe9y"))
+    elif case == "parquet":
+        (data_dir / "d.parquet").write_bytes(b"PAR1 not really parquet")
+        info["d"]["file_name"] = "d.parquet"
+    elif case == "system_not_string":
+        rows[0]["messages"].insert(0, {"role": "system", "content": 123})
+        write_dataset(data_dir, "d", rows)
+        info = json.loads(info_path.read_text())
+    elif case == "entry_is_a_list":
+        info["d"] = ["d.json"]
+    elif case == "columns_is_a_list":
+        info["d"]["columns"] = ["messages", "embeddings"]
+    elif case == "tag_not_string":
+        info["d"]["tags"]["role_tag"] = 1
+    elif case == "hub_offline":
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+        monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+        info["d"] = {"hf_hub_url": "nobody/no-such-dataset"}
+    info_path.write_text(json.dumps(info))
+    assert train(data_dir, tmp_path / "out") == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1] and "Traceback" not in "\n".join(err)

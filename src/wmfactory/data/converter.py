@@ -29,6 +29,8 @@ def convert_sharegpt(row: dict, attr: DatasetAttr, index: int) -> tuple[Optional
     if messages and isinstance(messages[0], dict) and messages[0].get(attr.role_tag) == attr.system_tag:
         system = messages[0].get(attr.content_tag)
         messages = messages[1:]
+    if system is not None and not isinstance(system, str):
+        raise row_error(f"the system prompt must be a string, got {type(system).__name__}", attr.name, index)
 
     user_roles = (attr.user_tag, attr.observation_tag)
     assistant_roles = (attr.assistant_tag, attr.function_tag)

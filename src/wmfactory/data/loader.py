@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
+import pyarrow as pa
 from datasets import (
     Dataset,
     DatasetDict,
@@ -132,7 +133,11 @@ def _load_mixture(names, template, tokenizer, model_args, data_args, world_model
 
 def load_raw(attr: DatasetAttr, cache_dir: Optional[str] = None, token: Optional[str] = None,
              max_samples: Optional[int] = None) -> Dataset:
-    """The rows of one registered dataset as `datasets` reads them (at most `max_samples`)."""
+    """The rows of one registered dataset as `datasets` reads them (at most `max_samples`). A file it cannot read
+    is one DataError (datasets' own error log of it is held back: the error says the same)."""
+    quiet = logging.getLogger("datasets")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     try:
         if attr.load_from == "hf_hub":
             raw = load_dataset(attr.path, name=attr.subset, split=attr.split, cache_dir=cache_dir, token=token)
@@ -142,10 +147,24 @@ def load_raw(attr: DatasetAttr, cache_dir: Optional[str] = None, token: Optional
             raw = load_dataset(builder, data_files=files, split="train", cache_dir=cache_dir)
     except DatasetGenerationError as err:
         cause = err.__cause__ or err
-        raise DataError(f"dataset '{attr.name}': cannot read '{attr.path}': {cause}") from None
+        raise DataError(f"dataset '{attr.name}': cannot read '{attr.path}': {_one_line(cause)}") from None
+    except ConnectionError as err:  # a hub dataset while offline, or the hub unreachable
+        raise DataError(f"dataset '{attr.name}': {_one_line(err)} (`hf_hub_url` needs the network; unset "
+                        "HF_HUB_OFFLINE or HF_DATASETS_OFFLINE, or download it and use `file_name`).") from None
+    except (pa.ArrowException, ValueError, StopIteration, UnicodeDecodeError) as err:  # a file `datasets` chokes on
+        raise DataError(f"dataset '{attr.name}': cannot read '{attr.path}': "
+                        f"{_one_line(err) or 'the file is empty or not valid'}") from None
+    finally:
+        quiet.setLevel(level)
+    if len(raw) == 0:
+        raise DataError(f"dataset '{attr.name}': '{attr.path}' holds no rows.")
     if max_samples is not None:
         raw = raw.select(range(min(max_samples, len(raw))))
     return raw
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split())[:300]
 
 
 def _data_files(attr: DatasetAttr) -> list[str]:

@@ -46,13 +46,30 @@ def get_dataset_attrs(names: list[str], dataset_dir: str) -> list[DatasetAttr]:
 
 
 def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> DatasetAttr:
+    if not isinstance(info, dict):
+        raise DataError(f"'{info_path}' must hold a mapping of dataset names to entries, got {type(info).__name__}.")
     if name not in info:
         known = ", ".join(sorted(info)) or "none"
         raise DataError(f"Dataset '{name}' is not registered in '{info_path}' (registered: {known}).")
     entry = info[name]
+
+    def fail(reason: str) -> DataError:
+        return DataError(f"Dataset '{name}' in '{info_path}': {reason}")
+
+    if not isinstance(entry, dict):
+        raise fail(f"the entry must be a mapping (file_name, columns, tags, ...), got {type(entry).__name__}.")
+    for key in ("file_name", "hf_hub_url", "formatting", "split", "subset"):
+        if key in entry and not isinstance(entry[key], str):
+            raise fail(f"`{key}` must be a string, got {type(entry[key]).__name__}.")
+    for key in ("columns", "tags"):
+        if not isinstance(entry.get(key, {}), dict):
+            raise fail(f"`{key}` must be a mapping of names to strings, got {type(entry[key]).__name__}.")
+        bad = [k for k, v in entry.get(key, {}).items() if not isinstance(v, str)]
+        if bad:
+            raise fail(f"`{key}.{bad[0]}` must be a string.")
     formatting = entry.get("formatting", "sharegpt")
     if formatting != "sharegpt":
-        raise DataError(f"Dataset '{name}': formatting '{formatting}' is not supported; world-model data is sharegpt.")
+        raise fail(f"formatting '{formatting}' is not supported; world-model data is sharegpt.")
     if "file_name" in entry:
         attr = DatasetAttr(name, "file", os.path.join(dataset_dir, entry["file_name"]))
         if not os.path.exists(attr.path):
@@ -60,7 +77,7 @@ def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> Dat
     elif "hf_hub_url" in entry:
         attr = DatasetAttr(name, "hf_hub", entry["hf_hub_url"])
     else:
-        raise DataError(f"Dataset '{name}' in '{info_path}' needs `file_name` (or `hf_hub_url`).")
+        raise fail("needs `file_name` (or `hf_hub_url`).")
     attr.formatting = formatting
     attr.split = entry.get("split", "train")
     attr.subset = entry.get("subset")
