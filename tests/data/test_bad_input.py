@@ -61,7 +61,7 @@ CASES = {
     "empty": (set_file("2b.json", '{"embedding": []}'), "row 2, key 'm2', file 'e/2b.json': empty embedding"),
     "shape disagrees": (set_file("0a.json", '{"embedding": [[1, 2, 3]], "shape": [3, 1]}'), "row 0, key 'm1', file 'e/0a.json': `shape` says [3, 1] but the data is [1, 3]"),
     "dimension differs in a row": (set_file("2b.json", '{"embedding": [[1, 2]]}'), "row 2, key 'm2', file 'e/2b.json': dimension 2 differs from the row's first vectors (3)"),
-    "dimension differs across rows": (lambda r, d: (set_file("3a.json", '{"embedding": [[1, 2]]}')(r, d), set_file("3b.json", '{"embedding": [[1, 2]]}')(r, d)), "dimension 2 first at row 3"),
+    "dimension differs across rows": (lambda r, d: (set_file("3a.json", '{"embedding": [[1, 2]]}')(r, d), set_file("3b.json", '{"embedding": [[1, 2]]}')(r, d)), "dimension 2 first at training dataset 'd', row 3"),
     "placeholder without entry": (lambda r, d: r[1]["messages"][0].update(content="<m1><m5>"), "row 1, key 'm5': placeholder <m5> has no entry"),
     "entry never referenced": (lambda r, d: r[0]["embeddings"].update(m3=["e/0a.json"]), "row 0, key 'm3': `embeddings` entry is never referenced"),
     "count mismatch": (lambda r, d: r[2]["embeddings"].update(m1=["e/2a.json", "e/2b.json"]), "row 2, key 'm1': <m1> occurs 1 time(s) but `embeddings` lists 2 file(s)"),
@@ -154,6 +154,7 @@ def test_check_summarises_and_lists_every_problem(tmp_path, capsys):
     write_embedding(data_dir / "e" / "3b.json", [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], modality="ecg")
     (data_dir / "e" / "2b.json").unlink()
     rows[4]["embeddings"]["m1"] = ["../../x.json"]
+    rows[1]["embeddings"]["m2"] = [str(data_dir / "e" / "1b.json")]  # absolute: allowed, and listed
     write_dataset(data_dir, "d", rows)
     code = cli.main(["check", "--model_name_or_path", TINY_MODEL, "--dataset", "d", "--dataset_dir", str(data_dir),
                      "--cutoff_len", "20"])
@@ -167,6 +168,7 @@ def test_check_summarises_and_lists_every_problem(tmp_path, capsys):
     assert "2 problem(s):" in out
     assert "dataset 'd', row 2, key 'm2', file 'e/2b.json': file not found" in out
     assert "dataset 'd', row 4, key 'm1', file '../../x.json': relative path escapes media_dir" in out
+    assert f"absolute paths (read as given, not from media_dir): 1: {data_dir / 'e' / '1b.json'}" in out
 
 
 @pytest.mark.parametrize("case, message", [

@@ -74,7 +74,7 @@ def test_bad_role_order_is_dropped_and_counted(tokenizer, tmp_path):
         (lambda d, p: write_embedding(p / "a" / "0b.json", [[1.0, 2.0]]),
          "dataset 'a', row 0, key 'm2', file 'a/0b.json': dimension 2 differs from the row's first vectors (3)"),
         (lambda d, p: write_embedding(p / "a" / "3a.json", [[1.0, 2.0]]) and write_embedding(
-            p / "a" / "3b.json", [[1.0, 2.0]]), "dimension 2 first at row 3"),
+            p / "a" / "3b.json", [[1.0, 2.0]]), "dimension 2 first at training dataset 'a', row 3"),
     ],
 )
 def test_data_errors_name_the_culprit(tokenizer, tmp_path, mutate, message):
@@ -139,3 +139,14 @@ def test_sharegpt_columns_follow_llamafactory_defaults(tokenizer, tmp_path):
     assert by_name["c"]["embedding_is_target"] == by_name["m"]["embedding_is_target"]
     with pytest.raises(DataError, match=r"dataset 'x', row 0: no column 'conversations' .*`columns.messages`"):
         load(tokenizer, tmp_path, dataset="x")
+
+
+def test_different_dimensions_name_both_datasets_and_rows(tokenizer, tmp_path):
+    write_dataset(tmp_path, "three", rows(tmp_path, "three", 3, d=3))
+    write_dataset(tmp_path, "four", rows(tmp_path, "four", 2, d=4))
+    expected = r"dimension 3 first at training dataset 'three', row 0; dimension 4 first at training dataset 'four', row 0"
+    with pytest.raises(DataError, match=expected):
+        load(tokenizer, tmp_path, dataset="three,four")
+    with pytest.raises(DataError, match=r"dimension 3 first at training dataset 'three', row 0; dimension 4 first "
+                                        r"at evaluation dataset 'four', row 0"):
+        load(tokenizer, tmp_path, dataset="three", eval_dataset="four")

@@ -47,3 +47,17 @@ def test_one_run_per_output_dir_and_a_dead_holder_is_taken_over(tmp_path, capsys
     trainer = run_exp(train_args(out, data_dir, max_steps=1))
     assert trainer.state.global_step == 1 and not (out / LOCK_FILE).exists()
     assert f"locked by process {finished.pid}, which no longer runs" in capsys.readouterr().err
+
+
+def test_a_world_model_run_without_targets_is_refused_and_partial_loss_is_counted(tmp_path, capsys):
+    from conftest import write_dataset, write_embedding
+
+    data_dir = tmp_path / "data"
+    one_group = [{"messages": [{"role": "user", "content": f"<m1>row {i}"}, {"role": "assistant", "content": "ok"}],
+                  "embeddings": {"m1": [write_embedding(data_dir / f"{i}.json", [[i, 1.0, 2.0, 3.0]])]}} for i in range(3)]
+    write_dataset(data_dir, "single", one_group)  # `next` targets every group but the first: none here
+    with pytest.raises(DataError, match=r"no training row holds a target vector \(`embedding_targets: next`"):
+        run_exp(train_args(tmp_path / "out", data_dir, dataset="single"))
+    write_dynamics_dataset(data_dir, rows=4)
+    run_exp(train_args(tmp_path / "out2", data_dir, dataset="dynamics,single", max_steps=1))
+    assert "3 of 7 training rows hold no target vector" in capsys.readouterr().err

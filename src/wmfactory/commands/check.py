@@ -40,7 +40,7 @@ def run_check(args: Union[dict[str, Any], list[str], None] = None) -> int:
         checked = preprocess(raw, attr, template, tokenizer, data_args, parsed.world_model, mode="collect",
                               cutoff_len=NO_CUTOFF)
         summary, problems = _summarise(checked.select_columns(SUMMARY_COLUMNS), attr.name, data_args.cutoff_len)
-        summary["modalities"] = _modalities(raw, attr, data_args.media_dir)
+        summary["modalities"], summary["absolute_paths"] = _files(raw, attr, data_args.media_dir)
         report["datasets"][name] = summary
         report["problems"].extend(problems)
         for dim, row in summary.pop("first_row_of_dimension").items():
@@ -86,18 +86,21 @@ def _summarise(dataset, name: str, cutoff_len: int) -> tuple[dict[str, Any], lis
     return summary, problems
 
 
-def _modalities(raw, attr, media_dir: str) -> dict[str, int]:
-    """Files per `modality` (the field of .json files; the suffix for other formats)."""
+def _files(raw, attr, media_dir: str) -> tuple[dict[str, int], list[str]]:
+    """Files per `modality` (the field of .json files; the suffix for other formats), and the absolute paths the
+    rows name (allowed, but read from outside `media_dir`: listed so that a user sees what a dataset reads)."""
     counts: Counter = Counter()
-    seen = set()
+    seen, absolute = set(), []
     if attr.embeddings not in raw.column_names:
-        return {}
+        return {}, []
     for entry in raw[attr.embeddings]:
         for file in embedding_files(entry):
             if file not in seen:
                 seen.add(file)
                 counts[_modality(os.path.join(media_dir, file))] += 1
-    return dict(counts)
+                if os.path.isabs(file):
+                    absolute.append(file)
+    return dict(counts), absolute
 
 
 def _modality(path: str) -> str:
@@ -118,6 +121,9 @@ def format_check(report: dict[str, Any], cutoff_len: int) -> str:
         lines.append(f"dataset '{name}': {s['rows']} rows ({s['valid_rows']} valid), {s['groups']} groups, "
                      f"{s['vectors']} vectors, dimension(s) {s['dimensions'] or 'none'}")
         lines.append(f"  modalities: {s['modalities'] or 'none'}")
+        if s["absolute_paths"]:
+            shown = ", ".join(s["absolute_paths"][:3]) + (", ..." if len(s["absolute_paths"]) > 3 else "")
+            lines.append(f"  absolute paths (read as given, not from media_dir): {len(s['absolute_paths'])}: {shown}")
         t = s["target_vectors"]
         lines.append(f"  target vectors by rule: next {t['next']}, assistant {t['assistant']}, all {t['all']}")
         lines.append(f"  length in positions: p50 {s['length_p50']}, p99 {s['length_p99']}, max {s['length_max']} "

@@ -74,16 +74,13 @@ def get_dataset(
                        "ignored.")
         saved = load_from_disk(data_args.tokenized_path)
         train, evaluation = saved.get("train"), saved.get("validation")
-        dims = {dim for dim in (_dataset_dim(train), _dataset_dim(evaluation)) if dim is not None}
-        return DatasetModule(train, evaluation, dims.pop() if dims else None)
+        return DatasetModule(train, evaluation, _embedding_dim(train, evaluation))
     with training_args.main_process_first(desc="preprocessing", local=True):
         train = _load_mixture(data_args.dataset_names, template, tokenizer, model_args, data_args, world_model_args)
         evaluation = _load_mixture(
             data_args.eval_dataset_names, template, tokenizer, model_args, data_args, world_model_args
         )
-    dims = {dim for dim in (_dataset_dim(train), _dataset_dim(evaluation)) if dim is not None}
-    if len(dims) > 1:
-        raise DataError(f"training and evaluation data have different embedding dimensions {sorted(dims)}.")
+    embedding_dim = _embedding_dim(train, evaluation)
     if train is not None and data_args.val_size > 0:
         if evaluation is not None:
             raise DataError("Set either `val_size` or `eval_dataset`, not both.")
@@ -99,19 +96,38 @@ def get_dataset(
         DatasetDict(splits).save_to_disk(data_args.tokenized_path)
         logger.info(f"Preprocessed dataset saved at {data_args.tokenized_path}; later runs with "
                     f"`tokenized_path: {data_args.tokenized_path}` load it without reading the raw data.")
-    return DatasetModule(train, evaluation, dims.pop() if dims else None)
+    return DatasetModule(train, evaluation, embedding_dim)
 
 
-def _dataset_dim(dataset: Optional[Dataset]) -> Optional[int]:
+def rows_with_targets(dataset: Dataset) -> int:
+    """How many rows of a preprocessed dataset hold at least one target vector."""
+    count = 0
+    for batch in dataset.select_columns(["embedding_is_target"]).iter(batch_size=10000):
+        count += sum(any(targets) for targets in batch["embedding_is_target"])
+    return count
+
+
+def _first_row_of_each_dim(dataset: Optional[Dataset], part: str) -> dict[int, str]:
+    """Each vector dimension found in `dataset`, with where it first occurs: `dataset 'a', row 3` (of `part`)."""
     if dataset is None:
-        return None
-    dims = [dim for dim in set(dataset["embedding_dim"]) if dim > 0]
-    if len(dims) > 1:
-        column = list(dataset["embedding_dim"])
-        first_rows = {dim: column.index(dim) for dim in dims}
-        detail = ", ".join(f"dimension {dim} first at row {row}" for dim, row in sorted(first_rows.items()))
+        return {}
+    found: dict[int, str] = {}
+    columns = dataset.select_columns(["embedding_dim", "dataset_name", "row_index"])
+    for batch in columns.iter(batch_size=10000):
+        for dim, name, row in zip(batch["embedding_dim"], batch["dataset_name"], batch["row_index"]):
+            if dim > 0 and dim not in found:
+                found[dim] = f"{part} dataset '{name}', row {row}"
+    return found
+
+
+def _embedding_dim(train: Optional[Dataset], evaluation: Optional[Dataset]) -> Optional[int]:
+    """The one vector dimension of the run (None without vectors); different dimensions name where each is."""
+    found = _first_row_of_each_dim(evaluation, "evaluation")
+    found.update(_first_row_of_each_dim(train, "training"))
+    if len(found) > 1:
+        detail = "; ".join(f"dimension {dim} first at {place}" for dim, place in sorted(found.items()))
         raise DataError(f"embedding vectors of different dimensions in one run: {detail}.")
-    return dims[0] if dims else None
+    return next(iter(found), None)
 
 
 def _load_mixture(names, template, tokenizer, model_args, data_args, world_model_args) -> Optional[Dataset]:

@@ -8,6 +8,7 @@ import numpy as np
 from transformers import ProgressCallback, TrainerCallback
 
 from ...data import WorldModelDataCollator, get_dataset, get_template
+from ...data.loader import rows_with_targets
 from ...data.collator import collator_view
 from ...eval.plots import plot_loss
 from ...extras.errors import ConfigError, DataError
@@ -31,6 +32,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     if training_args.eval_strategy != "no" and dataset_module.eval_dataset is None:
         raise DataError(f"`eval_strategy` is '{training_args.eval_strategy.value}' but there is no evaluation data: "
                         "set `val_size` or `eval_dataset`.")
+    if training_args.do_train and args.world_model.embedding_loss_weight > 0:
+        _check_targets(dataset_module.train_dataset, args)
     world_model = build_world_model(args.model, args.world_model, embedding_dim, args.finetuning.finetuning_type,
                                     args.data.template)
     if training_args.do_train and not args.model.adapter_name_or_path:
@@ -88,6 +91,19 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
     return trainer
+
+
+def _check_targets(train_dataset, args: TrainArgs) -> None:
+    """A world-model run whose rows hold no target vector would train the LM loss alone under `stage: wm`."""
+    with_targets, rows = rows_with_targets(train_dataset), len(train_dataset)
+    where = f"`embedding_targets: {args.world_model.embedding_targets}`, `cutoff_len: {args.data.cutoff_len}`"
+    if with_targets == 0:
+        raise DataError(f"no training row holds a target vector ({where}): the prediction head would learn nothing. "
+                        "See what the rows hold with `wmfactory check`; raise `cutoff_len` or choose another "
+                        "`embedding_targets`.")
+    if with_targets < rows:
+        logger.warning(f"{rows - with_targets} of {rows} training rows hold no target vector ({where}; e.g. a "
+                       "single group under `next`, or groups cut by cutoff_len): they train the LM loss only.")
 
 
 class VectorStreams:
