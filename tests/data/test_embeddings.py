@@ -286,3 +286,14 @@ def test_random_damage_is_a_data_error_or_a_valid_matrix(tmp_path):
             except DataError:
                 continue
             assert matrix.dtype == np.float32 and matrix.ndim == 2 and np.isfinite(matrix).all()
+
+
+def test_a_json_embedding_file_too_large_to_parse_is_refused(tmp_path, monkeypatch):
+    from wmfactory.data import embeddings
+    from wmfactory.extras.errors import DataError
+
+    path = tmp_path / "big.json"
+    path.write_text('{"embedding": [[1.0, 2.0]]}')
+    monkeypatch.setattr(embeddings, "MAX_JSON_BYTES", 10)
+    with pytest.raises(DataError, match="store large matrices as .npy or .safetensors"):
+        embeddings.load_embedding(str(path), str(tmp_path))

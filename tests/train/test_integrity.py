@@ -61,3 +61,25 @@ def test_a_world_model_run_without_targets_is_refused_and_partial_loss_is_counte
     write_dynamics_dataset(data_dir, rows=4)
     run_exp(train_args(tmp_path / "out2", data_dir, dataset="dynamics,single", max_steps=1))
     assert "3 of 7 training rows hold no target vector" in capsys.readouterr().err
+
+
+def test_a_full_disk_is_one_line_and_the_earlier_checkpoints_stay(tmp_path, monkeypatch):
+    import errno
+
+    from wmfactory.train.checkpoints import newest_complete_checkpoint
+
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=8)
+    out = tmp_path / "out"
+    original = torch.save
+
+    def save(obj, f, *args, **kwargs):  # the disk fills up while checkpoint-4 is written
+        if "checkpoint-4" in str(f):
+            raise OSError(errno.ENOSPC, "No space left on device", str(f))
+        return original(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    args = train_args(out, data_dir, max_steps=6, save_strategy="steps", save_steps=2)
+    with pytest.raises(DataError, match=r"checkpoint-4/.*': No space left on device\. .*newest complete: .*checkpoint-2"):
+        run_exp(args)
+    assert newest_complete_checkpoint(str(out)) == str(out / "checkpoint-2")
+

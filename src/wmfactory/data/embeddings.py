@@ -16,6 +16,7 @@ from ..extras.errors import DataError
 EmbeddingReader = Callable[[str], np.ndarray]
 EMBEDDING_READERS: dict[str, EmbeddingReader] = {}
 
+MAX_JSON_BYTES = 1 << 30  # a JSON matrix takes about 20x its float32 size in memory while it is parsed
 MAX_SAFETENSORS_HEADER = 100_000_000  # bytes; safetensors refuses larger headers too
 SAFETENSORS_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "I16": 16, "U16": 16, "F16": 16,
                     "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "I64": 64, "U64": 64, "F64": 64}
@@ -35,6 +36,10 @@ def register_reader(*suffixes: str):
 @register_reader(".json")
 def read_json(path: str) -> np.ndarray:
     """The seed format: `{"embedding": [[...], ...], "shape": [n, d], "description": ..., "modality": ...}`."""
+    size = os.path.getsize(path)
+    if size > MAX_JSON_BYTES:
+        raise DataError(f"a JSON embedding file of {size / 2**30:.1f} GiB (at most {MAX_JSON_BYTES // 2**30} GiB): "
+                        "store large matrices as .npy or .safetensors")
     with open(path, "rb") as f:
         raw = f.read()
     try:
