@@ -150,3 +150,11 @@ def test_different_dimensions_name_both_datasets_and_rows(tokenizer, tmp_path):
     with pytest.raises(DataError, match=r"dimension 3 first at training dataset 'three', row 0; dimension 4 first "
                                         r"at evaluation dataset 'four', row 0"):
         load(tokenizer, tmp_path, dataset="three", eval_dataset="four")
+
+
+def test_a_val_size_that_leaves_no_training_row_is_refused(tokenizer, tmp_path):
+    from wmfactory.extras.errors import ConfigError
+
+    write_dataset(tmp_path, "a", rows(tmp_path, "a", 4))
+    with pytest.raises(ConfigError, match="`val_size` 4.0 holds out 4 of the 4 training rows"):
+        load(tokenizer, tmp_path, dataset="a", val_size=4)

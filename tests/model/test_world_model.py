@@ -142,3 +142,12 @@ def test_lora_trains_the_adapters_and_the_world_model_parts_and_sft_freezes_the_
     assert not any("lora_" in name for name in trainable if ".language_model." not in name)  # never the head
     sft = tiny_world_model(finetuning_type="lora", embedding_loss_weight=0.0)
     assert not any("prediction_head" in name for name, p in sft.named_parameters() if p.requires_grad)
+
+
+def test_finetuning_values_the_model_cannot_take_are_named():
+    from wmfactory.extras.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"`lora_target`: no linear layer named \['qproj'\]"):
+        tiny_world_model(finetuning_type="lora", lora_target="qproj")
+    with pytest.raises(ConfigError, match="`freeze_trainable_layers` is 5 but the model has 2 layers"):
+        tiny_world_model(finetuning_type="freeze", freeze_trainable_layers=5)
