@@ -18,9 +18,18 @@ class WorldModelArguments:
         default="mlp",
         metadata={"help": "Projector embedding_dim -> hidden: `mlp` (Linear-GELU-Linear) or `linear`."},
     )
-    prediction_head_type: Literal["mlp", "linear"] = field(
+    prediction_head_type: Literal["mlp", "linear", "mixture", "diffusion"] = field(
         default="mlp",
-        metadata={"help": "Prediction head hidden -> embedding_dim: `mlp` (Linear-GELU-Linear) or `linear`."},
+        metadata={"help": "Prediction head hidden -> next vector: `mlp` (Linear-GELU-Linear) or `linear` predict one "
+                          "vector; `mixture` (a Gaussian mixture, trained by likelihood) and `diffusion` (a denoising "
+                          "MLP conditioned on the hidden state) predict a distribution to sample from."},
+    )
+    mixture_components: int = field(
+        default=8, metadata={"help": "`mixture` head: number of Gaussian components (diagonal covariances)."}
+    )
+    diffusion_steps: int = field(
+        default=20, metadata={"help": "`diffusion` head: denoising steps when sampling (DDIM; training draws "
+                                      "continuous noise levels)."}
     )
     embedding_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the embedding loss."})
     lm_loss_weight: float = field(
@@ -69,5 +78,7 @@ class WorldModelArguments:
             raise ConfigError("`embedding_dim` must be a positive integer.")
         if not 0 <= self.scheduled_sampling_prob <= 1:
             raise ConfigError("`scheduled_sampling_prob` must be in [0, 1].")
+        if self.mixture_components < 1 or self.diffusion_steps < 1:
+            raise ConfigError("`mixture_components` and `diffusion_steps` must be at least 1.")
         if self.embedding_noise_std < 0 or self.ridge_history < 1 or self.ridge_lambda < 0:
             raise ConfigError("`embedding_noise_std` and `ridge_lambda` must be >= 0, `ridge_history` >= 1.")

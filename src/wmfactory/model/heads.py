@@ -14,6 +14,7 @@ A head has four parts:
 - `sample(params, frame, num_samples, temperature, generator)` -> `[S, n, d]`: draws from it (z units).
 A new head is a subclass of `PredictionHead` registered with `@register_head("name")` (see docs/extending.md)."""
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -46,7 +47,10 @@ def previous_vectors(vectors: torch.Tensor, positions: torch.Tensor) -> tuple[to
 
 
 class PredictionHead(nn.Module):
-    """The interface every head implements (shapes in the module docstring)."""
+    """The interface every head implements (shapes in the module docstring). `mean_is_cheap`: whether the model
+    may compute the mean on every training step (a diffusion head's mean is a Monte-Carlo average)."""
+
+    mean_is_cheap = True
 
     def forward(self, hidden: torch.Tensor) -> Any:
         raise NotImplementedError
@@ -85,6 +89,121 @@ class DeterministicHead(PredictionHead):
         return mean.expand(num_samples, *mean.shape)
 
 
+class MixtureHead(PredictionHead):
+    """A mixture of K Gaussians with diagonal covariances over the next vector (as GIVT), in the head's units:
+    `params` = (logits `[n, K]`, means `[n, K, d]`, log standard deviations `[n, K, d]`). The loss is the negative
+    log-likelihood of the target in normalised units, per dimension; log-sum-exp over components and a floor on
+    the standard deviations keep it finite."""
+
+    LOG_STD_RANGE = (-7.0, 5.0)  # standard deviations from about 1e-3 to 150 head units
+
+    def __init__(self, hidden_size: int, embedding_dim: int, components: int):
+        super().__init__()
+        self.components, self.embedding_dim = components, embedding_dim
+        self.trunk = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.GELU())
+        self.logits = nn.Linear(hidden_size, components)
+        self.means = nn.Linear(hidden_size, components * embedding_dim)
+        self.log_stds = nn.Linear(hidden_size, components * embedding_dim)
+
+    def forward(self, hidden: torch.Tensor):
+        x = self.trunk(hidden)
+        shape = (hidden.shape[0], self.components, self.embedding_dim)
+        log_stds = self.log_stds(x).float().view(shape).clamp(*self.LOG_STD_RANGE)
+        return self.logits(x).float(), self.means(x).float().view(shape), log_stds
+
+    def loss(self, params, target: torch.Tensor, frame: Frame) -> torch.Tensor:
+        logits, means, log_stds = params
+        u = frame.to_head(target)[:, None, :]  # [n, 1, d]
+        log_density = (-0.5 * ((u - means) / log_stds.exp()).pow(2) - log_stds - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_likelihood = torch.logsumexp(torch.log_softmax(logits, dim=-1) + log_density, dim=-1)  # [n]
+        # the density of z = shift + scale * u is the density of u over the scale
+        log_scale = torch.log(frame.scale * torch.ones_like(target)).sum(-1)
+        return (-log_likelihood + log_scale) / target.shape[-1]
+
+    def mean(self, params, frame: Frame) -> torch.Tensor:
+        logits, means, _ = params
+        return frame.to_normalized((torch.softmax(logits, dim=-1)[..., None] * means).sum(1))
+
+    def sample(self, params, frame, num_samples=1, temperature=1.0, generator=None) -> torch.Tensor:
+        logits, means, log_stds = params
+        n = logits.shape[0]
+        component = torch.multinomial(torch.softmax(logits, dim=-1), num_samples, replacement=True,
+                                      generator=generator).T  # [S, n]
+        rows = torch.arange(n, device=logits.device)[None, :].expand(num_samples, n)
+        noise = torch.randn((num_samples, n, self.embedding_dim), generator=generator, device=logits.device)
+        u = means[rows, component] + temperature * log_stds[rows, component].exp() * noise
+        return frame.to_normalized(u)
+
+
+class DiffusionHead(PredictionHead):
+    """A small denoising MLP conditioned on the hidden state (as MAR's per-token diffusion loss): it learns to
+    predict the noise added to the next vector (head units) at a continuous noise level t with a cosine schedule;
+    sampling runs `diffusion_steps` deterministic DDIM steps from Gaussian noise scaled by the temperature. `params`
+    is the conditioning hidden state `[n, h]`; the mean is the average of 32 samples with a fixed seed."""
+
+    mean_is_cheap = False
+    LOSS_REPEATS = 4  # noise levels drawn per target and step (MAR draws several too: a less noisy gradient)
+    MEAN_SAMPLES = 32
+    CLIP = 20.0  # head units: residual steps and normalised vectors are of order 1
+
+    def __init__(self, hidden_size: int, embedding_dim: int, steps: int, width: int = 256, blocks: int = 3):
+        super().__init__()
+        self.embedding_dim, self.steps = embedding_dim, steps
+        width = max(width, 2 * embedding_dim)
+        self.condition = nn.Linear(hidden_size, width)
+        self.time = nn.Sequential(nn.Linear(64, width), nn.SiLU(), nn.Linear(width, width))
+        self.inputs = nn.Linear(embedding_dim, width)
+        self.blocks = nn.ModuleList(nn.Sequential(nn.LayerNorm(width), nn.Linear(width, width), nn.SiLU(),
+                                                  nn.Linear(width, width)) for _ in range(blocks))
+        self.output = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, embedding_dim))
+
+    @staticmethod
+    def alpha_bar(t: torch.Tensor) -> torch.Tensor:
+        """The share of signal left at noise level t in [0, 1] (cosine schedule, kept away from exactly 0)."""
+        return torch.cos((t + 0.008) / 1.008 * math.pi / 2).pow(2).clamp(min=1e-5)
+
+    def predict_noise(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """x `[m, d]` at noise levels t `[m]`, condition `[m, h]` -> predicted noise `[m, d]`."""
+        frequencies = torch.exp(torch.arange(32, device=x.device) * (-math.log(10_000.0) / 32))
+        angles = 1000 * t[:, None] * frequencies[None, :]
+        h = self.inputs(x) + self.time(torch.cat([angles.sin(), angles.cos()], dim=-1)) + self.condition(condition)
+        for block in self.blocks:
+            h = h + block(h)
+        return self.output(h)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden.float()
+
+    def loss(self, params, target: torch.Tensor, frame: Frame) -> torch.Tensor:
+        u = frame.to_head(target).repeat(self.LOSS_REPEATS, 1)  # [r * n, d]
+        condition = params.repeat(self.LOSS_REPEATS, 1)
+        t = torch.rand(u.shape[0], device=u.device)
+        noise = torch.randn_like(u)
+        a = self.alpha_bar(t)[:, None]
+        noisy = a.sqrt() * u + (1 - a).sqrt() * noise
+        error = (self.predict_noise(noisy, t, condition) - noise).pow(2).mean(-1)  # [r * n]
+        return error.view(self.LOSS_REPEATS, -1).mean(0)
+
+    def mean(self, params, frame: Frame) -> torch.Tensor:
+        generator = torch.Generator(device=params.device).manual_seed(0)
+        return self.sample(params, frame, self.MEAN_SAMPLES, generator=generator).mean(0)
+
+    @torch.no_grad()
+    def sample(self, params, frame, num_samples=1, temperature=1.0, generator=None) -> torch.Tensor:
+        n = params.shape[0]
+        condition = params.repeat(num_samples, 1)  # [S * n, h]
+        x = temperature * torch.randn((num_samples * n, self.embedding_dim), generator=generator,
+                                      device=params.device)
+        levels = torch.linspace(1.0, 0.0, self.steps + 1, device=params.device)
+        for now, after in zip(levels[:-1], levels[1:]):
+            a_now, a_after = self.alpha_bar(now), self.alpha_bar(after)
+            noise = self.predict_noise(x, now.expand(x.shape[0]), condition)
+            # the clean estimate, clipped as diffusion samplers clip it: at high noise it divides by a small number
+            clean = ((x - (1 - a_now).sqrt() * noise) / a_now.sqrt()).clamp(-self.CLIP, self.CLIP)
+            x = a_after.sqrt() * clean + (1 - a_after).sqrt() * noise
+        return frame.to_normalized(x.view(num_samples, n, self.embedding_dim))
+
+
 def build_mlp(kind: str, in_features: int, hidden: int, out_features: int) -> nn.Module:
     """`linear`: one Linear; `mlp`: Linear-GELU-Linear (the projector's and the deterministic heads' shapes)."""
     if kind == "linear":
@@ -110,6 +229,16 @@ def register_head(name: str):
 def mlp_head(config) -> PredictionHead:
     h = config.hidden_size
     return DeterministicHead(build_mlp("mlp", h, h, config.embedding_dim), config.world_model_loss_type)
+
+
+@register_head("mixture")
+def mixture_head(config) -> PredictionHead:
+    return MixtureHead(config.hidden_size, config.embedding_dim, config.mixture_components)
+
+
+@register_head("diffusion")
+def diffusion_head(config) -> PredictionHead:
+    return DiffusionHead(config.hidden_size, config.embedding_dim, config.diffusion_steps)
 
 
 @register_head("linear")

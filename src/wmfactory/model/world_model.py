@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput
 from ..extras.errors import DataError
 from .config import WorldModelConfig
 from .files import damaged_weights
-from .generation import context_features, continue_stream, teacher_forced
+from .generation import Sampling, context_features, continue_stream, teacher_forced
 from .heads import Frame, build_head, build_mlp, previous_vectors
 from .loss import LossTerms, combine_losses, lm_label_mask
 from .statistics import EmbeddingStatistics
@@ -112,6 +112,17 @@ class WorldModel(PreTrainedModel):
         mean = self.prediction_head.mean(self.prediction_head(hidden.float()), frame)
         return mean, self.statistics.denormalize(mean)
 
+    def sample_vectors(
+        self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor, num_samples: int,
+        temperature: float = 1.0, generator: Optional[torch.Generator] = None,
+    ) -> torch.Tensor:
+        """Draws from the head's distribution on hidden states `[n, h]` -> `[num_samples, n, d]`, data units. A
+        deterministic head gives its mean in every draw."""
+        frame = self.head_frame(previous, has_previous)
+        params = self.prediction_head(hidden.float())
+        return self.statistics.denormalize(self.prediction_head.sample(params, frame, num_samples, temperature,
+                                                                       generator))
+
     # ---- forward ------------------------------------------------------------------------------------------------
     def embed(
         self,
@@ -171,7 +182,8 @@ class WorldModel(PreTrainedModel):
             frame = self.head_frame(previous[targets], has_previous[targets])
             params = self.prediction_head(hidden[slots[:, 0], slots[:, 1] - 1].float())
             embedding_sum = self.prediction_head.loss(params, z[targets], frame).sum()
-            predicted = self.statistics.denormalize(self.prediction_head.mean(params, frame))
+            if not self.training or self.prediction_head.mean_is_cheap:
+                predicted = self.statistics.denormalize(self.prediction_head.mean(params, frame))
             num_targets = int(slots.shape[0])
 
         lm_sum, num_tokens = zero, 0
@@ -273,13 +285,16 @@ class WorldModel(PreTrainedModel):
         return model
 
     # ---- inference on rows in the dataset format ----------------------------------
-    def rollout(self, row: Row, steps: int, dataset_dir: Optional[str] = None,
-                context_groups: Optional[int] = None) -> np.ndarray:
+    def rollout(self, row: Row, steps: int, dataset_dir: Optional[str] = None, context_groups: Optional[int] = None,
+                num_samples: Optional[int] = None, temperature: float = 1.0, seed: Optional[int] = None) -> np.ndarray:
         """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for
-        `steps` vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`.
-        `row`: a dict in the dataset format, or `(dataset_name, row_index)` of a dataset in `dataset_dir`."""
+        `steps` vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`, the
+        head's mean at each step; with `num_samples` S, `[S, steps, d]`: S trajectories, each feeding back its own
+        draws from the head's distribution (`temperature` scales the spread, `seed` makes them reproducible),
+        computed as one batch. `row`: a dict in the dataset format, or `(dataset_name, row_index)`."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise DataError(f"`steps` must be a positive integer, got {steps!r}.")
+        sampling = _sampling(num_samples, temperature, seed)
         features = self.encode_row(row, dataset_dir)
         if context_groups is not None:
             features = context_features(features, context_groups)
@@ -290,11 +305,13 @@ class WorldModel(PreTrainedModel):
         if limit and len(features["input_ids"]) + steps > limit:
             raise DataError(f"a rollout of {steps} vectors after this row ({len(features['input_ids'])} positions) "
                             f"needs {len(features['input_ids']) + steps} positions; the model has {limit}.")
-        return continue_stream(self, features, steps)
+        return continue_stream(self, features, steps, sampling)
 
-    def predict_next(self, row: Row, dataset_dir: Optional[str] = None) -> list:
-        """Teacher-forced predictions for every target group of `row` (a list of `GroupPrediction`)."""
-        return teacher_forced(self, self.encode_row(row, dataset_dir))
+    def predict_next(self, row: Row, dataset_dir: Optional[str] = None, num_samples: Optional[int] = None,
+                     temperature: float = 1.0, seed: Optional[int] = None) -> list:
+        """Teacher-forced predictions for every target group of `row` (a list of `GroupPrediction`: `predicted`
+        `[n, d]`, the head's mean; with `num_samples`, `samples` `[S, n, d]` too)."""
+        return teacher_forced(self, self.encode_row(row, dataset_dir), _sampling(num_samples, temperature, seed))
 
     def encode_row(self, row: Row, dataset_dir: Optional[str] = None) -> dict[str, Any]:
         """A row (a dict in the dataset format, or `(dataset_name, row_index)`) -> the features training sees, with
@@ -306,6 +323,16 @@ class WorldModel(PreTrainedModel):
 
 
 AutoModel.register(WorldModelConfig, WorldModel)
+
+
+def _sampling(num_samples: Optional[int], temperature: float, seed: Optional[int]) -> Optional[Sampling]:
+    if num_samples is None:
+        return None
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise DataError(f"`num_samples` must be a positive integer, got {num_samples!r}.")
+    if not temperature > 0:
+        raise DataError(f"`temperature` must be positive, got {temperature!r}.")
+    return Sampling(num_samples, temperature, seed)
 
 
 @contextlib.contextmanager
