@@ -40,3 +40,24 @@ def test_baselines():
     x5 = 0.5 * x4 + 0.25 * x3 + [1.0, 0.0]
     np.testing.assert_allclose(ridge_path(ridge, stream[1:3], 3), [x3, x4, x5])
     np.testing.assert_allclose(three_steps["ridge"], x5)
+
+
+def test_proper_scores_of_samples_by_hand():
+    from wmfactory.eval.metrics import distribution_metrics
+
+    samples = np.array([[[0.0, 0.0], [1.0, 2.0], [2.0, 4.0]]])  # one vector, 3 samples, d = 2
+    target = np.array([[1.0, 1.0]])
+    # CRPS, dimension 0: E|X - 1| = (1 + 0 + 1) / 3; pairs |0-1|, |0-2|, |1-2| twice each over 3 * 2 -> 8 / 6
+    crps0 = 2 / 3 - (8 / 6) / 2
+    crps1 = (1 + 1 + 3) / 3 - (2 * (2 + 4 + 2) / 6) / 2  # dimension 1: values 0, 2, 4 against 1
+    norms_to_target = [np.hypot(1, 1), np.hypot(0, 1), np.hypot(1, 3)]
+    pair_norms = [np.hypot(1, 2), np.hypot(2, 4), np.hypot(1, 2)]  # (0,1), (0,2), (1,2)
+    energy = np.mean(norms_to_target) - (2 * sum(pair_norms) / 6) / 2
+    result = distribution_metrics(samples, target)
+    assert result["crps"] == pytest.approx((crps0 + crps1) / 2)
+    assert result["energy_score"] == pytest.approx(energy)
+    # identical samples: the spread term vanishes and CRPS is the MAE
+    point = distribution_metrics(np.repeat(np.array([[[0.5, 3.0]]]), 4, axis=1), target)
+    assert point["crps"] == pytest.approx((0.5 + 2.0) / 2)
+    # coverage: 1 lies inside the central 50% interval of 0, 1, 2 ([0.5, 1.5]) and of 0, 2, 4 ([1, 3]) too
+    assert result["coverage_50"] == 1.0 and sum(result["pit"]) == pytest.approx(1.0)

@@ -102,3 +102,19 @@ def test_rows_from_python_in_any_layout_and_rollout_from_the_first_groups(traine
     np.testing.assert_allclose(first, group_one.predicted[0], rtol=1e-5, atol=1e-6)
     whole = model.rollout(row, steps=4, dataset_dir=data_dir, context_groups=len(row["embeddings"]))
     np.testing.assert_array_equal(whole, expected)
+
+
+def test_sampled_rollouts_of_a_deterministic_head_are_its_mean_rollout(trained):
+    """S trajectories run as one batch from a repeated KV cache: with a head whose samples are its mean, each equals
+    the rollout computed alone, and teacher-forced samples equal the prediction."""
+    model, rows, data_dir = trained
+    alone = model.rollout(rows[1], steps=5, dataset_dir=data_dir)
+    batch = model.rollout(rows[1], steps=5, dataset_dir=data_dir, num_samples=3, seed=0)
+    assert batch.shape == (3, 5, 4)
+    for trajectory in batch:
+        np.testing.assert_allclose(trajectory, alone, rtol=1e-5, atol=1e-6)
+    for group in model.predict_next(rows[1], dataset_dir=data_dir, num_samples=2):
+        assert group.samples.shape == (2, *group.predicted.shape)
+        np.testing.assert_allclose(group.samples[1], group.predicted, rtol=1e-6, atol=1e-7)
+    with pytest.raises(Exception, match="`num_samples` must be a positive integer"):
+        model.rollout(rows[1], steps=2, dataset_dir=data_dir, num_samples=0)

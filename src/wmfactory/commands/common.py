@@ -2,12 +2,14 @@
 
 import dataclasses
 import os
+from typing import Optional
 
 from ..data import get_dataset, get_template
 from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from ..hparams import ModelArguments, PredictArgs
 from ..model import WorldModel
+from ..model.generation import Sampling
 
 logger = get_logger(__name__)
 
@@ -46,3 +48,11 @@ def load_model_and_rows(args: PredictArgs):
                        "(text only): there is nothing to predict in them.")
     os.makedirs(args.training.output_dir, exist_ok=True)
     return model, with_vectors, args.training.output_dir
+
+
+def sampling_of(args: PredictArgs) -> Optional[Sampling]:
+    """`num_samples` draws at `temperature`, seeded by `seed`; None for the mean only."""
+    inference = args.inference
+    if inference.num_samples == 0:
+        return None
+    return Sampling(inference.num_samples, inference.temperature, args.training.seed)

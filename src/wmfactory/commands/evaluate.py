@@ -6,22 +6,24 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..eval.plots import plot_horizon, plot_trajectories
+from ..eval.plots import plot_horizon, plot_pit, plot_trajectories
 from ..eval.report import evaluate_rows, format_report, save_report
 from ..hparams import get_predict_args
 from ..model.generation import generate_groups, vector_stream
-from .common import load_model_and_rows
+from .common import load_model_and_rows, sampling_of
 
 
 def run_eval(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, Any]:
-    """Writes `eval_results.json`, `eval_horizon.png` and `eval_trajectories.png`; prints the table."""
+    """Writes `eval_results.json`, `eval_horizon.png` and `eval_trajectories.png` (and with `num_samples`, the
+    distribution scores and `eval_pit.png`); prints the table."""
     parsed = get_predict_args(args)
     model, dataset, output_dir = load_model_and_rows(parsed)
     context_groups = parsed.inference.context_groups
-    report = evaluate_rows(model, dataset, context_groups)
+    report = evaluate_rows(model, dataset, context_groups, sampling_of(parsed))
     save_report(report, os.path.join(output_dir, "eval_results.json"))
     print(format_report(report))
     plot_horizon(report, output_dir)
+    plot_pit(report, output_dir)
     plot_trajectories(_trajectories(model, dataset, context_groups, parsed.inference.plot_rows), output_dir)
     return report
 

@@ -9,6 +9,9 @@ import numpy as np
 from ..model.statistics import ridge_features
 
 METRICS = ("mse", "mae", "cosine", "l2", "contrastive_accuracy")
+# scores of a forecast given as samples (proper scoring rules, lower is better, and interval coverage)
+DISTRIBUTION_METRICS = ("crps", "energy_score", "coverage_50", "coverage_90")
+PIT_BINS = 10
 BASELINES = ("persistence", "linear_extrapolation", "training_mean", "ridge")
 
 
@@ -73,3 +76,47 @@ def baseline_forecasts(stream: np.ndarray, origin: int, index: int, mean: np.nda
         "training_mean": mean,
         "ridge": ridge_path(ridge, stream[origin - history + 1: origin + 1], steps)[-1],
     }
+
+
+def distribution_metrics(samples: np.ndarray, target: np.ndarray, block: int = 64) -> dict:
+    """Proper scores of forecasts given as samples `[n, S, d]` against targets `[n, d]`, means over vectors:
+    - `crps`: the continuous ranked probability score per dimension, with the fair sample estimator
+      E|X - y| - E|X - X'| / 2 over distinct pairs of samples (for S = 1, or identical samples, it is the MAE);
+    - `energy_score`: its multivariate form on whole vectors, E||X - y|| - E||X - X'|| / 2;
+    - `coverage_50`, `coverage_90`: the share of target values inside the central 50% and 90% sample intervals;
+    - `pit`: the histogram (`PIT_BINS` bins, shares) of the probability integral transform, the share of samples
+      below the target in each dimension: flat when the forecast is calibrated."""
+    x, y = samples.astype(np.float64), target.astype(np.float64)
+    s = x.shape[1]
+    crps, energy = [], []
+    for start in range(0, len(x), block):
+        xb, yb = x[start:start + block], y[start:start + block]
+        error, error_norm = np.abs(xb - yb[:, None]).mean(1), np.linalg.norm(xb - yb[:, None], axis=-1).mean(1)
+        if s > 1:
+            pairs = xb[:, :, None] - xb[:, None, :]  # [b, S, S, d]; the diagonal is 0
+            error = error - np.abs(pairs).sum((1, 2)) / (2 * s * (s - 1))
+            error_norm = error_norm - np.linalg.norm(pairs, axis=-1).sum((1, 2)) / (2 * s * (s - 1))
+        crps.append(error.mean(1))
+        energy.append(error_norm)
+    result = {"crps": float(np.concatenate(crps).mean()), "energy_score": float(np.concatenate(energy).mean())}
+    for level in (50, 90):
+        low, high = np.quantile(x, [(0.5 - level / 200), (0.5 + level / 200)], axis=1)
+        result[f"coverage_{level}"] = float(((y >= low) & (y <= high)).mean())
+    pit = (x < y[:, None]).mean(1).ravel()
+    result["pit"] = (np.histogram(pit, bins=PIT_BINS, range=(0, 1))[0] / max(pit.size, 1)).tolist()
+    return result
+
+
+def baseline_samples(points: dict[str, np.ndarray], steps: int, statistics, num_samples: int,
+                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """The baselines as distributions `[S, d]`: persistence and ridge with a Gaussian spread of their one-step
+    training errors, grown as sqrt(steps) (a random walk of errors), the training mean with the training standard
+    deviation; linear extrapolation stays a point (every sample the same)."""
+    spreads = {"persistence": statistics.step_std.double().cpu().numpy() * np.sqrt(steps),
+               "ridge": statistics.ridge_residual_std.double().cpu().numpy() * np.sqrt(steps),
+               "training_mean": statistics.std.double().cpu().numpy()}
+    out = {}
+    for name, point in points.items():
+        spread = spreads.get(name, 0.0)
+        out[name] = point[None] + spread * rng.standard_normal((num_samples, len(point)))
+    return out

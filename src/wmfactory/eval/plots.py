@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..extras.logging import get_logger
-from .metrics import BASELINES
+from .metrics import BASELINES, PIT_BINS
 
 logger = get_logger(__name__)
 
@@ -133,6 +133,31 @@ def plot_trajectories(trajectories: list[dict[str, Any]], output_dir: str, compo
     axes[0, 0].legend(fontsize=7, ncol=2)
     figure.tight_layout()
     path = os.path.join(output_dir, "eval_trajectories.png")
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_pit(report: dict[str, Any], output_dir: str) -> str | None:
+    """`eval_pit.png`: the model's PIT histogram (share of its samples below each true value), teacher-forced and
+    per rollout horizon; a calibrated forecast is flat at 1 / bins, a too narrow one U-shaped, a too wide one
+    peaked. Drawn when the evaluation drew samples."""
+    blocks = [("teacher-forced", report["teacher_forced"])] + [
+        (f"rollout h={h}", result) for h, result in report["rollout"]["horizons"].items()]
+    blocks = [(title, result["model"]["pit"]) for title, result in blocks if "pit" in result.get("model", {})][:4]
+    if not blocks:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(1, len(blocks), figsize=(3.2 * len(blocks), 3), squeeze=False, sharey=True)
+    centers = (np.arange(PIT_BINS) + 0.5) / PIT_BINS
+    for ax, (title, shares) in zip(axes[0], blocks):
+        ax.bar(centers, shares, width=1 / PIT_BINS, edgecolor="white")
+        ax.axhline(1 / PIT_BINS, color="black", linestyle="--", linewidth=1)
+        ax.set_title(title)
+        ax.set_xlabel("PIT")
+    axes[0, 0].set_ylabel("share of values")
+    figure.tight_layout()
+    path = os.path.join(output_dir, "eval_pit.png")
     figure.savefig(path, dpi=100)
     plt.close(figure)
     return path

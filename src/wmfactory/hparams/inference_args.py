@@ -18,9 +18,18 @@ class InferenceArguments:
     context_groups: int = field(
         default=1, metadata={"help": "Groups given to the model before a rollout (predict and eval)."}
     )
+    num_samples: int = field(
+        default=0,
+        metadata={"help": "Draws from the head's distribution per prediction (0: the mean only). `predict` writes "
+                          "them as `samples`; `eval` scores them with CRPS, the energy score and interval coverage. "
+                          "`seed` makes them reproducible."},
+    )
+    temperature: float = field(default=1.0, metadata={"help": "Scales the spread of the draws."})
     plot_rows: int = field(default=4, metadata={"help": "Rows drawn in eval_trajectories.png."})
     export_dir: Optional[str] = field(default=None, metadata={"help": "`export`: where the merged model goes."})
 
     def __post_init__(self):
         if self.context_groups < 0:
             raise ConfigError("`context_groups` must be >= 0.")
+        if self.num_samples < 0 or not self.temperature > 0:
+            raise ConfigError("`num_samples` must be >= 0 and `temperature` > 0.")

@@ -53,7 +53,8 @@ def load_legacy_world_model(cls, path: str, base_model_name_or_path: Optional[st
     model = cls(config, language_model)
     state = {_convert_key(key): value for key, value in load_file(weights).items()}
     expected = {key for key in model.state_dict() if not key.startswith("language_model.")}
-    if set(state) != expected:
+    added_since = {"statistics.step_std", "statistics.ridge_residual_std"}  # baseline spreads: 0 when absent
+    if not set(state) <= expected or expected - set(state) - added_since:
         raise DataError(f"'{weights}' holds {sorted(state)}, expected {sorted(expected)} (written by another "
                         "wmfactory version?).")
     model.load_state_dict(state, strict=False)

@@ -22,14 +22,15 @@ SAMPLE_SIZE = 100_000
 
 class EmbeddingStatistics(nn.Module):
     """Buffers (saved with the model): `mean`, `std`, `center`, `scale`, `low`, `high` `[d]`,
-    `delta_scale` `[d]` (std of the step between consecutive normalised vectors of a row) and `ridge` `[k*d + 1, d]`
-    (ridge regression from the last k vectors, data units)."""
+    `delta_scale` `[d]` (std of the step between consecutive normalised vectors of a row), `ridge` `[k*d + 1, d]`
+    (ridge regression from the last k vectors, data units), and the spread of the two baselines' one-step errors on
+    the training split, data units: `step_std` `[d]` (persistence) and `ridge_residual_std` `[d]`."""
 
     def __init__(self, embedding_dim: int, ridge_history: int = 2):
         super().__init__()
         d = embedding_dim
         for name, value in (("mean", 0.0), ("std", 1.0), ("center", 0.0), ("scale", 1.0), ("low", -np.inf),
-                            ("high", np.inf), ("delta_scale", 1.0)):
+                            ("high", np.inf), ("delta_scale", 1.0), ("step_std", 0.0), ("ridge_residual_std", 0.0)):
             self.register_buffer(name, torch.full((d,), value))
         self.register_buffer("ridge", torch.zeros(ridge_history * d + 1, d))
         self.ridge_history = ridge_history
@@ -80,6 +81,7 @@ class EmbeddingStatistics(nn.Module):
 
         # second pass: step sizes in normalised space, and the ridge normal equations in data units
         step_sum, step_squares, steps = np.zeros(d), np.zeros(d), 0
+        raw_squares = np.zeros(d)  # of the steps in data units: the persistence forecast's errors
         gram, cross = np.zeros((k * d + 1, k * d + 1)), np.zeros((k * d + 1, d))
         for stream in rows:
             if not len(stream):
@@ -89,6 +91,7 @@ class EmbeddingStatistics(nn.Module):
                 delta = np.diff(z, axis=0)
                 step_sum += delta.sum(axis=0)
                 step_squares += (delta**2).sum(axis=0)
+                raw_squares += (np.diff(np.asarray(stream, dtype=np.float64), axis=0) ** 2).sum(axis=0)
                 steps += len(delta)
             if len(stream) > k:
                 x = np.asarray(stream, dtype=np.float64)
@@ -103,6 +106,20 @@ class EmbeddingStatistics(nn.Module):
             penalty = ridge_lambda * gram[-1, -1] * np.eye(k * d + 1)
             penalty[-1, -1] = 0.0  # the intercept is not shrunk
             self.ridge.copy_(torch.from_numpy(np.linalg.solve(gram + penalty, cross)))
+            self._fit_spreads(rows, raw_squares / max(steps, 1))
+
+    def _fit_spreads(self, rows: Iterable[np.ndarray], mean_step_square: np.ndarray) -> None:
+        """Root-mean-square one-step errors of persistence and of the fitted ridge on the training rows."""
+        k, ridge = self.ridge_history, self.ridge.double().numpy()
+        squares, count = np.zeros(ridge.shape[1]), 0
+        for stream in rows:
+            if len(stream) > k:
+                x = np.asarray(stream, dtype=np.float64)
+                windows = np.stack([x[j: len(x) - k + j] for j in range(k)], axis=1)
+                squares += ((ridge_features(windows) @ ridge - x[k:]) ** 2).sum(axis=0)
+                count += len(x) - k
+        self.step_std.copy_(torch.from_numpy(np.sqrt(mean_step_square)))
+        self.ridge_residual_std.copy_(torch.from_numpy(np.sqrt(squares / max(count, 1))))
 
     def _set(self, center: np.ndarray, scale: np.ndarray, low: Optional[np.ndarray] = None,
              high: Optional[np.ndarray] = None) -> None:
