@@ -136,15 +136,17 @@ class MixtureHead(PredictionHead):
 
 
 class DiffusionHead(PredictionHead):
-    """A small denoising MLP conditioned on the hidden state (as MAR's per-token diffusion loss): it learns to
-    predict the noise added to the next vector (head units) at a continuous noise level t with a cosine schedule;
-    sampling runs `diffusion_steps` deterministic DDIM steps from Gaussian noise scaled by the temperature. `params`
-    is the conditioning hidden state `[n, h]`; the mean is the average of 32 samples with a fixed seed."""
+    """A small denoising MLP conditioned on the hidden state (as MAR's per-token diffusion loss): the next vector
+    (head units) is noised to a continuous level t (cosine schedule) and the MLP learns the velocity
+    v = sqrt(a) noise - sqrt(1 - a) vector (a: the signal left at t), which stays well scaled at both ends of the
+    schedule where predicting the noise alone does not; sampling runs `diffusion_steps` deterministic DDIM steps
+    from Gaussian noise scaled by the temperature. `params` is the conditioning hidden state `[n, h]`; the mean is
+    the average of 32 samples with a fixed seed."""
 
     mean_is_cheap = False
     LOSS_REPEATS = 4  # noise levels drawn per target and step (MAR draws several too: a less noisy gradient)
     MEAN_SAMPLES = 32
-    CLIP = 20.0  # head units: residual steps and normalised vectors are of order 1
+    CLIP = 20.0  # head units (residual steps and normalised vectors are of order 1): a guard, as samplers clip
 
     def __init__(self, hidden_size: int, embedding_dim: int, steps: int, width: int = 256, blocks: int = 3):
         super().__init__()
@@ -162,8 +164,8 @@ class DiffusionHead(PredictionHead):
         """The share of signal left at noise level t in [0, 1] (cosine schedule, kept away from exactly 0)."""
         return torch.cos((t + 0.008) / 1.008 * math.pi / 2).pow(2).clamp(min=1e-5)
 
-    def predict_noise(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        """x `[m, d]` at noise levels t `[m]`, condition `[m, h]` -> predicted noise `[m, d]`."""
+    def predict_velocity(self, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        """x `[m, d]` at noise levels t `[m]`, condition `[m, h]` -> predicted velocity `[m, d]`."""
         frequencies = torch.exp(torch.arange(32, device=x.device) * (-math.log(10_000.0) / 32))
         angles = 1000 * t[:, None] * frequencies[None, :]
         h = self.inputs(x) + self.time(torch.cat([angles.sin(), angles.cos()], dim=-1)) + self.condition(condition)
@@ -181,7 +183,8 @@ class DiffusionHead(PredictionHead):
         noise = torch.randn_like(u)
         a = self.alpha_bar(t)[:, None]
         noisy = a.sqrt() * u + (1 - a).sqrt() * noise
-        error = (self.predict_noise(noisy, t, condition) - noise).pow(2).mean(-1)  # [r * n]
+        velocity = a.sqrt() * noise - (1 - a).sqrt() * u
+        error = (self.predict_velocity(noisy, t, condition) - velocity).pow(2).mean(-1)  # [r * n]
         return error.view(self.LOSS_REPEATS, -1).mean(0)
 
     def mean(self, params, frame: Frame) -> torch.Tensor:
@@ -197,9 +200,9 @@ class DiffusionHead(PredictionHead):
         levels = torch.linspace(1.0, 0.0, self.steps + 1, device=params.device)
         for now, after in zip(levels[:-1], levels[1:]):
             a_now, a_after = self.alpha_bar(now), self.alpha_bar(after)
-            noise = self.predict_noise(x, now.expand(x.shape[0]), condition)
-            # the clean estimate, clipped as diffusion samplers clip it: at high noise it divides by a small number
-            clean = ((x - (1 - a_now).sqrt() * noise) / a_now.sqrt()).clamp(-self.CLIP, self.CLIP)
+            velocity = self.predict_velocity(x, now.expand(x.shape[0]), condition)
+            clean = (a_now.sqrt() * x - (1 - a_now).sqrt() * velocity).clamp(-self.CLIP, self.CLIP)
+            noise = (1 - a_now).sqrt() * x + a_now.sqrt() * velocity
             x = a_after.sqrt() * clean + (1 - a_after).sqrt() * noise
         return frame.to_normalized(x.view(num_samples, n, self.embedding_dim))
 
