@@ -12,9 +12,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..extras.errors import DataError
+from ..extras.registry import registrar
 
 EmbeddingReader = Callable[[str], np.ndarray]
 EMBEDDING_READERS: dict[str, EmbeddingReader] = {}
+register_reader = registrar(EMBEDDING_READERS)
 
 MAX_JSON_BYTES = 1 << 30  # a JSON matrix takes about 20x its float32 size in memory while it is parsed
 MAX_SAFETENSORS_HEADER = 100_000_000  # bytes; safetensors refuses larger headers too
@@ -22,15 +24,6 @@ SAFETENSORS_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "I1
                     "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "C64": 64, "I64": 64, "U64": 64, "F64": 64}
 NON_REAL_KINDS = {"b": "booleans", "c": "complex numbers", "M": "datetimes", "m": "time spans", "U": "strings",
                   "S": "bytes", "O": "Python objects", "V": "raw or structured records"}
-
-
-def register_reader(*suffixes: str):
-    def decorator(reader: EmbeddingReader) -> EmbeddingReader:
-        for suffix in suffixes:
-            EMBEDDING_READERS[suffix] = reader
-        return reader
-
-    return decorator
 
 
 @register_reader(".json")

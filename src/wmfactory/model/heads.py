@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import nn
 
+from ..extras.registry import registrar
 from .loss import embedding_errors
 
 
@@ -218,14 +219,7 @@ def build_mlp(kind: str, in_features: int, hidden: int, out_features: int) -> nn
 
 HeadBuilder = Callable[[Any], PredictionHead]  # WorldModelConfig -> head
 PREDICTION_HEADS: dict[str, HeadBuilder] = {}
-
-
-def register_head(name: str):
-    def decorator(builder: HeadBuilder) -> HeadBuilder:
-        PREDICTION_HEADS[name] = builder
-        return builder
-
-    return decorator
+register_head = registrar(PREDICTION_HEADS)
 
 
 @register_head("mlp")

@@ -12,18 +12,12 @@ from typing import Callable, Optional
 import torch
 
 from ..extras.constants import IGNORE_INDEX
+from ..extras.registry import registrar
 
 # per-vector error `[v]` between predicted and target vectors `[v, d]`
 EmbeddingLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 EMBEDDING_LOSSES: dict[str, EmbeddingLoss] = {}
-
-
-def register_loss(name: str):
-    def decorator(loss: EmbeddingLoss) -> EmbeddingLoss:
-        EMBEDDING_LOSSES[name] = loss
-        return loss
-
-    return decorator
+register_loss = registrar(EMBEDDING_LOSSES)
 
 
 @register_loss("l2")
