@@ -10,7 +10,7 @@ from .extras.errors import guarded
 def usage() -> str:
     lines = ["usage: wmfactory <command> [CONFIG.yaml] [key=value ...]   (or --key value ...)", "", "commands:"]
     lines += [f"  {command.name:9} {command.summary}" for command in COMMANDS.values()]
-    lines += ["  version   print the version", "", "`wmfactory <command> --help` lists every key with its default."]
+    lines += ["  version   print the version", "", "`wmfactory <command> --help` lists the keys a command reads, with their defaults."]
     return "\n".join(lines)
 
 

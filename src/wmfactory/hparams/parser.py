@@ -393,7 +393,7 @@ HELP_GROUPS = {
 def print_help(command: str = "train", description: str = "") -> None:
     """The keys `command` reads, with their defaults and help text, its own groups first (world-model keys before
     the hundreds of Hugging Face training keys)."""
-    parser = HfArgumentParser(HELP_GROUPS[command], prog=f"wmfactory {command}",
+    parser = HfArgumentParser(HELP_GROUPS.get(command, ALL_DATACLASSES), prog=f"wmfactory {command}",
                               usage=f"wmfactory {command} [CONFIG.yaml] [key=value ...]   (or --key value ...)",
                               description=description, add_help=False)
     parser.print_help()
