@@ -104,3 +104,16 @@ def test_training_only_input_perturbations(option):
     torch.manual_seed(0)
     perturbed = model(**batch).embedding_loss
     assert perturbed != first and torch.isfinite(perturbed)
+
+
+def test_baseline_error_spreads_match_a_direct_computation():
+    rng = np.random.default_rng(5)
+    rows = [np.cumsum(rng.normal(size=(7, 3)), axis=0).astype(np.float32) for _ in range(40)]
+    stats = EmbeddingStatistics(3, ridge_history=2)
+    stats.fit(rows, "standard")
+    steps = np.concatenate([np.diff(r.astype(np.float64), axis=0) for r in rows])
+    np.testing.assert_allclose(stats.step_std.numpy(), np.sqrt((steps**2).mean(0)), rtol=1e-5)
+    ridge = stats.ridge.double().numpy()
+    errors = np.concatenate([ridge_features(np.stack([r[j: len(r) - 2 + j] for j in range(2)], axis=1)) @ ridge
+                             - r[2:] for r in rows])
+    np.testing.assert_allclose(stats.ridge_residual_std.numpy(), np.sqrt((errors**2).mean(0)), rtol=1e-4)

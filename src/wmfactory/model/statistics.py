@@ -79,47 +79,39 @@ class EmbeddingStatistics(nn.Module):
             raise ValueError(f"Unknown embedding_norm '{norm}' (none, standard or robust).")
         self.active = norm != "none"
 
-        # second pass: step sizes in normalised space, and the ridge normal equations in data units
-        step_sum, step_squares, steps = np.zeros(d), np.zeros(d), 0
-        raw_squares = np.zeros(d)  # of the steps in data units: the persistence forecast's errors
-        gram, cross = np.zeros((k * d + 1, k * d + 1)), np.zeros((k * d + 1, d))
+        # second pass: step sizes in normalised space, the ridge normal equations in data units, and the squares
+        # behind the two baselines' one-step error spreads (persistence: the steps; ridge: from its normal equations)
+        step_sum, step_squares, raw_squares, steps = np.zeros(d), np.zeros(d), np.zeros(d), 0
+        gram, cross, target_squares = np.zeros((k * d + 1, k * d + 1)), np.zeros((k * d + 1, d)), np.zeros(d)
         for stream in rows:
             if not len(stream):
                 continue
+            x = np.asarray(stream, dtype=np.float64)
             z = self.normalize(torch.from_numpy(np.asarray(stream, dtype=np.float32))).numpy().astype(np.float64)
             if len(z) > 1:
                 delta = np.diff(z, axis=0)
                 step_sum += delta.sum(axis=0)
                 step_squares += (delta**2).sum(axis=0)
-                raw_squares += (np.diff(np.asarray(stream, dtype=np.float64), axis=0) ** 2).sum(axis=0)
+                raw_squares += (np.diff(x, axis=0) ** 2).sum(axis=0)
                 steps += len(delta)
-            if len(stream) > k:
-                x = np.asarray(stream, dtype=np.float64)
+            if len(x) > k:
                 windows = np.stack([x[j: len(x) - k + j] for j in range(k)], axis=1)  # [n, k, d], oldest first
                 features = ridge_features(windows)
                 gram += features.T @ features
                 cross += features.T @ x[k:]
+                target_squares += (x[k:] ** 2).sum(axis=0)
         if steps:
             step_mean = step_sum / steps
             self.delta_scale.copy_(torch.from_numpy(_safe(np.sqrt(np.maximum(step_squares / steps - step_mean**2, 0)))))
+            self.step_std.copy_(torch.from_numpy(np.sqrt(raw_squares / steps)))
         if gram[-1, -1] > 0:
             penalty = ridge_lambda * gram[-1, -1] * np.eye(k * d + 1)
             penalty[-1, -1] = 0.0  # the intercept is not shrunk
-            self.ridge.copy_(torch.from_numpy(np.linalg.solve(gram + penalty, cross)))
-            self._fit_spreads(rows, raw_squares / max(steps, 1))
-
-    def _fit_spreads(self, rows: Iterable[np.ndarray], mean_step_square: np.ndarray) -> None:
-        """Root-mean-square one-step errors of persistence and of the fitted ridge on the training rows."""
-        k, ridge = self.ridge_history, self.ridge.double().numpy()
-        squares, count = np.zeros(ridge.shape[1]), 0
-        for stream in rows:
-            if len(stream) > k:
-                x = np.asarray(stream, dtype=np.float64)
-                windows = np.stack([x[j: len(x) - k + j] for j in range(k)], axis=1)
-                squares += ((ridge_features(windows) @ ridge - x[k:]) ** 2).sum(axis=0)
-                count += len(x) - k
-        self.step_std.copy_(torch.from_numpy(np.sqrt(mean_step_square)))
-        self.ridge_residual_std.copy_(torch.from_numpy(np.sqrt(squares / max(count, 1))))
+            w = np.linalg.solve(gram + penalty, cross)
+            self.ridge.copy_(torch.from_numpy(w))
+            # sum over targets of (y - features @ w)^2, per dimension, without another pass over the rows
+            residual_squares = target_squares - 2 * (w * cross).sum(axis=0) + (w * (gram @ w)).sum(axis=0)
+            self.ridge_residual_std.copy_(torch.from_numpy(np.sqrt(np.maximum(residual_squares, 0) / gram[-1, -1])))
 
     def _set(self, center: np.ndarray, scale: np.ndarray, low: Optional[np.ndarray] = None,
              high: Optional[np.ndarray] = None) -> None:
