@@ -105,9 +105,9 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
 
 
 def format_report(report: dict[str, Any]) -> str:
-    model_is_distributional = report.get("distributional_head", False)
     """A plain-text table: one block per mode/horizon, one line per forecaster. A block where nothing could be
     scored is left out (`eval_results.json` keeps it, with its count of excluded vectors)."""
+    model_is_distributional = report.get("distributional_head", False)
     lines = []
     blocks = [("teacher-forced", report["teacher_forced"])] + [
         (f"rollout h={h} (context {report['rollout']['context_groups']} group(s))", result)
