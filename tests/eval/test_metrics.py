@@ -61,3 +61,71 @@ def test_proper_scores_of_samples_by_hand():
     assert point["crps"] == pytest.approx((0.5 + 2.0) / 2)
     # coverage: 1 lies inside the central 50% interval of 0, 1, 2 ([0.5, 1.5]) and of 0, 2, 4 ([1, 3]) too
     assert result["coverage_50"] == 1.0 and sum(result["pit"]) == pytest.approx(1.0)
+
+
+def direct_forecast_metrics(predicted, target, rows):
+    """Every pair at once, as a small computation does it: the [n, n, d] differences."""
+    p, t = predicted.astype(np.float64), target.astype(np.float64)
+    own = np.linalg.norm(p - t, axis=1)
+    distances = np.linalg.norm(p[:, None, :] - t[None, :, :], axis=2)
+    others = rows[:, None] != rows[None, :]
+    keep = others.sum(1) > 0
+    shares = ((distances > own[:, None]) & others).sum(1)[keep] / others.sum(1)[keep]
+    cosine = np.sum(p * t, 1) / np.maximum(np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1), 1e-12)
+    return {"mse": np.mean((p - t) ** 2), "mae": np.mean(np.abs(p - t)), "cosine": np.mean(cosine),
+            "l2": np.mean(own), "contrastive_accuracy": np.mean(shares)}
+
+
+def direct_distribution_metrics(samples, target):
+    """Every sample pair of every vector at once: the [n, S, S, d] differences."""
+    x, y = samples.astype(np.float64), target.astype(np.float64)
+    s = x.shape[1]
+    pairs = x[:, :, None] - x[:, None, :]
+    crps = np.abs(x - y[:, None]).mean(1) - np.abs(pairs).sum((1, 2)) / (2 * s * (s - 1))
+    energy = np.linalg.norm(x - y[:, None], axis=-1).mean(1) - np.linalg.norm(pairs, axis=-1).sum((1, 2)) / (
+        2 * s * (s - 1))
+    result = {"crps": crps.mean(), "energy_score": energy.mean()}
+    for level, (low, high) in ((50, (0.25, 0.75)), (90, (0.05, 0.95))):
+        inside = (y >= np.quantile(x, low, axis=1)) & (y <= np.quantile(x, high, axis=1))
+        result[f"coverage_{level}"] = inside.mean()
+    shares = (x < y[:, None]).mean(1).ravel()
+    result["pit"] = np.histogram(shares, bins=10, range=(0, 1))[0] / shares.size
+    return result
+
+
+def test_block_by_block_equals_the_direct_computation(monkeypatch):
+    from wmfactory.eval import metrics
+
+    rng = np.random.default_rng(1)
+    n, d = 203, 9
+    target = rng.normal(size=(n, d)).astype(np.float32)
+    predicted = (target + 0.7 * rng.normal(size=(n, d))).astype(np.float32)
+    # exact ties, which the Gram form alone could count either way: a target repeated in another row, a
+    # prediction equal to another row's target, and a constant prediction (the training mean)
+    target[11] = target[4]
+    predicted[20], predicted[21] = target[40], target[21]
+    rows = rng.integers(0, 60, size=n)
+    # far from the origin too, where the Gram form loses digits
+    cases = [(predicted, target), (np.repeat(target[:1], n, axis=0), target), (1e3 + predicted, 1e3 + target)]
+    for forecast, truth in cases:
+        expected = direct_forecast_metrics(forecast, truth, rows)
+        for block in (1, 16, 64, 1024):
+            got = metrics.forecast_metrics(forecast, truth, rows, block=block)
+            for name, value in expected.items():
+                assert got[name] == pytest.approx(value, rel=1e-9, abs=1e-12), (name, block)
+    samples = (target[:, None] + rng.normal(size=(n, 5, d))).astype(np.float32)
+    samples[3] = samples[3, :1]  # identical samples: no spread
+    expected = direct_distribution_metrics(samples, target)
+    for block_bytes in (8 * 5 * d, 8 * 5 * d * 17, metrics.BLOCK_BYTES):  # 1 vector per block, 17, all at once
+        monkeypatch.setattr(metrics, "BLOCK_BYTES", block_bytes)
+        got = metrics.distribution_metrics(samples, target)
+        for name in ("crps", "energy_score", "coverage_50", "coverage_90"):
+            assert got[name] == pytest.approx(expected[name], rel=1e-9), (name, block_bytes)
+        np.testing.assert_allclose(got["pit"], expected["pit"], rtol=1e-12)
+        # vectors given one at a time, in two parts merged, score the same
+        first, second = metrics.DistributionScores(), metrics.DistributionScores()
+        for i in range(n):
+            (first if i < 70 else second).add(samples[i], target[i])
+        first.merge(second)
+        assert first.result()["energy_score"] == pytest.approx(expected["energy_score"], rel=1e-9)
+        assert first.result()["pit"] == pytest.approx(got["pit"], abs=1e-15)

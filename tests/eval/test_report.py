@@ -17,7 +17,7 @@ def pool_of(rows: int) -> _Pool:
 
 def test_blocks_with_nothing_scored_are_left_out():
     empty = _Pool()
-    empty.excluded = 1
+    empty.exclude()
     report = {"teacher_forced": pool_of(4).score(),
               "rollout": {"context_groups": 1, "horizons": {"1": pool_of(3).score(), "2": empty.score()}}}
     text = format_report(report)

@@ -2,7 +2,11 @@
 
 All metrics are means over vectors: `mse` (mean over d of the squared error), `mae`, `cosine` (similarity),
 `l2` (Euclidean distance) and `contrastive_accuracy` (for each prediction, the fraction of other rows' targets that
-lie farther from it than its own target: 1.0 means the prediction singles out its row, 0.5 is chance)."""
+lie farther from it than its own target: 1.0 means the prediction singles out its row, 0.5 is chance).
+
+Every metric runs over blocks of vectors, so that its working memory does not grow with their number: the
+contrastive accuracy compares every prediction with every target through a `[block, block]` matrix of squared
+distances, and the scores of samples are sums accumulated block by block (`DistributionScores`)."""
 
 import numpy as np
 
@@ -13,34 +17,65 @@ METRICS = ("mse", "mae", "cosine", "l2", "contrastive_accuracy")
 DISTRIBUTION_METRICS = ("crps", "energy_score", "coverage_50", "coverage_90")
 PIT_BINS = 10
 BASELINES = ("persistence", "linear_extrapolation", "training_mean", "ridge")
+BLOCK_BYTES = 32 * 2**20  # float64 working memory of one block of sample scores
 
 
 def forecast_metrics(predicted: np.ndarray, target: np.ndarray, rows: np.ndarray, block: int = 1024) -> dict:
     """`predicted`, `target`: `[n, d]`; `rows`: `[n]` row id of each vector (for the contrastive accuracy)."""
-    predicted = predicted.astype(np.float64)
-    target = target.astype(np.float64)
-    difference = predicted - target
-    norms = np.linalg.norm(predicted, axis=1) * np.linalg.norm(target, axis=1)
-    cosine = np.sum(predicted * target, axis=1) / np.maximum(norms, 1e-12)
-    own = np.linalg.norm(difference, axis=1)
-    farther, compared = [], []
-    for start in range(0, len(predicted), block):
-        stop = start + block
-        distances = np.linalg.norm(predicted[start:stop, None, :] - target[None, :, :], axis=2)  # [b, n]
-        others = rows[start:stop, None] != rows[None, :]
-        farther.append(((distances > own[start:stop, None]) & others).sum(axis=1))
-        compared.append(others.sum(axis=1))
-    farther, compared = np.concatenate(farther), np.concatenate(compared)
+    n = len(predicted)
+    rows = np.asarray(rows)
+    sums = {"mse": 0.0, "mae": 0.0, "cosine": 0.0, "l2": 0.0}
+    own = np.empty(n)  # distance of each prediction to its own target
+    for start in range(0, n, block):
+        p, t = predicted[start:start + block].astype(np.float64), target[start:start + block].astype(np.float64)
+        difference = p - t
+        norms = np.linalg.norm(p, axis=1) * np.linalg.norm(t, axis=1)
+        own[start:start + block] = np.linalg.norm(difference, axis=1)
+        sums["mse"] += float(np.sum(difference**2))
+        sums["mae"] += float(np.sum(np.abs(difference)))
+        sums["cosine"] += float(np.sum(np.sum(p * t, axis=1) / np.maximum(norms, 1e-12)))
+    farther, compared = _contrastive_counts(predicted, target, rows, own, block)
     has_others = compared > 0
     # undefined (None) when every scored vector comes from one row
     contrastive = float(np.mean(farther[has_others] / compared[has_others])) if has_others.any() else None
+    values = n * predicted.shape[1]
     return {
-        "mse": float(np.mean(difference**2)),
-        "mae": float(np.mean(np.abs(difference))),
-        "cosine": float(np.mean(cosine)),
+        "mse": sums["mse"] / values,
+        "mae": sums["mae"] / values,
+        "cosine": sums["cosine"] / n,
         "l2": float(np.mean(own)),
         "contrastive_accuracy": contrastive,
     }
+
+
+def _contrastive_counts(predicted: np.ndarray, target: np.ndarray, rows: np.ndarray, own: np.ndarray,
+                        block: int) -> tuple[np.ndarray, np.ndarray]:
+    """For each prediction, how many other rows' targets lie strictly farther than its own target (`own`), and how
+    many other rows' targets there are. Squared distances come from the Gram form |p|^2 + |t|^2 - 2 p.t, one
+    `[block, block]` matrix product at a time; where that form is within its rounding error of the own distance,
+    the distance is recomputed directly as ||p - t||, so that ties count exactly as a direct comparison counts them."""
+    n, d = predicted.shape
+    slack = 8 * (d + 4) * np.finfo(np.float64).eps  # relative rounding error of the Gram form, with a margin
+    own_squared = own**2
+    target_squared = np.concatenate([np.einsum("nd,nd->n", t, t) for t in
+                                     (target[s:s + block].astype(np.float64) for s in range(0, n, block))])
+    farther, compared = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+    for start in range(0, n, block):
+        p = predicted[start:start + block].astype(np.float64)  # [b, d]
+        p_squared, reference = np.einsum("nd,nd->n", p, p), own_squared[start:start + block]
+        for column in range(0, n, block):
+            t = target[column:column + block].astype(np.float64)  # [c, d]
+            scale = p_squared[:, None] + target_squared[None, column:column + block]
+            squared = scale - 2 * (p @ t.T)  # [b, c]
+            others = rows[start:start + block, None] != rows[None, column:column + block]
+            beyond = squared > reference[:, None]
+            unsure = others & (np.abs(squared - reference[:, None]) <= slack * (scale + reference[:, None]))
+            i, j = np.nonzero(unsure)
+            if len(i):
+                beyond[i, j] = np.linalg.norm(p[i] - t[j], axis=1) > own[start + i]
+            farther[start:start + block] += (beyond & others).sum(axis=1)
+            compared[start:start + block] += others.sum(axis=1)
+    return farther, compared
 
 
 def ridge_path(ridge: np.ndarray, history: np.ndarray, steps: int) -> np.ndarray:
@@ -78,33 +113,85 @@ def baseline_forecasts(stream: np.ndarray, origin: int, index: int, mean: np.nda
     }
 
 
-def distribution_metrics(samples: np.ndarray, target: np.ndarray, block: int = 64) -> dict:
+class DistributionScores:
+    """The scores of `distribution_metrics`, accumulated over vectors given one or a few at a time (`add`), as sums
+    over blocks whose float64 working memory stays near `BLOCK_BYTES`; `merge` adds another's sums (the scores of
+    the union of their vectors)."""
+
+    def __init__(self):
+        self.vectors, self.values = 0, 0  # vectors scored; values (vectors x d) for the per-value shares
+        self.num_samples = None
+        self.sums = {name: 0.0 for name in DISTRIBUTION_METRICS}
+        self.pit = np.zeros(PIT_BINS, dtype=np.int64)
+        self._samples: list[np.ndarray] = []  # [S, d] each, waiting for a full block
+        self._target: list[np.ndarray] = []
+
+    def add(self, samples: np.ndarray, target: np.ndarray) -> None:
+        """`samples` `[S, d]` and `target` `[d]` of one vector, or `[b, S, d]` and `[b, d]` of several."""
+        if samples.ndim == 2:
+            samples, target = samples[None], target[None]
+        self.num_samples = samples.shape[1]
+        self._samples.extend(samples)
+        self._target.extend(target)
+        if len(self._samples) >= self._block():
+            self._flush()
+
+    def merge(self, other: "DistributionScores") -> None:
+        other._flush()
+        self.vectors, self.values = self.vectors + other.vectors, self.values + other.values
+        self.num_samples = self.num_samples or other.num_samples
+        for name in self.sums:
+            self.sums[name] += other.sums[name]
+        self.pit += other.pit
+
+    def result(self) -> dict:
+        self._flush()
+        result = {name: self.sums[name] / max(self.vectors if name in ("crps", "energy_score") else self.values, 1)
+                  for name in DISTRIBUTION_METRICS}
+        result["pit"] = (self.pit / max(self.values, 1)).tolist()
+        return result
+
+    def _block(self) -> int:
+        s, d = self._samples[0].shape
+        return max(1, BLOCK_BYTES // (8 * s * d))
+
+    def _flush(self) -> None:
+        if not self._samples:
+            return
+        x, y = np.asarray(self._samples, dtype=np.float64), np.asarray(self._target, dtype=np.float64)
+        self._samples, self._target = [], []
+        s = x.shape[1]
+        error, error_norm = np.abs(x - y[:, None]).mean(1), np.linalg.norm(x - y[:, None], axis=-1).mean(1)
+        if s > 1:  # E|X - X'| / 2 over the s (s - 1) ordered pairs of distinct samples: each unordered pair once
+            spread, spread_norm = np.zeros_like(error), np.zeros_like(error_norm)
+            for i in range(s - 1):
+                pairs = x[:, i + 1:] - x[:, i:i + 1]  # [b, s - i - 1, d]
+                spread += np.abs(pairs).sum(1)
+                spread_norm += np.linalg.norm(pairs, axis=-1).sum(1)
+            error, error_norm = error - spread / (s * (s - 1)), error_norm - spread_norm / (s * (s - 1))
+        self.sums["crps"] += float(error.mean(1).sum())
+        self.sums["energy_score"] += float(error_norm.sum())
+        for level in (50, 90):
+            low, high = np.quantile(x, [(0.5 - level / 200), (0.5 + level / 200)], axis=1)
+            self.sums[f"coverage_{level}"] += int(((y >= low) & (y <= high)).sum())
+        self.pit += np.histogram((x < y[:, None]).mean(1).ravel(), bins=PIT_BINS, range=(0, 1))[0]
+        self.vectors, self.values = self.vectors + len(x), self.values + y.size
+
+
+def distribution_metrics(samples: np.ndarray, target: np.ndarray) -> dict:
     """Proper scores of forecasts given as samples `[n, S, d]` against targets `[n, d]`, means over vectors:
     - `crps`: the continuous ranked probability score per dimension, with the fair sample estimator
       E|X - y| - E|X - X'| / 2 over distinct pairs of samples (for S = 1, or identical samples, it is the MAE);
     - `energy_score`: its multivariate form on whole vectors, E||X - y|| - E||X - X'|| / 2;
     - `coverage_50`, `coverage_90`: the share of target values inside the central 50% and 90% sample intervals;
     - `pit`: the histogram (`PIT_BINS` bins, shares) of the probability integral transform, the share of samples
-      below the target in each dimension: flat when the forecast is calibrated."""
-    x, y = samples.astype(np.float64), target.astype(np.float64)
-    s = x.shape[1]
-    crps, energy = [], []
-    for start in range(0, len(x), block):
-        xb, yb = x[start:start + block], y[start:start + block]
-        error, error_norm = np.abs(xb - yb[:, None]).mean(1), np.linalg.norm(xb - yb[:, None], axis=-1).mean(1)
-        if s > 1:
-            pairs = xb[:, :, None] - xb[:, None, :]  # [b, S, S, d]; the diagonal is 0
-            error = error - np.abs(pairs).sum((1, 2)) / (2 * s * (s - 1))
-            error_norm = error_norm - np.linalg.norm(pairs, axis=-1).sum((1, 2)) / (2 * s * (s - 1))
-        crps.append(error.mean(1))
-        energy.append(error_norm)
-    result = {"crps": float(np.concatenate(crps).mean()), "energy_score": float(np.concatenate(energy).mean())}
-    for level in (50, 90):
-        low, high = np.quantile(x, [(0.5 - level / 200), (0.5 + level / 200)], axis=1)
-        result[f"coverage_{level}"] = float(((y >= low) & (y <= high)).mean())
-    pit = (x < y[:, None]).mean(1).ravel()
-    result["pit"] = (np.histogram(pit, bins=PIT_BINS, range=(0, 1))[0] / max(pit.size, 1)).tolist()
-    return result
+      below the target in each dimension: flat when the forecast is calibrated.
+    Computed block by block (`DistributionScores`)."""
+    scores = DistributionScores()
+    step = max(1, BLOCK_BYTES // (8 * samples.shape[1] * samples.shape[2]))
+    for start in range(0, len(samples), step):
+        scores.add(samples[start:start + step], target[start:start + step])
+    return scores.result()
 
 
 def baseline_samples(points: dict[str, np.ndarray], steps: int, statistics, num_samples: int,

@@ -10,13 +10,14 @@ from tqdm.auto import tqdm
 
 from ..model.generation import Sampling, generate_groups, teacher_forced, vector_stream
 from ..model.heads import DeterministicHead
+from .datasets import format_datasets, geometric_means
 from .metrics import (
     BASELINES,
     DISTRIBUTION_METRICS,
     METRICS,
+    DistributionScores,
     baseline_forecasts,
     baseline_samples,
-    distribution_metrics,
     forecast_metrics,
     skill,
 )
@@ -24,36 +25,61 @@ from .metrics import (
 
 @dataclass
 class _Pool:
-    """Vectors scored together (one mode, one horizon)."""
+    """Vectors scored together (one mode, one horizon), each with the dataset it comes from. The points are kept
+    (the contrastive accuracy compares every prediction with every target); samples are scored as they come, into
+    sums per dataset (`DistributionScores`), and not kept."""
 
     rows: list[int] = field(default_factory=list)
+    datasets: list[str] = field(default_factory=list)
     target: list[np.ndarray] = field(default_factory=list)
     forecasts: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
-    samples: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))  # [S, d] each
-    excluded: int = 0
+    samples: dict[str, dict[str, DistributionScores]] = field(default_factory=dict)  # dataset -> forecaster -> sums
+    excluded: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # dataset -> vectors not scored
 
     def add(self, row: int, target: np.ndarray, model: np.ndarray, baselines: dict[str, np.ndarray],
-            samples: Optional[dict[str, np.ndarray]] = None) -> None:
+            samples: Optional[dict[str, np.ndarray]] = None, dataset: str = "") -> None:
+        """`samples`: `[S, d]` draws of each forecaster, scored at once."""
         self.rows.append(row)
+        self.datasets.append(dataset)
         self.target.append(target)
         self.forecasts["model"].append(model)
         for name, value in baselines.items():
             self.forecasts[name].append(value)
         for name, value in (samples or {}).items():
-            self.samples[name].append(value)
+            self.samples.setdefault(dataset, {}).setdefault(name, DistributionScores()).add(value, target)
 
-    def score(self) -> dict[str, Any]:
-        result: dict[str, Any] = {"vectors": len(self.target), "excluded_vectors": self.excluded}
-        if not self.target:
+    def exclude(self, dataset: str = "") -> None:
+        """Count a vector that could not be scored."""
+        self.excluded[dataset] += 1
+
+    def dataset_names(self) -> list[str]:
+        return list(dict.fromkeys(self.datasets + list(self.excluded)))
+
+    def score(self, dataset: Optional[str] = None) -> dict[str, Any]:
+        """Scores of every vector, or of those of `dataset`."""
+        keep = [dataset is None or name == dataset for name in self.datasets]
+        excluded = sum(self.excluded.values()) if dataset is None else self.excluded.get(dataset, 0)
+        result: dict[str, Any] = {"vectors": sum(keep), "excluded_vectors": excluded}
+        if not any(keep):
             return result
-        rows, target = np.asarray(self.rows), np.stack(self.target)
+
+        def stacked(values):
+            return np.stack([value for value, kept in zip(values, keep) if kept])
+
+        rows, target = stacked(self.rows), stacked(self.target)
         for name in ("model",) + BASELINES:
-            result[name] = forecast_metrics(np.stack(self.forecasts[name]), target, rows)
+            result[name] = forecast_metrics(stacked(self.forecasts[name]), target, rows)
+        for name in ("model",) + BASELINES:  # scale-free, as MASE: the MSE in units of the persistence MSE
+            result[name]["relative_mse"] = result[name]["mse"] / max(result["persistence"]["mse"], 1e-30)
         result["skill"] = skill(result["model"]["mse"], result["persistence"]["mse"])
-        if self.samples:
-            result["num_samples"] = len(self.samples["model"][0])
+        parts = [scores for name, scores in self.samples.items() if dataset is None or name == dataset]
+        if parts:
             for name in ("model",) + BASELINES:
-                result[name].update(distribution_metrics(np.stack(self.samples[name]), target))
+                total = DistributionScores()
+                for scores in parts:
+                    total.merge(scores[name])
+                result[name].update(total.result())
+            result["num_samples"] = total.num_samples
         return result
 
 
@@ -69,39 +95,47 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     known = max(2, history)  # vectors a forecast needs before it, for every baseline to be defined
     rng = np.random.default_rng(sampling.seed if sampling else 0)
 
-    def add(pool: _Pool, number, stream, origin, index, predicted, drawn):
+    def add(pool: _Pool, number, stream, origin, index, predicted, drawn, name):
         points = baseline_forecasts(stream, origin, index, mean, ridge, history)
         samples = None
         if drawn is not None:
             samples = {"model": drawn, **baseline_samples(points, index - origin, statistics, len(drawn), rng)}
-        pool.add(number, stream[index], predicted, points, samples)
+        pool.add(number, stream[index], predicted, points, samples, name)
 
     forced = _Pool()
     horizons: dict[int, _Pool] = defaultdict(_Pool)
     for number, features in enumerate(tqdm(rows, desc="eval", unit="row")):
-        stream = vector_stream(features)
+        stream, name = vector_stream(features), features["dataset_name"]
         for group in teacher_forced(model, features, sampling):
             for j, (predicted, index) in enumerate(zip(group.predicted, group.vector_indices)):
                 if index < known:
-                    forced.excluded += 1
+                    forced.exclude(name)
                     continue
                 add(forced, number, stream, index - 1, index, predicted,
-                    None if group.samples is None else group.samples[:, j])
+                    None if group.samples is None else group.samples[:, j], name)
         generated = generate_groups(model, features, context_groups, sampling) if context_groups > 0 else []
         origin = generated[0].vector_indices[0] - 1 if generated else -1  # the last given vector
         for group in generated:
             for j, (predicted, index) in enumerate(zip(group.predicted, group.vector_indices)):
                 if origin < known - 1:
-                    horizons[group.horizon].excluded += 1
+                    horizons[group.horizon].exclude(name)
                     continue
                 add(horizons[group.horizon], number, stream, origin, index, predicted,
-                    None if group.samples is None else group.samples[:, j])
-    return {
-        "distributional_head": not isinstance(model.prediction_head, DeterministicHead),
-        "teacher_forced": forced.score(),
-        "rollout": {"context_groups": context_groups,
-                    "horizons": {str(h): horizons[h].score() for h in sorted(horizons)}},
-    }
+                    None if group.samples is None else group.samples[:, j], name)
+    report = {"distributional_head": not isinstance(model.prediction_head, DeterministicHead)}
+    report.update(_scores(forced, horizons, context_groups))
+    names = list(dict.fromkeys(forced.dataset_names() + [n for h in horizons.values() for n in h.dataset_names()]))
+    if len(names) > 1:  # each dataset on its own, and the geometric mean of their scale-free scores
+        report["datasets"] = {name: _scores(forced, horizons, context_groups, name) for name in names}
+        report["geometric_mean"] = geometric_means(report["datasets"])
+    return report
+
+
+def _scores(forced: _Pool, horizons: dict[int, _Pool], context_groups: int,
+            dataset: Optional[str] = None) -> dict[str, Any]:
+    return {"teacher_forced": forced.score(dataset),
+            "rollout": {"context_groups": context_groups,
+                        "horizons": {str(h): horizons[h].score(dataset) for h in sorted(horizons)}}}
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -117,9 +151,10 @@ def format_report(report: dict[str, Any]) -> str:
         if "model" not in result:  # nothing scored (every vector lacked the history the baselines need)
             continue
         lines.append(f"{title}: {result['vectors']} vectors scored, {result['excluded_vectors']} excluded")
-        lines.append(f"  {'':22}" + "".join(f"{name.replace('_accuracy', ''):>12}" for name in METRICS))
+        lines.append(f"  {'':22}" + "".join(f"{name.replace('_accuracy', ''):>12}" for name in METRICS)
+                     + f"{'rel_mse':>12}")
         for name in ("model",) + BASELINES:
-            lines.append(f"  {name:22}" + "".join(_cell(result[name][m]) for m in METRICS))
+            lines.append(f"  {name:22}" + "".join(_cell(result[name][m]) for m in METRICS + ("relative_mse",)))
         verdict = "beats" if result["skill"] > 0 else "does NOT beat"
         lines.append(f"  skill vs persistence: {result['skill']:.4f} (the model {verdict} persistence)")
         if result["ridge"]["mse"] <= result["model"]["mse"]:
@@ -136,6 +171,10 @@ def format_report(report: dict[str, Any]) -> str:
                 lines.append(f"  {name:22}" + "".join(f" {_cell(result[name][m])}" for m in DISTRIBUTION_METRICS))
             if not model_is_distributional:
                 lines.append("  the head is deterministic: its samples are its mean, so its CRPS is its MAE")
+    if lines:
+        lines.append("rel_mse: MSE / persistence MSE (scale-free, as MASE; below 1 beats persistence)")
+    if "datasets" in report:
+        lines.extend(format_datasets(report))
     return "\n".join(lines)
 
 

@@ -1,0 +1,53 @@
+"""Several datasets evaluated together: each one's scale-free score (MSE relative to persistence, as MASE) and
+their geometric mean, the figure Chronos and GIFT-Eval rank forecasters by."""
+
+from typing import Any
+
+import numpy as np
+
+from .metrics import BASELINES
+
+FORECASTERS = ("model",) + BASELINES
+
+
+def _blocks(scores: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(mode key, result) of one dataset's scores: `teacher_forced`, then each rollout horizon."""
+    return [("teacher_forced", scores["teacher_forced"])] + list(scores["rollout"]["horizons"].items())
+
+
+def geometric_means(per_dataset: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Per mode (`teacher_forced`, and each rollout horizon under `rollout`): the geometric mean over the datasets
+    scored in it of each forecaster's `relative_mse`, with the names of those datasets."""
+    values: dict[str, dict[str, list[float]]] = {}
+    scored: dict[str, list[str]] = {}
+    for dataset, scores in per_dataset.items():
+        for mode, result in _blocks(scores):
+            if "model" not in result:
+                continue
+            scored.setdefault(mode, []).append(dataset)
+            for name in FORECASTERS:
+                values.setdefault(mode, {}).setdefault(name, []).append(result[name]["relative_mse"])
+    means = {mode: {"datasets": scored[mode],
+                    **{name: float(np.exp(np.mean(np.log(np.maximum(v, 1e-300))))) for name, v in by_name.items()}}
+             for mode, by_name in values.items()}
+    return {"teacher_forced": means.pop("teacher_forced", {}), "rollout": means}
+
+
+def format_datasets(report: dict[str, Any]) -> list[str]:
+    """Lines of the per-dataset table: for each mode, one line per dataset and the geometric mean, one column per
+    forecaster, of the scale-free score."""
+    columns = "".join(f"{name.replace('linear_extrapolation', 'linear_extrap.'):>15}" for name in FORECASTERS)
+    lines = ["per dataset: MSE / persistence MSE (scale-free); geometric mean over the datasets"]
+    means = report["geometric_mean"]
+    for mode, mean in [("teacher_forced", means["teacher_forced"])] + list(means["rollout"].items()):
+        if not mean:
+            continue
+        title = "teacher-forced" if mode == "teacher_forced" else f"rollout h={mode}"
+        lines.append(f"  {title:22}{columns}")
+        for dataset in mean["datasets"]:
+            scores = report["datasets"][dataset]
+            result = scores["teacher_forced"] if mode == "teacher_forced" else scores["rollout"]["horizons"][mode]
+            lines.append(f"    {dataset:20}"
+                         + "".join(f"{result[name]['relative_mse']:>15.4g}" for name in FORECASTERS))
+        lines.append(f"    {'geometric mean':20}" + "".join(f"{mean[name]:>15.4g}" for name in FORECASTERS))
+    return lines
