@@ -122,10 +122,16 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
                     continue
                 add(horizons[group.horizon], number, stream, origin, index, predicted,
                     None if group.samples is None else group.samples[:, j], name)
-    report = {"distributional_head": not isinstance(model.prediction_head, DeterministicHead)}
-    report.update(_scores(forced, horizons, context_groups))
+    return {"distributional_head": not isinstance(model.prediction_head, DeterministicHead),
+            **pools_report(forced, horizons, context_groups)}
+
+
+def pools_report(forced: _Pool, horizons: dict[int, _Pool], context_groups: int) -> dict[str, Any]:
+    """The scores of every vector; over several datasets, also each dataset's (`datasets`) and the geometric mean
+    of their scale-free scores (`geometric_mean`)."""
+    report = _scores(forced, horizons, context_groups)
     names = list(dict.fromkeys(forced.dataset_names() + [n for h in horizons.values() for n in h.dataset_names()]))
-    if len(names) > 1:  # each dataset on its own, and the geometric mean of their scale-free scores
+    if len(names) > 1:
         report["datasets"] = {name: _scores(forced, horizons, context_groups, name) for name in names}
         report["geometric_mean"] = geometric_means(report["datasets"])
     return report
