@@ -9,8 +9,9 @@ from conftest import train_args, write_dynamics_dataset
 
 from wmfactory import WorldModel
 from wmfactory.commands.evaluate import run_eval
-from wmfactory.commands.predict import run_predict
+from wmfactory.commands.predict import read_predictions, run_predict
 from wmfactory.train.tuner import run_exp
+from wmfactory.train.wm.calibration import LEVELS, TEMPERATURES
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +19,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mixture")
     data_dir = write_dynamics_dataset(tmp / "data", rows=12)
     run_exp(train_args(tmp / "out", data_dir, prediction_head_type="mixture", mixture_components=3, max_steps=20,
-                       learning_rate=5e-3, embedding_norm="standard"))
+                       learning_rate=5e-3, embedding_norm="standard", val_size=0.25))
     rows = json.loads((tmp / "data" / "dynamics.json").read_text())
     return tmp, WorldModel.from_pretrained(str(tmp / "out")), rows
 
@@ -41,9 +42,9 @@ def test_predict_writes_samples_and_eval_scores_the_distribution(trained):
     keys = {"model_name_or_path": str(tmp / "out"), "dataset": "dynamics", "dataset_dir": str(tmp / "data"),
             "num_samples": 6, "seed": 1}
     path = run_predict({**keys, "output_dir": str(tmp / "pred"), "predict_mode": "rollout", "context_groups": 2})
-    record = json.loads(open(path).readline())
-    samples = np.asarray(record["samples"])
-    assert samples.shape == (6, *np.asarray(record["predicted"]).shape)
+    record = next(read_predictions(path))
+    samples = record["samples"]
+    assert record["num_samples"] == 6 and samples.shape == (6, *record["predicted"].shape)
     np.testing.assert_allclose(samples.mean(axis=0), record["predicted"], rtol=1e-5, atol=1e-6)
     report = run_eval({**keys, "output_dir": str(tmp / "eval"), "context_groups": 2})
     assert report["distributional_head"] is True
@@ -55,3 +56,21 @@ def test_predict_writes_samples_and_eval_scores_the_distribution(trained):
     assert block["model"]["crps"] != pytest.approx(block["model"]["mae"], rel=1e-3)
     assert 0 <= block["model"]["coverage_50"] <= block["model"]["coverage_90"] <= 1
     assert (tmp / "eval" / "eval_pit.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_sampling_temperature_is_calibrated_on_the_evaluation_split(trained):
+    tmp, model, rows = trained
+    report = json.loads((tmp / "out" / "calibration_results.json").read_text())
+    coverage = np.array([[report[f"coverage_{level}_at_{t:.3g}"] for level in LEVELS] for t in TEMPERATURES])
+    assert report["values"] > 0 and ((0 <= coverage) & (coverage <= 1)).all()
+    assert (np.diff(coverage[:, 1]) >= -0.05).all()  # wider draws hold more values, up to sampling noise
+    gaps = np.abs(coverage[:, 0] - 0.5) + np.abs(coverage[:, 1] - 0.9)
+    best = TEMPERATURES[np.isclose(gaps, gaps.min(), atol=1e-6)]
+    assert report["sampling_temperature"] == pytest.approx(best[np.argmin(np.abs(np.log(best)))], rel=1e-3)
+    # saved in config.json, and the default of every sampled prediction
+    assert model.config.sampling_temperature == pytest.approx(report["sampling_temperature"], rel=1e-3)
+    data_dir = str(tmp / "data")
+    np.testing.assert_array_equal(
+        model.rollout(rows[0], steps=2, dataset_dir=data_dir, num_samples=4, seed=5),
+        model.rollout(rows[0], steps=2, dataset_dir=data_dir, num_samples=4, seed=5,
+                      temperature=model.config.sampling_temperature))

@@ -24,12 +24,16 @@ class InferenceArguments:
                           "them as `samples`; `eval` scores them with CRPS, the energy score and interval coverage. "
                           "`seed` makes them reproducible."},
     )
-    temperature: float = field(default=1.0, metadata={"help": "Scales the spread of the draws."})
+    temperature: Optional[float] = field(
+        default=None,
+        metadata={"help": "Scales the spread of the draws (default: the model's `sampling_temperature`, calibrated "
+                          "after training on the evaluation split, else 1)."},
+    )
     plot_rows: int = field(default=4, metadata={"help": "Rows drawn in eval_trajectories.png."})
     export_dir: Optional[str] = field(default=None, metadata={"help": "`export`: where the merged model goes."})
 
     def __post_init__(self):
         if self.context_groups < 0:
             raise ConfigError("`context_groups` must be >= 0.")
-        if self.num_samples < 0 or not self.temperature > 0:
+        if self.num_samples < 0 or (self.temperature is not None and not self.temperature > 0):
             raise ConfigError("`num_samples` must be >= 0 and `temperature` > 0.")

@@ -31,6 +31,17 @@ class WorldModelArguments:
         default=20, metadata={"help": "`diffusion` head: denoising steps when sampling (DDIM; training draws "
                                       "continuous noise levels)."}
     )
+    calibrate_temperature: bool = field(
+        default=True,
+        metadata={"help": "`mixture`/`diffusion` heads: after training, choose the sampling temperature whose central "
+                          "50% and 90% intervals best hold the true next vectors of the evaluation split (`val_size` "
+                          "or `eval_dataset`), and save it as `sampling_temperature`."},
+    )
+    sampling_temperature: float = field(
+        default=1.0,
+        metadata={"help": "Temperature of sampled predictions when `temperature` is not given at inference (set by "
+                          "`calibrate_temperature`)."},
+    )
     embedding_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the embedding loss."})
     lm_loss_weight: float = field(
         default=0.1, metadata={"help": "Weight of the LM loss; 0 skips the LM head entirely."}
@@ -80,5 +91,7 @@ class WorldModelArguments:
             raise ConfigError("`scheduled_sampling_prob` must be in [0, 1].")
         if self.mixture_components < 1 or self.diffusion_steps < 1:
             raise ConfigError("`mixture_components` and `diffusion_steps` must be at least 1.")
+        if not self.sampling_temperature > 0:
+            raise ConfigError("`sampling_temperature` must be > 0.")
         if self.embedding_noise_std < 0 or self.ridge_history < 1 or self.ridge_lambda < 0:
             raise ConfigError("`embedding_noise_std` and `ridge_lambda` must be >= 0, `ridge_history` >= 1.")

@@ -67,11 +67,11 @@ class _Row:
 
 @dataclass
 class Sampling:
-    """Draw `num_samples` trajectories from the head's distribution, with `temperature` scaling its spread; `seed`
-    makes the draws reproducible."""
+    """Draw `num_samples` trajectories from the head's distribution, with `temperature` scaling its spread (None: the
+    model's calibrated `sampling_temperature`); `seed` makes the draws reproducible."""
 
     num_samples: int
-    temperature: float = 1.0
+    temperature: Optional[float] = None
     seed: Optional[int] = None
 
     def generator(self, device) -> Optional[torch.Generator]:

@@ -49,9 +49,12 @@ def previous_vectors(vectors: torch.Tensor, positions: torch.Tensor) -> tuple[to
 
 class PredictionHead(nn.Module):
     """The interface every head implements (shapes in the module docstring). `mean_is_cheap`: whether the model
-    may compute the mean on every training step (a diffusion head's mean is a Monte-Carlo average)."""
+    may compute the mean on every training step (a diffusion head's mean is a Monte-Carlo average).
+    `is_distributional`: whether its draws spread (a deterministic head's are its mean), so that the sampling
+    temperature is worth calibrating."""
 
     mean_is_cheap = True
+    is_distributional = True
 
     def forward(self, hidden: torch.Tensor) -> Any:
         raise NotImplementedError
@@ -70,6 +73,8 @@ class PredictionHead(nn.Module):
 class DeterministicHead(PredictionHead):
     """One vector per hidden state: the loss is the `world_model_loss_type` error of that vector, the mean is the
     vector, and every sample is the mean."""
+
+    is_distributional = False
 
     def __init__(self, net: nn.Module, loss_type: str):
         super().__init__()

@@ -114,10 +114,13 @@ class WorldModel(PreTrainedModel):
 
     def sample_vectors(
         self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor, num_samples: int,
-        temperature: float = 1.0, generator: Optional[torch.Generator] = None,
+        temperature: Optional[float] = None, generator: Optional[torch.Generator] = None,
     ) -> torch.Tensor:
         """Draws from the head's distribution on hidden states `[n, h]` -> `[num_samples, n, d]`, data units. A
-        deterministic head gives its mean in every draw."""
+        deterministic head gives its mean in every draw. `temperature` defaults to the config's
+        `sampling_temperature` (calibrated after training)."""
+        if temperature is None:
+            temperature = self.config.sampling_temperature
         frame = self.head_frame(previous, has_previous)
         params = self.prediction_head(hidden.float())
         return self.statistics.denormalize(self.prediction_head.sample(params, frame, num_samples, temperature,
@@ -198,6 +201,26 @@ class WorldModel(PreTrainedModel):
             terms, cfg.embedding_loss_weight, cfg.lm_loss_weight, num_embedding_targets, num_lm_tokens
         )
         return WorldModelOutput(loss, embedding_loss, lm_loss, terms, predicted)
+
+    @torch.no_grad()
+    def target_distributions(
+        self,
+        input_ids: torch.Tensor,
+        embedding_vectors: torch.Tensor,
+        embedding_positions: torch.Tensor,
+        embedding_is_target: torch.Tensor,
+        attention_mask: Optional[torch.Tensor] = None,
+        **unused,
+    ) -> tuple[Any, Frame, torch.Tensor]:
+        """The head's distribution over each target vector of a collated batch, from the true vectors before it (no
+        training noise): (`params`, `frame`, the targets `[n, d]` in normalised units)."""
+        z = self.statistics.normalize(embedding_vectors)
+        previous, has_previous = previous_vectors(embedding_vectors, embedding_positions)
+        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, normalized=True), attention_mask)
+        targets = embedding_is_target
+        slots = embedding_positions[targets]
+        frame = self.head_frame(previous[targets], has_previous[targets])
+        return self.prediction_head(hidden[slots[:, 0], slots[:, 1] - 1].float()), frame, z[targets]
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """LM head on hidden states `[n, h]` -> float32 logits `[n, vocab]`, with the post-processing some models
@@ -286,11 +309,13 @@ class WorldModel(PreTrainedModel):
 
     # ---- inference on rows in the dataset format ----------------------------------
     def rollout(self, row: Row, steps: int, dataset_dir: Optional[str] = None, context_groups: Optional[int] = None,
-                num_samples: Optional[int] = None, temperature: float = 1.0, seed: Optional[int] = None) -> np.ndarray:
+                num_samples: Optional[int] = None, temperature: Optional[float] = None,
+                seed: Optional[int] = None) -> np.ndarray:
         """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for
         `steps` vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`, the
         head's mean at each step; with `num_samples` S, `[S, steps, d]`: S trajectories, each feeding back its own
-        draws from the head's distribution (`temperature` scales the spread, `seed` makes them reproducible),
+        draws from the head's distribution (`temperature` scales the spread, default the calibrated
+        `config.sampling_temperature`; `seed` makes them reproducible),
         computed as one batch. `row`: a dict in the dataset format, or `(dataset_name, row_index)`."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise DataError(f"`steps` must be a positive integer, got {steps!r}.")
@@ -308,7 +333,7 @@ class WorldModel(PreTrainedModel):
         return continue_stream(self, features, steps, sampling)
 
     def predict_next(self, row: Row, dataset_dir: Optional[str] = None, num_samples: Optional[int] = None,
-                     temperature: float = 1.0, seed: Optional[int] = None) -> list:
+                     temperature: Optional[float] = None, seed: Optional[int] = None) -> list:
         """Teacher-forced predictions for every target group of `row` (a list of `GroupPrediction`: `predicted`
         `[n, d]`, the head's mean; with `num_samples`, `samples` `[S, n, d]` too)."""
         return teacher_forced(self, self.encode_row(row, dataset_dir), _sampling(num_samples, temperature, seed))
@@ -325,12 +350,12 @@ class WorldModel(PreTrainedModel):
 AutoModel.register(WorldModelConfig, WorldModel)
 
 
-def _sampling(num_samples: Optional[int], temperature: float, seed: Optional[int]) -> Optional[Sampling]:
+def _sampling(num_samples: Optional[int], temperature: Optional[float], seed: Optional[int]) -> Optional[Sampling]:
     if num_samples is None:
         return None
     if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
         raise DataError(f"`num_samples` must be a positive integer, got {num_samples!r}.")
-    if not temperature > 0:
+    if temperature is not None and not temperature > 0:
         raise DataError(f"`temperature` must be positive, got {temperature!r}.")
     return Sampling(num_samples, temperature, seed)
 

@@ -18,6 +18,7 @@ from ...model import build_world_model, load_tokenizer, setup_finetuning
 from ..callbacks import LogFriendlyProgressCallback, WorldModelConfigCallback
 from ..checkpoints import checkpoint_step
 from ..preemption import PreemptionCallback
+from .calibration import LEVELS, TEMPERATURES, choose_temperature, coverage_by_temperature
 from .trainer import FiniteLossGuard, WorldModelTrainer
 
 logger = get_logger(__name__)
@@ -72,6 +73,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
             logger.warning(f"Stopped by SIGTERM after step {trainer.state.global_step}: checkpoint saved at "
                            f"{checkpoint}. Run the same command again to resume from it.")
             return trainer
+        if args.world_model.calibrate_temperature and world_model.prediction_head.is_distributional:
+            _calibrate(trainer, world_model, dataset_module.eval_dataset is not None)
         trainer.save_model()
         if trainer.args.should_save:
             world_model.config.save_pretrained(training_args.output_dir)
@@ -91,6 +94,38 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
     return trainer
+
+
+def _calibrate(trainer: WorldModelTrainer, world_model, has_eval_split: bool) -> None:
+    """Choose `sampling_temperature` on the evaluation split (see calibration.py) and save the coverage per
+    temperature as calibration_results.json."""
+    if not has_eval_split:
+        logger.warning("The sampling temperature stays 1.0 (not calibrated): set `val_size` or `eval_dataset` to "
+                       "calibrate the intervals of the distributional head, or `calibrate_temperature: false`.")
+        return
+    if trainer.is_fsdp_enabled:
+        logger.warning("The sampling temperature stays 1.0: calibration does not run under FSDP (set "
+                       "`sampling_temperature` by hand, or train without FSDP).")
+        return
+    was_training = world_model.training
+    world_model.eval()
+    coverage, values = coverage_by_temperature(world_model, trainer.get_eval_dataloader(),
+                                               seed=trainer.args.seed, reduce=trainer.accelerator.reduce)
+    world_model.train(was_training)
+    if values == 0:
+        logger.warning("The sampling temperature stays 1.0: the evaluation split holds no target vector.")
+        return
+    chosen = choose_temperature(coverage)
+    index, one = int(np.argmin(np.abs(TEMPERATURES - chosen))), int(np.argmin(np.abs(TEMPERATURES - 1.0)))
+    world_model.config.sampling_temperature = round(chosen, 4)
+    holds = {row: " / ".join(f"{share:.2f}" for share in coverage[row]) for row in (index, one)}
+    logger.info(f"Calibrated sampling temperature: {chosen:.3g} (central 50% / 90% intervals hold {holds[index]} "
+                f"of the evaluation split's values; at temperature 1: {holds[one]}).")
+    metrics = {"sampling_temperature": round(chosen, 4), "values": values}
+    for row, temperature in enumerate(TEMPERATURES):
+        for level, share in zip(LEVELS, coverage[row]):
+            metrics[f"coverage_{level}_at_{temperature:.3g}"] = float(share)
+    trainer.save_metrics("calibration", metrics, combined=False)
 
 
 def _check_targets(train_dataset, args: TrainArgs) -> None:
