@@ -4,13 +4,14 @@ folders, export targets that would lose data."""
 import json
 import shutil
 
+import numpy as np
 import pytest
 from conftest import train_args, write_dataset, write_dynamics_dataset
 
 from wmfactory import WorldModel
 from wmfactory.commands.evaluate import run_eval
 from wmfactory.commands.export import run_export
-from wmfactory.commands.predict import run_predict
+from wmfactory.commands.predict import read_predictions, run_predict
 from wmfactory.extras.errors import ConfigError, DataError
 from wmfactory.train.tuner import run_exp
 
@@ -84,3 +85,54 @@ def test_export_never_loses_a_folder(trained, tmp_path):
     assert not (target / "notes.txt").exists() and (target / "model.safetensors").is_file()
     assert not list(tmp_path.glob("target.partial-*"))
     WorldModel.from_pretrained(str(target))
+
+
+def test_predictions_are_small_lines_and_binary_files_a_dataset_can_list(trained):
+    tmp, model, rows = trained
+    keys = {"model_name_or_path": str(tmp / "out"), "dataset": "dynamics", "dataset_dir": str(tmp / "data"),
+            "output_dir": str(tmp / "compact"), "num_samples": 3, "seed": 0}
+    path = run_predict(keys)
+    lines = [json.loads(line) for line in open(path)]
+    assert lines[0] == {"dataset": "dynamics", "row": 0, "key": "m2", "occurrence": 0, "mode": "teacher_forced",
+                        "horizon": None, "file": "predicted_embeddings/dynamics_row0_m2_0.safetensors",
+                        "shape": [1, 4], "num_samples": 3}
+    # 16 bytes per value, and the file's header: against about 20 characters per value as JSON text
+    file = tmp / "compact" / lines[0]["file"]
+    assert file.stat().st_size < 4 * 4 * (1 + 1 + 3) + 400 and len(open(path).readline()) < 250
+    # the arrays read back are what the Python API predicts
+    expected = {(g.key, g.occurrence): g for g in model.predict_next(rows[0], dataset_dir=str(tmp / "data"))}
+    for record in read_predictions(path):
+        if record["row"] == 0:
+            group = expected[record["key"], record["occurrence"]]
+            np.testing.assert_allclose(record["predicted"], group.predicted, rtol=1e-6, atol=1e-7)
+            np.testing.assert_array_equal(record["target"], group.target)
+            assert record["samples"].shape == (3, 1, 4)
+    # a row of a dataset can list a predicted file as its vectors
+    listed = {"messages": [{"role": "user", "content": "<m1>then"}, {"role": "assistant", "content": "<m2>now"}],
+              "embeddings": {"m1": [rows[0]["embeddings"]["m1"][0]], "m2": [lines[0]["file"]]}}
+    (tmp / "compact" / rows[0]["embeddings"]["m1"][0]).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(tmp / "data" / rows[0]["embeddings"]["m1"][0], tmp / "compact" / rows[0]["embeddings"]["m1"][0])
+    (group,) = model.predict_next(listed, dataset_dir=str(tmp / "compact"))
+    np.testing.assert_allclose(group.target, expected["m2", 0].predicted, rtol=1e-6, atol=1e-7)
+    # a damaged line is one error naming the file and the line
+    (tmp / "compact" / "bad.jsonl").write_text(open(path).readline() + '{"row": 1}\n')
+    with pytest.raises(DataError, match=r"bad.jsonl, line 2: not a prediction record"):
+        list(read_predictions(str(tmp / "compact" / "bad.jsonl")))
+
+
+def test_eval_over_two_datasets_gives_each_and_the_geometric_mean(trained, capsys):
+    tmp, _, _ = trained
+    write_dynamics_dataset(tmp / "data", name="other", rows=4, seed=5)
+    report = run_eval({"model_name_or_path": str(tmp / "out"), "dataset": "dynamics,other",
+                       "dataset_dir": str(tmp / "data"), "output_dir": str(tmp / "two")})
+    assert list(report["datasets"]) == ["dynamics", "other"]
+    per = [report["datasets"][name]["teacher_forced"] for name in ("dynamics", "other")]
+    assert per[0]["vectors"] + per[1]["vectors"] == report["teacher_forced"]["vectors"]
+    for result in per:
+        for name in ("model", "ridge"):
+            assert result[name]["relative_mse"] == pytest.approx(result[name]["mse"] / result["persistence"]["mse"])
+    ratios = [result["model"]["mse"] / result["persistence"]["mse"] for result in per]
+    mean = report["geometric_mean"]["teacher_forced"]
+    assert mean["datasets"] == ["dynamics", "other"] and mean["model"] == pytest.approx(np.sqrt(np.prod(ratios)))
+    text = capsys.readouterr().out
+    assert "per dataset: MSE / persistence MSE" in text and "geometric mean" in text

@@ -11,7 +11,8 @@ from wmfactory import WorldModel
 from wmfactory.eval.report import format_report
 from wmfactory.commands.evaluate import run_eval
 from wmfactory.commands.export import run_export
-from wmfactory.commands.predict import run_predict
+from wmfactory.commands.predict import read_predictions, run_predict
+from wmfactory.data.embeddings import load_embedding
 from wmfactory.train.tuner import run_exp
 
 
@@ -49,13 +50,13 @@ def test_teacher_forced_predictions_beat_persistence_twice_and_linear_extrapolat
     tmp, out = trained
     path = run_predict({"model_name_or_path": str(out), "dataset": "heldout", "dataset_dir": str(tmp / "data"),
                         "output_dir": str(tmp / "pred")})
-    records = [json.loads(line) for line in open(path)]
+    records = list(read_predictions(path))
     assert len(records) == 16 * 5 and {r["mode"] for r in records} == {"teacher_forced"}
     model, persistence, linear = [], [], []
     for r in records:
         stream = heldout_stream(tmp, r["row"])
         t = int(r["key"][1:]) - 1
-        target, predicted = np.asarray(r["target"][0]), np.asarray(r["predicted"][0])
+        target, predicted = r["target"][0], r["predicted"][0]
         np.testing.assert_allclose(target, stream[t], atol=1e-6)
         if t >= 2:  # where every baseline is defined
             model.append(np.mean((predicted - target) ** 2))
@@ -65,9 +66,11 @@ def test_teacher_forced_predictions_beat_persistence_twice_and_linear_extrapolat
     print(f"held-out MSE: model {mse:.5f}, persistence {mse_persistence:.5f}, linear {mse_linear:.5f}")
     assert mse * 2 <= mse_persistence and mse < mse_linear
     files = sorted(p.name for p in (tmp / "pred" / "predicted_embeddings").iterdir())
-    assert len(files) == 80 and "heldout_row0_m2_0.json" in files
-    saved = json.loads((tmp / "pred" / "predicted_embeddings" / "heldout_row0_m2_0.json").read_text())
-    assert saved["shape"] == [1, 4] and saved["embedding"] == records[0]["predicted"]
+    assert len(files) == 80 and "heldout_row0_m2_0.safetensors" in files
+    assert records[0]["file"] == "predicted_embeddings/heldout_row0_m2_0.safetensors" and records[0]["shape"] == [1, 4]
+    # each file is an embedding file: the data reader gives the prediction
+    saved = load_embedding("predicted_embeddings/heldout_row0_m2_0.safetensors", str(tmp / "pred"))
+    np.testing.assert_array_equal(saved, records[0]["predicted"])
 
 
 def test_rollout_predictions_and_evaluation_report(trained):
@@ -75,7 +78,7 @@ def test_rollout_predictions_and_evaluation_report(trained):
     args = {"model_name_or_path": str(out), "dataset": "heldout", "dataset_dir": str(tmp / "data"),
             "output_dir": str(tmp / "eval"), "context_groups": 2}
     path = run_predict({**args, "predict_mode": "rollout"})
-    records = [json.loads(line) for line in open(path)]
+    records = list(read_predictions(path))
     assert sorted({r["horizon"] for r in records}) == [1, 2, 3, 4]
     assert {r["key"] for r in records if r["horizon"] == 1} == {"m3"}
 
@@ -91,10 +94,10 @@ def test_rollout_predictions_and_evaluation_report(trained):
     # the rollout at horizon 1 is a teacher-forced prediction of m3 from the two given groups
     h1 = report["rollout"]["horizons"]["1"]
     m3 = [r for r in records if r["key"] == "m3"]
-    expected = np.mean([np.mean((np.asarray(r["predicted"]) - np.asarray(r["target"])) ** 2) for r in m3])
+    expected = np.mean([np.mean((r["predicted"] - r["target"]) ** 2) for r in m3])
     assert h1["model"]["mse"] == pytest.approx(expected, rel=1e-5)
     assert h1["persistence"]["mse"] == pytest.approx(
-        np.mean([np.mean((heldout_stream(tmp, r["row"])[1] - np.asarray(r["target"][0])) ** 2) for r in m3]), rel=1e-5)
+        np.mean([np.mean((heldout_stream(tmp, r["row"])[1] - r["target"][0]) ** 2) for r in m3]), rel=1e-5)
     assert set(report["rollout"]["horizons"]) == {"1", "2", "3", "4"}
     for name in ("eval_horizon.png", "eval_trajectories.png"):
         assert (tmp / "eval" / name).read_bytes()[:4] == b"\x89PNG"

@@ -2,11 +2,12 @@
 
 import json
 import os
-from typing import Any, Union
+from typing import Any, Iterator, Union
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from ..hparams import get_predict_args
 from ..model.generation import generate_groups, teacher_forced
@@ -16,10 +17,11 @@ logger = get_logger(__name__)
 
 
 def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
-    """Writes `predictions.jsonl` (one line per predicted group occurrence; with `num_samples`, its `samples`
-    `[S][n][d]` beside `predicted`, their mean in rollouts and the head's mean when teacher-forced) and
-    `predicted_embeddings/` (one file per group, in the seed's JSON format). Returns the path of
-    predictions.jsonl."""
+    """Writes `predictions.jsonl` (one small line per predicted group occurrence, naming its file) and
+    `predicted_embeddings/`: one `.safetensors` per group, whose tensor `embedding` `[n, d]` is the prediction (so
+    the file is an embedding file a dataset can list), beside `target` `[n, d]` and, with `num_samples`, `samples`
+    `[S, n, d]` (in rollouts `embedding` is then their mean; teacher-forced, the head's mean). Returns the path of
+    predictions.jsonl; `read_predictions` reads it back with the arrays."""
     parsed = get_predict_args(args)
     model, dataset, output_dir = load_model_and_rows(parsed)
     mode, context_groups = parsed.inference.predict_mode, parsed.inference.context_groups
@@ -35,23 +37,52 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
             else:
                 groups = teacher_forced(model, features, sampling)
             for group in groups:
+                name = f"{features['dataset_name']}_row{features['row_index']}_{group.key}_{group.occurrence}"
                 record = {"dataset": features["dataset_name"], "row": features["row_index"], "key": group.key,
                           "occurrence": group.occurrence, "mode": mode, "horizon": group.horizon,
-                          "predicted": group.predicted.tolist(), "target": group.target.tolist()}
+                          "file": f"predicted_embeddings/{name}.safetensors", "shape": list(group.predicted.shape)}
                 if group.samples is not None:
-                    record["samples"] = group.samples.tolist()
+                    record["num_samples"] = len(group.samples)
                 f.write(json.dumps(record) + "\n")
-                name = f"{features['dataset_name']}_row{features['row_index']}_{group.key}_{group.occurrence}.json"
-                _write_embedding(os.path.join(embeddings_dir, name), group.predicted,
-                                 f"{mode} prediction of <{group.key}> #{group.occurrence}, row "
-                                 f"{features['row_index']} of {features['dataset_name']}")
+                _write_prediction(os.path.join(output_dir, record["file"]), group,
+                                  f"{mode} prediction of <{group.key}> #{group.occurrence}, row "
+                                  f"{features['row_index']} of {features['dataset_name']}")
                 lines += 1
     logger.info(f"Wrote {lines} predicted groups to {path} and {embeddings_dir}/")
     return path
 
 
-def _write_embedding(path: str, vectors: np.ndarray, description: str) -> None:
-    content = {"embedding": vectors.tolist(), "shape": list(vectors.shape), "description": description,
-               "modality": "predicted"}
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(content, f)
+def _write_prediction(path: str, group, description: str) -> None:
+    from safetensors.numpy import save_file
+
+    tensors = {"embedding": group.predicted, "target": group.target}
+    if group.samples is not None:
+        tensors["samples"] = group.samples
+    save_file({name: np.ascontiguousarray(value, dtype=np.float32) for name, value in tensors.items()}, path,
+              metadata={"description": description, "modality": "predicted"})
+
+
+def read_predictions(path: str) -> Iterator[dict[str, Any]]:
+    """The records of a `predictions.jsonl`, each with its arrays read from its file: `predicted` `[n, d]`,
+    `target` `[n, d]` and, when sampled, `samples` `[S, n, d]` (float32)."""
+    from safetensors import SafetensorError
+    from safetensors.numpy import load_file
+
+    folder = os.path.dirname(os.path.abspath(path))
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f):
+            try:
+                record = json.loads(line)
+                file = os.path.join(folder, record["file"])
+            except (ValueError, KeyError, TypeError):
+                raise DataError(f"{path}, line {number + 1}: not a prediction record (JSON with `file`)") from None
+            try:
+                tensors = load_file(file)
+            except (OSError, SafetensorError) as err:
+                raise DataError(f"{path}, line {number + 1}: cannot read {file} ({err})") from None
+            if not {"embedding", "target"} <= set(tensors):
+                raise DataError(f"{path}, line {number + 1}: {file} lacks the tensor `embedding` or `target`")
+            record["predicted"], record["target"] = tensors["embedding"], tensors["target"]
+            if "samples" in tensors:
+                record["samples"] = tensors["samples"]
+            yield record
