@@ -29,6 +29,7 @@ from ..extras.logging import get_logger
 from ..hparams import DataArguments, ModelArguments, TrainingArguments, WorldModelArguments
 from .converter import embedding_files
 from .processor import RowProcessor
+from .provenance import warn_if_encoders_differ
 from .registry import DATA_FILE_SUFFIXES, DatasetAttr, get_dataset_attrs, resolve_columns
 
 logger = get_logger(__name__)
@@ -75,6 +76,7 @@ def get_dataset(
         saved = load_from_disk(data_args.tokenized_path)
         train, evaluation = saved.get("train"), saved.get("validation")
         return DatasetModule(train, evaluation, _embedding_dim(train, evaluation))
+    warn_if_encoders_differ(data_args.dataset_names + data_args.eval_dataset_names, data_args.dataset_dir)
     with training_args.main_process_first(desc="preprocessing", local=True):
         train = _load_mixture(data_args.dataset_names, template, tokenizer, model_args, data_args, world_model_args)
         evaluation = _load_mixture(
