@@ -98,7 +98,7 @@ def encoder_type(args: EncodeArguments, items: list[Item]) -> str:
         if item.modality != wanted:
             reason = (f"`encoder_type` is {wanted}" if args.encoder_type else
                       f"the first item ({items[0].where()}) is {wanted}")
-            raise DataError(f"{item.where()}: a {item.modality} item, but {reason}: one encoder reads one modality "
+            raise DataError(f"{item.where()}: the item is {item.modality}, but {reason}: one encoder reads one modality "
                             "(encode each modality into its own output_dir)")
     return wanted
 
