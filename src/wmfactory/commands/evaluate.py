@@ -15,7 +15,8 @@ from .common import load_model_and_rows, sampling_of
 
 def run_eval(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, Any]:
     """Writes `eval_results.json`, `eval_horizon.png` and `eval_trajectories.png` (and with `num_samples`, the
-    distribution scores and `eval_pit.png`); prints the table."""
+    distribution scores and `eval_pit.png`; over several datasets, each dataset's scores and the geometric mean of
+    their scale-free scores); prints the table."""
     parsed = get_predict_args(args)
     model, dataset, output_dir = load_model_and_rows(parsed)
     context_groups = parsed.inference.context_groups
