@@ -34,7 +34,7 @@ class WorldModelArguments:
     calibrate_temperature: bool = field(
         default=True,
         metadata={"help": "`mixture`/`diffusion` heads: after training, choose the sampling temperature whose central "
-                          "50% and 90% intervals best hold the true next vectors of the evaluation split (`val_size` "
+                          "50 and 90 percent intervals best hold the true next vectors of the evaluation split (`val_size` "
                           "or `eval_dataset`), and save it as `sampling_temperature`."},
     )
     sampling_temperature: float = field(
