@@ -19,10 +19,11 @@ def test_interval_hits_count_each_value_by_its_rank():
     assert calibrated[0] / 6000 == pytest.approx(0.5, abs=0.02) and calibrated[1] / 6000 == pytest.approx(0.9, abs=0.015)
 
 
-def test_choose_temperature_takes_the_smallest_gap_and_prefers_one_on_ties():
+def test_choose_temperature_fits_the_90_percent_interval_and_prefers_one_on_ties():
     coverage = np.tile([0.2, 0.6], (len(TEMPERATURES), 1))
     at = {t: i for i, t in enumerate(np.round(TEMPERATURES, 3))}
-    coverage[at[1.587]] = [0.49, 0.91]
+    coverage[at[1.587]] = [0.7, 0.905]  # the 50% share does not count
+    coverage[at[1.414]] = [0.5, 0.88]
     assert choose_temperature(coverage) == TEMPERATURES[at[1.587]]
     flat = np.tile([0.5, 0.9], (len(TEMPERATURES), 1))  # every temperature calibrated: keep 1
     assert choose_temperature(flat) == pytest.approx(1.0)

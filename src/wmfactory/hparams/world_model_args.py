@@ -34,8 +34,8 @@ class WorldModelArguments:
     calibrate_temperature: bool = field(
         default=True,
         metadata={"help": "`mixture`/`diffusion` heads: after training, choose the sampling temperature whose central "
-                          "50 and 90 percent intervals best hold the true next vectors of the evaluation split (`val_size` "
-                          "or `eval_dataset`), and save it as `sampling_temperature`."},
+                          "90 percent interval best holds the true next vectors of the evaluation split (`val_size` or "
+                          "`eval_dataset`), and save it as `sampling_temperature`."},
     )
     sampling_temperature: float = field(
         default=1.0,
