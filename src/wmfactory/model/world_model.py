@@ -109,6 +109,14 @@ class WorldModel(PreTrainedModel):
             raise DataError(f"stream '{stream}' is a condition stream: the model does not predict it.")
         return getattr(container, stream)  # through PEFT's modules_to_save wrapper too
 
+    def part_names(self) -> list[str]:
+        """The modules that are not the LM, by name: `projector`, `prediction_head`, `statistics`, or with several
+        streams one per stream (`projector.s`, `projector.a`, ...: PEFT's `modules_to_save` wraps modules, not
+        dicts of them)."""
+        if not self.config.multi_stream:
+            return list(WORLD_MODEL_PARTS)
+        return [f"{part}.{name}" for part in WORLD_MODEL_PARTS for name in getattr(self, part).keys()]
+
     def stream_names(self, names) -> torch.Tensor:
         """Stream names (of a row's vectors) -> their indices in `config.stream_dims` `[v]` (0 with one stream)."""
         order = list(self.config.stream_dims)
