@@ -4,7 +4,9 @@ The Python API, each imported on first use (so that `wmfactory version` does not
 - `WorldModel`: load a trained world model (`WorldModel.from_pretrained(output_dir)`), `rollout`, `predict_next`;
 - `train(keys)`, `predict(keys)`, `evaluate(keys)`, `export(keys)`: the commands, with the same keys as the YAML
   files and flags (a dict, or a list of command-line arguments); they return the trainer, the path of
-  predictions.jsonl, the evaluation report (a dict) and the export folder.
+  predictions.jsonl, the evaluation report (a dict) and the export folder;
+- `encode(keys)`, `retrieve(keys)`: raw items -> embedding files, and predicted vectors -> their nearest encoded
+  items; `nearest(vectors, bank, k)`: the cosine top-k of a bank matrix, with scores.
 """
 
 __version__ = "0.2.0"
@@ -15,6 +17,9 @@ _API = {
     "predict": ("wmfactory.commands.predict", "run_predict"),
     "evaluate": ("wmfactory.commands.evaluate", "run_eval"),
     "export": ("wmfactory.commands.export", "run_export"),
+    "encode": ("wmfactory.commands.encode", "run_encode"),
+    "retrieve": ("wmfactory.commands.retrieve", "run_retrieve"),
+    "nearest": ("wmfactory.encode.retrieval", "nearest"),
 }
 
 

@@ -112,3 +112,28 @@ def test_padding_of_narrow_streams_does_not_leak_into_the_loss():
                                            "embedding_is_target": [False, True]}])
     assert batch["embedding_streams"].tolist() == [0, 0]
     assert torch.isfinite(model(**batch).loss)
+
+
+def test_eval_scores_the_state_stream_with_baselines_inside_it(trained, capsys):
+    from wmfactory.commands.evaluate import run_eval
+    from wmfactory.commands.predict import read_predictions, run_predict
+
+    tmp, model, rows = trained
+    keys = {"model_name_or_path": str(tmp / "out"), "dataset": "control", "dataset_dir": str(tmp / "data"),
+            "context_groups": 2}
+    report = run_eval({**keys, "output_dir": str(tmp / "eval")})
+    assert list(report["streams"]) == ["s"] and report["teacher_forced"] == report["streams"]["s"]["teacher_forced"]
+    assert "== stream 's'" in capsys.readouterr().out
+    # horizons count the state groups: s2 .. s5 after s1 and a1 are given
+    assert sorted(report["rollout"]["horizons"]) == ["1", "2", "3", "4"]
+    block = report["rollout"]["horizons"]["2"]
+    # the baselines need 2 known states before the origin: with only s1 given, every vector is excluded
+    assert block["vectors"] == 0 and block["excluded_vectors"] == len(rows)
+    late = run_eval({**keys, "context_groups": 6, "output_dir": str(tmp / "eval6")})  # s1 a1 s2 a2 s3 a3 given
+    h1 = late["rollout"]["horizons"]["1"]  # s4 from s3
+    expected = np.mean([np.mean((np.load(tmp / "data" / r["embeddings"]["s4"][0])[0]
+                                 - np.load(tmp / "data" / r["embeddings"]["s3"][0])[0]) ** 2) for r in rows])
+    assert h1["vectors"] == len(rows) and h1["persistence"]["mse"] == pytest.approx(expected, rel=1e-5)
+    path = run_predict({**keys, "output_dir": str(tmp / "pred"), "predict_mode": "rollout"})
+    lines = list(read_predictions(path))
+    assert {line["key"][0] for line in lines} == {"s"} and lines[0]["predicted"].shape == (1, 2)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from wmfactory.eval.metrics import baseline_forecasts, forecast_metrics, ridge_path
+from wmfactory.eval.metrics import baseline_forecasts, distribution_metrics, forecast_metrics, ridge_path
 
 
 def test_metrics_by_hand():
@@ -59,8 +59,23 @@ def test_proper_scores_of_samples_by_hand():
     # identical samples: the spread term vanishes and CRPS is the MAE
     point = distribution_metrics(np.repeat(np.array([[[0.5, 3.0]]]), 4, axis=1), target)
     assert point["crps"] == pytest.approx((0.5 + 2.0) / 2)
-    # coverage: 1 lies inside the central 50% interval of 0, 1, 2 ([0.5, 1.5]) and of 0, 2, 4 ([1, 3]) too
+    # coverage: in both dimensions one of 3 samples lies below 1, so its randomised PIT is uniform on [1/4, 2/4],
+    # inside the central 50% [1/4, 3/4]; and 80% of it inside the central 90% [0.05, 0.95] (by hand: 0.2 / 0.25)
     assert result["coverage_50"] == 1.0 and sum(result["pit"]) == pytest.approx(1.0)
+    low = distribution_metrics(np.array([[[2.0], [3.0], [4.0]]]), np.array([[1.0]]))  # no sample below: [0, 1/4]
+    assert low["coverage_90"] == pytest.approx(0.8) and low["coverage_50"] == 0.0
+
+
+def test_coverage_of_a_calibrated_forecast_is_nominal_whatever_the_number_of_samples():
+    rng = np.random.default_rng(0)
+    for s in (4, 32):
+        samples, target = rng.normal(size=(4000, s, 2)), rng.normal(size=(4000, 2))  # the same distribution
+        result = distribution_metrics(samples, target)
+        assert result["coverage_50"] == pytest.approx(0.5, abs=0.02)
+        assert result["coverage_90"] == pytest.approx(0.9, abs=0.015)
+    # the interval between sample quantiles would hold fewer: (S - 1) * 0.9 / (S + 1) on average
+    low, high = np.quantile(samples, [0.05, 0.95], axis=1)
+    assert ((target >= low) & (target <= high)).mean() == pytest.approx(31 * 0.9 / 33, abs=0.015)
 
 
 def direct_forecast_metrics(predicted, target, rows):
@@ -85,9 +100,12 @@ def direct_distribution_metrics(samples, target):
     energy = np.linalg.norm(x - y[:, None], axis=-1).mean(1) - np.linalg.norm(pairs, axis=-1).sum((1, 2)) / (
         2 * s * (s - 1))
     result = {"crps": crps.mean(), "energy_score": energy.mean()}
+    # coverage from the randomised PIT (r + U) / (S + 1), r samples below the value: averaged over U on a fine grid
+    below = (x < y[:, None]).sum(1)[..., None]
+    jitter = (np.arange(4000) + 0.5) / 4000
+    pit = (below + jitter) / (s + 1)
     for level, (low, high) in ((50, (0.25, 0.75)), (90, (0.05, 0.95))):
-        inside = (y >= np.quantile(x, low, axis=1)) & (y <= np.quantile(x, high, axis=1))
-        result[f"coverage_{level}"] = inside.mean()
+        result[f"coverage_{level}"] = ((pit >= low) & (pit <= high)).mean()
     shares = (x < y[:, None]).mean(1).ravel()
     result["pit"] = np.histogram(shares, bins=10, range=(0, 1))[0] / shares.size
     return result
@@ -119,8 +137,10 @@ def test_block_by_block_equals_the_direct_computation(monkeypatch):
     for block_bytes in (8 * 5 * d, 8 * 5 * d * 17, metrics.BLOCK_BYTES):  # 1 vector per block, 17, all at once
         monkeypatch.setattr(metrics, "BLOCK_BYTES", block_bytes)
         got = metrics.distribution_metrics(samples, target)
-        for name in ("crps", "energy_score", "coverage_50", "coverage_90"):
+        for name in ("crps", "energy_score"):
             assert got[name] == pytest.approx(expected[name], rel=1e-9), (name, block_bytes)
+        for name in ("coverage_50", "coverage_90"):  # the grid of the direct computation: 1 / 4000 of each range
+            assert got[name] == pytest.approx(expected[name], abs=1e-3), (name, block_bytes)
         np.testing.assert_allclose(got["pit"], expected["pit"], rtol=1e-12)
         # vectors given one at a time, in two parts merged, score the same
         first, second = metrics.DistributionScores(), metrics.DistributionScores()

@@ -7,25 +7,16 @@ import torch
 from wmfactory.train.wm.calibration import LEVELS, TEMPERATURES, choose_temperature, interval_hits
 
 
-def test_interval_hits_match_numpy_quantiles():
+def test_interval_hits_count_each_value_by_its_rank():
+    # 3 draws per value: a value with r draws below it counts |[r/4, (r+1)/4] inside the interval| * 4
+    draws = torch.tensor([[[0.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]], [[2.0, 2.0, 2.0]]])  # [S=3, n=1, d=3]
+    target = torch.tensor([[-1.0, 1.5, 3.0]])  # 0, 2 and 3 draws below
+    # 50% [0.25, 0.75]: 0, 1, 0; 90% [0.05, 0.95]: 0.8, 1, 0.8
+    assert interval_hits(draws, target) == pytest.approx([1.0, 2.6])
     rng = np.random.default_rng(0)
-    draws = rng.normal(size=(32, 50, 3)).astype(np.float32)
-    target = (rng.normal(size=(50, 3)) * 1.5).astype(np.float32)
-    expected = []
-    for level in LEVELS:
-        low, high = np.quantile(draws, [0.5 - level / 200, 0.5 + level / 200], axis=0)
-        expected.append(int(((target >= low) & (target <= high)).sum()))
-    assert interval_hits(torch.from_numpy(draws), torch.from_numpy(target)) == expected
-
-
-def test_interval_hits_in_chunks_equal_one_pass(monkeypatch):
-    import wmfactory.train.wm.calibration as calibration
-
-    rng = np.random.default_rng(1)
-    draws, target = torch.from_numpy(rng.normal(size=(16, 40, 5))), torch.from_numpy(rng.normal(size=(40, 5)))
-    whole = interval_hits(draws, target)
-    monkeypatch.setattr(calibration, "CHUNK_VALUES", 16 * 5 * 3)  # 3 vectors per chunk
-    assert interval_hits(draws, target) == whole
+    calibrated = interval_hits(torch.from_numpy(rng.normal(size=(32, 3000, 2))), torch.from_numpy(
+        rng.normal(size=(3000, 2))))
+    assert calibrated[0] / 6000 == pytest.approx(0.5, abs=0.02) and calibrated[1] / 6000 == pytest.approx(0.9, abs=0.015)
 
 
 def test_choose_temperature_takes_the_smallest_gap_and_prefers_one_on_ties():

@@ -34,5 +34,9 @@ register_command("predict", "write predictions.jsonl and predicted_embeddings/ f
                             "rollout)", "wmfactory.commands.predict", "run_predict")
 register_command("eval", "score predictions against persistence, linear extrapolation, the training mean and "
                          "ridge (table, eval_results.json, plots)", "wmfactory.commands.evaluate", "run_eval")
+register_command("encode", "raw text, images or audio -> one embedding file per item, the rows and "
+                           "dataset_info.json (resumable)", "wmfactory.commands.encode", "run_encode")
+register_command("retrieve", "read predicted vectors as the nearest items of an encoded bank (cosine, top k)",
+                 "wmfactory.commands.retrieve", "run_retrieve")
 register_command("export", "merge a LoRA adapter into the base weights (export_dir)", "wmfactory.commands.export",
                  "run_export")

@@ -30,6 +30,7 @@ from ..hparams import DataArguments, ModelArguments, TrainingArguments, WorldMod
 from ..hparams.world_model_args import parse_patterns
 from .converter import embedding_files
 from .processor import RowProcessor
+from .provenance import warn_if_encoders_differ
 from .registry import DATA_FILE_SUFFIXES, DatasetAttr, get_dataset_attrs, resolve_columns
 from .streams import stream_of
 
@@ -81,6 +82,7 @@ def get_dataset(
             raise DataError(f"'{data_args.tokenized_path}' was preprocessed by an earlier wmfactory version (it has no "
                             "streams): delete it, or point `tokenized_path` elsewhere, to preprocess again.")
         return DatasetModule(train, evaluation, stream_dims(train, evaluation))
+    warn_if_encoders_differ(data_args.dataset_names + data_args.eval_dataset_names, data_args.dataset_dir)
     with training_args.main_process_first(desc="preprocessing", local=True):
         train = _load_mixture(data_args.dataset_names, template, tokenizer, model_args, data_args, world_model_args)
         evaluation = _load_mixture(

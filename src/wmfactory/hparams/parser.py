@@ -21,6 +21,7 @@ from transformers import HfArgumentParser
 from ..extras.errors import ConfigError, DataError
 from ..extras.logging import get_logger
 from .data_args import DataArguments
+from .encode_args import EncodeArguments, RetrieveArguments
 from .finetuning_args import FinetuningArguments
 from .inference_args import InferenceArguments
 from .model_args import ModelArguments
@@ -387,6 +388,8 @@ HELP_GROUPS = {
     "predict": (InferenceArguments, ModelArguments, DataArguments),
     "eval": (InferenceArguments, ModelArguments, DataArguments),
     "export": (InferenceArguments, ModelArguments),
+    "encode": (EncodeArguments,),
+    "retrieve": (RetrieveArguments,),
 }
 
 

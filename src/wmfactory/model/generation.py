@@ -187,7 +187,8 @@ class _Stream:
 def generate_groups(model, features: dict[str, Any], context_groups: int = 1,
                     sampling: Optional[Sampling] = None) -> list[GroupPrediction]:
     """Groups `>= context_groups` generated autoregressively (text between groups as in the row), each vector fed
-    back; groups of condition streams (actions, treatments) are always given, as in the row. With `sampling`, S
+    back; `horizon` counts the generated groups of each stream (1 for the first); groups of condition streams
+    (actions, treatments) are always given, as in the row. With `sampling`, S
     trajectories are drawn as one batch: `samples` `[S, n, d]` per group, and `predicted` their mean."""
     row = _Row(model, features)
     count = sampling.num_samples if sampling else 1
@@ -219,10 +220,13 @@ def generate_groups(model, features: dict[str, Any], context_groups: int = 1,
         inputs[:, position] = model.project(vectors[:, i, :d], stream=name).to(inputs.dtype)
         fed = position
     results = []
+    horizon: dict[str, int] = {}  # per stream: generated groups so far
     for group in sorted({g for g, kept in zip(row.groups, given) if not kept}):
         indices = [i for i, g in enumerate(row.groups) if g == group]
         drawn = vectors[:, indices, : row.dims[indices[0]]]
-        results.append(row.group_prediction(group, drawn.mean(0), horizon=group - context_groups + 1,
+        name = row.stream_names[indices[0]] if model.config.multi_stream else ""
+        horizon[name] = horizon.get(name, 0) + 1
+        results.append(row.group_prediction(group, drawn.mean(0), horizon=horizon[name],
                                             samples=drawn if sampling else None))
     return results
 

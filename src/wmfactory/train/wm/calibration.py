@@ -12,26 +12,20 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from ...eval.metrics import rank_coverage
+
 TEMPERATURES = np.geomspace(0.5, 4.0, 19)  # ratio 1.12 between neighbours, 1.0 included
 LEVELS = (50, 90)
 NUM_SAMPLES = 32
 MAX_TARGETS = 4096  # enough to place a 90% interval to about 1%; bounds the cost on a large evaluation split
-CHUNK_VALUES = 1 << 22  # samples x vectors x dimensions per quantile call
 
 
-def interval_hits(draws: torch.Tensor, target: torch.Tensor) -> list[int]:
-    """How many values of `target` `[n, d]` lie inside the central 50% and 90% intervals of `draws` `[S, n, d]`
-    (linear interpolation between order statistics, as `numpy.quantile` and `wmfactory eval` place them)."""
-    bounds = torch.tensor([0.5 - level / 200 for level in LEVELS] + [0.5 + level / 200 for level in LEVELS],
-                          dtype=draws.dtype, device=draws.device)
-    hits = [0] * len(LEVELS)
-    rows = max(1, CHUNK_VALUES // max(1, draws.shape[0] * draws.shape[2]))
-    for start in range(0, target.shape[0], rows):
-        q = torch.quantile(draws[:, start:start + rows], bounds, dim=0)  # [2 * levels, n, d]
-        y = target[start:start + rows]
-        for i in range(len(LEVELS)):
-            hits[i] += int(((y >= q[i]) & (y <= q[len(LEVELS) + i])).sum())
-    return hits
+def interval_hits(draws: torch.Tensor, target: torch.Tensor) -> list[float]:
+    """How many values of `target` `[n, d]` lie inside the central 50% and 90% intervals of the forecast drawn as
+    `draws` `[S, n, d]`, counted from each value's rank among the draws as `wmfactory eval` counts them
+    (`rank_coverage`: unbiased whatever the number of draws)."""
+    below = (draws < target[None]).sum(0).cpu().numpy()
+    return [float(rank_coverage(below, draws.shape[0], level).sum()) for level in LEVELS]
 
 
 def coverage_by_temperature(model, batches: Iterable[dict], seed: int = 0, reduce=None,
