@@ -83,6 +83,33 @@ def write_dynamics_dataset(dataset_dir: Path, name: str = "dynamics", rows: int 
     return write_dataset(dataset_dir, name, data)
 
 
+def write_controlled_dataset(dataset_dir: Path, name: str = "control", rows: int = 24, steps: int = 5,
+                             state_dim: int = 2, action_dim: int = 3, seed: int = 2) -> str:
+    """A controlled linear system: state s (`state_dim`) and action a (`action_dim`) alternate in one message,
+    `<s1><a1><s2><a2>...<s{steps}>`, with s_{t+1} = A s_t + B a_t and random actions (.npy files)."""
+    rng = np.random.default_rng(seed)
+    a_matrix = 0.9 * rotation_matrix(state_dim)
+    b_matrix = rng.normal(size=(state_dim, action_dim)) * 0.5
+    (dataset_dir / name).mkdir(parents=True, exist_ok=True)
+    data = []
+    for row in range(rows):
+        s = rng.normal(size=state_dim)
+        files, text = {}, ""
+        for t in range(steps):
+            path = f"{name}/r{row}_s{t}.npy"
+            np.save(dataset_dir / path, s.astype(np.float32)[None])
+            files[f"s{t + 1}"], text = [path], text + f"<s{t + 1}>"
+            if t < steps - 1:
+                action = rng.normal(size=action_dim)
+                path = f"{name}/r{row}_a{t}.npy"
+                np.save(dataset_dir / path, action.astype(np.float32)[None])
+                files[f"a{t + 1}"], text = [path], text + f"<a{t + 1}>"
+                s = a_matrix @ s + b_matrix @ action
+        data.append({"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "ok"}],
+                     "embeddings": files})
+    return write_dataset(dataset_dir, name, data)
+
+
 def train_args(output_dir, dataset_dir, dataset="dynamics", **overrides) -> dict:
     args = {
         "stage": "wm", "model_name_or_path": TINY_MODEL, "dataset": dataset, "dataset_dir": str(dataset_dir),

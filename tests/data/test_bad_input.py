@@ -60,7 +60,7 @@ CASES = {
     "inf": (set_file("1a.json", '{"embedding": [[1, Infinity, 2]]}'), "values are not all finite (NaN or Inf)"),
     "empty": (set_file("2b.json", '{"embedding": []}'), "row 2, key 'm2', file 'e/2b.json': empty embedding"),
     "shape disagrees": (set_file("0a.json", '{"embedding": [[1, 2, 3]], "shape": [3, 1]}'), "row 0, key 'm1', file 'e/0a.json': `shape` says [3, 1] but the data is [1, 3]"),
-    "dimension differs in a row": (set_file("2b.json", '{"embedding": [[1, 2]]}'), "row 2, key 'm2', file 'e/2b.json': dimension 2 differs from the row's first vectors (3)"),
+    "dimension differs in a row": (set_file("2b.json", '{"embedding": [[1, 2]]}'), "row 2, key 'm2', file 'e/2b.json': dimension 2 differs from the row's first vectors of stream 'm' (3)"),
     "dimension differs across rows": (lambda r, d: (set_file("3a.json", '{"embedding": [[1, 2]]}')(r, d), set_file("3b.json", '{"embedding": [[1, 2]]}')(r, d)), "dimension 2 first at training dataset 'd', row 3"),
     "placeholder without entry": (lambda r, d: r[1]["messages"][0].update(content="<m1><m5>"), "row 1, key 'm5': placeholder <m5> has no entry"),
     "entry never referenced": (lambda r, d: r[0]["embeddings"].update(m3=["e/0a.json"]), "row 0, key 'm3': `embeddings` entry is never referenced"),
@@ -160,7 +160,7 @@ def test_check_summarises_and_lists_every_problem(tmp_path, capsys):
                      "--cutoff_len", "20"])
     out = capsys.readouterr().out
     assert code == 1
-    assert "dataset 'd': 5 rows (3 valid), 7 groups, 8 vectors, dimension(s) [3]" in out
+    assert "dataset 'd': 5 rows (3 valid), 7 groups, 8 vectors, stream 'm' dimension 3" in out
     # valid rows 0, 1, 3 hold 3 + 2 + 3 vectors; next: all but the first group (2 + 1 + 2); assistant: <m2> (1 + 1 + 2)
     assert "target vectors by rule: next 5, assistant 4, all 8" in out
     assert "'ecg': 1" in out

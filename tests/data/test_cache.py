@@ -45,6 +45,6 @@ def test_tokenized_path_saves_then_loads_without_the_raw_data(tokenizer, tmp_pat
     assert (tmp_path / "tok" / "dataset_dict.json").is_file()
     shutil.rmtree(data_dir / "e")  # the raw embedding files are no longer needed
     loaded = load(tokenizer, data_dir, tokenized_path=str(tmp_path / "tok"), val_size=2)
-    assert loaded.embedding_dim == 2
+    assert loaded.stream_dims == {"m": 2}
     assert loaded.train_dataset[:] == saved.train_dataset[:]
     assert loaded.eval_dataset[:] == saved.eval_dataset[:]

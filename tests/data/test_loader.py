@@ -33,7 +33,7 @@ def test_mixing_sampling_and_validation_split(tokenizer, tmp_path):
     write_dataset(tmp_path, "a", rows(tmp_path, "a", 10))
     write_dataset(tmp_path, "b", rows(tmp_path, "b", 6))
     module = load(tokenizer, tmp_path, dataset="a,b")
-    assert len(module.train_dataset) == 16 and module.eval_dataset is None and module.embedding_dim == 3
+    assert len(module.train_dataset) == 16 and module.eval_dataset is None and module.stream_dims == {"m": 3}
     assert load(tokenizer, tmp_path, dataset="a,b", max_samples=4).train_dataset.num_rows == 8
     split = load(tokenizer, tmp_path, dataset="a,b", val_size=0.25)
     assert (len(split.train_dataset), len(split.eval_dataset)) == (12, 4)
@@ -72,7 +72,7 @@ def test_bad_role_order_is_dropped_and_counted(tokenizer, tmp_path):
         (lambda d, p: d[1]["messages"][0].update(content="<m1><m3>"),
          "dataset 'a', row 1, key 'm3': placeholder <m3> has no entry"),
         (lambda d, p: write_embedding(p / "a" / "0b.json", [[1.0, 2.0]]),
-         "dataset 'a', row 0, key 'm2', file 'a/0b.json': dimension 2 differs from the row's first vectors (3)"),
+         "dataset 'a', row 0, key 'm2', file 'a/0b.json': dimension 2 differs from the row's first vectors of stream 'm' (3)"),
         (lambda d, p: write_embedding(p / "a" / "3a.json", [[1.0, 2.0]]) and write_embedding(
             p / "a" / "3b.json", [[1.0, 2.0]]), "dimension 2 first at training dataset 'a', row 3"),
     ],

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from wmfactory.data.encoder import IGNORE_INDEX, encode_chunks
 from wmfactory.data.placeholders import map_placeholders
+from wmfactory.data.streams import stream_of
 from wmfactory.data.template import TEMPLATES, TokenizerTemplate
 
 WORDS = ["day", "state", "the patient", "reading", "<think>", "x<b>y", "", " ", "\n", "é"]
@@ -61,7 +62,9 @@ def test_sequence_invariants(tokenizer, conversation, rule, cutoff, template_nam
         assert row.embedding_vectors[i][0] == g
         assert row.labels[position] == IGNORE_INDEX
         in_assistant = turns[group_turns[g]][0] == "assistant"
-        expected = {"next": g > 0, "assistant": in_assistant, "all": True}[rule] and position > 0
+        stream = stream_of(placeholders[g].key)  # `next`: a group after the first of its stream
+        earlier = any(stream_of(p.key) == stream for p in placeholders[:g])
+        expected = {"next": earlier, "assistant": in_assistant, "all": True}[rule] and position > 0
         assert row.embedding_is_target[i] == expected
     if len(kept) < len(sizes):  # a group was dropped: the sequence ends before where it would have started
         assert len(row.input_ids) + sizes[len(kept)] > cutoff or len(row.input_ids) == cutoff

@@ -48,7 +48,7 @@ BATCH = {
 
 
 def test_a_registered_head_trains_predicts_and_reloads(tmp_path):
-    register_head("test_gaussian")(lambda config: GaussianHead(config.hidden_size, config.embedding_dim))
+    register_head("test_gaussian")(lambda config, dim: GaussianHead(config.hidden_size, dim))
     try:
         torch.manual_seed(0)
         model = build_world_model(ModelArguments(model_name_or_path=TINY_MODEL),

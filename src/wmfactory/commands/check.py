@@ -12,13 +12,15 @@ from ..data.converter import embedding_files
 from ..data.encoder import NO_CUTOFF, TARGET_RULES, is_target_slot
 from ..data.loader import load_raw, preprocess
 from ..data.registry import get_dataset_attrs
+from ..data.streams import is_condition, stream_of
 from ..data.template import get_template
 from ..extras.errors import DataError
 from ..hparams import get_check_args
+from ..hparams.world_model_args import parse_patterns
 from ..model.loader import load_tokenizer
 
 SUMMARY_COLUMNS = ["input_ids", "embedding_positions", "embedding_groups", "group_keys", "group_in_assistant",
-                   "embedding_dim", "row_index", "drop_reason", "problem"]
+                   "group_dims", "row_index", "drop_reason", "problem"]
 
 
 def run_check(args: Union[dict[str, Any], list[str], None] = None) -> int:
@@ -29,7 +31,8 @@ def run_check(args: Union[dict[str, Any], list[str], None] = None) -> int:
     tokenizer = load_tokenizer(model_args)
     template = get_template(data_args.template, tokenizer)
     report = {"datasets": {}, "problems": []}
-    dims: dict[int, str] = {}
+    dims: dict[tuple[str, int], str] = {}
+    conditions = parse_patterns(parsed.world_model.condition_streams)
     for name in names:
         try:
             attr = get_dataset_attrs([name], data_args.dataset_dir)[0]
@@ -39,20 +42,24 @@ def run_check(args: Union[dict[str, Any], list[str], None] = None) -> int:
             continue
         checked = preprocess(raw, attr, template, tokenizer, data_args, parsed.world_model, mode="collect",
                               cutoff_len=NO_CUTOFF)
-        summary, problems = _summarise(checked.select_columns(SUMMARY_COLUMNS), attr.name, data_args.cutoff_len)
+        summary, problems = _summarise(checked.select_columns(SUMMARY_COLUMNS), attr.name, data_args.cutoff_len,
+                                       conditions)
         summary["modalities"], summary["absolute_paths"] = _files(raw, attr, data_args.media_dir)
         report["datasets"][name] = summary
         report["problems"].extend(problems)
-        for dim, row in summary.pop("first_row_of_dimension").items():
-            dims.setdefault(dim, f"dataset '{name}', row {row}")
-    if len(dims) > 1:
-        detail = ", ".join(f"dimension {dim} first at {place}" for dim, place in sorted(dims.items()))
-        report["problems"].append(f"embedding vectors of different dimensions: {detail}")
+        for stream_dim, row in summary.pop("first_row_of_dimension").items():
+            dims.setdefault(stream_dim, f"dataset '{name}', row {row}")
+    for stream in sorted({stream for stream, _ in dims}):
+        places = {dim: place for (s, dim), place in dims.items() if s == stream}
+        if len(places) > 1:
+            detail = ", ".join(f"dimension {dim} first at {place}" for dim, place in sorted(places.items()))
+            report["problems"].append(f"embedding vectors of stream '{stream}' have different dimensions: {detail}")
     print(format_check(report, data_args.cutoff_len))
     return 1 if report["problems"] else 0
 
 
-def _summarise(dataset, name: str, cutoff_len: int) -> tuple[dict[str, Any], list[str]]:
+def _summarise(dataset, name: str, cutoff_len: int, conditions: tuple[str, ...] = ()) -> tuple[dict[str, Any],
+                                                                                             list[str]]:
     rows = len(dataset)
     lengths, problems, first_row_of_dimension = [], [], {}
     groups = vectors = 0
@@ -64,18 +71,22 @@ def _summarise(dataset, name: str, cutoff_len: int) -> tuple[dict[str, Any], lis
         lengths.append(len(row["input_ids"]))
         groups += len(row["group_keys"])
         vectors += len(row["embedding_groups"])
-        if row["embedding_dim"]:
-            first_row_of_dimension.setdefault(row["embedding_dim"], row["row_index"])
+        streams = [stream_of(key) for key in row["group_keys"]]
+        for stream, dim in zip(streams, row["group_dims"]):
+            first_row_of_dimension.setdefault((stream, dim), row["row_index"])
         for group, position in zip(row["embedding_groups"], row["embedding_positions"]):
+            earlier = streams[group] in streams[:group]
             for rule in TARGET_RULES:
-                targets[rule] += is_target_slot(group, row["group_in_assistant"][group], position, rule)
+                targets[rule] += is_target_slot(earlier, row["group_in_assistant"][group], position, rule,
+                                                is_condition(streams[group], conditions))
     lengths = np.asarray(lengths) if lengths else np.zeros(1, dtype=int)
     summary = {
         "rows": rows,
         "valid_rows": rows - len(problems),
         "groups": groups,
         "vectors": vectors,
-        "dimensions": sorted(first_row_of_dimension),
+        "dimensions": sorted({dim for _, dim in first_row_of_dimension}),
+        "streams": {stream: dim for stream, dim in sorted(first_row_of_dimension)},
         "target_vectors": {rule: int(targets[rule]) for rule in TARGET_RULES},
         "length_p50": int(np.percentile(lengths, 50)),
         "length_p99": int(np.percentile(lengths, 99)),
@@ -119,7 +130,8 @@ def format_check(report: dict[str, Any], cutoff_len: int) -> str:
     lines = []
     for name, s in report["datasets"].items():
         lines.append(f"dataset '{name}': {s['rows']} rows ({s['valid_rows']} valid), {s['groups']} groups, "
-                     f"{s['vectors']} vectors, dimension(s) {s['dimensions'] or 'none'}")
+                     f"{s['vectors']} vectors, "
+                     + (", ".join(f"stream '{k}' dimension {d}" for k, d in s["streams"].items()) or "no vectors"))
         lines.append(f"  modalities: {s['modalities'] or 'none'}")
         if s["absolute_paths"]:
             shown = ", ".join(s["absolute_paths"][:3]) + (", ..." if len(s["absolute_paths"]) > 3 else "")

@@ -25,14 +25,15 @@ def load_trained_world_model(model_args: ModelArguments, device) -> WorldModel:
 
 def load_model_and_rows(args: PredictArgs):
     """(model, preprocessed rows of `dataset`, output_dir). Keys the user did not give (`template`,
-    `embedding_targets`) come from the model's configuration."""
+    `embedding_targets`) come from the model's configuration, and so do its streams and condition streams."""
     model = load_trained_world_model(args.model, args.training.device)
     config = model.config
     # the rows of `dataset` themselves: no validation split, and not a training run's saved `tokenized_path`
     data_args = dataclasses.replace(args.data, val_size=0.0, eval_dataset=None, tokenized_path=None,
                                     template=args.data.template if "template" in args.given else config.template)
     world_model_args = dataclasses.replace(
-        args.world_model, embedding_dim=config.embedding_dim,
+        args.world_model, embedding_dim=config.stream_dims if config.multi_stream else config.embedding_dim,
+        condition_streams=config.condition_streams,
         embedding_targets=args.world_model.embedding_targets if "embedding_targets" in args.given
         else config.embedding_targets,
     )

@@ -9,7 +9,7 @@ import numpy as np
 from ..eval.plots import plot_horizon, plot_pit, plot_trajectories
 from ..eval.report import evaluate_rows, format_report, save_report
 from ..hparams import get_predict_args
-from ..model.generation import generate_groups, vector_stream
+from ..model.generation import generate_groups, stream_sequence, vector_stream
 from .common import load_model_and_rows, sampling_of
 
 
@@ -30,14 +30,23 @@ def run_eval(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, A
 
 
 def _trajectories(model, dataset, context_groups: int, plot_rows: int) -> list[dict[str, Any]]:
+    """Rollouts of the first predicted stream against its true vectors (a model's other streams are not drawn)."""
     trajectories = []
+    stream = model.config.predicted_streams[0]
     for features in dataset:
         if len(trajectories) >= plot_rows or context_groups == 0:
             break
-        generated = generate_groups(model, features, context_groups)
-        if not generated or generated[0].vector_indices[0] == 0:
+        generated = [g for g in generate_groups(model, features, context_groups)
+                     if g.stream == stream or not model.config.multi_stream]
+        if not generated:
             continue
-        trajectories.append({"row": features["row_index"], "true": vector_stream(features),
-                             "predicted": np.concatenate([g.predicted for g in generated]),
-                             "origin": generated[0].vector_indices[0] - 1})
+        names = stream_sequence(features) if model.config.multi_stream else [stream] * len(features["embedding_groups"])
+        mine = [i for i, name in enumerate(names) if name == stream]
+        origin = mine.index(generated[0].vector_indices[0]) - 1
+        if origin < 0:
+            continue
+        true = vector_stream(features, model.config.embedding_dim)[mine][:, : model.config.stream_dims.get(
+            stream, model.config.embedding_dim)]
+        trajectories.append({"row": features["row_index"], "true": true,
+                             "predicted": np.concatenate([g.predicted for g in generated]), "origin": origin})
     return trajectories

@@ -9,11 +9,14 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from ..extras.constants import IGNORE_INDEX
+from ..extras.errors import DataError
 
-COLLATED_COLUMNS = ["input_ids", "labels", "embedding_positions", "embedding_vectors", "embedding_is_target"]
+COLLATED_COLUMNS = ["input_ids", "labels", "embedding_positions", "embedding_vectors", "embedding_is_target",
+                    "embedding_streams"]
 
 
 class ArrowBatches(torch.utils.data.Dataset):
@@ -21,7 +24,8 @@ class ArrowBatches(torch.utils.data.Dataset):
     one Arrow `take` (memory-mapped, nothing else is read)."""
 
     def __init__(self, dataset):
-        self.dataset = dataset.select_columns(COLLATED_COLUMNS).with_format("arrow")
+        columns = [name for name in COLLATED_COLUMNS if name in dataset.column_names]
+        self.dataset = dataset.select_columns(columns).with_format("arrow")
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -63,34 +67,61 @@ class WorldModelDataCollator:
 
     Returns:
         input_ids, attention_mask, labels: `[b, t]`.
-        embedding_vectors: `[v, d]`, every vector of the batch in row order.
+        embedding_vectors: `[v, d]`, every vector of the batch in row order; a vector of a narrower stream is
+            padded with zeros to `embedding_dim`, the widest stream's dimension.
         embedding_positions: `[v, 2]`, (row, position) of each vector's slot.
         embedding_is_target: `[v]`, whether the head must predict the vector.
+        embedding_streams: `[v]`, the index of each vector's stream in `streams`.
     """
 
     pad_token_id: int
     embedding_dim: int
+    streams: Optional[Sequence[str]] = None  # the model's streams, in order (None: one stream)
 
     def __call__(self, features: list[dict[str, Any]] | list[pa.Table]) -> dict[str, torch.Tensor]:
         if len(features) == 1 and isinstance(features[0], pa.Table):
             table = features[0]
         else:
-            table = pa.table({name: [f[name] for f in features] for name in COLLATED_COLUMNS})
+            table = pa.table({name: [f[name] for f in features] for name in COLLATED_COLUMNS if name in features[0]})
         input_ids, mask = _padded(table.column("input_ids"), self.pad_token_id)
         labels, _ = _padded(table.column("labels"), IGNORE_INDEX)
         attention_mask = mask.astype(np.int64)
         offsets, slots = _lists(table.column("embedding_positions"))
         rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-        _, vectors = _lists(table.column("embedding_vectors"))  # one list of d floats per vector
+        _, vectors = _lists(table.column("embedding_vectors"))  # one list of d_i floats per vector
         _, targets = _lists(table.column("embedding_is_target"))
-        floats = vectors.flatten().to_numpy(zero_copy_only=False) if len(vectors) else np.zeros(0)
         return {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(attention_mask),
             "labels": torch.from_numpy(labels),
-            "embedding_vectors": torch.from_numpy(floats.astype(np.float32).reshape(-1, self.embedding_dim)),
+            "embedding_vectors": torch.from_numpy(self._vectors(vectors)),
             "embedding_positions": torch.from_numpy(
                 np.stack([rows, slots.to_numpy(zero_copy_only=False).astype(np.int64)], axis=1).reshape(-1, 2)
             ),
             "embedding_is_target": torch.from_numpy(targets.to_numpy(zero_copy_only=False).astype(bool)),
+            "embedding_streams": torch.from_numpy(self._streams(table)),
         }
+
+    def _vectors(self, vectors: pa.Array) -> np.ndarray:
+        """One list of floats per vector -> `[v, embedding_dim]` float32, narrower vectors zero-padded."""
+        if not len(vectors):
+            return np.zeros((0, self.embedding_dim), dtype=np.float32)
+        floats = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+        lengths = np.diff(vectors.offsets.to_numpy())
+        if (lengths == self.embedding_dim).all():
+            return floats.reshape(-1, self.embedding_dim)
+        out = np.zeros((len(lengths), self.embedding_dim), dtype=np.float32)
+        out[np.arange(self.embedding_dim)[None, :] < lengths[:, None]] = floats
+        return out
+
+    def _streams(self, table: pa.Table) -> np.ndarray:
+        """`[v]` int64: each vector's stream as an index into `streams` (0 with one stream)."""
+        if "embedding_streams" not in table.column_names or not self.streams or len(self.streams) == 1:
+            return np.zeros(int(_lists(table.column("embedding_positions"))[0][-1]), dtype=np.int64)
+        _, names = _lists(table.column("embedding_streams"))
+        index = pc.index_in(names, value_set=pa.array(list(self.streams)))
+        if index.null_count:
+            unknown = sorted(set(pc.filter(names, pc.is_null(index)).to_pylist()))
+            raise DataError(f"vectors of stream(s) {unknown}, which this model does not have (its streams: "
+                            f"{list(self.streams)}).")
+        return index.to_numpy(zero_copy_only=False).astype(np.int64)

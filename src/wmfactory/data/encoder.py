@@ -12,6 +12,7 @@ import numpy as np
 
 from ..extras.constants import IGNORE_INDEX
 from .placeholders import split_text
+from .streams import is_condition, stream_of
 from .template import Chunks
 
 NO_CUTOFF = 1 << 30  # a `cutoff_len` that never cuts (whole rows: `wmfactory check`, rows given from Python)
@@ -27,17 +28,20 @@ class EncodedRow:
     embedding_vectors: list[np.ndarray] = field(default_factory=list)  # [v] vectors of dimension d, slot order
     embedding_is_target: list[bool] = field(default_factory=list)  # [v]
     group_of_vector: list[int] = field(default_factory=list)  # [v] index of the group (placeholder occurrence)
+    stream_of_vector: list[str] = field(default_factory=list)  # [v] stream of the vector (its key without digits)
     group_in_assistant: list[bool] = field(default_factory=list)  # per group kept: inside an assistant turn
 
 
-def is_target_slot(group: int, in_assistant: bool, position: int, rule: TargetRule) -> bool:
-    """Whether the head must predict the vector at `position`, of the `group`-th placeholder occurrence. Groups:
-    `next`: every group but the first of the row; `assistant`: groups in assistant turns; `all`: every group. A slot
-    at position 0 is never a target: no hidden state precedes it."""
-    if position == 0:
+def is_target_slot(earlier_in_stream: bool, in_assistant: bool, position: int, rule: TargetRule,
+                   condition: bool = False) -> bool:
+    """Whether the head must predict the vector at `position` of a group (placeholder occurrence). Groups of a
+    condition stream never are. Otherwise `next`: every group after the first of its stream in the row (with one
+    stream: every group but the first); `assistant`: groups in assistant turns; `all`: every group. A slot at
+    position 0 is never a target: no hidden state precedes it."""
+    if position == 0 or condition:
         return False
     if rule == "next":
-        return group > 0
+        return earlier_in_stream
     if rule == "assistant":
         return in_assistant
     return True
@@ -51,6 +55,7 @@ def encode_chunks(
     cutoff_len: int,
     target_rule: TargetRule = "next",
     train_on_prompt: bool = False,
+    condition_patterns: tuple[str, ...] = (),
 ) -> EncodedRow:
     """Turn rendered chunks into token ids, labels and slots.
 
@@ -60,10 +65,12 @@ def encode_chunks(
         keys: the row's embedding keys (decides what `<KEY>` is a placeholder).
         cutoff_len: maximum length; text is cut at the end, and a group that does not fit whole is dropped along
             with everything after it.
+        condition_patterns: the streams (names or shell patterns) whose groups are inputs only.
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     row = EncodedRow(input_ids=[], labels=[])
     group_index = 0
+    seen_streams: set[str] = set()
     for text, trainable in chunks:
         for piece in split_text(text, keys):
             room = cutoff_len - len(row.input_ids)
@@ -74,14 +81,19 @@ def encode_chunks(
                 if len(vectors) > room:
                     return row  # a group is never cut in half
                 row.group_in_assistant.append(trainable)
+                stream = stream_of(piece[0])
+                earlier, condition = stream in seen_streams, is_condition(stream, condition_patterns)
+                seen_streams.add(stream)
                 for vector in vectors:
                     position = len(row.input_ids)
                     row.input_ids.append(pad_id)
                     row.labels.append(IGNORE_INDEX)
                     row.embedding_positions.append(position)
                     row.embedding_vectors.append(vector)
-                    row.embedding_is_target.append(is_target_slot(group_index, trainable, position, target_rule))
+                    row.embedding_is_target.append(
+                        is_target_slot(earlier, trainable, position, target_rule, condition))
                     row.group_of_vector.append(group_index)
+                    row.stream_of_vector.append(stream)
                 group_index += 1
             else:
                 ids = tokenizer(piece, add_special_tokens=False)["input_ids"][:room]

@@ -27,10 +27,12 @@ from datasets.exceptions import DatasetGenerationError
 from ..extras.errors import ConfigError, DataError
 from ..extras.logging import get_logger
 from ..hparams import DataArguments, ModelArguments, TrainingArguments, WorldModelArguments
+from ..hparams.world_model_args import parse_patterns
 from .converter import embedding_files
 from .processor import RowProcessor
 from .provenance import warn_if_encoders_differ
 from .registry import DATA_FILE_SUFFIXES, DatasetAttr, get_dataset_attrs, resolve_columns
+from .streams import stream_of
 
 logger = get_logger(__name__)
 DEBUG_ROWS = 2  # rows traced with TRANSFORMERS_VERBOSITY=debug, even when the preprocessed data comes from cache
@@ -43,10 +45,11 @@ FEATURES = Features(
         "embedding_vectors": List(List(Value("float32"))),
         "embedding_is_target": List(Value("bool")),
         "embedding_groups": List(Value("int32")),  # [v] placeholder occurrence (group) of each vector
+        "embedding_streams": List(Value("string")),  # [v] stream of each vector (its key without trailing digits)
         "group_keys": List(Value("string")),  # per group: its key, e.g. m2
         "group_occurrences": List(Value("int32")),  # per group: which occurrence of that key
         "group_in_assistant": List(Value("bool")),  # per group: inside an assistant turn
-        "embedding_dim": Value("int32"),
+        "group_dims": List(Value("int32")),  # per group: the dimension of its vectors
         "row_index": Value("int64"),
         "dataset_name": Value("string"),
         "drop_reason": Value("string"),  # why the row is dropped ("" when kept); removed after preprocessing
@@ -59,7 +62,7 @@ FEATURES = Features(
 class DatasetModule:
     train_dataset: Optional[Dataset]
     eval_dataset: Optional[Dataset]
-    embedding_dim: Optional[int]  # found in the data (None when it holds no vectors)
+    stream_dims: dict[str, int]  # the dimension of each stream found in the data (empty when it holds no vectors)
 
 
 def get_dataset(
@@ -75,14 +78,17 @@ def get_dataset(
                        "ignored.")
         saved = load_from_disk(data_args.tokenized_path)
         train, evaluation = saved.get("train"), saved.get("validation")
-        return DatasetModule(train, evaluation, _embedding_dim(train, evaluation))
+        if "group_dims" not in (train if train is not None else evaluation).column_names:
+            raise DataError(f"'{data_args.tokenized_path}' was preprocessed by an earlier wmfactory version (it has no "
+                            "streams): delete it, or point `tokenized_path` elsewhere, to preprocess again.")
+        return DatasetModule(train, evaluation, stream_dims(train, evaluation))
     warn_if_encoders_differ(data_args.dataset_names + data_args.eval_dataset_names, data_args.dataset_dir)
     with training_args.main_process_first(desc="preprocessing", local=True):
         train = _load_mixture(data_args.dataset_names, template, tokenizer, model_args, data_args, world_model_args)
         evaluation = _load_mixture(
             data_args.eval_dataset_names, template, tokenizer, model_args, data_args, world_model_args
         )
-    embedding_dim = _embedding_dim(train, evaluation)
+    dims = stream_dims(train, evaluation)
     if train is not None and data_args.val_size > 0:
         if evaluation is not None:
             raise DataError("Set either `val_size` or `eval_dataset`, not both.")
@@ -98,7 +104,7 @@ def get_dataset(
         DatasetDict(splits).save_to_disk(data_args.tokenized_path)
         logger.info(f"Preprocessed dataset saved at {data_args.tokenized_path}; later runs with "
                     f"`tokenized_path: {data_args.tokenized_path}` load it without reading the raw data.")
-    return DatasetModule(train, evaluation, embedding_dim)
+    return DatasetModule(train, evaluation, dims)
 
 
 def rows_with_targets(dataset: Dataset) -> int:
@@ -109,27 +115,34 @@ def rows_with_targets(dataset: Dataset) -> int:
     return count
 
 
-def _first_row_of_each_dim(dataset: Optional[Dataset], part: str) -> dict[int, str]:
-    """Each vector dimension found in `dataset`, with where it first occurs: `dataset 'a', row 3` (of `part`)."""
+def _stream_dims_with_places(dataset: Optional[Dataset], part: str) -> dict[tuple[str, int], str]:
+    """Each (stream, dimension) found in `dataset`, with where it first occurs: `dataset 'a', row 3` (of `part`)."""
     if dataset is None:
         return {}
-    found: dict[int, str] = {}
-    columns = dataset.select_columns(["embedding_dim", "dataset_name", "row_index"])
+    found: dict[tuple[str, int], str] = {}
+    columns = dataset.select_columns(["group_keys", "group_dims", "dataset_name", "row_index"])
     for batch in columns.iter(batch_size=10000):
-        for dim, name, row in zip(batch["embedding_dim"], batch["dataset_name"], batch["row_index"]):
-            if dim > 0 and dim not in found:
-                found[dim] = f"{part} dataset '{name}', row {row}"
+        for keys, dims, name, row in zip(batch["group_keys"], batch["group_dims"], batch["dataset_name"],
+                                         batch["row_index"]):
+            for key, dim in zip(keys, dims):
+                found.setdefault((stream_of(key), dim), f"{part} dataset '{name}', row {row}")
     return found
 
 
-def _embedding_dim(train: Optional[Dataset], evaluation: Optional[Dataset]) -> Optional[int]:
-    """The one vector dimension of the run (None without vectors); different dimensions name where each is."""
-    found = _first_row_of_each_dim(evaluation, "evaluation")
-    found.update(_first_row_of_each_dim(train, "training"))
-    if len(found) > 1:
-        detail = "; ".join(f"dimension {dim} first at {place}" for dim, place in sorted(found.items()))
-        raise DataError(f"embedding vectors of different dimensions in one run: {detail}.")
-    return next(iter(found), None)
+def stream_dims(train: Optional[Dataset], evaluation: Optional[Dataset]) -> dict[str, int]:
+    """The dimension of every stream of the run; a stream found with different dimensions names where each is."""
+    found = _stream_dims_with_places(evaluation, "evaluation")
+    found.update(_stream_dims_with_places(train, "training"))
+    dims: dict[str, int] = {}
+    for (stream, dim) in sorted(found):
+        if stream in dims:
+            detail = "; ".join(f"dimension {d} first at {place}" for (s, d), place in sorted(found.items())
+                               if s == stream)
+            raise DataError(f"embedding vectors of stream '{stream}' have different dimensions in one run: "
+                            f"{detail}. (A stream is a placeholder key without its trailing digits; give streams of "
+                            "different dimensions different key names.)")
+        dims[stream] = dim
+    return dims
 
 
 def _load_mixture(names, template, tokenizer, model_args, data_args, world_model_args) -> Optional[Dataset]:
@@ -200,8 +213,8 @@ def _data_files(attr: DatasetAttr) -> list[str]:
 
 def _empty_features(index: int, dataset_name: str) -> dict:
     return {"input_ids": [], "labels": [], "embedding_positions": [], "embedding_is_target": [],
-            "embedding_vectors": np.zeros((0, 1), dtype=np.float32), "embedding_groups": [], "group_keys": [],
-            "group_occurrences": [], "group_in_assistant": [], "embedding_dim": 0, "row_index": index,
+            "embedding_vectors": np.zeros((0, 1), dtype=np.float32), "embedding_groups": [], "embedding_streams": [],
+            "group_keys": [], "group_occurrences": [], "group_in_assistant": [], "group_dims": [], "row_index": index,
             "dataset_name": dataset_name}
 
 
@@ -237,6 +250,7 @@ def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, 
         target_rule=world_model_args.embedding_targets,
         train_on_prompt=data_args.train_on_prompt,
         embedding_dim=world_model_args.embedding_dim,
+        condition_patterns=parse_patterns(world_model_args.condition_streams),
         files_signature=files_signature(raw, attr, data_args.media_dir),
     )
 

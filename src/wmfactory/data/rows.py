@@ -9,6 +9,7 @@ from .encoder import NO_CUTOFF, TargetRule
 from .loader import load_raw
 from .processor import RowProcessor
 from .registry import DatasetAttr, get_dataset_attrs, resolve_columns
+from .streams import DimSpec
 from .template import get_template
 
 Row = Union[dict[str, Any], tuple[str, int]]
@@ -35,9 +36,11 @@ def dataset_row(name: str, index: int, dataset_dir: str) -> tuple[dict[str, Any]
 
 
 def encode_row(row: Row, tokenizer, template: Optional[str], target_rule: TargetRule,
-               embedding_dim: Optional[int], dataset_dir: Optional[str] = None) -> dict[str, Any]:
+               embedding_dim: DimSpec, dataset_dir: Optional[str] = None,
+               condition_patterns: tuple[str, ...] = ()) -> dict[str, Any]:
     """`row`: a dict (entries of `embeddings` are paths, relative to `dataset_dir`, default the current folder, or
-    array-likes), or `(dataset_name, row_index)` of a dataset registered in `dataset_dir` (default `data`)."""
+    array-likes), or `(dataset_name, row_index)` of a dataset registered in `dataset_dir` (default `data`).
+    `embedding_dim`: one dimension for every stream or one per stream."""
     if isinstance(row, dict):
         index, attr = 0, row_attr(row)
     else:
@@ -51,6 +54,7 @@ def encode_row(row: Row, tokenizer, template: Optional[str], target_rule: Target
         cutoff_len=NO_CUTOFF,
         target_rule=target_rule,
         embedding_dim=embedding_dim,
+        condition_patterns=condition_patterns,
     )
     features, reason = processor(row, index)
     if features is None:

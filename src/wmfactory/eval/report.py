@@ -8,8 +8,7 @@ from typing import Any, Iterable, Optional
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..model.generation import Sampling, generate_groups, teacher_forced, vector_stream
-from ..model.heads import DeterministicHead
+from ..model.generation import Sampling, generate_groups, stream_sequence, teacher_forced, vector_stream
 from .datasets import format_datasets, geometric_means
 from .metrics import (
     BASELINES,
@@ -83,47 +82,86 @@ class _Pool:
         return result
 
 
+@dataclass
+class _RowStreams:
+    """A row's vectors split by stream: the vectors of each stream `[n_s, d_s]` in reading order, and the place of
+    each of the row's vectors within its stream's."""
+
+    vectors: dict[str, np.ndarray]
+    local: list[int]
+
+    @classmethod
+    def of(cls, model, features: dict[str, Any]) -> "_RowStreams":
+        cfg = model.config
+        all_vectors = vector_stream(features, cfg.embedding_dim)
+        names = stream_sequence(features) if cfg.multi_stream else [cfg.predicted_streams[0]] * len(all_vectors)
+        indices: dict[str, list[int]] = defaultdict(list)
+        local = []
+        for i, name in enumerate(names):
+            local.append(len(indices[name]))
+            indices[name].append(i)
+        dims = cfg.stream_dims
+        vectors = {name: all_vectors[idx][:, : dims.get(name, all_vectors.shape[1])] for name, idx in indices.items()}
+        return cls(vectors, local)
+
+
 def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1,
                   sampling: Optional[Sampling] = None) -> dict[str, Any]:
-    """`rows`: preprocessed features (as the data pipeline writes them). A vector is scored only where every
-    baseline is defined (max(2, ridge_history) known vectors before it); the others are `excluded_vectors`. With
-    `sampling`, the model's draws and the baselines' distributions are scored too (`distribution_metrics`)."""
-    statistics = model.statistics
-    mean = statistics.mean.float().cpu().numpy()
-    ridge = statistics.ridge.double().cpu().numpy()
-    history = statistics.ridge_history
+    """`rows`: preprocessed features (as the data pipeline writes them). Each predicted stream is scored on its own,
+    and every baseline is computed inside the stream (persistence is the previous vector of the stream, the ridge
+    and the training mean are the stream's). A vector is scored only where every baseline is defined
+    (max(2, ridge_history) known vectors of its stream before it); the others are `excluded_vectors`. With
+    `sampling`, the model's draws and the baselines' distributions are scored too (`distribution_metrics`).
+    A model of several streams reports each predicted stream under `streams` (and, when only one stream is
+    predicted, its scores at the top level as well)."""
+    cfg = model.config
+    streams = cfg.predicted_streams if cfg.multi_stream else [cfg.predicted_streams[0]]
+    statistics = {name: model.stream_part("statistics", name) for name in streams}
+    history = cfg.ridge_history
     known = max(2, history)  # vectors a forecast needs before it, for every baseline to be defined
     rng = np.random.default_rng(sampling.seed if sampling else 0)
 
-    def add(pool: _Pool, number, stream, origin, index, predicted, drawn, name):
-        points = baseline_forecasts(stream, origin, index, mean, ridge, history)
+    def add(pool: _Pool, number, name, vectors, origin, index, predicted, drawn, dataset):
+        stats = statistics[name]
+        points = baseline_forecasts(vectors, origin, index, stats.mean.float().cpu().numpy(),
+                                    stats.ridge.double().cpu().numpy(), history)
         samples = None
         if drawn is not None:
-            samples = {"model": drawn, **baseline_samples(points, index - origin, statistics, len(drawn), rng)}
-        pool.add(number, stream[index], predicted, points, samples, name)
+            samples = {"model": drawn, **baseline_samples(points, index - origin, stats, len(drawn), rng)}
+        pool.add(number, vectors[index], predicted, points, samples, dataset)
 
-    forced = _Pool()
-    horizons: dict[int, _Pool] = defaultdict(_Pool)
+    forced = {name: _Pool() for name in streams}
+    horizons: dict[str, dict[int, _Pool]] = {name: defaultdict(_Pool) for name in streams}
     for number, features in enumerate(tqdm(rows, desc="eval", unit="row")):
-        stream, name = vector_stream(features), features["dataset_name"]
+        row, dataset = _RowStreams.of(model, features), features["dataset_name"]
         for group in teacher_forced(model, features, sampling):
+            name = group.stream if cfg.multi_stream else streams[0]
             for j, (predicted, index) in enumerate(zip(group.predicted, group.vector_indices)):
-                if index < known:
-                    forced.exclude(name)
+                k = row.local[index]
+                if k < known:
+                    forced[name].exclude(dataset)
                     continue
-                add(forced, number, stream, index - 1, index, predicted,
-                    None if group.samples is None else group.samples[:, j], name)
+                add(forced[name], number, name, row.vectors[name], k - 1, k, predicted,
+                    None if group.samples is None else group.samples[:, j], dataset)
         generated = generate_groups(model, features, context_groups, sampling) if context_groups > 0 else []
-        origin = generated[0].vector_indices[0] - 1 if generated else -1  # the last given vector
+        origins = {}  # per stream, the last given vector before its first generated one
         for group in generated:
+            name = group.stream if cfg.multi_stream else streams[0]
+            origins.setdefault(name, row.local[group.vector_indices[0]] - 1)
             for j, (predicted, index) in enumerate(zip(group.predicted, group.vector_indices)):
-                if origin < known - 1:
-                    horizons[group.horizon].exclude(name)
+                if origins[name] < known - 1:
+                    horizons[name][group.horizon].exclude(dataset)
                     continue
-                add(horizons[group.horizon], number, stream, origin, index, predicted,
-                    None if group.samples is None else group.samples[:, j], name)
-    return {"distributional_head": not isinstance(model.prediction_head, DeterministicHead),
-            **pools_report(forced, horizons, context_groups)}
+                add(horizons[name][group.horizon], number, name, row.vectors[name], origins[name],
+                    row.local[index], predicted, None if group.samples is None else group.samples[:, j], dataset)
+    distributional = any(model.stream_part("prediction_head", name).is_distributional for name in streams)
+    reports = {name: pools_report(forced[name], horizons[name], context_groups) for name in streams}
+    if not cfg.multi_stream:
+        return {"distributional_head": distributional, **reports[streams[0]]}
+    report: dict[str, Any] = {"distributional_head": distributional, "streams": reports}
+    if len(streams) == 1:
+        report.update(reports[streams[0]])
+    return report
 
 
 def pools_report(forced: _Pool, horizons: dict[int, _Pool], context_groups: int) -> dict[str, Any]:
@@ -145,8 +183,15 @@ def _scores(forced: _Pool, horizons: dict[int, _Pool], context_groups: int,
 
 
 def format_report(report: dict[str, Any]) -> str:
-    """A plain-text table: one block per mode/horizon, one line per forecaster. A block where nothing could be
-    scored is left out (`eval_results.json` keeps it, with its count of excluded vectors)."""
+    """A plain-text table: one block per mode/horizon, one line per forecaster, and one table per predicted
+    stream for a model of several streams. A block where nothing could be scored is left out
+    (`eval_results.json` keeps it, with its count of excluded vectors)."""
+    if "streams" in report:
+        parts = []
+        for name, scores in report["streams"].items():
+            parts.append(f"== stream '{name}' (baselines computed inside the stream) ==")
+            parts.append(format_report({"distributional_head": report.get("distributional_head", False), **scores}))
+        return "\n".join(parts)
     model_is_distributional = report.get("distributional_head", False)
     lines = []
     blocks = [("teacher-forced", report["teacher_forced"])] + [

@@ -1,7 +1,10 @@
+import json
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from ..extras.errors import ConfigError
+
+DimSpec = Union[int, dict[str, int], None]  # `embedding_dim`: one for every stream, per stream, or inferred
 
 
 @dataclass
@@ -11,8 +14,16 @@ class WorldModelArguments:
 
     _argument_group_name = "world model: projector, prediction head, losses, targets"
 
-    embedding_dim: Optional[int] = field(
-        default=None, metadata={"help": "Dimension of the embedding vectors (default: found in the data)."}
+    embedding_dim: Optional[Union[int, str, dict]] = field(
+        default=None,
+        metadata={"help": "Dimension of the embedding vectors: one number for every stream, or per stream "
+                          "(`{s: 12, a: 6}` in YAML, `s=12,a=6` on the command line); default: found in the data. A "
+                          "stream is a placeholder key without its trailing digits (m1, m2 -> m)."},
+    )
+    condition_streams: Optional[str] = field(
+        default=None,
+        metadata={"help": "Streams that are inputs and never targets (actions, treatments): names or shell patterns, "
+                          "comma-separated or a YAML list, e.g. `a` for keys a1, a2, ..."},
     )
     projector_type: Literal["mlp", "linear"] = field(
         default="mlp",
@@ -83,10 +94,11 @@ class WorldModelArguments:
     )
 
     def __post_init__(self):
+        self.embedding_dim = parse_dim_spec(self.embedding_dim)
+        patterns = parse_patterns(self.condition_streams)
+        self.condition_streams = ",".join(patterns) or None
         if self.embedding_loss_weight < 0 or self.lm_loss_weight < 0:
             raise ConfigError("`embedding_loss_weight` and `lm_loss_weight` must be >= 0.")
-        if self.embedding_dim is not None and self.embedding_dim <= 0:
-            raise ConfigError("`embedding_dim` must be a positive integer.")
         if not 0 <= self.scheduled_sampling_prob <= 1:
             raise ConfigError("`scheduled_sampling_prob` must be in [0, 1].")
         if self.mixture_components < 1 or self.diffusion_steps < 1:
@@ -95,3 +107,54 @@ class WorldModelArguments:
             raise ConfigError("`sampling_temperature` must be > 0.")
         if self.embedding_noise_std < 0 or self.ridge_history < 1 or self.ridge_lambda < 0:
             raise ConfigError("`embedding_noise_std` and `ridge_lambda` must be >= 0, `ridge_history` >= 1.")
+
+
+def parse_dim_spec(value: Any) -> DimSpec:
+    """`embedding_dim` as given in YAML or on the command line: a number, a mapping (`{s: 12, a: 6}`, JSON, or
+    `s=12,a=6`), or None."""
+    if value is None or isinstance(value, bool):
+        if isinstance(value, bool):
+            raise ConfigError(f"`embedding_dim` must be a positive integer or a mapping stream -> dimension, got "
+                              f"{value!r}.")
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("", "none", "null"):
+            return None
+        if text.lstrip("+").isdigit():
+            value = int(text)
+        elif text.startswith("{"):
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError:
+                raise ConfigError(f"`embedding_dim` '{value}' is not valid JSON.") from None
+        else:
+            try:
+                value = dict(item.split("=", 1) for item in text.split(",") if item.strip())
+            except ValueError:
+                raise ConfigError(f"`embedding_dim` must be a number or `stream=dim,...`, got '{value}'.") from None
+    if isinstance(value, dict):
+        dims = {}
+        for stream, dim in value.items():
+            try:
+                number = int(str(dim).strip())
+            except ValueError:
+                number = 0
+            if number <= 0:
+                raise ConfigError(f"`embedding_dim` for stream '{stream}' must be a positive integer, got {dim!r}.")
+            dims[str(stream).strip()] = number
+        return dims
+    if isinstance(value, float) and value == int(value):
+        value = int(value)
+    if not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"`embedding_dim` must be a positive integer or a mapping stream -> dimension, got "
+                          f"{value!r}.")
+    return value
+
+
+def parse_patterns(value: Any) -> tuple[str, ...]:
+    """`condition_streams`: a list or a comma-separated string of stream names or shell patterns (`a*`)."""
+    if value is None:
+        return ()
+    items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+    return tuple(str(item).strip() for item in items if str(item).strip())

@@ -79,7 +79,7 @@ def _new_lora(model: WorldModel, finetuning_args: FinetuningArguments) -> nn.Mod
         lora_alpha=finetuning_args.lora_alpha,
         lora_dropout=finetuning_args.lora_dropout,
         target_modules=lora_target_modules(model.language_model, finetuning_args.lora_target),
-        modules_to_save=list(WORLD_MODEL_PARTS),
+        modules_to_save=model.part_names(),
     )
     with quiet_loading():
         return get_peft_model(model, config)

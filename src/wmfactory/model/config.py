@@ -9,7 +9,8 @@ from typing import Any, Optional
 from transformers import AutoConfig, PretrainedConfig
 
 from .. import __version__
-from ..hparams.world_model_args import WorldModelArguments
+from ..data.streams import is_condition
+from ..hparams.world_model_args import WorldModelArguments, parse_patterns
 
 WORLD_MODEL_KEYS = tuple(f.name for f in dataclasses.fields(WorldModelArguments))
 
@@ -25,6 +26,7 @@ class WorldModelConfig(PretrainedConfig):
         finetuning_type: str = "full",
         template: Optional[str] = None,
         wmfactory_version: str = __version__,
+        streams: Optional[dict[str, int]] = None,
         **kwargs,
     ):
         defaults = WorldModelArguments()
@@ -34,6 +36,8 @@ class WorldModelConfig(PretrainedConfig):
         self.finetuning_type = finetuning_type
         self.template = template
         self.wmfactory_version = wmfactory_version
+        # {stream: dimension}, sorted by name (None in folders of 0.2 and before: one stream, any key)
+        self.streams = dict(streams) if streams else None
         kwargs.setdefault("tie_word_embeddings", False)  # the language model ties its own weights
         super().__init__(**kwargs)
         # set after the base class, whose attention-implementation setter would otherwise reset the LM's own
@@ -43,15 +47,39 @@ class WorldModelConfig(PretrainedConfig):
         self.text_config = text_config
 
     @classmethod
-    def from_arguments(cls, arguments: WorldModelArguments, text_config, embedding_dim: int, **kwargs):
-        """The configuration of a new world model: the keys of `arguments`, `embedding_dim` as found in the data."""
+    def from_arguments(cls, arguments: WorldModelArguments, text_config, streams: dict[str, int] | int, **kwargs):
+        """The configuration of a new world model: the keys of `arguments`, and the streams `{name: dimension}` found
+        in the data (a number: one stream `m` of that dimension). `embedding_dim` becomes the widest stream's."""
+        if isinstance(streams, int):
+            streams = {"m": streams}
         keys = dataclasses.asdict(arguments)
-        keys["embedding_dim"] = embedding_dim
-        return cls(text_config=text_config, **keys, **kwargs)
+        keys["embedding_dim"] = max(streams.values())
+        return cls(text_config=text_config, streams=streams, **keys, **kwargs)
 
     @property
     def hidden_size(self) -> int:
         return self.text_config.get_text_config().hidden_size
+
+    @property
+    def stream_dims(self) -> dict[str, int]:
+        """`{stream: dimension}`; a model of one stream takes the vectors of every key as that stream."""
+        return self.streams or {"m": self.embedding_dim}
+
+    @property
+    def multi_stream(self) -> bool:
+        """Several streams: one projector, head and statistics per stream (`projector.<stream>`, ...)."""
+        return len(self.stream_dims) > 1
+
+    @property
+    def condition_patterns(self) -> tuple[str, ...]:
+        return parse_patterns(self.condition_streams)
+
+    def is_condition(self, stream: str) -> bool:
+        return is_condition(stream, self.condition_patterns)
+
+    @property
+    def predicted_streams(self) -> list[str]:
+        return [stream for stream in self.stream_dims if not self.is_condition(stream)]
 
     @property
     def predicts_embeddings(self) -> bool:

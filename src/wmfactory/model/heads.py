@@ -47,6 +47,20 @@ def previous_vectors(vectors: torch.Tensor, positions: torch.Tensor) -> tuple[to
     return vectors[(index - 1).clamp_min(0)], has_previous
 
 
+def previous_in_streams(vectors: torch.Tensor, positions: torch.Tensor,
+                        streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """`previous_vectors` within each stream (`streams` `[v]`, None for one stream): the previous *state* before a
+    state, not the action between them."""
+    if streams is None or len(streams) == 0 or bool((streams == streams[0]).all()):
+        return previous_vectors(vectors, positions)
+    previous = torch.zeros_like(vectors)
+    has_previous = torch.zeros(len(vectors), dtype=torch.bool, device=vectors.device)
+    for value in streams.unique():
+        index = (streams == value).nonzero().squeeze(1)
+        previous[index], has_previous[index] = previous_vectors(vectors[index], positions[index])
+    return previous, has_previous
+
+
 class PredictionHead(nn.Module):
     """The interface every head implements (shapes in the module docstring). `mean_is_cheap`: whether the model
     may compute the mean on every training step (a diffusion head's mean is a Monte-Carlo average).
@@ -222,35 +236,35 @@ def build_mlp(kind: str, in_features: int, hidden: int, out_features: int) -> nn
     raise ValueError(f"Unknown module type '{kind}' (use mlp or linear).")
 
 
-HeadBuilder = Callable[[Any], PredictionHead]  # WorldModelConfig -> head
+HeadBuilder = Callable[[Any, int], PredictionHead]  # (WorldModelConfig, the dimension of its stream) -> head
 PREDICTION_HEADS: dict[str, HeadBuilder] = {}
 register_head = registrar(PREDICTION_HEADS)
 
 
 @register_head("mlp")
-def mlp_head(config) -> PredictionHead:
+def mlp_head(config, embedding_dim: int) -> PredictionHead:
     h = config.hidden_size
-    return DeterministicHead(build_mlp("mlp", h, h, config.embedding_dim), config.world_model_loss_type)
+    return DeterministicHead(build_mlp("mlp", h, h, embedding_dim), config.world_model_loss_type)
 
 
 @register_head("mixture")
-def mixture_head(config) -> PredictionHead:
-    return MixtureHead(config.hidden_size, config.embedding_dim, config.mixture_components)
+def mixture_head(config, embedding_dim: int) -> PredictionHead:
+    return MixtureHead(config.hidden_size, embedding_dim, config.mixture_components)
 
 
 @register_head("diffusion")
-def diffusion_head(config) -> PredictionHead:
-    return DiffusionHead(config.hidden_size, config.embedding_dim, config.diffusion_steps)
+def diffusion_head(config, embedding_dim: int) -> PredictionHead:
+    return DiffusionHead(config.hidden_size, embedding_dim, config.diffusion_steps)
 
 
 @register_head("linear")
-def linear_head(config) -> PredictionHead:
-    return DeterministicHead(build_mlp("linear", config.hidden_size, 0, config.embedding_dim),
-                             config.world_model_loss_type)
+def linear_head(config, embedding_dim: int) -> PredictionHead:
+    return DeterministicHead(build_mlp("linear", config.hidden_size, 0, embedding_dim), config.world_model_loss_type)
 
 
-def build_head(config) -> PredictionHead:
+def build_head(config, embedding_dim: Optional[int] = None) -> PredictionHead:
+    """The head of `config.prediction_head_type` for vectors of `embedding_dim` (default `config.embedding_dim`)."""
     kind = config.prediction_head_type
     if kind not in PREDICTION_HEADS:
         raise ValueError(f"Unknown prediction_head_type '{kind}' (registered: {', '.join(PREDICTION_HEADS)}).")
-    return PREDICTION_HEADS[kind](config)
+    return PREDICTION_HEADS[kind](config, embedding_dim or config.embedding_dim)

@@ -37,18 +37,19 @@ def load_tokenizer(model_args: ModelArguments):
 def build_world_model(
     model_args: ModelArguments,
     world_model_args: WorldModelArguments,
-    embedding_dim: int,
+    streams: dict[str, int] | int,
     finetuning_type: str = "full",
     template: Optional[str] = None,
 ) -> WorldModel:
-    """A new world model (projector, head and statistics untrained) around the base LM `model_name_or_path`."""
+    """A new world model (projector, head and statistics untrained) around the base LM `model_name_or_path`, for the
+    streams `{name: dimension}` (a number: one stream of that dimension)."""
     with quiet_loading():
         causal_lm = _from_pretrained(AutoModelForCausalLM, "model", model_args, dtype=DTYPES[model_args.torch_dtype])
     base = model_args.model_name_or_path
     config = WorldModelConfig.from_arguments(
         world_model_args,
         text_config=causal_lm.config,
-        embedding_dim=embedding_dim,
+        streams=streams,
         base_model_name_or_path=os.path.abspath(base) if os.path.isdir(base) else base,
         finetuning_type=finetuning_type,
         template=template,

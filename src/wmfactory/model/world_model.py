@@ -26,7 +26,7 @@ from ..extras.errors import DataError
 from .config import WorldModelConfig
 from .files import damaged_weights
 from .generation import Sampling, context_features, continue_stream, teacher_forced
-from .heads import Frame, build_head, build_mlp, previous_vectors
+from .heads import Frame, build_head, build_mlp, previous_in_streams
 from .loss import LossTerms, combine_losses, lm_label_mask
 from .statistics import EmbeddingStatistics
 
@@ -66,11 +66,19 @@ class WorldModel(PreTrainedModel):
         if language_model is None:
             language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.language_model = language_model
-        h, d = config.hidden_size, config.embedding_dim
-        self.projector = build_mlp(config.projector_type, d, h, h)
-        self.prediction_head = build_head(config)
-        self.statistics = EmbeddingStatistics(d, config.ridge_history)
-        self.statistics.active = config.embedding_norm != "none"
+        h, dims = config.hidden_size, config.stream_dims
+        if config.multi_stream:  # one projector, statistics and (unless a condition) head per stream
+            self.projector = nn.ModuleDict({s: build_mlp(config.projector_type, d, h, h) for s, d in dims.items()})
+            self.prediction_head = nn.ModuleDict({s: build_head(config, dims[s]) for s in config.predicted_streams})
+            self.statistics = nn.ModuleDict({s: EmbeddingStatistics(d, config.ridge_history) for s, d in dims.items()})
+            for statistics in self.statistics.values():
+                statistics.active = config.embedding_norm != "none"
+        else:
+            d = config.embedding_dim
+            self.projector = build_mlp(config.projector_type, d, h, h)
+            self.prediction_head = build_head(config)
+            self.statistics = EmbeddingStatistics(d, config.ridge_history)
+            self.statistics.active = config.embedding_norm != "none"
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -88,43 +96,106 @@ class WorldModel(PreTrainedModel):
     def get_decoder(self) -> nn.Module:
         return self.language_model.get_decoder()
 
-    # ---- vectors in and out ---------------------------------------------------------------------------------
-    def project(self, vectors: torch.Tensor, normalized: bool = False) -> torch.Tensor:
-        """Vectors `[v, d]` (data units, or already normalised) -> projector inputs to the LLM `[v, h]` float32."""
-        z = vectors.float() if normalized else self.statistics.normalize(vectors)
-        return self.projector(z)
+    # ---- streams ---------------------------------------------------------------------------------------------------
+    def stream_part(self, kind: str, stream: Optional[str] = None) -> nn.Module:
+        """The `projector`, `prediction_head` or `statistics` of `stream` (a model of one stream has one of each,
+        whatever the stream is called)."""
+        container = getattr(self, kind)
+        if not self.config.multi_stream:
+            return container
+        if stream not in self.config.stream_dims:
+            raise DataError(f"stream '{stream}' is not one of this model's streams {list(self.config.stream_dims)}.")
+        if kind == "prediction_head" and self.config.is_condition(stream):
+            raise DataError(f"stream '{stream}' is a condition stream: the model does not predict it.")
+        return getattr(container, stream)  # through PEFT's modules_to_save wrapper too
 
-    def head_frame(self, previous: torch.Tensor, has_previous: torch.Tensor) -> Frame:
-        """The frame of the head's output for vectors whose previous vectors are `previous` `[n, d]` (data units,
-        where `has_previous` `[n]`): residual prediction starts from the previous vector, in steps of the training
-        steps' standard deviation; without it the frame is the identity."""
+    def part_names(self) -> list[str]:
+        """The modules that are not the LM, by name: `projector`, `prediction_head`, `statistics`, or with several
+        streams one per stream (`projector.s`, `projector.a`, ...: PEFT's `modules_to_save` wraps modules, not
+        dicts of them)."""
+        if not self.config.multi_stream:
+            return list(WORLD_MODEL_PARTS)
+        return [f"{part}.{name}" for part in WORLD_MODEL_PARTS for name in getattr(self, part).keys()]
+
+    def stream_names(self, names) -> torch.Tensor:
+        """Stream names (of a row's vectors) -> their indices in `config.stream_dims` `[v]` (0 with one stream)."""
+        order = list(self.config.stream_dims)
+        if not self.config.multi_stream:
+            return torch.zeros(len(names), dtype=torch.long)
+        unknown = sorted(set(names) - set(order))
+        if unknown:
+            raise DataError(f"vectors of stream(s) {unknown}, which this model does not have (its streams: {order}; "
+                            "a stream is a placeholder key without its trailing digits).")
+        return torch.tensor([order.index(name) for name in names], dtype=torch.long)
+
+    def _by_stream(self, streams: Optional[torch.Tensor], count: int, predicted_only: bool = False):
+        """(name, dimension, indices `[n]` of the vectors of that stream, or None for all of them) per stream."""
+        dims = self.config.stream_dims
+        if not self.config.multi_stream:
+            name = next(iter(dims))
+            return [(name, dims[name], None)]
+        out = []
+        for i, (name, d) in enumerate(dims.items()):
+            if predicted_only and self.config.is_condition(name):
+                continue
+            out.append((name, d, (streams == i).nonzero().squeeze(1)))
+        return out
+
+    def normalize_streams(self, vectors: torch.Tensor, streams: Optional[torch.Tensor]) -> torch.Tensor:
+        """`[v, W]` data units (zero-padded to the widest stream) -> normalised, float32, padding kept at 0."""
+        z = vectors.float().clone() if self.config.multi_stream else None
+        for name, d, index in self._by_stream(streams, len(vectors)):
+            statistics = self.stream_part("statistics", name)
+            if index is None:
+                return statistics.normalize(vectors)
+            z[index, :d] = statistics.normalize(vectors[index, :d])
+        return z
+
+    def previous_in_streams(self, vectors: torch.Tensor, positions: torch.Tensor,
+                            streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """For each vector `[v, W]`, the vector before it in its row and its stream, and whether there is one."""
+        return previous_in_streams(vectors, positions, streams if self.config.multi_stream else None)
+
+    # ---- vectors in and out of one stream -------------------------------------------------------------------------
+    def project(self, vectors: torch.Tensor, normalized: bool = False, stream: Optional[str] = None) -> torch.Tensor:
+        """Vectors `[v, d]` of `stream` (data units, or already normalised) -> projector inputs to the LLM `[v, h]`."""
+        z = vectors.float() if normalized else self.stream_part("statistics", stream).normalize(vectors)
+        return self.stream_part("projector", stream)(z)
+
+    def head_frame(self, previous: torch.Tensor, has_previous: torch.Tensor, stream: Optional[str] = None) -> Frame:
+        """The frame of the head's output for vectors whose previous vectors (of the same stream) are `previous`
+        `[n, d]` (data units, where `has_previous` `[n]`): residual prediction starts from the previous vector, in
+        steps of the training steps' standard deviation; without it the frame is the identity."""
+        statistics = self.stream_part("statistics", stream)
         if not self.config.predict_residual:
-            one = self.statistics.delta_scale.new_ones(())
+            one = statistics.delta_scale.new_ones(())
             return Frame(shift=one * 0, scale=one)
-        shift = self.statistics.normalize(previous) * has_previous[:, None].float()
-        return Frame(shift=shift, scale=self.statistics.delta_scale)
+        shift = statistics.normalize(previous) * has_previous[:, None].float()
+        return Frame(shift=shift, scale=statistics.delta_scale)
 
     def vectors_from_hidden(
-        self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor
+        self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor, stream: Optional[str] = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The head's mean on hidden states `[n, h]` -> (normalised `[n, d]`, data units `[n, d]`)."""
-        frame = self.head_frame(previous, has_previous)
-        mean = self.prediction_head.mean(self.prediction_head(hidden.float()), frame)
-        return mean, self.statistics.denormalize(mean)
+        frame = self.head_frame(previous, has_previous, stream)
+        head = self.stream_part("prediction_head", stream)
+        mean = head.mean(head(hidden.float()), frame)
+        return mean, self.stream_part("statistics", stream).denormalize(mean)
 
     def sample_vectors(
         self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor, num_samples: int,
         temperature: Optional[float] = None, generator: Optional[torch.Generator] = None,
+        stream: Optional[str] = None,
     ) -> torch.Tensor:
         """Draws from the head's distribution on hidden states `[n, h]` -> `[num_samples, n, d]`, data units. A
         deterministic head gives its mean in every draw. `temperature` defaults to the config's
         `sampling_temperature` (calibrated after training)."""
         if temperature is None:
             temperature = self.config.sampling_temperature
-        frame = self.head_frame(previous, has_previous)
-        params = self.prediction_head(hidden.float())
-        return self.statistics.denormalize(self.prediction_head.sample(params, frame, num_samples, temperature,
-                                                                       generator))
+        frame = self.head_frame(previous, has_previous, stream)
+        head = self.stream_part("prediction_head", stream)
+        draws = head.sample(head(hidden.float()), frame, num_samples, temperature, generator)
+        return self.stream_part("statistics", stream).denormalize(draws)
 
     # ---- forward ------------------------------------------------------------------------------------------------
     def embed(
@@ -133,16 +204,39 @@ class WorldModel(PreTrainedModel):
         embedding_vectors: torch.Tensor,
         embedding_positions: torch.Tensor,
         normalized: bool = False,
+        embedding_streams: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
-        """Token embeddings `[b, t, h]` with the projected vector written at each slot (row, position)."""
+        """Token embeddings `[b, t, h]` with the projected vector written at each slot (row, position); each vector
+        `[v, W]` goes through the projector of its stream (`embedding_streams` `[v]`)."""
         inputs_embeds = self.get_input_embeddings()(input_ids)
-        projected = self.project(embedding_vectors, normalized).to(inputs_embeds.dtype)  # [v, h]
+        projected = None
+        for name, d, index in self._by_stream(embedding_streams, len(embedding_vectors)):
+            if index is None:
+                projected = self.project(embedding_vectors, normalized, name).to(inputs_embeds.dtype)  # [v, h]
+                break
+            if projected is None:
+                projected = inputs_embeds.new_zeros((len(embedding_vectors), inputs_embeds.shape[-1]))
+            part = self.project(embedding_vectors[index, :d], normalized, name).to(inputs_embeds.dtype)
+            projected = projected.index_copy(0, index, part)
         rows, positions = embedding_positions[:, 0], embedding_positions[:, 1]
         return inputs_embeds.index_put((rows, positions), projected)
 
     def hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
         return self.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                   use_cache=False).last_hidden_state
+
+    def _target_heads(self, streams: Optional[torch.Tensor], targets: torch.Tensor):
+        """Per predicted stream: (name, dimension, which vectors are its targets: a `[v]` mask with one stream, else
+        indices `[n]`, and where they go among all targets: None, else indices `[n]`)."""
+        if not self.config.multi_stream:
+            name, d, _ = self._by_stream(streams, len(targets))[0]
+            return [(name, d, targets, None)]
+        rank = targets.long().cumsum(0) - 1  # the place of each target among the targets
+        out = []
+        for name, d, index in self._by_stream(streams, len(targets), predicted_only=True):
+            chosen = index[targets[index]]
+            out.append((name, d, chosen, rank[chosen]))
+        return out
 
     def forward(
         self,
@@ -152,28 +246,32 @@ class WorldModel(PreTrainedModel):
         embedding_vectors: Optional[torch.Tensor] = None,
         embedding_positions: Optional[torch.Tensor] = None,
         embedding_is_target: Optional[torch.Tensor] = None,
+        embedding_streams: Optional[torch.Tensor] = None,
         num_embedding_targets: Optional[int | torch.Tensor] = None,
         num_lm_tokens: Optional[int | torch.Tensor] = None,
     ) -> WorldModelOutput:
-        """Shapes: input_ids/attention_mask/labels `[b, t]`; embedding_vectors `[v, d]`; embedding_positions
-        `[v, 2]`; embedding_is_target `[v]`. `num_*` widen the loss normalisation beyond this micro-batch. The
-        embedding loss is the head's loss on normalised vectors; `predicted_embeddings` are means in data units."""
+        """Shapes: input_ids/attention_mask/labels `[b, t]`; embedding_vectors `[v, W]` (zero-padded to the widest
+        stream); embedding_positions `[v, 2]`; embedding_is_target `[v]`; embedding_streams `[v]` (index into
+        `config.stream_dims`; absent with one stream). `num_*` widen the loss normalisation beyond this
+        micro-batch. The embedding loss is each head's loss on normalised vectors of its stream;
+        `predicted_embeddings` are means in data units `[v_target, W]`."""
         cfg = self.config
         device = input_ids.device
         if embedding_vectors is None:
             embedding_vectors = torch.zeros((0, cfg.embedding_dim), device=device)
             embedding_positions = torch.zeros((0, 2), dtype=torch.long, device=device)
             embedding_is_target = torch.zeros((0,), dtype=torch.bool, device=device)
-        z = self.statistics.normalize(embedding_vectors)  # [v, d]
-        previous, has_previous = previous_vectors(embedding_vectors, embedding_positions)
+        streams = embedding_streams
+        z = self.normalize_streams(embedding_vectors, streams)  # [v, W]
+        previous, has_previous = self.previous_in_streams(embedding_vectors, embedding_positions, streams)
         targets = embedding_is_target
         inputs = z
         if self.training and cfg.embedding_noise_std > 0:
             inputs = inputs + cfg.embedding_noise_std * torch.randn_like(inputs)
         if self.training and cfg.scheduled_sampling_prob > 0 and targets.any():
             inputs = self._scheduled_sampling(input_ids, attention_mask, inputs, embedding_positions, previous,
-                                              has_previous, targets)
-        hidden = self.hidden_states(self.embed(input_ids, inputs, embedding_positions, normalized=True),
+                                              has_previous, targets, streams)
+        hidden = self.hidden_states(self.embed(input_ids, inputs, embedding_positions, True, streams),
                                     attention_mask)  # [b, t, h]
 
         zero = hidden.new_zeros((), dtype=torch.float32)
@@ -181,13 +279,18 @@ class WorldModel(PreTrainedModel):
         embedding_sum, num_targets = zero, 0
         if cfg.predicts_embeddings:
             # run even with no targets: an empty pass keeps the head in the graph (DDP sees it used)
-            slots = embedding_positions[targets]
-            frame = self.head_frame(previous[targets], has_previous[targets])
-            params = self.prediction_head(hidden[slots[:, 0], slots[:, 1] - 1].float())
-            embedding_sum = self.prediction_head.loss(params, z[targets], frame).sum()
-            if not self.training or self.prediction_head.mean_is_cheap:
-                predicted = self.statistics.denormalize(self.prediction_head.mean(params, frame))
-            num_targets = int(slots.shape[0])
+            means = []
+            for name, d, chosen, _ in self._target_heads(streams, targets):
+                head = self.stream_part("prediction_head", name)
+                slots = embedding_positions[chosen]
+                frame = self.head_frame(previous[chosen][:, :d], has_previous[chosen], name)
+                params = head(hidden[slots[:, 0], slots[:, 1] - 1].float())
+                embedding_sum = embedding_sum + head.loss(params, z[chosen][:, :d], frame).sum()
+                if not self.training or head.mean_is_cheap:
+                    means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
+            num_targets = int(targets.sum()) if cfg.multi_stream else int(embedding_positions[targets].shape[0])
+            if means:
+                predicted = self._in_target_order(means, streams, targets, num_targets)
 
         lm_sum, num_tokens = zero, 0
         if cfg.lm_loss_weight > 0 and labels is not None:
@@ -202,6 +305,15 @@ class WorldModel(PreTrainedModel):
         )
         return WorldModelOutput(loss, embedding_loss, lm_loss, terms, predicted)
 
+    def _in_target_order(self, parts: list[torch.Tensor], streams, targets, count: int) -> torch.Tensor:
+        """Per-stream results `[n_s, d_s]` (in `_target_heads` order) -> `[count, W]` in the order of the targets."""
+        if not self.config.multi_stream:
+            return parts[0]
+        out = parts[0].new_zeros((count, self.config.embedding_dim))
+        for part, (_, d, _, place) in zip(parts, self._target_heads(streams, targets)):
+            out[place, :d] = part
+        return out
+
     @torch.no_grad()
     def target_distributions(
         self,
@@ -210,17 +322,22 @@ class WorldModel(PreTrainedModel):
         embedding_positions: torch.Tensor,
         embedding_is_target: torch.Tensor,
         attention_mask: Optional[torch.Tensor] = None,
+        embedding_streams: Optional[torch.Tensor] = None,
         **unused,
-    ) -> tuple[Any, Frame, torch.Tensor]:
-        """The head's distribution over each target vector of a collated batch, from the true vectors before it (no
-        training noise): (`params`, `frame`, the targets `[n, d]` in normalised units)."""
-        z = self.statistics.normalize(embedding_vectors)
-        previous, has_previous = previous_vectors(embedding_vectors, embedding_positions)
-        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, normalized=True), attention_mask)
-        targets = embedding_is_target
-        slots = embedding_positions[targets]
-        frame = self.head_frame(previous[targets], has_previous[targets])
-        return self.prediction_head(hidden[slots[:, 0], slots[:, 1] - 1].float()), frame, z[targets]
+    ) -> list[tuple[str, Any, Frame, torch.Tensor]]:
+        """Per predicted stream, the head's distribution over each target vector of a collated batch, from the true
+        vectors before it (no training noise): (stream, `params`, `frame`, the targets `[n, d]` normalised)."""
+        streams = embedding_streams
+        z = self.normalize_streams(embedding_vectors, streams)
+        previous, has_previous = self.previous_in_streams(embedding_vectors, embedding_positions, streams)
+        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask)
+        out = []
+        for name, d, chosen, _ in self._target_heads(streams, embedding_is_target):
+            slots = embedding_positions[chosen]
+            frame = self.head_frame(previous[chosen][:, :d], has_previous[chosen], name)
+            params = self.stream_part("prediction_head", name)(hidden[slots[:, 0], slots[:, 1] - 1].float())
+            out.append((name, params, frame, z[chosen][:, :d]))
+        return out
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """LM head on hidden states `[n, h]` -> float32 logits `[n, vocab]`, with the post-processing some models
@@ -234,14 +351,18 @@ class WorldModel(PreTrainedModel):
             logits = torch.tanh(logits / cap) * cap
         return logits
 
-    def _scheduled_sampling(self, input_ids, attention_mask, inputs, positions, previous, has_previous, targets):
+    def _scheduled_sampling(self, input_ids, attention_mask, inputs, positions, previous, has_previous, targets,
+                            streams=None):
         """With probability `scheduled_sampling_prob`, the input of a target vector becomes the model's own
         prediction of it from a first pass without gradient (as it will be in a rollout)."""
         with torch.no_grad():
-            hidden = self.hidden_states(self.embed(input_ids, inputs, positions, normalized=True), attention_mask)
-            slots = positions[targets]
-            own, _ = self.vectors_from_hidden(hidden[slots[:, 0], slots[:, 1] - 1], previous[targets],
-                                              has_previous[targets])
+            hidden = self.hidden_states(self.embed(input_ids, inputs, positions, True, streams), attention_mask)
+            own = []
+            for name, d, chosen, _ in self._target_heads(streams, targets):
+                slots = positions[chosen]
+                own.append(self.vectors_from_hidden(hidden[slots[:, 0], slots[:, 1] - 1], previous[chosen][:, :d],
+                                                    has_previous[chosen], name)[0])
+            own = self._in_target_order(own, streams, targets, int(targets.sum()))
         replace = torch.rand(len(own), device=own.device) < self.config.scheduled_sampling_prob
         mixed = inputs.clone()
         mixed[targets] = torch.where(replace[:, None], own.to(mixed.dtype), inputs[targets])
@@ -310,16 +431,28 @@ class WorldModel(PreTrainedModel):
     # ---- inference on rows in the dataset format ----------------------------------
     def rollout(self, row: Row, steps: int, dataset_dir: Optional[str] = None, context_groups: Optional[int] = None,
                 num_samples: Optional[int] = None, temperature: Optional[float] = None,
-                seed: Optional[int] = None) -> np.ndarray:
+                seed: Optional[int] = None, conditions: Optional[dict[str, Any]] = None,
+                pattern: Optional[list[str]] = None) -> np.ndarray | dict[str, np.ndarray]:
         """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for
         `steps` vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`, the
         head's mean at each step; with `num_samples` S, `[S, steps, d]`: S trajectories, each feeding back its own
         draws from the head's distribution (`temperature` scales the spread, default the calibrated
         `config.sampling_temperature`; `seed` makes them reproducible),
-        computed as one batch. `row`: a dict in the dataset format, or `(dataset_name, row_index)`."""
+        computed as one batch. `row`: a dict in the dataset format, or `(dataset_name, row_index)`.
+
+        Condition streams (`condition_streams`, e.g. actions): `conditions={"a": array [k, d_a]}` gives their
+        vectors, taken in turn wherever the stream pattern calls for one; the pattern is the row's own (s, a, s, a,
+        ... continues a, s, a, s, ...) or `pattern` (e.g. `["a", "s"]`, repeated). `steps` counts the predicted
+        vectors; with several predicted streams the result is a dict `{stream: array}`."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise DataError(f"`steps` must be a positive integer, got {steps!r}.")
         sampling = _sampling(num_samples, temperature, seed)
+        given = self._conditions(conditions)
+        if pattern is not None:
+            unknown = [name for name in pattern if name not in self.config.stream_dims]
+            if not pattern or unknown or not self.config.multi_stream:
+                raise DataError(f"`pattern` {pattern!r}: name streams of this model ({list(self.config.stream_dims)}); "
+                                "a model of one stream has no pattern to choose.")
         features = self.encode_row(row, dataset_dir)
         if context_groups is not None:
             features = context_features(features, context_groups)
@@ -330,7 +463,29 @@ class WorldModel(PreTrainedModel):
         if limit and len(features["input_ids"]) + steps > limit:
             raise DataError(f"a rollout of {steps} vectors after this row ({len(features['input_ids'])} positions) "
                             f"needs {len(features['input_ids']) + steps} positions; the model has {limit}.")
-        return continue_stream(self, features, steps, sampling)
+        return continue_stream(self, features, steps, sampling, given, pattern)
+
+    def _conditions(self, conditions: Optional[dict[str, Any]]) -> Optional[dict[str, torch.Tensor]]:
+        """`{stream: array-like [k, d]}` checked against the model's condition streams -> float32 tensors."""
+        if not conditions:
+            return None
+        if not isinstance(conditions, dict):
+            raise DataError(f"`conditions` must be a dict {{stream: array [k, d]}}, got {type(conditions).__name__}.")
+        out = {}
+        for name, values in conditions.items():
+            if name not in self.config.stream_dims or not self.config.is_condition(name):
+                raise DataError(f"`conditions['{name}']`: '{name}' is not a condition stream of this model (its "
+                                f"condition streams: {[s for s in self.config.stream_dims if self.config.is_condition(s)]}"
+                                ").")
+            array = np.asarray(values, dtype=np.float32)
+            d = self.config.stream_dims[name]
+            if array.ndim == 1:
+                array = array[None]
+            if array.ndim != 2 or array.shape[1] != d or not np.isfinite(array).all():
+                raise DataError(f"`conditions['{name}']` must be finite numbers of shape [k, {d}], got shape "
+                                f"{list(array.shape)}.")
+            out[name] = torch.from_numpy(array)
+        return out
 
     def predict_next(self, row: Row, dataset_dir: Optional[str] = None, num_samples: Optional[int] = None,
                      temperature: Optional[float] = None, seed: Optional[int] = None) -> list:
@@ -344,7 +499,9 @@ class WorldModel(PreTrainedModel):
         from ..data.rows import encode_row
 
         cfg = self.config
-        return encode_row(row, self.tokenizer, cfg.template, cfg.embedding_targets, cfg.embedding_dim, dataset_dir)
+        dims = cfg.stream_dims if cfg.multi_stream else cfg.embedding_dim
+        return encode_row(row, self.tokenizer, cfg.template, cfg.embedding_targets, dims, dataset_dir,
+                          cfg.condition_patterns)
 
 
 AutoModel.register(WorldModelConfig, WorldModel)

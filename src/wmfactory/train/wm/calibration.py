@@ -32,7 +32,7 @@ def coverage_by_temperature(model, batches: Iterable[dict], seed: int = 0, reduc
                             temperatures: np.ndarray = TEMPERATURES) -> tuple[np.ndarray, int]:
     """(`[len(temperatures), len(LEVELS)]`, the number of values scored): the share of target values (every dimension of every target vector of
     `batches`, at most `MAX_TARGETS` vectors per process) inside the central intervals of `NUM_SAMPLES` draws at each
-    temperature. `reduce` sums a tensor over processes (distributed evaluation)."""
+    temperature (one temperature for every predicted stream). `reduce` sums a tensor over processes.""" 
     device = model.device
     generator = torch.Generator(device=device).manual_seed(seed)
     counts = torch.zeros((len(temperatures), len(LEVELS) + 1), dtype=torch.float64, device=device)
@@ -41,16 +41,17 @@ def coverage_by_temperature(model, batches: Iterable[dict], seed: int = 0, reduc
         if seen >= MAX_TARGETS:
             break
         batch = {k: v.to(device) for k, v in batch.items() if isinstance(v, torch.Tensor)}
-        params, frame, target = model.target_distributions(**batch)
-        if target.shape[0] == 0:
-            continue
-        seen += target.shape[0]
-        for i, temperature in enumerate(temperatures):
-            with torch.no_grad():
-                draws = model.prediction_head.sample(params, frame, NUM_SAMPLES, float(temperature), generator)
-            counts[i, :-1] += torch.tensor(interval_hits(draws.float(), target.float()), dtype=torch.float64,
-                                           device=device)
-            counts[i, -1] += target.numel()
+        for stream, params, frame, target in model.target_distributions(**batch):
+            if target.shape[0] == 0:
+                continue
+            seen += target.shape[0]
+            head = model.stream_part("prediction_head", stream)
+            for i, temperature in enumerate(temperatures):
+                with torch.no_grad():
+                    draws = head.sample(params, frame, NUM_SAMPLES, float(temperature), generator)
+                counts[i, :-1] += torch.tensor(interval_hits(draws.float(), target.float()), dtype=torch.float64,
+                                               device=device)
+                counts[i, -1] += target.numel()
     if reduce is not None:
         counts = reduce(counts)
     total = counts[:, -1:].clamp_min(1)

@@ -8,7 +8,7 @@ from transformers import Trainer, TrainerCallback
 
 from ...eval.metrics import skill
 from ...extras.errors import DataError
-from ...model.heads import previous_vectors
+from ...model.heads import previous_in_streams
 from ...model.loss import LossTerms, combine_losses, lm_label_mask
 from ..checkpoints import newest_complete_checkpoint
 
@@ -59,7 +59,7 @@ class WorldModelTrainer(Trainer):
             terms = outputs.terms
             sums = {name: getattr(terms, name) for name in ("embedding_sum", "num_targets", "lm_sum", "num_tokens")}
             if predicts:
-                sums.update(_squared_errors(inputs, outputs.predicted_embeddings))
+                sums.update(_squared_errors(inputs, outputs.predicted_embeddings, self.world_model_config))
             for name, value in sums.items():
                 self._add(self._eval_sums, name, torch.as_tensor(value, dtype=torch.float32, device=loss.device))
         return (loss, outputs) if return_outputs else loss
@@ -116,16 +116,23 @@ class WorldModelTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def _squared_errors(inputs: dict, predicted: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Sums of per-vector MSE over the targets of a batch: the model's, and, on the targets whose row has a vector
-    before them, the model's and the persistence forecast's (the previous vector)."""
+def _squared_errors(inputs: dict, predicted: torch.Tensor, config) -> dict[str, torch.Tensor]:
+    """Sums of per-vector MSE over the targets of a batch (over the dimensions of each vector's stream): the
+    model's, and, on the targets whose row has a vector of their stream before them, the model's and the
+    persistence forecast's (that previous vector)."""
     vectors, positions, is_target = inputs["embedding_vectors"], inputs["embedding_positions"], inputs[
         "embedding_is_target"]
+    streams = inputs.get("embedding_streams") if config.multi_stream else None
     target = vectors[is_target].float()
-    error = (predicted.float() - target).pow(2).mean(dim=-1)  # [v_target]
-    previous, has_previous = previous_vectors(vectors, positions)
+    if streams is None:
+        dims = torch.full((len(target),), target.shape[-1], device=target.device)
+    else:
+        dims = torch.tensor(list(config.stream_dims.values()), device=target.device)[streams[is_target]]
+    inside = (torch.arange(target.shape[-1], device=target.device)[None, :] < dims[:, None]).float()
+    error = ((predicted.float() - target).pow(2) * inside).sum(dim=-1) / dims  # [v_target]
+    previous, has_previous = previous_in_streams(vectors, positions, streams)
     previous, has_previous = previous[is_target].float(), has_previous[is_target]
-    persistence = (previous - target).pow(2).mean(dim=-1)
+    persistence = ((previous - target).pow(2) * inside).sum(dim=-1) / dims
     return {
         "squared_error": error.sum(),
         "model_error_after_previous": error[has_previous].sum(),

@@ -10,6 +10,8 @@ from transformers import ProgressCallback, TrainerCallback
 from ...data import WorldModelDataCollator, get_dataset, get_template
 from ...data.loader import rows_with_targets
 from ...data.collator import collator_view
+from ...data.streams import resolve_streams
+from ...hparams.world_model_args import parse_patterns
 from ...eval.plots import plot_loss
 from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
@@ -29,21 +31,27 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     tokenizer = load_tokenizer(args.model)
     template = get_template(args.data.template, tokenizer)
     dataset_module = get_dataset(template, tokenizer, args.model, args.data, training_args, args.world_model)
-    embedding_dim = resolve_embedding_dim(args.world_model.embedding_dim, dataset_module.embedding_dim)
+    streams = resolve_streams(dataset_module.stream_dims, args.world_model.embedding_dim,
+                              parse_patterns(args.world_model.condition_streams),
+                              needs_target=args.world_model.embedding_loss_weight > 0)
     if training_args.eval_strategy != "no" and dataset_module.eval_dataset is None:
         raise DataError(f"`eval_strategy` is '{training_args.eval_strategy.value}' but there is no evaluation data: "
                         "set `val_size` or `eval_dataset`.")
     if training_args.do_train and args.world_model.embedding_loss_weight > 0:
         _check_targets(dataset_module.train_dataset, args)
-    world_model = build_world_model(args.model, args.world_model, embedding_dim, args.finetuning.finetuning_type,
+    world_model = build_world_model(args.model, args.world_model, streams, args.finetuning.finetuning_type,
                                     args.data.template)
     if training_args.do_train and not args.model.adapter_name_or_path:
-        world_model.statistics.fit(VectorStreams(dataset_module.train_dataset), args.world_model.embedding_norm,
-                                   args.world_model.ridge_lambda, seed=training_args.seed)
+        for name in streams:
+            only = name if world_model.config.multi_stream else None
+            world_model.stream_part("statistics", name).fit(
+                VectorStreams(dataset_module.train_dataset, only), args.world_model.embedding_norm,
+                args.world_model.ridge_lambda, seed=training_args.seed)
     model = setup_finetuning(world_model, args.model, args.finetuning)
     if model is not world_model:  # PEFT saves the adapter, not the world model's config.json: write it beside
         callbacks = list(callbacks or []) + [WorldModelConfigCallback(world_model.config)]
-    collator = WorldModelDataCollator(pad_token_id=tokenizer.pad_token_id, embedding_dim=embedding_dim)
+    collator = WorldModelDataCollator(pad_token_id=tokenizer.pad_token_id,
+                                      embedding_dim=world_model.config.embedding_dim, streams=list(streams))
     trainer = WorldModelTrainer(
         model=model,
         args=training_args,
@@ -73,7 +81,7 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
             logger.warning(f"Stopped by SIGTERM after step {trainer.state.global_step}: checkpoint saved at "
                            f"{checkpoint}. Run the same command again to resume from it.")
             return trainer
-        if args.world_model.calibrate_temperature and world_model.prediction_head.is_distributional:
+        if args.world_model.calibrate_temperature and _is_distributional(world_model):
             _calibrate(trainer, world_model, dataset_module.eval_dataset is not None)
         trainer.save_model()
         if trainer.args.should_save:
@@ -141,24 +149,23 @@ def _check_targets(train_dataset, args: TrainArgs) -> None:
                        "single group under `next`, or groups cut by cutoff_len): they train the LM loss only.")
 
 
-class VectorStreams:
-    """The vector stream `[v, d]` of every row of a preprocessed dataset, read in batches (re-iterable)."""
+def _is_distributional(world_model) -> bool:
+    return any(world_model.stream_part("prediction_head", name).is_distributional
+               for name in world_model.config.predicted_streams)
 
-    def __init__(self, dataset):
-        self.dataset = dataset.select_columns(["embedding_vectors"])
+
+class VectorStreams:
+    """The vectors `[v, d]` of every row of a preprocessed dataset (those of `stream` only, when given), read in
+    batches (re-iterable)."""
+
+    def __init__(self, dataset, stream: Optional[str] = None):
+        self.stream = stream
+        self.dataset = dataset.select_columns(["embedding_vectors"] + (["embedding_streams"] if stream else []))
 
     def __iter__(self):
         for batch in self.dataset.iter(batch_size=1000):
-            for vectors in batch["embedding_vectors"]:
+            for i, vectors in enumerate(batch["embedding_vectors"]):
+                if self.stream is not None:
+                    names = batch["embedding_streams"][i]
+                    vectors = [v for v, name in zip(vectors, names) if name == self.stream]
                 yield np.asarray(vectors, dtype=np.float32)
-
-
-def resolve_embedding_dim(requested: Optional[int], found: Optional[int]) -> int:
-    """`embedding_dim` defaults to the dimension in the data and, when given, must match it."""
-    if found is None:
-        if requested is None:
-            raise DataError("the dataset holds no embedding vectors, so `embedding_dim` cannot be inferred; set it.")
-        return requested
-    if requested is not None and requested != found:
-        raise DataError(f"`embedding_dim` is {requested} but the data has vectors of dimension {found}.")
-    return found

@@ -1,0 +1,62 @@
+"""Streams: the families of placeholder keys, in one place.
+
+A stream is a key without its trailing digits (`m1`, `m2` -> `m`; `a1` -> `a`; `ecg3` -> `ecg`; a key of digits
+only is its own stream). Each stream has one vector dimension, its own projector into the LM's hidden size, its
+own normalisation and, unless it is a condition, its own prediction head. A condition stream (`condition_streams`:
+actions, treatments) is an input and never a target."""
+
+import fnmatch
+from typing import Optional
+
+from torch import nn
+
+from ..extras.errors import DataError
+from ..hparams.world_model_args import DimSpec
+
+
+def stream_of(key: str) -> str:
+    return key.rstrip("0123456789") or key
+
+
+def is_condition(stream: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(stream, pattern) for pattern in patterns)
+
+
+def requested_dim(spec: DimSpec, stream: str) -> Optional[int]:
+    """The dimension `embedding_dim` asks of `stream` (None: inferred from the data)."""
+    return spec.get(stream) if isinstance(spec, dict) else spec
+
+
+def resolve_streams(found: dict[str, int], spec: DimSpec, patterns: tuple[str, ...],
+                    needs_target: bool) -> dict[str, int]:
+    """The streams of a run `{name: dim}` (sorted by name) from the dimensions found in the data, checked against
+    `embedding_dim` and `condition_streams`."""
+    if not found:
+        if isinstance(spec, int):
+            return {"m": spec}
+        if isinstance(spec, dict) and spec:
+            return dict(sorted(spec.items()))
+        raise DataError("the dataset holds no embedding vectors, so `embedding_dim` cannot be inferred; set it.")
+    if isinstance(spec, dict):
+        unknown = sorted(set(spec) - set(found))
+        if unknown:
+            raise DataError(f"`embedding_dim` names stream(s) {unknown} that the data does not hold (its streams: "
+                            f"{sorted(found)}; a stream is a placeholder key without its trailing digits).")
+    for stream, dim in found.items():
+        want = requested_dim(spec, stream)
+        if want is not None and want != dim:
+            raise DataError(f"`embedding_dim` is {want} for stream '{stream}' but the data has vectors of dimension "
+                            f"{dim} there.")
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(stream, pattern) for stream in found):
+            raise DataError(f"`condition_streams`: '{pattern}' matches none of the data's streams {sorted(found)}.")
+    if needs_target and all(is_condition(stream, patterns) for stream in found):
+        raise DataError(f"every stream of the data ({sorted(found)}) is a condition stream: there is nothing to "
+                        "predict.")
+    if len(found) > 1:  # each stream gets modules named after it (`projector.<stream>`)
+        reserved = set(dir(nn.ModuleDict)) | {"original_module", "modules_to_save", "active_adapter", "base_layer"}
+        for stream in found:
+            if "." in stream or stream in reserved:
+                raise DataError(f"stream name '{stream}' (from keys like <{stream}1>) is reserved in a model of several "
+                                "streams: rename those placeholder keys.")
+    return dict(sorted(found.items()))
