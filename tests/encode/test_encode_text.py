@@ -45,7 +45,7 @@ def test_text_files_hold_the_encoder_vectors_and_the_rows_are_a_dataset(tmp_path
     assert json.loads((out / "dataset_info.json").read_text())["story"]["encoder"] == record
     capsys.readouterr()
     assert run_check({"model_name_or_path": TINY_MODEL, "dataset": "story", "dataset_dir": str(out)}) == 0
-    assert "dataset 'story': 4 rows (4 valid), 12 groups, 12 vectors, dimension(s) [32]" in capsys.readouterr().out
+    assert "dataset 'story': 4 rows (4 valid), 12 groups, 12 vectors, stream 'm' dimension 32" in capsys.readouterr().out
 
     # encoding again gives the same bytes, file for file; .npy holds the same numbers
     encode_story(tmp_path, "again")
