@@ -67,6 +67,13 @@ def test_retrieve_finds_the_item_a_prediction_was_made_from(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"story row 0 <m3> #0, horizon 1: '{STORY[4]}'" in out
     assert "the target's nearest item is the top-1 neighbour of 3 of 3 predictions, among the top 2 of 3" in out
+    # the same from Python, on the model class: the bank folder gives items, a matrix gives indices and scores
+    from wmfactory import WorldModel
+
+    found = WorldModel.nearest(np.asarray([lines[0]["predicted"][0]]), str(bank), k=2)
+    assert found[0][0]["id"] == "s4" and found[0][0]["score"] == pytest.approx(records[0]["neighbours"][0][0]["score"])
+    indices, _ = WorldModel.nearest(np.asarray([lines[1]["predicted"][0]]), vectors, k=1)
+    assert indices.tolist() == [[0]]
 
 
 def test_raw_sentences_encode_train_rollout_retrieve(tmp_path, capsys):

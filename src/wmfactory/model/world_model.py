@@ -493,6 +493,19 @@ class WorldModel(PreTrainedModel):
         `[n, d]`, the head's mean; with `num_samples`, `samples` `[S, n, d]` too)."""
         return teacher_forced(self, self.encode_row(row, dataset_dir), _sampling(num_samples, temperature, seed))
 
+    @staticmethod
+    def nearest(vectors, bank, k: int = 5) -> list[list[dict[str, Any]]] | tuple[np.ndarray, np.ndarray]:
+        """Decoding by retrieval: the k items of `bank` most cosine-similar to each predicted vector `[q, d]`. `bank`:
+        the output folder of `wmfactory encode` (or a loaded `Bank`) -> per vector, `{"id", "score", "text" or
+        "path"}` best first; or a matrix `[b, d]` -> `(indices [q, k], scores [q, k])`."""
+        from ..encode.retrieval import Bank, load_bank, nearest
+
+        if isinstance(bank, (str, os.PathLike)):
+            bank = load_bank(str(bank))
+        if isinstance(bank, Bank):
+            return bank.neighbours(vectors, k)
+        return nearest(vectors, bank, k)
+
     def encode_row(self, row: Row, dataset_dir: Optional[str] = None) -> dict[str, Any]:
         """A row (a dict in the dataset format, or `(dataset_name, row_index)`) -> the features training sees, with
         this model's tokenizer, template and target rule."""
