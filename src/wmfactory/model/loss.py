@@ -56,9 +56,19 @@ def lm_label_mask(labels: torch.Tensor) -> torch.Tensor:
     return labels[:, 1:] != IGNORE_INDEX
 
 
+def lm_label_index(labels: torch.Tensor) -> torch.Tensor:
+    """`[b, t]` labels -> `[n]` long: the flat positions (row * t + p, in `[b * t]`) of the hidden states that carry
+    an LM target, in row-major order; the target of position i is `labels.flatten()[i + 1]`. The collator computes
+    it once per batch, so that the forward pass gathers with it instead of indexing with a mask (whose result has a
+    shape that depends on the data, which `torch.compile` cannot trace)."""
+    rows, columns = lm_label_mask(labels).nonzero(as_tuple=True)
+    return rows * labels.shape[1] + columns
+
+
 @dataclass
 class LossTerms:
-    """Summed errors of one micro-batch and the counts they are averaged over."""
+    """Summed errors of one micro-batch and the counts they are averaged over (0-d tensors in the forward pass, so
+    that nothing waits for the device)."""
 
     embedding_sum: torch.Tensor
     num_targets: int | torch.Tensor
