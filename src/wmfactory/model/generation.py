@@ -5,19 +5,24 @@
   predicted from the hidden state before it and fed back through the projector; the text between groups stays.
 - `continue_stream`: after the end of the row, `steps` more vectors, each fed back.
 
-Generation keeps the decoder's KV cache, so each new vector costs one position, not a pass over the whole row."""
+Generation keeps the decoder's KV cache, so each new vector costs one position, not a pass over the whole row.
+
+`teacher_forced_rows`, `generate_rows` and `continue_rows` run many rows as one batch (`predict` and `eval` use them
+with `per_device_eval_batch_size`): rows are right-padded, and the positions each row feeds are padded to the longest
+of the batch, with an attention mask over the whole KV cache and the row's own position ids, so that every row sees
+exactly what it sees alone. The head runs row by row, each row with its own random generator seeded by
+`Sampling.seed`: a row's draws do not depend on the batch it is in. The one-row functions are these on one row."""
 
 import inspect
 import itertools
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 from transformers import DynamicCache
 
 from ..extras.errors import DataError
-
 
 
 @dataclass
@@ -135,18 +140,49 @@ def _next_vectors(model, hidden: torch.Tensor, previous: Optional[torch.Tensor],
     return model.sample_vectors(hidden, previous, has_previous, 1, sampling.temperature, generator, stream)[0]
 
 
+def row_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """`rows` in lists of `size` (the last may be shorter)."""
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, max(1, size))):
+        yield chunk
+
+
 @torch.no_grad()
 def teacher_forced(model, features: dict[str, Any], sampling: Optional[Sampling] = None) -> list[GroupPrediction]:
-    """Predictions `[n, d]` for every target group of the row, from the true vectors before each one; with
-    `sampling`, also `samples` `[S, n, d]` drawn from the head's distribution."""
-    if not features["embedding_groups"]:
-        return []  # a text-only row: nothing to predict
-    row = _Row(model, features)
-    embeds = model.embed(row.input_ids[None], row.vectors, row.slots, embedding_streams=row.streams)
-    hidden = model.hidden_states(embeds, None)[0]  # [t, h]
+    """Predictions `[n, d]` for every target group of the row, from the true vectors before it; with `sampling`,
+    also `samples` `[S, n, d]` drawn from the head's distribution."""
+    return teacher_forced_rows(model, [features], sampling)[0]
+
+
+@torch.no_grad()
+def teacher_forced_rows(model, rows_features: list[dict[str, Any]],
+                        sampling: Optional[Sampling] = None) -> list[list[GroupPrediction]]:
+    """`teacher_forced` of each row, with one decoder pass over the rows right-padded into one batch."""
+    out: list[list[GroupPrediction]] = [[] for _ in rows_features]
+    chosen = [i for i, features in enumerate(rows_features) if features["embedding_groups"]]  # text-only: nothing
+    if not chosen:
+        return out
+    rows = [_Row(model, rows_features[i]) for i in chosen]
+    ids, lengths = _right_padded([row.input_ids for row in rows])  # [b, t], [b]
+    slots = torch.cat([torch.stack([torch.full_like(row.positions, b), row.positions], dim=1)
+                       for b, row in enumerate(rows)])  # [v, 2] (row in the batch, position)
+    vectors, streams = torch.cat([row.vectors for row in rows]), torch.cat([row.streams for row in rows])
+    attention = None if len(rows) == 1 else _mask(lengths, ids.shape[1])
+    hidden = model.hidden_states(model.embed(ids, vectors, slots, embedding_streams=streams), attention)  # [b, t, h]
+    previous, has_previous = model.previous_in_streams(vectors, slots, streams)
+    start = 0
+    for b, (i, row) in enumerate(zip(chosen, rows)):
+        end = start + len(row.groups)
+        out[i] = _teacher_forced_groups(model, row, hidden[b], previous[start:end], has_previous[start:end], sampling)
+        start = end
+    return out
+
+
+def _teacher_forced_groups(model, row: "_Row", hidden: torch.Tensor, previous: torch.Tensor,
+                           has_previous: torch.Tensor, sampling: Optional[Sampling]) -> list[GroupPrediction]:
+    """The head on the hidden states `[t, h]` of one row, group by group."""
     generator = sampling.generator(hidden.device) if sampling else None
     results = []
-    previous, has_previous = model.previous_in_streams(row.vectors, row.slots, row.streams)
     for group in sorted({g for g, t in zip(row.groups, row.is_target) if t}):
         indices = [i for i, (g, t) in enumerate(zip(row.groups, row.is_target)) if g == group and t]
         stream, d = row.stream_names[indices[0]], row.dims[indices[0]]
@@ -159,8 +195,21 @@ def teacher_forced(model, features: dict[str, Any], sampling: Optional[Sampling]
     return results
 
 
+def _right_padded(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences `[t_i, ...]` -> (`[b, max t_i, ...]` zero-padded at the end, lengths `[b]`)."""
+    lengths = torch.tensor([len(x) for x in sequences], device=sequences[0].device)
+    return torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True), lengths
+
+
+def _mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """`[b, width]` long: 1 on the first `lengths[i]` positions of row i."""
+    return (torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]).long()
+
+
 class _Stream:
-    """The decoder run incrementally over a batch of sequences, with its KV cache."""
+    """The decoder run incrementally over a batch of sequences, with its KV cache. Each feed gives every sequence
+    its next positions, padded at the end to the longest; the mask over the whole cache hides the padding from every
+    later position, and the position ids count each sequence's own positions only."""
 
     def __init__(self, model):
         self.model = model
@@ -169,18 +218,47 @@ class _Stream:
         self.cache = DynamicCache()
         parameters = inspect.signature(self.decoder.forward).parameters
         self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
-        self.last_hidden: Optional[torch.Tensor] = None  # [b, h] at the last position fed
+        self.last_hidden: Optional[torch.Tensor] = None  # [b, h] at the last position fed to each sequence
+        self.mask: Optional[torch.Tensor] = None  # [b, positions in the cache]
+        self.lengths: Optional[torch.Tensor] = None  # [b] positions of each sequence so far (padding excluded)
 
-    def feed(self, inputs_embeds: torch.Tensor) -> None:
-        """`inputs_embeds`: `[b, n, h]` for the next n positions of each sequence."""
-        out = self.decoder(inputs_embeds=inputs_embeds, use_cache=True, **{self.cache_argument: self.cache})
-        self.last_hidden = out.last_hidden_state[:, -1]
+    def feed(self, inputs_embeds: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> None:
+        """`inputs_embeds`: `[b, n, h]`, the next `lengths[i]` (default n) positions of sequence i, then padding.
+        A sequence with nothing to feed (length 0) keeps its `last_hidden`."""
+        b, n = inputs_embeds.shape[:2]
+        device = inputs_embeds.device
+        if lengths is None:
+            lengths = torch.full((b,), n, device=device)
+        if self.lengths is None:
+            self.lengths, self.mask = torch.zeros_like(lengths), lengths.new_zeros((b, 0))
+        self.mask = torch.cat([self.mask, _mask(lengths, n)], dim=1)
+        position_ids = self.lengths[:, None] + torch.arange(n, device=device)[None, :]
+        out = self.decoder(inputs_embeds=inputs_embeds, attention_mask=self.mask, position_ids=position_ids,
+                           use_cache=True, **{self.cache_argument: self.cache})
+        last = out.last_hidden_state[torch.arange(b, device=device), (lengths - 1).clamp(min=0)]
+        fed = (lengths > 0)[:, None]
+        self.last_hidden = last if self.last_hidden is None else torch.where(fed, last, self.last_hidden)
+        self.lengths = self.lengths + lengths
 
     def repeat(self, times: int) -> None:
-        """One sequence becomes `times` identical ones (each trajectory continues from the shared context)."""
+        """Each sequence becomes `times` identical ones, next to each other (each trajectory continues from its
+        row's context)."""
         if times > 1:
             self.cache.batch_repeat_interleave(times)
             self.last_hidden = self.last_hidden.repeat_interleave(times, dim=0)
+            self.mask = self.mask.repeat_interleave(times, dim=0)
+            self.lengths = self.lengths.repeat_interleave(times, dim=0)
+
+
+def _padded_segments(segments: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the next positions of its `c` sequences `[c, n_i, h]` -> (`[rows * c, max n_i, h]` padded at the end,
+    lengths `[rows * c]`)."""
+    width = max(segment.shape[1] for segment in segments)
+    padded = torch.cat([torch.nn.functional.pad(segment, (0, 0, 0, width - segment.shape[1]))
+                        for segment in segments])
+    lengths = torch.tensor([segment.shape[1] for segment in segments for _ in range(segment.shape[0])],
+                           device=padded.device)
+    return padded, lengths
 
 
 @torch.no_grad()
@@ -190,45 +268,76 @@ def generate_groups(model, features: dict[str, Any], context_groups: int = 1,
     back; `horizon` counts the generated groups of each stream (1 for the first); groups of condition streams
     (actions, treatments) are always given, as in the row. With `sampling`, S
     trajectories are drawn as one batch: `samples` `[S, n, d]` per group, and `predicted` their mean."""
-    row = _Row(model, features)
-    count = sampling.num_samples if sampling else 1
-    generator = sampling.generator(row.input_ids.device) if sampling else None
-    inputs = model.get_input_embeddings()(row.input_ids).clone()  # [t, h]
-    vectors = row.vectors.clone()
-    given = [g < context_groups or model.config.is_condition(name) for g, name in zip(row.groups, row.stream_names)]
-    before = row.previous_index()
-    for i, position in enumerate(row.positions.tolist()):
-        if given[i]:
-            inputs[position] = model.project(vectors[i][None, : row.dims[i]], stream=row.stream_names[i]).to(
-                inputs.dtype)[0]
-    inputs, vectors = inputs[None].repeat(count, 1, 1), vectors[None].repeat(count, 1, 1)  # [S, t, h], [S, v, d]
-    stream = _Stream(model)
-    fed = 0
-    for i, position in enumerate(row.positions.tolist()):
-        if given[i]:
-            continue
-        if position == 0:
+    return generate_rows(model, [features], context_groups, sampling)[0]
+
+
+class _Generation:
+    """One row being generated: its inputs `[S, t, h]` and vectors `[S, v, W]` (one copy per trajectory), the vectors
+    to generate as (index, position) in reading order, and how far the decoder has read it."""
+
+    def __init__(self, model, features: dict[str, Any], context_groups: int, count: int,
+                 sampling: Optional[Sampling]):
+        row = self.row = _Row(model, features)
+        self.generator = sampling.generator(row.input_ids.device) if sampling else None
+        inputs = model.get_input_embeddings()(row.input_ids).clone()  # [t, h]
+        self.given = [g < context_groups or model.config.is_condition(name)
+                      for g, name in zip(row.groups, row.stream_names)]
+        self.before = row.previous_index()
+        self.events = [(i, position) for i, position in enumerate(row.positions.tolist()) if not self.given[i]]
+        for i, position in enumerate(row.positions.tolist()):
+            if self.given[i]:
+                inputs[position] = model.project(row.vectors[i][None, : row.dims[i]],
+                                                 stream=row.stream_names[i]).to(inputs.dtype)[0]
+        if self.events and self.events[0][1] == 0:
             raise DataError("the first generated vector sits at position 0: nothing precedes it to predict it")
-        if stream.last_hidden is None:  # the shared context once, then one copy per trajectory
-            stream.feed(inputs[:1, fed:position])
-            stream.repeat(count)
-        else:
-            stream.feed(inputs[:, fed:position])
-        name, d = row.stream_names[i], row.dims[i]
-        previous = vectors[:, before[i], :d] if before[i] >= 0 else None
-        vectors[:, i, :d] = _next_vectors(model, stream.last_hidden, previous, sampling, generator, name, d)
-        inputs[:, position] = model.project(vectors[:, i, :d], stream=name).to(inputs.dtype)
-        fed = position
-    results = []
-    horizon: dict[str, int] = {}  # per stream: generated groups so far
-    for group in sorted({g for g, kept in zip(row.groups, given) if not kept}):
-        indices = [i for i, g in enumerate(row.groups) if g == group]
-        drawn = vectors[:, indices, : row.dims[indices[0]]]
-        name = row.stream_names[indices[0]] if model.config.multi_stream else ""
-        horizon[name] = horizon.get(name, 0) + 1
-        results.append(row.group_prediction(group, drawn.mean(0), horizon=horizon[name],
+        self.inputs = inputs[None].repeat(count, 1, 1)  # [S, t, h]
+        self.vectors = row.vectors[None].repeat(count, 1, 1)  # [S, v, W]
+        self.fed = 0
+
+    def segment(self, step: int, sequences: int) -> torch.Tensor:
+        """The positions to feed before generated vector number `step` `[sequences, n, h]` (n = 0 when done)."""
+        end = self.events[step][1] if step < len(self.events) else self.fed
+        return self.inputs[:sequences, self.fed:end]
+
+    def results(self, sampling: Optional[Sampling], multi_stream: bool) -> list[GroupPrediction]:
+        row, out = self.row, []
+        horizon: dict[str, int] = {}  # per stream: generated groups so far
+        for group in sorted({g for g, kept in zip(row.groups, self.given) if not kept}):
+            indices = [i for i, g in enumerate(row.groups) if g == group]
+            drawn = self.vectors[:, indices, : row.dims[indices[0]]]
+            name = row.stream_names[indices[0]] if multi_stream else ""
+            horizon[name] = horizon.get(name, 0) + 1
+            out.append(row.group_prediction(group, drawn.mean(0), horizon=horizon[name],
                                             samples=drawn if sampling else None))
-    return results
+        return out
+
+
+@torch.no_grad()
+def generate_rows(model, rows_features: list[dict[str, Any]], context_groups: int = 1,
+                  sampling: Optional[Sampling] = None) -> list[list[GroupPrediction]]:
+    """`generate_groups` of each row, as one batch: step k feeds every row up to its k-th generated vector (the
+    rows' segments padded to the longest), then predicts that vector of each row from its last hidden state, with
+    the row's own generator."""
+    count = sampling.num_samples if sampling else 1
+    rows = [_Generation(model, features, context_groups, count, sampling) for features in rows_features]
+    active = [row for row in rows if row.events]
+    stream = _Stream(model)
+    for step in range(max((len(row.events) for row in active), default=0)):
+        first = stream.last_hidden is None  # the shared context once per row, then one copy per trajectory
+        stream.feed(*_padded_segments([row.segment(step, 1 if first else count) for row in active]))
+        if first:
+            stream.repeat(count)
+        hidden = stream.last_hidden.view(len(active), count, -1)  # [rows, S, h]
+        for row, row_hidden in zip(active, hidden):
+            if step >= len(row.events):
+                continue
+            i, position = row.events[step]
+            name, d = row.row.stream_names[i], row.row.dims[i]
+            previous = row.vectors[:, row.before[i], :d] if row.before[i] >= 0 else None
+            row.vectors[:, i, :d] = _next_vectors(model, row_hidden, previous, sampling, row.generator, name, d)
+            row.inputs[:, position] = model.project(row.vectors[:, i, :d], stream=name).to(row.inputs.dtype)
+            row.fed = position
+    return [row.results(sampling, model.config.multi_stream) for row in rows]
 
 
 def emission_order(streams: list[str], pattern: Optional[list[str]] = None) -> Iterator[str]:
