@@ -81,9 +81,12 @@ class _Row:
         self.is_target = list(features["embedding_is_target"])
         self.stream_names = stream_sequence(features)
         self.streams = model.stream_names(self.stream_names).to(device)
-        dims = model.config.stream_dims
+        dims, multi_stream = model.config.stream_dims, model.config.multi_stream  # (config reads are slow)
         single = next(iter(dims.values()))
-        self.dims = [dims.get(name, single) if model.config.multi_stream else single for name in self.stream_names]
+        self.dims = [dims.get(name, single) if multi_stream else single for name in self.stream_names]
+        self.group_indices: dict[int, list[int]] = {}  # group -> indices of its vectors
+        for i, group in enumerate(self.groups):
+            self.group_indices.setdefault(group, []).append(i)
 
     def stream_of_group(self, group: int) -> str:
         return self.stream_names[self.groups.index(group)]
@@ -92,15 +95,16 @@ class _Row:
         """For each vector, the index of the vector before it in its stream (-1 for none)."""
         last: dict[str, int] = {}
         out = []
+        multi_stream = self.model.config.multi_stream
         for i, name in enumerate(self.stream_names):
-            key = name if self.model.config.multi_stream else ""
+            key = name if multi_stream else ""
             out.append(last.get(key, -1))
             last[key] = i
         return out
 
     def group_prediction(self, group: int, predicted: torch.Tensor, horizon: Optional[int] = None,
                          samples: Optional[torch.Tensor] = None):
-        indices = [i for i, g in enumerate(self.groups) if g == group]
+        indices = self.group_indices[group]
         d = self.dims[indices[0]]
         return GroupPrediction(
             group=group,
@@ -170,24 +174,51 @@ def teacher_forced_rows(model, rows_features: list[dict[str, Any]],
     attention = None if len(rows) == 1 else _mask(lengths, ids.shape[1])
     hidden = model.hidden_states(model.embed(ids, vectors, slots, embedding_streams=streams), attention)  # [b, t, h]
     previous, has_previous = model.previous_in_streams(vectors, slots, streams)
+    means = _target_means(model, rows, hidden, slots, previous, has_previous)
     start = 0
     for b, (i, row) in enumerate(zip(chosen, rows)):
         end = start + len(row.groups)
-        out[i] = _teacher_forced_groups(model, row, hidden[b], previous[start:end], has_previous[start:end], sampling)
+        out[i] = _teacher_forced_groups(model, row, hidden[b], previous[start:end], has_previous[start:end], sampling,
+                                        None if means is None else means[start:end])
         start = end
     return out
 
 
+def _target_means(model, rows: list["_Row"], hidden: torch.Tensor, slots: torch.Tensor, previous: torch.Tensor,
+                  has_previous: torch.Tensor) -> Optional[torch.Tensor]:
+    """The head's mean at every target vector of the batch `[v, W]` (data units; zeros elsewhere), one head call per
+    stream; None when a head's mean is not row by row (a diffusion head averages draws whose noise depends on how
+    many vectors it is given: it runs group by group, as alone)."""
+    names = [name for row in rows for name in row.stream_names]
+    targets = [t for row in rows for t in row.is_target]
+    dims = [d for row in rows for d in row.dims]
+    means = previous.new_zeros(previous.shape, dtype=torch.float32)
+    for name in dict.fromkeys(n for n, t in zip(names, targets) if t):
+        if not model.stream_part("prediction_head", name).mean_is_cheap:
+            return None
+        index = torch.tensor([i for i, (n, t) in enumerate(zip(names, targets)) if t and n == name],
+                             device=slots.device)
+        d = dims[index[0]]
+        before = hidden[slots[index, 0], slots[index, 1] - 1]
+        means[index, :d] = model.vectors_from_hidden(before, previous[index, :d], has_previous[index], name)[1]
+    return means
+
+
 def _teacher_forced_groups(model, row: "_Row", hidden: torch.Tensor, previous: torch.Tensor,
-                           has_previous: torch.Tensor, sampling: Optional[Sampling]) -> list[GroupPrediction]:
-    """The head on the hidden states `[t, h]` of one row, group by group."""
+                           has_previous: torch.Tensor, sampling: Optional[Sampling],
+                           means: Optional[torch.Tensor] = None) -> list[GroupPrediction]:
+    """The head on the hidden states `[t, h]` of one row, group by group (`means` `[v, W]`: the head's means at the
+    row's targets, when computed for the whole batch)."""
     generator = sampling.generator(hidden.device) if sampling else None
     results = []
     for group in sorted({g for g, t in zip(row.groups, row.is_target) if t}):
-        indices = [i for i, (g, t) in enumerate(zip(row.groups, row.is_target)) if g == group and t]
+        indices = [i for i in row.group_indices[group] if row.is_target[i]]
         stream, d = row.stream_names[indices[0]], row.dims[indices[0]]
-        before = hidden[row.positions[indices] - 1]
-        predicted = model.vectors_from_hidden(before, previous[indices][:, :d], has_previous[indices], stream)[1]
+        before = hidden[row.positions[indices] - 1] if means is None or sampling else None
+        if means is None:
+            predicted = model.vectors_from_hidden(before, previous[indices][:, :d], has_previous[indices], stream)[1]
+        else:
+            predicted = means[indices, :d]
         samples = None if sampling is None else model.sample_vectors(
             before, previous[indices][:, :d], has_previous[indices], sampling.num_samples, sampling.temperature,
             generator, stream)
