@@ -154,3 +154,16 @@ def test_rows_of_two_streams_in_one_batch_predict_what_each_predicts_alone(train
             assert {g.stream for g in row_alone} <= {"s"} and row_alone
             for b, a in zip(row_batched, row_alone):
                 np.testing.assert_allclose(b.predicted, a.predicted, rtol=1e-5, atol=1e-5)
+
+
+def test_rollouts_of_several_rows_under_given_actions_equal_each_alone(trained):
+    tmp, model, rows = trained
+    torques = np.linspace(-1, 1, 9, dtype=np.float32).reshape(3, 3)
+    keys = {"steps": 3, "dataset_dir": str(tmp / "data"), "conditions": {"a": torques}}
+    short = {"messages": [{"role": "user", "content": "<s1><a1><s2>"}, {"role": "assistant", "content": "ok"}],
+             "embeddings": {key: rows[0]["embeddings"][key] for key in ("s1", "a1", "s2")}}
+    batch = [rows[1], short, rows[2]]  # 9 and 3 groups: each continues a (given) s a s a s
+    together = model.rollout(batch, **keys)
+    assert [r.shape for r in together] == [(3, 2)] * 3
+    for row, batched in zip(batch, together):
+        np.testing.assert_allclose(batched, model.rollout(row, **keys), rtol=1e-5, atol=1e-5)

@@ -10,6 +10,7 @@ from conftest import train_args, write_dynamics_dataset
 from wmfactory import WorldModel
 from wmfactory.model.generation import (
     Sampling,
+    continue_rows,
     continue_stream,
     generate_groups,
     generate_rows,
@@ -170,3 +171,23 @@ def test_sampled_draws_do_not_depend_on_the_batch(trained):
     assert_same_predictions(generated, [generate_groups(mixture, f, 1, sampling) for f in features])
     again = generate_rows(mixture, features[::-1][:3], 1, sampling)  # another batch: the same draws per row
     assert_same_predictions(again, [generated[i] for i in (7, 6, 5)])
+
+
+def test_rollouts_of_several_rows_in_one_batch_equal_each_alone(trained):
+    """`rollout` of a list of rows of different lengths: one batch, each row's continuation as alone; with a mixture
+    head the sampled trajectories too (each row draws with its own seeded generator)."""
+    from conftest import tiny_world_model
+
+    model, rows, data_dir = trained
+    together = model.rollout(rows[:5], steps=6, dataset_dir=data_dir)
+    assert len(together) == 5
+    for row, batched in zip(rows[:5], together):
+        np.testing.assert_allclose(batched, model.rollout(row, steps=6, dataset_dir=data_dir), rtol=1e-5, atol=1e-5)
+    torch.manual_seed(0)
+    mixture = tiny_world_model(prediction_head_type="mixture", mixture_components=3).eval()
+    features = [model.encode_row(row, data_dir) for row in rows[:5]]
+    sampling = Sampling(num_samples=3, seed=1)
+    batched = continue_rows(mixture, features, 4, sampling)
+    assert batched[0].shape == (3, 4, 4) and batched[0].std(axis=0).min() > 1e-3
+    for f, trajectories in zip(features, batched):
+        np.testing.assert_allclose(trajectories, continue_stream(mixture, f, 4, sampling), rtol=1e-5, atol=1e-5)

@@ -395,50 +395,98 @@ def continue_stream(model, features: dict[str, Any], steps: int, sampling: Optio
     its own draws. With condition streams, the streams follow `emission_order`, and a vector of a condition stream
     is the next row of `conditions[stream]` `[k, d]` (given, never predicted). When several predicted streams are
     generated, a dict `{stream: [steps_s, d_s]}`."""
-    row = _Row(model, features)
-    cfg = model.config
-    count = sampling.num_samples if sampling else 1
-    generator = sampling.generator(row.input_ids.device) if sampling else None
-    embeds = model.embed(row.input_ids[None], row.vectors, row.slots, embedding_streams=row.streams)  # [1, t, h]
-    stream = _Stream(model)
-    stream.feed(embeds)
-    stream.repeat(count)
-    dims = cfg.stream_dims
-    group_streams = [row.stream_of_group(g) for g in sorted(set(row.groups))]
-    if not cfg.multi_stream:
-        group_streams, pattern = [next(iter(dims))] * len(group_streams), None
-    order = emission_order(group_streams, pattern)
-    last = {}  # the last vector of each stream, [S, d]
-    for i, name in enumerate(row.stream_names):
-        last[name if cfg.multi_stream else group_streams[0]] = row.vectors[i, : row.dims[i]][None].repeat(count, 1)
-    used = {name: 0 for name in conditions or {}}
-    out: dict[str, list[torch.Tensor]] = {}
-    generated = 0
-    for _ in range(steps * (len(dims) + 1) + len(dims)):  # bounded: a pattern without a predicted stream ends
-        if generated == steps:
-            break
-        name = next(order)
-        if cfg.is_condition(name):
-            given = (conditions or {}).get(name)
-            if given is None or used[name] >= len(given):
+    return continue_rows(model, [features], steps, sampling, conditions, pattern)[0]
+
+
+class _Continuation:
+    """One row being continued after its end: the streams to emit in turn, the last vector of each stream `[S, d]`,
+    the condition vectors used so far and the vectors generated."""
+
+    def __init__(self, model, features: dict[str, Any], steps: int, sampling: Optional[Sampling],
+                 conditions: Optional[dict[str, torch.Tensor]], pattern: Optional[list[str]]):
+        row = self.row = _Row(model, features)
+        cfg = self.config = model.config
+        self.model, self.steps, self.sampling, self.conditions = model, steps, sampling, conditions or {}
+        self.count = sampling.num_samples if sampling else 1
+        self.generator = sampling.generator(row.input_ids.device) if sampling else None
+        self.dims = cfg.stream_dims
+        group_streams = [row.stream_of_group(g) for g in sorted(set(row.groups))]
+        if not cfg.multi_stream:
+            group_streams, pattern = [next(iter(self.dims))] * len(group_streams), None
+        self.pattern = pattern or group_streams
+        self.order = emission_order(group_streams, pattern)
+        self.last = {}  # the last vector of each stream, [S, d]
+        for i, name in enumerate(row.stream_names):
+            key = name if cfg.multi_stream else group_streams[0]
+            self.last[key] = row.vectors[i, : row.dims[i]][None].repeat(self.count, 1)
+        self.used = {name: 0 for name in self.conditions}
+        self.out: dict[str, list[torch.Tensor]] = {}
+        self.generated = 0
+        self.turns_left = steps * (len(self.dims) + 1) + len(self.dims)  # bounded: a pattern without a predicted one
+
+    @property
+    def done(self) -> bool:
+        return self.generated == self.steps
+
+    def next_vector(self, hidden: torch.Tensor) -> tuple[str, torch.Tensor]:
+        """The next vector `[S, d]` after the hidden states `[S, h]` of the row's trajectories, and its stream."""
+        if self.turns_left == 0:
+            raise DataError(f"the rollout pattern {self.pattern} holds no predicted stream.")
+        self.turns_left -= 1
+        name = next(self.order)
+        if self.config.is_condition(name):
+            given = self.conditions.get(name)
+            if given is None or self.used[name] >= len(given):
                 have = 0 if given is None else len(given)
                 raise DataError(f"the rollout needs condition vectors of stream '{name}' beyond the {have} given "
-                                f"(pass `conditions={{'{name}': array [k, {dims[name]}]}}` with enough rows for "
-                                f"{steps} steps).")
-            vector = given[used[name]][None].repeat(count, 1).to(row.vectors.device)
-            used[name] += 1
+                                f"(pass `conditions={{'{name}': array [k, {self.dims[name]}]}}` with enough rows for "
+                                f"{self.steps} steps).")
+            vector = given[self.used[name]][None].repeat(self.count, 1).to(self.row.vectors.device)
+            self.used[name] += 1
         else:
-            vector = _next_vectors(model, stream.last_hidden, last.get(name), sampling, generator, name, dims[name])
-            out.setdefault(name, []).append(vector)
-            generated += 1
-        last[name] = vector
-        stream.feed(model.project(vector, stream=name)[:, None].to(embeds.dtype))
-    if generated < steps:
-        raise DataError(f"the rollout pattern {pattern or group_streams} holds no predicted stream.")
-    trajectories = {name: torch.stack(v, dim=1).float().cpu().numpy() for name, v in out.items()}  # [S, n, d]
-    if not sampling:
-        trajectories = {name: t[0] for name, t in trajectories.items()}
-    return next(iter(trajectories.values())) if len(trajectories) == 1 else trajectories
+            vector = _next_vectors(self.model, hidden, self.last.get(name), self.sampling, self.generator, name,
+                                   self.dims[name])
+            self.out.setdefault(name, []).append(vector)
+            self.generated += 1
+        self.last[name] = vector
+        return name, vector
+
+    def result(self) -> np.ndarray | dict[str, np.ndarray]:
+        trajectories = {name: torch.stack(v, dim=1).float().cpu().numpy() for name, v in self.out.items()}  # [S, n, d]
+        if not self.sampling:
+            trajectories = {name: t[0] for name, t in trajectories.items()}
+        return next(iter(trajectories.values())) if len(trajectories) == 1 else trajectories
+
+
+@torch.no_grad()
+def continue_rows(model, rows_features: list[dict[str, Any]], steps: int, sampling: Optional[Sampling] = None,
+                  conditions: Optional[dict[str, torch.Tensor]] = None,
+                  pattern: Optional[list[str]] = None) -> list[np.ndarray | dict[str, np.ndarray]]:
+    """`continue_stream` of each row, as one batch: the rows right-padded in one first pass, then one position per
+    row and step (a row that is done feeds nothing). `conditions` and `pattern` apply to every row."""
+    rows = [_Continuation(model, features, steps, sampling, conditions, pattern) for features in rows_features]
+    ids, lengths = _right_padded([row.row.input_ids for row in rows])
+    slots = torch.cat([torch.stack([torch.full_like(row.row.positions, b), row.row.positions], dim=1)
+                       for b, row in enumerate(rows)])
+    vectors = torch.cat([row.row.vectors for row in rows])
+    streams = torch.cat([row.row.streams for row in rows])
+    embeds = model.embed(ids, vectors, slots, embedding_streams=streams)  # [b, t, h]
+    count = rows[0].count
+    stream = _Stream(model)
+    stream.feed(embeds, lengths)
+    stream.repeat(count)
+    while not all(row.done for row in rows):
+        hidden = stream.last_hidden.view(len(rows), count, -1)  # [rows, S, h]
+        segments = []
+        for row, row_hidden in zip(rows, hidden):
+            if row.done:
+                segments.append(embeds.new_zeros((count, 0, embeds.shape[-1])))
+                continue
+            name, vector = row.next_vector(row_hidden)
+            segments.append(model.project(vector, stream=name)[:, None].to(embeds.dtype))  # [S, 1, h]
+        if not all(row.done for row in rows):
+            stream.feed(*_padded_segments(segments))
+    return [row.result() for row in rows]
 
 
 def context_features(features: dict[str, Any], context_groups: int) -> dict[str, Any]:

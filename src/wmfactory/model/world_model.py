@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput
 from ..extras.errors import DataError
 from .config import WorldModelConfig
 from .files import damaged_weights
-from .generation import Sampling, context_features, continue_stream, teacher_forced
+from .generation import Sampling, context_features, continue_rows, teacher_forced
 from .heads import Frame, build_head, build_mlp, previous_in_streams
 from .loss import LossTerms, combine_losses, lm_label_mask
 from .loss import lm_label_index as lm_label_positions
@@ -444,10 +444,11 @@ class WorldModel(PreTrainedModel):
         return model
 
     # ---- inference on rows in the dataset format ----------------------------------
-    def rollout(self, row: Row, steps: int, dataset_dir: Optional[str] = None, context_groups: Optional[int] = None,
-                num_samples: Optional[int] = None, temperature: Optional[float] = None,
-                seed: Optional[int] = None, conditions: Optional[dict[str, Any]] = None,
-                pattern: Optional[list[str]] = None) -> np.ndarray | dict[str, np.ndarray]:
+    def rollout(self, row: Row | list[Row], steps: int, dataset_dir: Optional[str] = None,
+                context_groups: Optional[int] = None, num_samples: Optional[int] = None,
+                temperature: Optional[float] = None, seed: Optional[int] = None,
+                conditions: Optional[dict[str, Any]] = None,
+                pattern: Optional[list[str]] = None) -> np.ndarray | dict[str, np.ndarray] | list:
         """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for
         `steps` vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`, the
         head's mean at each step; with `num_samples` S, `[S, steps, d]`: S trajectories, each feeding back its own
@@ -458,7 +459,10 @@ class WorldModel(PreTrainedModel):
         Condition streams (`condition_streams`, e.g. actions): `conditions={"a": array [k, d_a]}` gives their
         vectors, taken in turn wherever the stream pattern calls for one; the pattern is the row's own (s, a, s, a,
         ... continues a, s, a, s, ...) or `pattern` (e.g. `["a", "s"]`, repeated). `steps` counts the predicted
-        vectors; with several predicted streams the result is a dict `{stream: array}`."""
+        vectors; with several predicted streams the result is a dict `{stream: array}`.
+
+        A list of rows runs as one batch (right-padded, one KV cache) and gives a list, one result per row, each equal
+        to that row's rollout alone (the draws too: each row draws with its own generator seeded by `seed`)."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise DataError(f"`steps` must be a positive integer, got {steps!r}.")
         sampling = _sampling(num_samples, temperature, seed)
@@ -468,6 +472,13 @@ class WorldModel(PreTrainedModel):
             if not pattern or unknown or not self.config.multi_stream:
                 raise DataError(f"`pattern` {pattern!r}: name streams of this model ({list(self.config.stream_dims)}); "
                                 "a model of one stream has no pattern to choose.")
+        rows = row if isinstance(row, list) else [row]
+        batch = [self._rollout_features(one, steps, dataset_dir, context_groups) for one in rows]
+        results = continue_rows(self, batch, steps, sampling, given, pattern) if batch else []
+        return results if isinstance(row, list) else results[0]
+
+    def _rollout_features(self, row: Row, steps: int, dataset_dir: Optional[str],
+                          context_groups: Optional[int]) -> dict[str, Any]:
         features = self.encode_row(row, dataset_dir)
         if context_groups is not None:
             features = context_features(features, context_groups)
@@ -478,7 +489,7 @@ class WorldModel(PreTrainedModel):
         if limit and len(features["input_ids"]) + steps > limit:
             raise DataError(f"a rollout of {steps} vectors after this row ({len(features['input_ids'])} positions) "
                             f"needs {len(features['input_ids']) + steps} positions; the model has {limit}.")
-        return continue_stream(self, features, steps, sampling, given, pattern)
+        return features
 
     def _conditions(self, conditions: Optional[dict[str, Any]]) -> Optional[dict[str, torch.Tensor]]:
         """`{stream: array-like [k, d]}` checked against the model's condition streams -> float32 tensors."""
