@@ -14,7 +14,6 @@ import torch
 
 from ..extras.constants import IGNORE_INDEX
 from ..extras.errors import DataError
-from ..model.loss import lm_label_index
 
 COLLATED_COLUMNS = ["input_ids", "labels", "embedding_positions", "embedding_vectors", "embedding_is_target",
                     "embedding_streams"]
@@ -62,6 +61,21 @@ def _padded(column: pa.ChunkedArray, fill: int) -> tuple[np.ndarray, np.ndarray]
     return out, mask
 
 
+def lm_label_mask(labels: torch.Tensor) -> torch.Tensor:
+    """`[b, t]` labels -> `[b, t - 1]`: which hidden states (positions 0..t-2) carry an LM target (the next token's
+    label). The one definition the collator, the loss and the trainer's token count share."""
+    return labels[:, 1:] != IGNORE_INDEX
+
+
+def lm_label_index(labels: torch.Tensor) -> torch.Tensor:
+    """`[b, t]` labels -> `[n]` long: the flat positions (row * t + p, in `[b * t]`) of the hidden states that carry
+    an LM target, in row-major order; the target of position i is `labels.flatten()[i + 1]`. The collator computes
+    it once per batch, so that the forward pass gathers with it instead of indexing with a mask (whose result has a
+    shape that depends on the data, which `torch.compile` cannot trace)."""
+    rows, columns = lm_label_mask(labels).nonzero(as_tuple=True)
+    return rows * labels.shape[1] + columns
+
+
 @dataclass
 class WorldModelDataCollator:
     """Right-pads the text and flattens the vectors of the whole batch.
@@ -75,7 +89,7 @@ class WorldModelDataCollator:
         embedding_streams: `[v]`, the index of each vector's stream in `streams`.
         embedding_target_index: `[v_target]`, the indices (into the vectors) of the targets, in order.
         lm_label_index: `[n]`, the flat positions (row * t + p) of the hidden states with an LM target
-            (`loss.lm_label_index`).
+            (`lm_label_index`).
     Both indices let the forward pass gather without boolean masks, so that it has no data-dependent shape.
     """
 

@@ -11,7 +11,6 @@ from typing import Callable, Optional
 
 import torch
 
-from ..extras.constants import IGNORE_INDEX
 from ..extras.registry import registrar
 
 # per-vector error `[v]` between predicted and target vectors `[v, d]`
@@ -48,21 +47,6 @@ def embedding_errors(predicted: torch.Tensor, target: torch.Tensor, loss_type: s
     if loss_type not in EMBEDDING_LOSSES:
         raise ValueError(f"Unknown world_model_loss_type '{loss_type}' (registered: {', '.join(EMBEDDING_LOSSES)}).")
     return EMBEDDING_LOSSES[loss_type](predicted, target)
-
-
-def lm_label_mask(labels: torch.Tensor) -> torch.Tensor:
-    """`[b, t]` labels -> `[b, t - 1]`: which hidden states (positions 0..t-2) carry an LM target (the next token's
-    label). The one definition the loss and the trainer's token count share."""
-    return labels[:, 1:] != IGNORE_INDEX
-
-
-def lm_label_index(labels: torch.Tensor) -> torch.Tensor:
-    """`[b, t]` labels -> `[n]` long: the flat positions (row * t + p, in `[b * t]`) of the hidden states that carry
-    an LM target, in row-major order; the target of position i is `labels.flatten()[i + 1]`. The collator computes
-    it once per batch, so that the forward pass gathers with it instead of indexing with a mask (whose result has a
-    shape that depends on the data, which `torch.compile` cannot trace)."""
-    rows, columns = lm_label_mask(labels).nonzero(as_tuple=True)
-    return rows * labels.shape[1] + columns
 
 
 @dataclass

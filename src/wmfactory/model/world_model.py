@@ -22,13 +22,14 @@ from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ..data.collator import lm_label_index as lm_label_positions
+from ..data.collator import lm_label_mask
 from ..extras.errors import DataError
 from .config import WorldModelConfig
 from .files import damaged_weights
 from .generation import Sampling, context_features, continue_rows, teacher_forced
 from .heads import Frame, build_head, build_mlp, previous_in_streams
-from .loss import LossTerms, combine_losses, lm_label_mask
-from .loss import lm_label_index as lm_label_positions
+from .loss import LossTerms, combine_losses
 from .statistics import EmbeddingStatistics
 
 Row = Union[dict[str, Any], tuple[str, int]]  # a row in the dataset format, or (dataset name, row index)
