@@ -65,23 +65,43 @@ def stream_sequence(features: dict[str, Any]) -> list[str]:
     return [stream_of(features["group_keys"][g]) for g in features["embedding_groups"]]
 
 
+@dataclass
+class _Layout:
+    """What every row of a batch reads from the model, read once (a config attribute costs microseconds)."""
+
+    device: torch.device
+    width: int  # the widest stream's dimension
+    dims: dict[str, int]
+    multi_stream: bool
+
+    @classmethod
+    def of(cls, model) -> "_Layout":
+        cfg = model.config
+        return cls(model.language_model.device, cfg.embedding_dim, cfg.stream_dims, cfg.multi_stream)
+
+
 class _Row:
     """Tensors of one row on the model's device: ids `[t]`, positions `[v]`, vectors `[v, W]` (zero-padded to the
     widest stream), groups `[v]`, streams `[v]` (names, and indices into the model's streams)."""
 
-    def __init__(self, model, features: dict[str, Any]):
-        device = model.language_model.device
+    def __init__(self, model, features: dict[str, Any], layout: Optional[_Layout] = None):
+        layout = layout or _Layout.of(model)
+        device = layout.device
         self.model = model
         self.features = features
         self.input_ids = torch.as_tensor(features["input_ids"], dtype=torch.long, device=device)
         self.positions = torch.as_tensor(features["embedding_positions"], dtype=torch.long, device=device)
-        self.slots = torch.stack([torch.zeros_like(self.positions), self.positions], dim=1)  # [v, 2] (row 0, position)
-        self.vectors = torch.as_tensor(vector_stream(features, model.config.embedding_dim), device=device)
+        self.vectors = torch.as_tensor(vector_stream(features, layout.width), device=device)
+        self._targets: Optional[np.ndarray] = None
         self.groups = list(features["embedding_groups"])
         self.is_target = list(features["embedding_is_target"])
         self.stream_names = stream_sequence(features)
-        self.streams = model.stream_names(self.stream_names).to(device)
-        dims, multi_stream = model.config.stream_dims, model.config.multi_stream  # (config reads are slow)
+        self.multi_stream = multi_stream = layout.multi_stream
+        if multi_stream:
+            self.streams = model.stream_names(self.stream_names).to(device)
+        else:
+            self.streams = torch.zeros(len(self.stream_names), dtype=torch.long, device=device)
+        dims = layout.dims
         single = next(iter(dims.values()))
         self.dims = [dims.get(name, single) if multi_stream else single for name in self.stream_names]
         self.group_indices: dict[int, list[int]] = {}  # group -> indices of its vectors
@@ -95,24 +115,25 @@ class _Row:
         """For each vector, the index of the vector before it in its stream (-1 for none)."""
         last: dict[str, int] = {}
         out = []
-        multi_stream = self.model.config.multi_stream
         for i, name in enumerate(self.stream_names):
-            key = name if multi_stream else ""
+            key = name if self.multi_stream else ""
             out.append(last.get(key, -1))
             last[key] = i
         return out
 
-    def group_prediction(self, group: int, predicted: torch.Tensor, horizon: Optional[int] = None,
+    def group_prediction(self, group: int, predicted: torch.Tensor | np.ndarray, horizon: Optional[int] = None,
                          samples: Optional[torch.Tensor] = None):
         indices = self.group_indices[group]
         d = self.dims[indices[0]]
+        if self._targets is None:  # the row's vectors as an array, once
+            self._targets = self.vectors.float().cpu().numpy()
         return GroupPrediction(
             group=group,
             key=self.features["group_keys"][group],
             occurrence=self.features["group_occurrences"][group],
             vector_indices=indices,
-            predicted=predicted.float().cpu().numpy(),
-            target=self.vectors[indices][:, :d].float().cpu().numpy(),
+            predicted=predicted if isinstance(predicted, np.ndarray) else predicted.float().cpu().numpy(),
+            target=self._targets[indices, :d],
             horizon=horizon,
             samples=None if samples is None else samples.float().cpu().numpy(),
             stream=self.stream_names[indices[0]],
@@ -166,7 +187,8 @@ def teacher_forced_rows(model, rows_features: list[dict[str, Any]],
     chosen = [i for i, features in enumerate(rows_features) if features["embedding_groups"]]  # text-only: nothing
     if not chosen:
         return out
-    rows = [_Row(model, rows_features[i]) for i in chosen]
+    layout = _Layout.of(model)
+    rows = [_Row(model, rows_features[i], layout) for i in chosen]
     ids, lengths = _right_padded([row.input_ids for row in rows])  # [b, t], [b]
     slots = torch.cat([torch.stack([torch.full_like(row.positions, b), row.positions], dim=1)
                        for b, row in enumerate(rows)])  # [v, 2] (row in the batch, position)
@@ -175,6 +197,7 @@ def teacher_forced_rows(model, rows_features: list[dict[str, Any]],
     hidden = model.hidden_states(model.embed(ids, vectors, slots, embedding_streams=streams), attention)  # [b, t, h]
     previous, has_previous = model.previous_in_streams(vectors, slots, streams)
     means = _target_means(model, rows, hidden, slots, previous, has_previous)
+    means = None if means is None else means.cpu().numpy()
     start = 0
     for b, (i, row) in enumerate(zip(chosen, rows)):
         end = start + len(row.groups)
@@ -206,7 +229,7 @@ def _target_means(model, rows: list["_Row"], hidden: torch.Tensor, slots: torch.
 
 def _teacher_forced_groups(model, row: "_Row", hidden: torch.Tensor, previous: torch.Tensor,
                            has_previous: torch.Tensor, sampling: Optional[Sampling],
-                           means: Optional[torch.Tensor] = None) -> list[GroupPrediction]:
+                           means: Optional[np.ndarray] = None) -> list[GroupPrediction]:
     """The head on the hidden states `[t, h]` of one row, group by group (`means` `[v, W]`: the head's means at the
     row's targets, when computed for the whole batch)."""
     generator = sampling.generator(hidden.device) if sampling else None
@@ -307,12 +330,12 @@ class _Generation:
     to generate as (index, position) in reading order, and how far the decoder has read it."""
 
     def __init__(self, model, features: dict[str, Any], context_groups: int, count: int,
-                 sampling: Optional[Sampling]):
-        row = self.row = _Row(model, features)
+                 sampling: Optional[Sampling], layout: Optional[_Layout] = None):
+        row = self.row = _Row(model, features, layout)
         self.generator = sampling.generator(row.input_ids.device) if sampling else None
         inputs = model.get_input_embeddings()(row.input_ids).clone()  # [t, h]
-        self.given = [g < context_groups or model.config.is_condition(name)
-                      for g, name in zip(row.groups, row.stream_names)]
+        condition = {name: model.config.is_condition(name) for name in set(row.stream_names)}
+        self.given = [g < context_groups or condition[name] for g, name in zip(row.groups, row.stream_names)]
         self.before = row.previous_index()
         self.events = [(i, position) for i, position in enumerate(row.positions.tolist()) if not self.given[i]]
         for i, position in enumerate(row.positions.tolist()):
@@ -350,7 +373,8 @@ def generate_rows(model, rows_features: list[dict[str, Any]], context_groups: in
     rows' segments padded to the longest), then predicts that vector of each row from its last hidden state, with
     the row's own generator."""
     count = sampling.num_samples if sampling else 1
-    rows = [_Generation(model, features, context_groups, count, sampling) for features in rows_features]
+    layout = _Layout.of(model)
+    rows = [_Generation(model, features, context_groups, count, sampling, layout) for features in rows_features]
     active = [row for row in rows if row.events]
     stream = _Stream(model)
     for step in range(max((len(row.events) for row in active), default=0)):
@@ -403,8 +427,9 @@ class _Continuation:
     the condition vectors used so far and the vectors generated."""
 
     def __init__(self, model, features: dict[str, Any], steps: int, sampling: Optional[Sampling],
-                 conditions: Optional[dict[str, torch.Tensor]], pattern: Optional[list[str]]):
-        row = self.row = _Row(model, features)
+                 conditions: Optional[dict[str, torch.Tensor]], pattern: Optional[list[str]],
+                 layout: Optional[_Layout] = None):
+        row = self.row = _Row(model, features, layout)
         cfg = self.config = model.config
         self.model, self.steps, self.sampling, self.conditions = model, steps, sampling, conditions or {}
         self.count = sampling.num_samples if sampling else 1
@@ -464,7 +489,8 @@ def continue_rows(model, rows_features: list[dict[str, Any]], steps: int, sampli
                   pattern: Optional[list[str]] = None) -> list[np.ndarray | dict[str, np.ndarray]]:
     """`continue_stream` of each row, as one batch: the rows right-padded in one first pass, then one position per
     row and step (a row that is done feeds nothing). `conditions` and `pattern` apply to every row."""
-    rows = [_Continuation(model, features, steps, sampling, conditions, pattern) for features in rows_features]
+    layout = _Layout.of(model)
+    rows = [_Continuation(model, features, steps, sampling, conditions, pattern, layout) for features in rows_features]
     ids, lengths = _right_padded([row.row.input_ids for row in rows])
     slots = torch.cat([torch.stack([torch.full_like(row.row.positions, b), row.row.positions], dim=1)
                        for b, row in enumerate(rows)])
