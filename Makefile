@@ -35,6 +35,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/training_throughput.py | tee saves/benchmarks/training_throughput.txt
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/cpu_threads.py | tee saves/benchmarks/cpu_threads.txt
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) benchmarks/encode_throughput.py | tee saves/benchmarks/encode_throughput.txt
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) benchmarks/batched_inference.py | tee saves/benchmarks/batched_inference.txt
 
 clean:
 	rm -rf saves .pytest_cache

@@ -136,3 +136,31 @@ def test_eval_over_two_datasets_gives_each_and_the_geometric_mean(trained, capsy
     assert mean["datasets"] == ["dynamics", "other"] and mean["model"] == pytest.approx(np.sqrt(np.prod(ratios)))
     text = capsys.readouterr().out
     assert "per dataset: MSE / persistence MSE" in text and "geometric mean" in text
+
+
+def test_predict_and_eval_give_the_same_in_batches_as_row_by_row(trained):
+    """`per_device_eval_batch_size` rows at a time (rows of 2 to 6 groups, so different lengths): the same files and
+    scores as one row at a time, sampled draws included (each row draws with its own generator)."""
+    tmp, _, _ = trained
+    write_dynamics_dataset(tmp / "data", name="varied", rows=7, steps=6, varied=True, seed=9)
+    keys = {"model_name_or_path": str(tmp / "out"), "dataset": "varied", "dataset_dir": str(tmp / "data"),
+            "num_samples": 3, "seed": 0}
+    for mode in ("teacher_forced", "rollout"):
+        records = {}
+        for size in (1, 4):
+            path = run_predict({**keys, "output_dir": str(tmp / f"batch{size}_{mode}"), "predict_mode": mode,
+                                "context_groups": 2, "per_device_eval_batch_size": size})
+            records[size] = list(read_predictions(path))
+        assert len(records[1]) == len(records[4]) > 7
+        for alone, batched in zip(records[1], records[4]):
+            assert (alone["row"], alone["key"], alone["horizon"]) == (batched["row"], batched["key"], batched["horizon"])
+            for name in ("predicted", "target", "samples"):
+                np.testing.assert_allclose(batched[name], alone[name], rtol=1e-5, atol=1e-5)
+    reports = [run_eval({**keys, "output_dir": str(tmp / f"eval{size}"), "per_device_eval_batch_size": size})
+               for size in (1, 4)]
+    for block in ("teacher_forced", "1", "2"):
+        alone, batched = [r["teacher_forced"] if block == "teacher_forced" else r["rollout"]["horizons"][block]
+                          for r in reports]
+        assert alone["vectors"] == batched["vectors"] > 0
+        for metric in ("mse", "mae", "crps"):
+            assert batched["model"][metric] == pytest.approx(alone["model"][metric], rel=1e-5, abs=1e-7)

@@ -137,3 +137,33 @@ def test_eval_scores_the_state_stream_with_baselines_inside_it(trained, capsys):
     path = run_predict({**keys, "output_dir": str(tmp / "pred"), "predict_mode": "rollout"})
     lines = list(read_predictions(path))
     assert {line["key"][0] for line in lines} == {"s"} and lines[0]["predicted"].shape == (1, 2)
+
+
+def test_rows_of_two_streams_in_one_batch_predict_what_each_predicts_alone(trained):
+    from wmfactory.model.generation import generate_rows, teacher_forced, teacher_forced_rows
+
+    tmp, model, rows = trained
+    features = [model.encode_row(row, str(tmp / "data")) for row in rows[:5]]
+    features[1] = context_features(features[1], 5)  # a shorter row: s1 a1 s2 a2 s3
+    pairs = [(teacher_forced_rows(model, features), [teacher_forced(model, f) for f in features])]
+    for context in (1, 4):
+        pairs.append((generate_rows(model, features, context), [generate_groups(model, f, context) for f in features]))
+    for batched, alone in pairs:
+        for row_batched, row_alone in zip(batched, alone):
+            assert [(g.key, g.horizon) for g in row_batched] == [(g.key, g.horizon) for g in row_alone]
+            assert {g.stream for g in row_alone} <= {"s"} and row_alone
+            for b, a in zip(row_batched, row_alone):
+                np.testing.assert_allclose(b.predicted, a.predicted, rtol=1e-5, atol=1e-5)
+
+
+def test_rollouts_of_several_rows_under_given_actions_equal_each_alone(trained):
+    tmp, model, rows = trained
+    torques = np.linspace(-1, 1, 9, dtype=np.float32).reshape(3, 3)
+    keys = {"steps": 3, "dataset_dir": str(tmp / "data"), "conditions": {"a": torques}}
+    short = {"messages": [{"role": "user", "content": "<s1><a1><s2>"}, {"role": "assistant", "content": "ok"}],
+             "embeddings": {key: rows[0]["embeddings"][key] for key in ("s1", "a1", "s2")}}
+    batch = [rows[1], short, rows[2]]  # 9 and 3 groups: each continues a (given) s a s a s
+    together = model.rollout(batch, **keys)
+    assert [r.shape for r in together] == [(3, 2)] * 3
+    for row, batched in zip(batch, together):
+        np.testing.assert_allclose(batched, model.rollout(row, **keys), rtol=1e-5, atol=1e-5)

@@ -8,7 +8,15 @@ import torch
 from conftest import train_args, write_dynamics_dataset
 
 from wmfactory import WorldModel
-from wmfactory.model.generation import continue_stream, generate_groups, teacher_forced
+from wmfactory.model.generation import (
+    Sampling,
+    continue_rows,
+    continue_stream,
+    generate_groups,
+    generate_rows,
+    teacher_forced,
+    teacher_forced_rows,
+)
 from wmfactory.train.tuner import run_exp
 
 
@@ -118,3 +126,68 @@ def test_sampled_rollouts_of_a_deterministic_head_are_its_mean_rollout(trained):
         np.testing.assert_allclose(group.samples[1], group.predicted, rtol=1e-6, atol=1e-7)
     with pytest.raises(Exception, match="`num_samples` must be a positive integer"):
         model.rollout(rows[1], steps=2, dataset_dir=data_dir, num_samples=0)
+
+
+def assert_same_predictions(batched, alone, tolerance=1e-5):
+    assert len(batched) == len(alone)
+    for row_batched, row_alone in zip(batched, alone):
+        assert [(g.key, g.occurrence, g.horizon) for g in row_batched] == [
+            (g.key, g.occurrence, g.horizon) for g in row_alone]
+        for b, a in zip(row_batched, row_alone):
+            np.testing.assert_allclose(b.predicted, a.predicted, rtol=tolerance, atol=tolerance)
+            np.testing.assert_array_equal(b.target, a.target)
+            if a.samples is not None:
+                np.testing.assert_allclose(b.samples, a.samples, rtol=tolerance, atol=tolerance)
+
+
+def test_rows_in_one_batch_predict_what_each_row_predicts_alone(trained):
+    """Rows of different lengths, right-padded into one batch, with generated vectors at different positions of
+    each row (and rows with nothing to generate): the same predictions as row by row."""
+    model, rows, data_dir = trained
+    features = [model.encode_row(row, data_dir) for row in rows]
+    assert len({len(f["input_ids"]) for f in features}) > 3  # lengths differ
+    assert_same_predictions(teacher_forced_rows(model, features), [teacher_forced(model, f) for f in features])
+    for context in (1, 3):
+        batched = generate_rows(model, features, context)
+        assert_same_predictions(batched, [generate_groups(model, f, context) for f in features])
+        assert any(groups == [] for groups in batched) == (context == 3)  # short rows: everything given
+        assert sum(len(groups) for groups in batched) > 0
+
+
+def test_sampled_draws_do_not_depend_on_the_batch(trained):
+    """A mixture head, whose draws spread: each row draws with its own generator seeded by `seed`, so a row's
+    samples are the same alone and in a batch (teacher-forced and generated)."""
+    from conftest import tiny_world_model
+
+    model, rows, data_dir = trained
+    torch.manual_seed(0)
+    mixture = tiny_world_model(prediction_head_type="mixture", mixture_components=3).eval()
+    features = [model.encode_row(row, data_dir) for row in rows]
+    sampling = Sampling(num_samples=4, seed=3)
+    forced = teacher_forced_rows(mixture, features, sampling)
+    assert_same_predictions(forced, [teacher_forced(mixture, f, sampling) for f in features])
+    assert forced[0][0].samples.std(axis=0).min() > 1e-3  # the draws spread: the comparison means something
+    generated = generate_rows(mixture, features, 1, sampling)
+    assert_same_predictions(generated, [generate_groups(mixture, f, 1, sampling) for f in features])
+    again = generate_rows(mixture, features[::-1][:3], 1, sampling)  # another batch: the same draws per row
+    assert_same_predictions(again, [generated[i] for i in (7, 6, 5)])
+
+
+def test_rollouts_of_several_rows_in_one_batch_equal_each_alone(trained):
+    """`rollout` of a list of rows of different lengths: one batch, each row's continuation as alone; with a mixture
+    head the sampled trajectories too (each row draws with its own seeded generator)."""
+    from conftest import tiny_world_model
+
+    model, rows, data_dir = trained
+    together = model.rollout(rows[:5], steps=6, dataset_dir=data_dir)
+    assert len(together) == 5
+    for row, batched in zip(rows[:5], together):
+        np.testing.assert_allclose(batched, model.rollout(row, steps=6, dataset_dir=data_dir), rtol=1e-5, atol=1e-5)
+    torch.manual_seed(0)
+    mixture = tiny_world_model(prediction_head_type="mixture", mixture_components=3).eval()
+    features = [model.encode_row(row, data_dir) for row in rows[:5]]
+    sampling = Sampling(num_samples=3, seed=1)
+    batched = continue_rows(mixture, features, 4, sampling)
+    assert batched[0].shape == (3, 4, 4) and batched[0].std(axis=0).min() > 1e-3
+    for f, trajectories in zip(features, batched):
+        np.testing.assert_allclose(trajectories, continue_stream(mixture, f, 4, sampling), rtol=1e-5, atol=1e-5)

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from ..hparams import get_predict_args
-from ..model.generation import generate_groups, teacher_forced
+from ..model.generation import generate_rows, row_batches, teacher_forced_rows
 from .common import load_model_and_rows, sampling_of
 
 logger = get_logger(__name__)
@@ -21,7 +21,8 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
     `predicted_embeddings/`: one `.safetensors` per group, whose tensor `embedding` `[n, d]` is the prediction (so
     the file is an embedding file a dataset can list), beside `target` `[n, d]` and, with `num_samples`, `samples`
     `[S, n, d]` (in rollouts `embedding` is then their mean; teacher-forced, the head's mean). Returns the path of
-    predictions.jsonl; `read_predictions` reads it back with the arrays."""
+    predictions.jsonl; `read_predictions` reads it back with the arrays. The rows run `per_device_eval_batch_size`
+    at a time, as one batch (`model.generation`)."""
     parsed = get_predict_args(args)
     model, dataset, output_dir = load_model_and_rows(parsed)
     mode, context_groups = parsed.inference.predict_mode, parsed.inference.context_groups
@@ -30,26 +31,35 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
     os.makedirs(embeddings_dir, exist_ok=True)
     path = os.path.join(output_dir, "predictions.jsonl")
     lines = 0
-    with open(path, "w", encoding="utf-8") as f:
-        for features in tqdm(dataset, desc=f"predict ({mode})", unit="row"):
+    batch_size = parsed.training.per_device_eval_batch_size
+    bar = tqdm(total=len(dataset), desc=f"predict ({mode})", unit="row")
+    with open(path, "w", encoding="utf-8") as f, bar:
+        for batch in row_batches(dataset, batch_size):
             if mode == "rollout":
-                groups = generate_groups(model, features, context_groups, sampling)
+                predictions = generate_rows(model, batch, context_groups, sampling)
             else:
-                groups = teacher_forced(model, features, sampling)
-            for group in groups:
-                name = f"{features['dataset_name']}_row{features['row_index']}_{group.key}_{group.occurrence}"
-                record = {"dataset": features["dataset_name"], "row": features["row_index"], "key": group.key,
-                          "occurrence": group.occurrence, "mode": mode, "horizon": group.horizon,
-                          "file": f"predicted_embeddings/{name}.safetensors", "shape": list(group.predicted.shape)}
-                if group.samples is not None:
-                    record["num_samples"] = len(group.samples)
-                f.write(json.dumps(record) + "\n")
-                _write_prediction(os.path.join(output_dir, record["file"]), group,
-                                  f"{mode} prediction of <{group.key}> #{group.occurrence}, row "
-                                  f"{features['row_index']} of {features['dataset_name']}")
-                lines += 1
+                predictions = teacher_forced_rows(model, batch, sampling)
+            for features, groups in zip(batch, predictions):
+                lines += _write_row(output_dir, f, features, groups, mode)
+            bar.update(len(batch))
     logger.info(f"Wrote {lines} predicted groups to {path} and {embeddings_dir}/")
     return path
+
+
+def _write_row(output_dir: str, f, features: dict[str, Any], groups: list, mode: str) -> int:
+    """One line in predictions.jsonl and one file per predicted group of a row; returns the number of groups."""
+    for group in groups:
+        name = f"{features['dataset_name']}_row{features['row_index']}_{group.key}_{group.occurrence}"
+        record = {"dataset": features["dataset_name"], "row": features["row_index"], "key": group.key,
+                  "occurrence": group.occurrence, "mode": mode, "horizon": group.horizon,
+                  "file": f"predicted_embeddings/{name}.safetensors", "shape": list(group.predicted.shape)}
+        if group.samples is not None:
+            record["num_samples"] = len(group.samples)
+        f.write(json.dumps(record) + "\n")
+        _write_prediction(os.path.join(output_dir, record["file"]), group,
+                          f"{mode} prediction of <{group.key}> #{group.occurrence}, row "
+                          f"{features['row_index']} of {features['dataset_name']}")
+    return len(groups)
 
 
 def _write_prediction(path: str, group, description: str) -> None:

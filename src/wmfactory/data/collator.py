@@ -61,6 +61,21 @@ def _padded(column: pa.ChunkedArray, fill: int) -> tuple[np.ndarray, np.ndarray]
     return out, mask
 
 
+def lm_label_mask(labels: torch.Tensor) -> torch.Tensor:
+    """`[b, t]` labels -> `[b, t - 1]`: which hidden states (positions 0..t-2) carry an LM target (the next token's
+    label). The one definition the collator, the loss and the trainer's token count share."""
+    return labels[:, 1:] != IGNORE_INDEX
+
+
+def lm_label_index(labels: torch.Tensor) -> torch.Tensor:
+    """`[b, t]` labels -> `[n]` long: the flat positions (row * t + p, in `[b * t]`) of the hidden states that carry
+    an LM target, in row-major order; the target of position i is `labels.flatten()[i + 1]`. The collator computes
+    it once per batch, so that the forward pass gathers with it instead of indexing with a mask (whose result has a
+    shape that depends on the data, which `torch.compile` cannot trace)."""
+    rows, columns = lm_label_mask(labels).nonzero(as_tuple=True)
+    return rows * labels.shape[1] + columns
+
+
 @dataclass
 class WorldModelDataCollator:
     """Right-pads the text and flattens the vectors of the whole batch.
@@ -72,6 +87,10 @@ class WorldModelDataCollator:
         embedding_positions: `[v, 2]`, (row, position) of each vector's slot.
         embedding_is_target: `[v]`, whether the head must predict the vector.
         embedding_streams: `[v]`, the index of each vector's stream in `streams`.
+        embedding_target_index: `[v_target]`, the indices (into the vectors) of the targets, in order.
+        lm_label_index: `[n]`, the flat positions (row * t + p) of the hidden states with an LM target
+            (`lm_label_index`).
+    Both indices let the forward pass gather without boolean masks, so that it has no data-dependent shape.
     """
 
     pad_token_id: int
@@ -90,16 +109,20 @@ class WorldModelDataCollator:
         rows = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
         _, vectors = _lists(table.column("embedding_vectors"))  # one list of d_i floats per vector
         _, targets = _lists(table.column("embedding_is_target"))
+        is_target = targets.to_numpy(zero_copy_only=False).astype(bool)
+        labels = torch.from_numpy(labels)
         return {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(attention_mask),
-            "labels": torch.from_numpy(labels),
+            "labels": labels,
             "embedding_vectors": torch.from_numpy(self._vectors(vectors)),
             "embedding_positions": torch.from_numpy(
                 np.stack([rows, slots.to_numpy(zero_copy_only=False).astype(np.int64)], axis=1).reshape(-1, 2)
             ),
-            "embedding_is_target": torch.from_numpy(targets.to_numpy(zero_copy_only=False).astype(bool)),
+            "embedding_is_target": torch.from_numpy(is_target),
             "embedding_streams": torch.from_numpy(self._streams(table)),
+            "embedding_target_index": torch.from_numpy(np.flatnonzero(is_target).astype(np.int64)),
+            "lm_label_index": lm_label_index(labels),
         }
 
     def _vectors(self, vectors: pa.Array) -> np.ndarray:

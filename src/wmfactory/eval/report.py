@@ -3,12 +3,19 @@
 import json
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..model.generation import Sampling, generate_groups, stream_sequence, teacher_forced, vector_stream
+from ..model.generation import (
+    Sampling,
+    generate_rows,
+    row_batches,
+    stream_sequence,
+    teacher_forced_rows,
+    vector_stream,
+)
 from .datasets import format_datasets, geometric_means
 from .metrics import (
     BASELINES,
@@ -106,14 +113,14 @@ class _RowStreams:
 
 
 def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1,
-                  sampling: Optional[Sampling] = None) -> dict[str, Any]:
+                  sampling: Optional[Sampling] = None, batch_size: int = 8) -> dict[str, Any]:
     """`rows`: preprocessed features (as the data pipeline writes them). Each predicted stream is scored on its own,
     and every baseline is computed inside the stream (persistence is the previous vector of the stream, the ridge
     and the training mean are the stream's). A vector is scored only where every baseline is defined
     (max(2, ridge_history) known vectors of its stream before it); the others are `excluded_vectors`. With
     `sampling`, the model's draws and the baselines' distributions are scored too (`distribution_metrics`).
     A model of several streams reports each predicted stream under `streams` (and, when only one stream is
-    predicted, its scores at the top level as well)."""
+    predicted, its scores at the top level as well). The model runs on `batch_size` rows at a time."""
     cfg = model.config
     streams = cfg.predicted_streams if cfg.multi_stream else [cfg.predicted_streams[0]]
     statistics = {name: model.stream_part("statistics", name) for name in streams}
@@ -132,9 +139,9 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
 
     forced = {name: _Pool() for name in streams}
     horizons: dict[str, dict[int, _Pool]] = {name: defaultdict(_Pool) for name in streams}
-    for number, features in enumerate(tqdm(rows, desc="eval", unit="row")):
+    for number, features, forced_groups, generated in _predictions(model, rows, context_groups, sampling, batch_size):
         row, dataset = _RowStreams.of(model, features), features["dataset_name"]
-        for group in teacher_forced(model, features, sampling):
+        for group in forced_groups:
             name = group.stream if cfg.multi_stream else streams[0]
             for j, (predicted, index) in enumerate(zip(group.predicted, group.vector_indices)):
                 k = row.local[index]
@@ -143,7 +150,6 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
                     continue
                 add(forced[name], number, name, row.vectors[name], k - 1, k, predicted,
                     None if group.samples is None else group.samples[:, j], dataset)
-        generated = generate_groups(model, features, context_groups, sampling) if context_groups > 0 else []
         origins = {}  # per stream, the last given vector before its first generated one
         for group in generated:
             name = group.stream if cfg.multi_stream else streams[0]
@@ -162,6 +168,22 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     if len(streams) == 1:
         report.update(reports[streams[0]])
     return report
+
+
+def _predictions(model, rows: Iterable[dict[str, Any]], context_groups: int, sampling: Optional[Sampling],
+                 batch_size: int) -> Iterator[tuple[int, dict[str, Any], list, list]]:
+    """(row number, features, teacher-forced groups, generated groups) of each row, the rows run in batches."""
+    total = len(rows) if hasattr(rows, "__len__") else None
+    number = 0
+    with tqdm(total=total, desc="eval", unit="row") as bar:
+        for batch in row_batches(rows, batch_size):
+            forced = teacher_forced_rows(model, batch, sampling)
+            generated = generate_rows(model, batch, context_groups, sampling) if context_groups > 0 else [
+                [] for _ in batch]
+            for features, forced_groups, generated_groups in zip(batch, forced, generated):
+                yield number, features, forced_groups, generated_groups
+                number += 1
+            bar.update(len(batch))
 
 
 def pools_report(forced: _Pool, horizons: dict[int, _Pool], context_groups: int) -> dict[str, Any]:

@@ -5,19 +5,24 @@
   predicted from the hidden state before it and fed back through the projector; the text between groups stays.
 - `continue_stream`: after the end of the row, `steps` more vectors, each fed back.
 
-Generation keeps the decoder's KV cache, so each new vector costs one position, not a pass over the whole row."""
+Generation keeps the decoder's KV cache, so each new vector costs one position, not a pass over the whole row.
+
+`teacher_forced_rows`, `generate_rows` and `continue_rows` run many rows as one batch (`predict` and `eval` use them
+with `per_device_eval_batch_size`): rows are right-padded, and the positions each row feeds are padded to the longest
+of the batch, with an attention mask over the whole KV cache and the row's own position ids, so that every row sees
+exactly what it sees alone. The head runs row by row, each row with its own random generator seeded by
+`Sampling.seed`: a row's draws do not depend on the batch it is in. The one-row functions are these on one row."""
 
 import inspect
 import itertools
 from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 import torch
 from transformers import DynamicCache
 
 from ..extras.errors import DataError
-
 
 
 @dataclass
@@ -60,25 +65,48 @@ def stream_sequence(features: dict[str, Any]) -> list[str]:
     return [stream_of(features["group_keys"][g]) for g in features["embedding_groups"]]
 
 
+@dataclass
+class _Layout:
+    """What every row of a batch reads from the model, read once (a config attribute costs microseconds)."""
+
+    device: torch.device
+    width: int  # the widest stream's dimension
+    dims: dict[str, int]
+    multi_stream: bool
+
+    @classmethod
+    def of(cls, model) -> "_Layout":
+        cfg = model.config
+        return cls(model.language_model.device, cfg.embedding_dim, cfg.stream_dims, cfg.multi_stream)
+
+
 class _Row:
     """Tensors of one row on the model's device: ids `[t]`, positions `[v]`, vectors `[v, W]` (zero-padded to the
     widest stream), groups `[v]`, streams `[v]` (names, and indices into the model's streams)."""
 
-    def __init__(self, model, features: dict[str, Any]):
-        device = model.language_model.device
+    def __init__(self, model, features: dict[str, Any], layout: Optional[_Layout] = None):
+        layout = layout or _Layout.of(model)
+        device = layout.device
         self.model = model
         self.features = features
         self.input_ids = torch.as_tensor(features["input_ids"], dtype=torch.long, device=device)
         self.positions = torch.as_tensor(features["embedding_positions"], dtype=torch.long, device=device)
-        self.slots = torch.stack([torch.zeros_like(self.positions), self.positions], dim=1)  # [v, 2] (row 0, position)
-        self.vectors = torch.as_tensor(vector_stream(features, model.config.embedding_dim), device=device)
+        self.vectors = torch.as_tensor(vector_stream(features, layout.width), device=device)
+        self._targets: Optional[np.ndarray] = None
         self.groups = list(features["embedding_groups"])
         self.is_target = list(features["embedding_is_target"])
         self.stream_names = stream_sequence(features)
-        self.streams = model.stream_names(self.stream_names).to(device)
-        dims = model.config.stream_dims
+        self.multi_stream = multi_stream = layout.multi_stream
+        if multi_stream:
+            self.streams = model.stream_names(self.stream_names).to(device)
+        else:
+            self.streams = torch.zeros(len(self.stream_names), dtype=torch.long, device=device)
+        dims = layout.dims
         single = next(iter(dims.values()))
-        self.dims = [dims.get(name, single) if model.config.multi_stream else single for name in self.stream_names]
+        self.dims = [dims.get(name, single) if multi_stream else single for name in self.stream_names]
+        self.group_indices: dict[int, list[int]] = {}  # group -> indices of its vectors
+        for i, group in enumerate(self.groups):
+            self.group_indices.setdefault(group, []).append(i)
 
     def stream_of_group(self, group: int) -> str:
         return self.stream_names[self.groups.index(group)]
@@ -88,22 +116,24 @@ class _Row:
         last: dict[str, int] = {}
         out = []
         for i, name in enumerate(self.stream_names):
-            key = name if self.model.config.multi_stream else ""
+            key = name if self.multi_stream else ""
             out.append(last.get(key, -1))
             last[key] = i
         return out
 
-    def group_prediction(self, group: int, predicted: torch.Tensor, horizon: Optional[int] = None,
+    def group_prediction(self, group: int, predicted: torch.Tensor | np.ndarray, horizon: Optional[int] = None,
                          samples: Optional[torch.Tensor] = None):
-        indices = [i for i, g in enumerate(self.groups) if g == group]
+        indices = self.group_indices[group]
         d = self.dims[indices[0]]
+        if self._targets is None:  # the row's vectors as an array, once
+            self._targets = self.vectors.float().cpu().numpy()
         return GroupPrediction(
             group=group,
             key=self.features["group_keys"][group],
             occurrence=self.features["group_occurrences"][group],
             vector_indices=indices,
-            predicted=predicted.float().cpu().numpy(),
-            target=self.vectors[indices][:, :d].float().cpu().numpy(),
+            predicted=predicted if isinstance(predicted, np.ndarray) else predicted.float().cpu().numpy(),
+            target=self._targets[indices, :d],
             horizon=horizon,
             samples=None if samples is None else samples.float().cpu().numpy(),
             stream=self.stream_names[indices[0]],
@@ -135,23 +165,83 @@ def _next_vectors(model, hidden: torch.Tensor, previous: Optional[torch.Tensor],
     return model.sample_vectors(hidden, previous, has_previous, 1, sampling.temperature, generator, stream)[0]
 
 
+def row_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """`rows` in lists of `size` (the last may be shorter)."""
+    iterator = iter(rows)
+    while chunk := list(itertools.islice(iterator, max(1, size))):
+        yield chunk
+
+
 @torch.no_grad()
 def teacher_forced(model, features: dict[str, Any], sampling: Optional[Sampling] = None) -> list[GroupPrediction]:
-    """Predictions `[n, d]` for every target group of the row, from the true vectors before each one; with
-    `sampling`, also `samples` `[S, n, d]` drawn from the head's distribution."""
-    if not features["embedding_groups"]:
-        return []  # a text-only row: nothing to predict
-    row = _Row(model, features)
-    embeds = model.embed(row.input_ids[None], row.vectors, row.slots, embedding_streams=row.streams)
-    hidden = model.hidden_states(embeds, None)[0]  # [t, h]
+    """Predictions `[n, d]` for every target group of the row, from the true vectors before it; with `sampling`,
+    also `samples` `[S, n, d]` drawn from the head's distribution."""
+    return teacher_forced_rows(model, [features], sampling)[0]
+
+
+@torch.no_grad()
+def teacher_forced_rows(model, rows_features: list[dict[str, Any]],
+                        sampling: Optional[Sampling] = None) -> list[list[GroupPrediction]]:
+    """`teacher_forced` of each row, with one decoder pass over the rows right-padded into one batch."""
+    out: list[list[GroupPrediction]] = [[] for _ in rows_features]
+    chosen = [i for i, features in enumerate(rows_features) if features["embedding_groups"]]  # text-only: nothing
+    if not chosen:
+        return out
+    layout = _Layout.of(model)
+    rows = [_Row(model, rows_features[i], layout) for i in chosen]
+    ids, lengths = _right_padded([row.input_ids for row in rows])  # [b, t], [b]
+    slots = torch.cat([torch.stack([torch.full_like(row.positions, b), row.positions], dim=1)
+                       for b, row in enumerate(rows)])  # [v, 2] (row in the batch, position)
+    vectors, streams = torch.cat([row.vectors for row in rows]), torch.cat([row.streams for row in rows])
+    attention = None if len(rows) == 1 else _mask(lengths, ids.shape[1])
+    hidden = model.hidden_states(model.embed(ids, vectors, slots, embedding_streams=streams), attention)  # [b, t, h]
+    previous, has_previous = model.previous_in_streams(vectors, slots, streams)
+    means = _target_means(model, rows, hidden, slots, previous, has_previous)
+    means = None if means is None else means.cpu().numpy()
+    start = 0
+    for b, (i, row) in enumerate(zip(chosen, rows)):
+        end = start + len(row.groups)
+        out[i] = _teacher_forced_groups(model, row, hidden[b], previous[start:end], has_previous[start:end], sampling,
+                                        None if means is None else means[start:end])
+        start = end
+    return out
+
+
+def _target_means(model, rows: list["_Row"], hidden: torch.Tensor, slots: torch.Tensor, previous: torch.Tensor,
+                  has_previous: torch.Tensor) -> Optional[torch.Tensor]:
+    """The head's mean at every target vector of the batch `[v, W]` (data units; zeros elsewhere), one head call per
+    stream; None when a head's mean is not row by row (a diffusion head averages draws whose noise depends on how
+    many vectors it is given: it runs group by group, as alone)."""
+    names = [name for row in rows for name in row.stream_names]
+    targets = [t for row in rows for t in row.is_target]
+    dims = [d for row in rows for d in row.dims]
+    means = previous.new_zeros(previous.shape, dtype=torch.float32)
+    for name in dict.fromkeys(n for n, t in zip(names, targets) if t):
+        if not model.stream_part("prediction_head", name).mean_is_cheap:
+            return None
+        index = torch.tensor([i for i, (n, t) in enumerate(zip(names, targets)) if t and n == name],
+                             device=slots.device)
+        d = dims[index[0]]
+        before = hidden[slots[index, 0], slots[index, 1] - 1]
+        means[index, :d] = model.vectors_from_hidden(before, previous[index, :d], has_previous[index], name)[1]
+    return means
+
+
+def _teacher_forced_groups(model, row: "_Row", hidden: torch.Tensor, previous: torch.Tensor,
+                           has_previous: torch.Tensor, sampling: Optional[Sampling],
+                           means: Optional[np.ndarray] = None) -> list[GroupPrediction]:
+    """The head on the hidden states `[t, h]` of one row, group by group (`means` `[v, W]`: the head's means at the
+    row's targets, when computed for the whole batch)."""
     generator = sampling.generator(hidden.device) if sampling else None
     results = []
-    previous, has_previous = model.previous_in_streams(row.vectors, row.slots, row.streams)
     for group in sorted({g for g, t in zip(row.groups, row.is_target) if t}):
-        indices = [i for i, (g, t) in enumerate(zip(row.groups, row.is_target)) if g == group and t]
+        indices = [i for i in row.group_indices[group] if row.is_target[i]]
         stream, d = row.stream_names[indices[0]], row.dims[indices[0]]
-        before = hidden[row.positions[indices] - 1]
-        predicted = model.vectors_from_hidden(before, previous[indices][:, :d], has_previous[indices], stream)[1]
+        before = hidden[row.positions[indices] - 1] if means is None or sampling else None
+        if means is None:
+            predicted = model.vectors_from_hidden(before, previous[indices][:, :d], has_previous[indices], stream)[1]
+        else:
+            predicted = means[indices, :d]
         samples = None if sampling is None else model.sample_vectors(
             before, previous[indices][:, :d], has_previous[indices], sampling.num_samples, sampling.temperature,
             generator, stream)
@@ -159,8 +249,21 @@ def teacher_forced(model, features: dict[str, Any], sampling: Optional[Sampling]
     return results
 
 
+def _right_padded(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sequences `[t_i, ...]` -> (`[b, max t_i, ...]` zero-padded at the end, lengths `[b]`)."""
+    lengths = torch.tensor([len(x) for x in sequences], device=sequences[0].device)
+    return torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True), lengths
+
+
+def _mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """`[b, width]` long: 1 on the first `lengths[i]` positions of row i."""
+    return (torch.arange(width, device=lengths.device)[None, :] < lengths[:, None]).long()
+
+
 class _Stream:
-    """The decoder run incrementally over a batch of sequences, with its KV cache."""
+    """The decoder run incrementally over a batch of sequences, with its KV cache. Each feed gives every sequence
+    its next positions, padded at the end to the longest; the mask over the whole cache hides the padding from every
+    later position, and the position ids count each sequence's own positions only."""
 
     def __init__(self, model):
         self.model = model
@@ -169,18 +272,47 @@ class _Stream:
         self.cache = DynamicCache()
         parameters = inspect.signature(self.decoder.forward).parameters
         self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
-        self.last_hidden: Optional[torch.Tensor] = None  # [b, h] at the last position fed
+        self.last_hidden: Optional[torch.Tensor] = None  # [b, h] at the last position fed to each sequence
+        self.mask: Optional[torch.Tensor] = None  # [b, positions in the cache]
+        self.lengths: Optional[torch.Tensor] = None  # [b] positions of each sequence so far (padding excluded)
 
-    def feed(self, inputs_embeds: torch.Tensor) -> None:
-        """`inputs_embeds`: `[b, n, h]` for the next n positions of each sequence."""
-        out = self.decoder(inputs_embeds=inputs_embeds, use_cache=True, **{self.cache_argument: self.cache})
-        self.last_hidden = out.last_hidden_state[:, -1]
+    def feed(self, inputs_embeds: torch.Tensor, lengths: Optional[torch.Tensor] = None) -> None:
+        """`inputs_embeds`: `[b, n, h]`, the next `lengths[i]` (default n) positions of sequence i, then padding.
+        A sequence with nothing to feed (length 0) keeps its `last_hidden`."""
+        b, n = inputs_embeds.shape[:2]
+        device = inputs_embeds.device
+        if lengths is None:
+            lengths = torch.full((b,), n, device=device)
+        if self.lengths is None:
+            self.lengths, self.mask = torch.zeros_like(lengths), lengths.new_zeros((b, 0))
+        self.mask = torch.cat([self.mask, _mask(lengths, n)], dim=1)
+        position_ids = self.lengths[:, None] + torch.arange(n, device=device)[None, :]
+        out = self.decoder(inputs_embeds=inputs_embeds, attention_mask=self.mask, position_ids=position_ids,
+                           use_cache=True, **{self.cache_argument: self.cache})
+        last = out.last_hidden_state[torch.arange(b, device=device), (lengths - 1).clamp(min=0)]
+        fed = (lengths > 0)[:, None]
+        self.last_hidden = last if self.last_hidden is None else torch.where(fed, last, self.last_hidden)
+        self.lengths = self.lengths + lengths
 
     def repeat(self, times: int) -> None:
-        """One sequence becomes `times` identical ones (each trajectory continues from the shared context)."""
+        """Each sequence becomes `times` identical ones, next to each other (each trajectory continues from its
+        row's context)."""
         if times > 1:
             self.cache.batch_repeat_interleave(times)
             self.last_hidden = self.last_hidden.repeat_interleave(times, dim=0)
+            self.mask = self.mask.repeat_interleave(times, dim=0)
+            self.lengths = self.lengths.repeat_interleave(times, dim=0)
+
+
+def _padded_segments(segments: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the next positions of its `c` sequences `[c, n_i, h]` -> (`[rows * c, max n_i, h]` padded at the end,
+    lengths `[rows * c]`)."""
+    width = max(segment.shape[1] for segment in segments)
+    padded = torch.cat([torch.nn.functional.pad(segment, (0, 0, 0, width - segment.shape[1]))
+                        for segment in segments])
+    lengths = torch.tensor([segment.shape[1] for segment in segments for _ in range(segment.shape[0])],
+                           device=padded.device)
+    return padded, lengths
 
 
 @torch.no_grad()
@@ -190,45 +322,77 @@ def generate_groups(model, features: dict[str, Any], context_groups: int = 1,
     back; `horizon` counts the generated groups of each stream (1 for the first); groups of condition streams
     (actions, treatments) are always given, as in the row. With `sampling`, S
     trajectories are drawn as one batch: `samples` `[S, n, d]` per group, and `predicted` their mean."""
-    row = _Row(model, features)
-    count = sampling.num_samples if sampling else 1
-    generator = sampling.generator(row.input_ids.device) if sampling else None
-    inputs = model.get_input_embeddings()(row.input_ids).clone()  # [t, h]
-    vectors = row.vectors.clone()
-    given = [g < context_groups or model.config.is_condition(name) for g, name in zip(row.groups, row.stream_names)]
-    before = row.previous_index()
-    for i, position in enumerate(row.positions.tolist()):
-        if given[i]:
-            inputs[position] = model.project(vectors[i][None, : row.dims[i]], stream=row.stream_names[i]).to(
-                inputs.dtype)[0]
-    inputs, vectors = inputs[None].repeat(count, 1, 1), vectors[None].repeat(count, 1, 1)  # [S, t, h], [S, v, d]
-    stream = _Stream(model)
-    fed = 0
-    for i, position in enumerate(row.positions.tolist()):
-        if given[i]:
-            continue
-        if position == 0:
+    return generate_rows(model, [features], context_groups, sampling)[0]
+
+
+class _Generation:
+    """One row being generated: its inputs `[S, t, h]` and vectors `[S, v, W]` (one copy per trajectory), the vectors
+    to generate as (index, position) in reading order, and how far the decoder has read it."""
+
+    def __init__(self, model, features: dict[str, Any], context_groups: int, count: int,
+                 sampling: Optional[Sampling], layout: Optional[_Layout] = None):
+        row = self.row = _Row(model, features, layout)
+        self.generator = sampling.generator(row.input_ids.device) if sampling else None
+        inputs = model.get_input_embeddings()(row.input_ids).clone()  # [t, h]
+        condition = {name: model.config.is_condition(name) for name in set(row.stream_names)}
+        self.given = [g < context_groups or condition[name] for g, name in zip(row.groups, row.stream_names)]
+        self.before = row.previous_index()
+        self.events = [(i, position) for i, position in enumerate(row.positions.tolist()) if not self.given[i]]
+        for i, position in enumerate(row.positions.tolist()):
+            if self.given[i]:
+                inputs[position] = model.project(row.vectors[i][None, : row.dims[i]],
+                                                 stream=row.stream_names[i]).to(inputs.dtype)[0]
+        if self.events and self.events[0][1] == 0:
             raise DataError("the first generated vector sits at position 0: nothing precedes it to predict it")
-        if stream.last_hidden is None:  # the shared context once, then one copy per trajectory
-            stream.feed(inputs[:1, fed:position])
-            stream.repeat(count)
-        else:
-            stream.feed(inputs[:, fed:position])
-        name, d = row.stream_names[i], row.dims[i]
-        previous = vectors[:, before[i], :d] if before[i] >= 0 else None
-        vectors[:, i, :d] = _next_vectors(model, stream.last_hidden, previous, sampling, generator, name, d)
-        inputs[:, position] = model.project(vectors[:, i, :d], stream=name).to(inputs.dtype)
-        fed = position
-    results = []
-    horizon: dict[str, int] = {}  # per stream: generated groups so far
-    for group in sorted({g for g, kept in zip(row.groups, given) if not kept}):
-        indices = [i for i, g in enumerate(row.groups) if g == group]
-        drawn = vectors[:, indices, : row.dims[indices[0]]]
-        name = row.stream_names[indices[0]] if model.config.multi_stream else ""
-        horizon[name] = horizon.get(name, 0) + 1
-        results.append(row.group_prediction(group, drawn.mean(0), horizon=horizon[name],
+        self.inputs = inputs[None].repeat(count, 1, 1)  # [S, t, h]
+        self.vectors = row.vectors[None].repeat(count, 1, 1)  # [S, v, W]
+        self.fed = 0
+
+    def segment(self, step: int, sequences: int) -> torch.Tensor:
+        """The positions to feed before generated vector number `step` `[sequences, n, h]` (n = 0 when done)."""
+        end = self.events[step][1] if step < len(self.events) else self.fed
+        return self.inputs[:sequences, self.fed:end]
+
+    def results(self, sampling: Optional[Sampling], multi_stream: bool) -> list[GroupPrediction]:
+        row, out = self.row, []
+        horizon: dict[str, int] = {}  # per stream: generated groups so far
+        for group in sorted({g for g, kept in zip(row.groups, self.given) if not kept}):
+            indices = [i for i, g in enumerate(row.groups) if g == group]
+            drawn = self.vectors[:, indices, : row.dims[indices[0]]]
+            name = row.stream_names[indices[0]] if multi_stream else ""
+            horizon[name] = horizon.get(name, 0) + 1
+            out.append(row.group_prediction(group, drawn.mean(0), horizon=horizon[name],
                                             samples=drawn if sampling else None))
-    return results
+        return out
+
+
+@torch.no_grad()
+def generate_rows(model, rows_features: list[dict[str, Any]], context_groups: int = 1,
+                  sampling: Optional[Sampling] = None) -> list[list[GroupPrediction]]:
+    """`generate_groups` of each row, as one batch: step k feeds every row up to its k-th generated vector (the
+    rows' segments padded to the longest), then predicts that vector of each row from its last hidden state, with
+    the row's own generator."""
+    count = sampling.num_samples if sampling else 1
+    layout = _Layout.of(model)
+    rows = [_Generation(model, features, context_groups, count, sampling, layout) for features in rows_features]
+    active = [row for row in rows if row.events]
+    stream = _Stream(model)
+    for step in range(max((len(row.events) for row in active), default=0)):
+        first = stream.last_hidden is None  # the shared context once per row, then one copy per trajectory
+        stream.feed(*_padded_segments([row.segment(step, 1 if first else count) for row in active]))
+        if first:
+            stream.repeat(count)
+        hidden = stream.last_hidden.view(len(active), count, -1)  # [rows, S, h]
+        for row, row_hidden in zip(active, hidden):
+            if step >= len(row.events):
+                continue
+            i, position = row.events[step]
+            name, d = row.row.stream_names[i], row.row.dims[i]
+            previous = row.vectors[:, row.before[i], :d] if row.before[i] >= 0 else None
+            row.vectors[:, i, :d] = _next_vectors(model, row_hidden, previous, sampling, row.generator, name, d)
+            row.inputs[:, position] = model.project(row.vectors[:, i, :d], stream=name).to(row.inputs.dtype)
+            row.fed = position
+    return [row.results(sampling, model.config.multi_stream) for row in rows]
 
 
 def emission_order(streams: list[str], pattern: Optional[list[str]] = None) -> Iterator[str]:
@@ -255,50 +419,100 @@ def continue_stream(model, features: dict[str, Any], steps: int, sampling: Optio
     its own draws. With condition streams, the streams follow `emission_order`, and a vector of a condition stream
     is the next row of `conditions[stream]` `[k, d]` (given, never predicted). When several predicted streams are
     generated, a dict `{stream: [steps_s, d_s]}`."""
-    row = _Row(model, features)
-    cfg = model.config
-    count = sampling.num_samples if sampling else 1
-    generator = sampling.generator(row.input_ids.device) if sampling else None
-    embeds = model.embed(row.input_ids[None], row.vectors, row.slots, embedding_streams=row.streams)  # [1, t, h]
-    stream = _Stream(model)
-    stream.feed(embeds)
-    stream.repeat(count)
-    dims = cfg.stream_dims
-    group_streams = [row.stream_of_group(g) for g in sorted(set(row.groups))]
-    if not cfg.multi_stream:
-        group_streams, pattern = [next(iter(dims))] * len(group_streams), None
-    order = emission_order(group_streams, pattern)
-    last = {}  # the last vector of each stream, [S, d]
-    for i, name in enumerate(row.stream_names):
-        last[name if cfg.multi_stream else group_streams[0]] = row.vectors[i, : row.dims[i]][None].repeat(count, 1)
-    used = {name: 0 for name in conditions or {}}
-    out: dict[str, list[torch.Tensor]] = {}
-    generated = 0
-    for _ in range(steps * (len(dims) + 1) + len(dims)):  # bounded: a pattern without a predicted stream ends
-        if generated == steps:
-            break
-        name = next(order)
-        if cfg.is_condition(name):
-            given = (conditions or {}).get(name)
-            if given is None or used[name] >= len(given):
+    return continue_rows(model, [features], steps, sampling, conditions, pattern)[0]
+
+
+class _Continuation:
+    """One row being continued after its end: the streams to emit in turn, the last vector of each stream `[S, d]`,
+    the condition vectors used so far and the vectors generated."""
+
+    def __init__(self, model, features: dict[str, Any], steps: int, sampling: Optional[Sampling],
+                 conditions: Optional[dict[str, torch.Tensor]], pattern: Optional[list[str]],
+                 layout: Optional[_Layout] = None):
+        row = self.row = _Row(model, features, layout)
+        cfg = self.config = model.config
+        self.model, self.steps, self.sampling, self.conditions = model, steps, sampling, conditions or {}
+        self.count = sampling.num_samples if sampling else 1
+        self.generator = sampling.generator(row.input_ids.device) if sampling else None
+        self.dims = cfg.stream_dims
+        group_streams = [row.stream_of_group(g) for g in sorted(set(row.groups))]
+        if not cfg.multi_stream:
+            group_streams, pattern = [next(iter(self.dims))] * len(group_streams), None
+        self.pattern = pattern or group_streams
+        self.order = emission_order(group_streams, pattern)
+        self.last = {}  # the last vector of each stream, [S, d]
+        for i, name in enumerate(row.stream_names):
+            key = name if cfg.multi_stream else group_streams[0]
+            self.last[key] = row.vectors[i, : row.dims[i]][None].repeat(self.count, 1)
+        self.used = {name: 0 for name in self.conditions}
+        self.out: dict[str, list[torch.Tensor]] = {}
+        self.generated = 0
+        self.turns_left = steps * (len(self.dims) + 1) + len(self.dims)  # bounded: a pattern without a predicted one
+
+    @property
+    def done(self) -> bool:
+        return self.generated == self.steps
+
+    def next_vector(self, hidden: torch.Tensor) -> tuple[str, torch.Tensor]:
+        """The next vector `[S, d]` after the hidden states `[S, h]` of the row's trajectories, and its stream."""
+        if self.turns_left == 0:
+            raise DataError(f"the rollout pattern {self.pattern} holds no predicted stream.")
+        self.turns_left -= 1
+        name = next(self.order)
+        if self.config.is_condition(name):
+            given = self.conditions.get(name)
+            if given is None or self.used[name] >= len(given):
                 have = 0 if given is None else len(given)
                 raise DataError(f"the rollout needs condition vectors of stream '{name}' beyond the {have} given "
-                                f"(pass `conditions={{'{name}': array [k, {dims[name]}]}}` with enough rows for "
-                                f"{steps} steps).")
-            vector = given[used[name]][None].repeat(count, 1).to(row.vectors.device)
-            used[name] += 1
+                                f"(pass `conditions={{'{name}': array [k, {self.dims[name]}]}}` with enough rows for "
+                                f"{self.steps} steps).")
+            vector = given[self.used[name]][None].repeat(self.count, 1).to(self.row.vectors.device)
+            self.used[name] += 1
         else:
-            vector = _next_vectors(model, stream.last_hidden, last.get(name), sampling, generator, name, dims[name])
-            out.setdefault(name, []).append(vector)
-            generated += 1
-        last[name] = vector
-        stream.feed(model.project(vector, stream=name)[:, None].to(embeds.dtype))
-    if generated < steps:
-        raise DataError(f"the rollout pattern {pattern or group_streams} holds no predicted stream.")
-    trajectories = {name: torch.stack(v, dim=1).float().cpu().numpy() for name, v in out.items()}  # [S, n, d]
-    if not sampling:
-        trajectories = {name: t[0] for name, t in trajectories.items()}
-    return next(iter(trajectories.values())) if len(trajectories) == 1 else trajectories
+            vector = _next_vectors(self.model, hidden, self.last.get(name), self.sampling, self.generator, name,
+                                   self.dims[name])
+            self.out.setdefault(name, []).append(vector)
+            self.generated += 1
+        self.last[name] = vector
+        return name, vector
+
+    def result(self) -> np.ndarray | dict[str, np.ndarray]:
+        trajectories = {name: torch.stack(v, dim=1).float().cpu().numpy() for name, v in self.out.items()}  # [S, n, d]
+        if not self.sampling:
+            trajectories = {name: t[0] for name, t in trajectories.items()}
+        return next(iter(trajectories.values())) if len(trajectories) == 1 else trajectories
+
+
+@torch.no_grad()
+def continue_rows(model, rows_features: list[dict[str, Any]], steps: int, sampling: Optional[Sampling] = None,
+                  conditions: Optional[dict[str, torch.Tensor]] = None,
+                  pattern: Optional[list[str]] = None) -> list[np.ndarray | dict[str, np.ndarray]]:
+    """`continue_stream` of each row, as one batch: the rows right-padded in one first pass, then one position per
+    row and step (a row that is done feeds nothing). `conditions` and `pattern` apply to every row."""
+    layout = _Layout.of(model)
+    rows = [_Continuation(model, features, steps, sampling, conditions, pattern, layout) for features in rows_features]
+    ids, lengths = _right_padded([row.row.input_ids for row in rows])
+    slots = torch.cat([torch.stack([torch.full_like(row.row.positions, b), row.row.positions], dim=1)
+                       for b, row in enumerate(rows)])
+    vectors = torch.cat([row.row.vectors for row in rows])
+    streams = torch.cat([row.row.streams for row in rows])
+    embeds = model.embed(ids, vectors, slots, embedding_streams=streams)  # [b, t, h]
+    count = rows[0].count
+    stream = _Stream(model)
+    stream.feed(embeds, lengths)
+    stream.repeat(count)
+    while not all(row.done for row in rows):
+        hidden = stream.last_hidden.view(len(rows), count, -1)  # [rows, S, h]
+        segments = []
+        for row, row_hidden in zip(rows, hidden):
+            if row.done:
+                segments.append(embeds.new_zeros((count, 0, embeds.shape[-1])))
+                continue
+            name, vector = row.next_vector(row_hidden)
+            segments.append(model.project(vector, stream=name)[:, None].to(embeds.dtype))  # [S, 1, h]
+        if not all(row.done for row in rows):
+            stream.feed(*_padded_segments(segments))
+    return [row.result() for row in rows]
 
 
 def context_features(features: dict[str, Any], context_groups: int) -> dict[str, Any]:

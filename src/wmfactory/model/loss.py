@@ -11,7 +11,6 @@ from typing import Callable, Optional
 
 import torch
 
-from ..extras.constants import IGNORE_INDEX
 from ..extras.registry import registrar
 
 # per-vector error `[v]` between predicted and target vectors `[v, d]`
@@ -50,15 +49,10 @@ def embedding_errors(predicted: torch.Tensor, target: torch.Tensor, loss_type: s
     return EMBEDDING_LOSSES[loss_type](predicted, target)
 
 
-def lm_label_mask(labels: torch.Tensor) -> torch.Tensor:
-    """`[b, t]` labels -> `[b, t - 1]`: which hidden states (positions 0..t-2) carry an LM target (the next token's
-    label). The one definition the loss and the trainer's token count share."""
-    return labels[:, 1:] != IGNORE_INDEX
-
-
 @dataclass
 class LossTerms:
-    """Summed errors of one micro-batch and the counts they are averaged over."""
+    """Summed errors of one micro-batch and the counts they are averaged over (0-d tensors in the forward pass, so
+    that nothing waits for the device)."""
 
     embedding_sum: torch.Tensor
     num_targets: int | torch.Tensor

@@ -22,12 +22,14 @@ from torch import nn
 from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from ..data.collator import lm_label_index as lm_label_positions
+from ..data.collator import lm_label_mask
 from ..extras.errors import DataError
 from .config import WorldModelConfig
 from .files import damaged_weights
-from .generation import Sampling, context_features, continue_stream, teacher_forced
+from .generation import Sampling, context_features, continue_rows, teacher_forced
 from .heads import Frame, build_head, build_mlp, previous_in_streams
-from .loss import LossTerms, combine_losses, lm_label_mask
+from .loss import LossTerms, combine_losses
 from .statistics import EmbeddingStatistics
 
 Row = Union[dict[str, Any], tuple[str, int]]  # a row in the dataset format, or (dataset name, row index)
@@ -225,12 +227,14 @@ class WorldModel(PreTrainedModel):
         return self.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
                                   use_cache=False).last_hidden_state
 
-    def _target_heads(self, streams: Optional[torch.Tensor], targets: torch.Tensor):
-        """Per predicted stream: (name, dimension, which vectors are its targets: a `[v]` mask with one stream, else
-        indices `[n]`, and where they go among all targets: None, else indices `[n]`)."""
+    def _target_heads(self, streams: Optional[torch.Tensor], targets: torch.Tensor,
+                      target_index: Optional[torch.Tensor] = None):
+        """Per predicted stream: (name, dimension, which vectors are its targets: indices `[n]`, and where they go
+        among all targets: None with one stream, else indices `[n]`). `target_index` `[v_target]`: the targets'
+        indices when known (the collator's), else computed from the mask `targets` `[v]`."""
         if not self.config.multi_stream:
             name, d, _ = self._by_stream(streams, len(targets))[0]
-            return [(name, d, targets, None)]
+            return [(name, d, targets.nonzero().squeeze(1) if target_index is None else target_index, None)]
         rank = targets.long().cumsum(0) - 1  # the place of each target among the targets
         out = []
         for name, d, index in self._by_stream(streams, len(targets), predicted_only=True):
@@ -247,20 +251,30 @@ class WorldModel(PreTrainedModel):
         embedding_positions: Optional[torch.Tensor] = None,
         embedding_is_target: Optional[torch.Tensor] = None,
         embedding_streams: Optional[torch.Tensor] = None,
+        embedding_target_index: Optional[torch.Tensor] = None,
+        lm_label_index: Optional[torch.Tensor] = None,
         num_embedding_targets: Optional[int | torch.Tensor] = None,
         num_lm_tokens: Optional[int | torch.Tensor] = None,
     ) -> WorldModelOutput:
         """Shapes: input_ids/attention_mask/labels `[b, t]`; embedding_vectors `[v, W]` (zero-padded to the widest
         stream); embedding_positions `[v, 2]`; embedding_is_target `[v]`; embedding_streams `[v]` (index into
-        `config.stream_dims`; absent with one stream). `num_*` widen the loss normalisation beyond this
-        micro-batch. The embedding loss is each head's loss on normalised vectors of its stream;
-        `predicted_embeddings` are means in data units `[v_target, W]`."""
+        `config.stream_dims`; absent with one stream); embedding_target_index `[v_target]` and lm_label_index `[n]`
+        (the collator's: the targets among the vectors, and the flat positions `[b * t]` of the hidden states with
+        an LM target; computed here when absent). `num_*` widen the loss normalisation beyond this micro-batch. The
+        embedding loss is each head's loss on normalised vectors of its stream; `predicted_embeddings` are means in
+        data units `[v_target, W]`.
+
+        With one stream the pass gathers with these indices and keeps its counts as tensors: no host sync and no
+        shape that depends on the data, so `torch.compile` traces it whole (tests/model/test_compile.py)."""
         cfg = self.config
         device = input_ids.device
         if embedding_vectors is None:
             embedding_vectors = torch.zeros((0, cfg.embedding_dim), device=device)
             embedding_positions = torch.zeros((0, 2), dtype=torch.long, device=device)
             embedding_is_target = torch.zeros((0,), dtype=torch.bool, device=device)
+            embedding_target_index = torch.zeros((0,), dtype=torch.long, device=device)
+        if embedding_target_index is None:
+            embedding_target_index = embedding_is_target.nonzero().squeeze(1)
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)  # [v, W]
         previous, has_previous = self.previous_in_streams(embedding_vectors, embedding_positions, streams)
@@ -268,19 +282,21 @@ class WorldModel(PreTrainedModel):
         inputs = z
         if self.training and cfg.embedding_noise_std > 0:
             inputs = inputs + cfg.embedding_noise_std * torch.randn_like(inputs)
-        if self.training and cfg.scheduled_sampling_prob > 0 and targets.any():
+        target_index = embedding_target_index
+        if self.training and cfg.scheduled_sampling_prob > 0 and len(target_index) > 0:
             inputs = self._scheduled_sampling(input_ids, attention_mask, inputs, embedding_positions, previous,
-                                              has_previous, targets, streams)
+                                              has_previous, targets, target_index, streams)
         hidden = self.hidden_states(self.embed(input_ids, inputs, embedding_positions, True, streams),
                                     attention_mask)  # [b, t, h]
 
         zero = hidden.new_zeros((), dtype=torch.float32)
         predicted = hidden.new_zeros((0, cfg.embedding_dim), dtype=torch.float32)
-        embedding_sum, num_targets = zero, 0
+        embedding_sum, num_targets = zero, zero.long()
         if cfg.predicts_embeddings:
+            num_targets = targets.sum()
             # run even with no targets: an empty pass keeps the head in the graph (DDP sees it used)
             means = []
-            for name, d, chosen, _ in self._target_heads(streams, targets):
+            for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 head = self.stream_part("prediction_head", name)
                 slots = embedding_positions[chosen]
                 frame = self.head_frame(previous[chosen][:, :d], has_previous[chosen], name)
@@ -288,16 +304,17 @@ class WorldModel(PreTrainedModel):
                 embedding_sum = embedding_sum + head.loss(params, z[chosen][:, :d], frame).sum()
                 if not self.training or head.mean_is_cheap:
                     means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
-            num_targets = int(targets.sum()) if cfg.multi_stream else int(embedding_positions[targets].shape[0])
             if means:
-                predicted = self._in_target_order(means, streams, targets, num_targets)
+                predicted = self._in_target_order(means, streams, targets, len(target_index))
 
-        lm_sum, num_tokens = zero, 0
+        lm_sum, num_tokens = zero, zero.long()
         if cfg.lm_loss_weight > 0 and labels is not None:
-            mask = lm_label_mask(labels)
-            logits = self.lm_logits(hidden[:, :-1][mask])  # [n, vocab], labelled positions only
-            lm_sum = nn.functional.cross_entropy(logits, labels[:, 1:][mask], reduction="sum")
-            num_tokens = int(mask.sum())
+            if lm_label_index is None:
+                lm_label_index = lm_label_positions(labels)
+            # [n, vocab], labelled positions only; the target of flat position i is the label at i + 1
+            logits = self.lm_logits(hidden.flatten(0, 1)[lm_label_index])
+            lm_sum = nn.functional.cross_entropy(logits, labels.flatten()[lm_label_index + 1], reduction="sum")
+            num_tokens = lm_label_mask(labels).sum()
 
         terms = LossTerms(embedding_sum, num_targets, lm_sum, num_tokens)
         loss, embedding_loss, lm_loss = combine_losses(
@@ -352,21 +369,20 @@ class WorldModel(PreTrainedModel):
         return logits
 
     def _scheduled_sampling(self, input_ids, attention_mask, inputs, positions, previous, has_previous, targets,
-                            streams=None):
+                            target_index, streams=None):
         """With probability `scheduled_sampling_prob`, the input of a target vector becomes the model's own
         prediction of it from a first pass without gradient (as it will be in a rollout)."""
         with torch.no_grad():
             hidden = self.hidden_states(self.embed(input_ids, inputs, positions, True, streams), attention_mask)
             own = []
-            for name, d, chosen, _ in self._target_heads(streams, targets):
+            for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 slots = positions[chosen]
                 own.append(self.vectors_from_hidden(hidden[slots[:, 0], slots[:, 1] - 1], previous[chosen][:, :d],
                                                     has_previous[chosen], name)[0])
-            own = self._in_target_order(own, streams, targets, int(targets.sum()))
+            own = self._in_target_order(own, streams, targets, len(target_index))
         replace = torch.rand(len(own), device=own.device) < self.config.scheduled_sampling_prob
-        mixed = inputs.clone()
-        mixed[targets] = torch.where(replace[:, None], own.to(mixed.dtype), inputs[targets])
-        return mixed
+        mixed = torch.where(replace[:, None], own.to(inputs.dtype), inputs[target_index])
+        return inputs.index_copy(0, target_index, mixed)
 
     # ---- loading --------------------------------------------------------------------------------------------------
     @classmethod
@@ -429,10 +445,11 @@ class WorldModel(PreTrainedModel):
         return model
 
     # ---- inference on rows in the dataset format ----------------------------------
-    def rollout(self, row: Row, steps: int, dataset_dir: Optional[str] = None, context_groups: Optional[int] = None,
-                num_samples: Optional[int] = None, temperature: Optional[float] = None,
-                seed: Optional[int] = None, conditions: Optional[dict[str, Any]] = None,
-                pattern: Optional[list[str]] = None) -> np.ndarray | dict[str, np.ndarray]:
+    def rollout(self, row: Row | list[Row], steps: int, dataset_dir: Optional[str] = None,
+                context_groups: Optional[int] = None, num_samples: Optional[int] = None,
+                temperature: Optional[float] = None, seed: Optional[int] = None,
+                conditions: Optional[dict[str, Any]] = None,
+                pattern: Optional[list[str]] = None) -> np.ndarray | dict[str, np.ndarray] | list:
         """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for
         `steps` vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`, the
         head's mean at each step; with `num_samples` S, `[S, steps, d]`: S trajectories, each feeding back its own
@@ -443,7 +460,10 @@ class WorldModel(PreTrainedModel):
         Condition streams (`condition_streams`, e.g. actions): `conditions={"a": array [k, d_a]}` gives their
         vectors, taken in turn wherever the stream pattern calls for one; the pattern is the row's own (s, a, s, a,
         ... continues a, s, a, s, ...) or `pattern` (e.g. `["a", "s"]`, repeated). `steps` counts the predicted
-        vectors; with several predicted streams the result is a dict `{stream: array}`."""
+        vectors; with several predicted streams the result is a dict `{stream: array}`.
+
+        A list of rows runs as one batch (right-padded, one KV cache) and gives a list, one result per row, each equal
+        to that row's rollout alone (the draws too: each row draws with its own generator seeded by `seed`)."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise DataError(f"`steps` must be a positive integer, got {steps!r}.")
         sampling = _sampling(num_samples, temperature, seed)
@@ -453,6 +473,13 @@ class WorldModel(PreTrainedModel):
             if not pattern or unknown or not self.config.multi_stream:
                 raise DataError(f"`pattern` {pattern!r}: name streams of this model ({list(self.config.stream_dims)}); "
                                 "a model of one stream has no pattern to choose.")
+        rows = row if isinstance(row, list) else [row]
+        batch = [self._rollout_features(one, steps, dataset_dir, context_groups) for one in rows]
+        results = continue_rows(self, batch, steps, sampling, given, pattern) if batch else []
+        return results if isinstance(row, list) else results[0]
+
+    def _rollout_features(self, row: Row, steps: int, dataset_dir: Optional[str],
+                          context_groups: Optional[int]) -> dict[str, Any]:
         features = self.encode_row(row, dataset_dir)
         if context_groups is not None:
             features = context_features(features, context_groups)
@@ -463,7 +490,7 @@ class WorldModel(PreTrainedModel):
         if limit and len(features["input_ids"]) + steps > limit:
             raise DataError(f"a rollout of {steps} vectors after this row ({len(features['input_ids'])} positions) "
                             f"needs {len(features['input_ids']) + steps} positions; the model has {limit}.")
-        return continue_stream(self, features, steps, sampling, given, pattern)
+        return features
 
     def _conditions(self, conditions: Optional[dict[str, Any]]) -> Optional[dict[str, torch.Tensor]]:
         """`{stream: array-like [k, d]}` checked against the model's condition streams -> float32 tensors."""

@@ -9,7 +9,8 @@ from transformers import Trainer, TrainerCallback
 from ...eval.metrics import skill
 from ...extras.errors import DataError
 from ...model.heads import previous_in_streams
-from ...model.loss import LossTerms, combine_losses, lm_label_mask
+from ...data.collator import lm_label_mask
+from ...model.loss import LossTerms, combine_losses
 from ..checkpoints import newest_complete_checkpoint
 
 

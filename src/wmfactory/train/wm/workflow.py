@@ -78,8 +78,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
                 "`num_train_epochs` to train further.")
         if preemption.stopped:
             checkpoint = os.path.join(training_args.output_dir, f"checkpoint-{trainer.state.global_step}")
-            logger.warning(f"Stopped by SIGTERM after step {trainer.state.global_step}: checkpoint saved at "
-                           f"{checkpoint}. Run the same command again to resume from it.")
+            logger.warning(f"Stopped by {preemption.signal_name} after step {trainer.state.global_step}: checkpoint "
+                           f"saved at {checkpoint}. Run the same command again to resume from it.")
             return trainer
         if args.world_model.calibrate_temperature and _is_distributional(world_model):
             _calibrate(trainer, world_model, dataset_module.eval_dataset is not None)
