@@ -10,6 +10,7 @@ step). The model sees the first `context` states and the torques between them, t
 while the test episode's own torques are given (`condition_streams: a`). Scores: MSE per horizon on the state.
 The ridge with actions fits s_{t+1} from (s_t, s_{t-1}, a_t, a_{t-1}, 1) on every training transition (closed
 form, the same penalty as eval's ridge), rolled out from the same context under the same torques.
+Training methods: the same model trained with scheduled sampling (probability 0.5) and with `unroll_steps: 3`.
 Speed: the same rows with the torques zero-padded to 3 numbers and keyed as states (one stream, every vector after
 the first a target), trained with the same settings; samples/s are the Trainer's. Prints JSON and writes
 docs/images/action_conditioned.png (predicted against true states of one test episode)."""
@@ -149,6 +150,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--context", type=int, default=4, help="states given before the rollout")
     parser.add_argument("--skip_speed", action="store_true")
+    parser.add_argument("--skip_training_methods", action="store_true",
+                        help="skip scheduled sampling (0.5) and unroll_steps 3, trained and scored the same way")
     args = parser.parse_args()
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "steps": args.steps,
               "context_states": args.context}
@@ -179,6 +182,19 @@ def main() -> None:
         result["teacher_forced_mse"] = {"model": report["teacher_forced"]["model"]["mse"],
                                         "persistence": report["teacher_forced"]["persistence"]["mse"],
                                         "ridge_without_actions": report["teacher_forced"]["ridge"]["mse"]}
+        if not args.skip_training_methods:
+            methods = {"scheduled_sampling_0.5": ["--scheduled_sampling_prob", "0.5"],
+                       "unroll_3": ["--unroll_steps", "3"]}
+            result["rollout_mse_by_training"] = {"teacher_forcing": {h: row["model"] for h, row in table.items()}}
+            for name, extra in methods.items():
+                out = os.path.join(work, name)
+                train(data, out, args.steps, ["--condition_streams", "a", *extra])
+                run(["eval", "--model_name_or_path", out, "--dataset", "pendulum_test", "--dataset_dir", data,
+                     "--output_dir", os.path.join(out, "eval"), "--context_groups", str(2 * args.context)])
+                with open(os.path.join(out, "eval", "eval_results.json")) as f:
+                    other = json.load(f)
+                result["rollout_mse_by_training"][name] = {h: b["model"]["mse"]
+                                                           for h, b in other["rollout"]["horizons"].items()}
         os.makedirs(os.path.join(REPO, "docs", "images"), exist_ok=True)
         picture(model_dir, data, args.context, os.path.join(REPO, "docs", "images", "action_conditioned.png"))
         if not args.skip_speed:

@@ -86,6 +86,12 @@ class WorldModelArguments:
         metadata={"help": "Probability that a target vector's input is replaced by the model's own detached "
                           "prediction from a first pass (costs a second forward pass)."},
     )
+    unroll_steps: int = field(
+        default=1,
+        metadata={"help": "Multi-step training: k passes per step, pass j feeding the predictions of pass j - 1 at "
+                          "every target slot (with their gradient), the embedding loss averaged over the k passes "
+                          "(costs k forward passes; deterministic and mixture heads)."},
+    )
     ridge_history: int = field(
         default=2, metadata={"help": "Vectors of history of the ridge-regression baseline fitted for evaluation."}
     )
@@ -99,6 +105,8 @@ class WorldModelArguments:
         self.condition_streams = ",".join(patterns) or None
         if self.embedding_loss_weight < 0 or self.lm_loss_weight < 0:
             raise ConfigError("`embedding_loss_weight` and `lm_loss_weight` must be >= 0.")
+        if self.unroll_steps < 1:
+            raise ConfigError("`unroll_steps` must be at least 1.")
         if not 0 <= self.scheduled_sampling_prob <= 1:
             raise ConfigError("`scheduled_sampling_prob` must be in [0, 1].")
         if self.mixture_components < 1 or self.diffusion_steps < 1:

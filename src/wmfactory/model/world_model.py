@@ -24,7 +24,7 @@ from transformers.utils import ModelOutput
 
 from ..data.collator import lm_label_index as lm_label_positions
 from ..data.collator import lm_label_mask
-from ..extras.errors import DataError
+from ..extras.errors import ConfigError, DataError
 from .config import WorldModelConfig
 from .files import damaged_weights
 from .generation import Sampling, context_features, continue_rows, teacher_forced
@@ -81,6 +81,11 @@ class WorldModel(PreTrainedModel):
             self.prediction_head = build_head(config)
             self.statistics = EmbeddingStatistics(d, config.ridge_history)
             self.statistics.active = config.embedding_norm != "none"
+        if config.unroll_steps > 1 and not all(
+                self.stream_part("prediction_head", name).mean_is_cheap for name in config.predicted_streams):
+            raise ConfigError(f"`unroll_steps` feeds the head's mean back with its gradient; the "
+                              f"`{config.prediction_head_type}` head's mean is a Monte-Carlo average: use "
+                              "`scheduled_sampling_prob` with it instead.")
         self.post_init()
 
     def _init_weights(self, module: nn.Module) -> None:
@@ -306,6 +311,9 @@ class WorldModel(PreTrainedModel):
                     means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             if means:
                 predicted = self._in_target_order(means, streams, targets, len(target_index))
+            if self.training and cfg.unroll_steps > 1:
+                embedding_sum = self._unrolled(embedding_sum, predicted, input_ids, attention_mask, embedding_vectors,
+                                               embedding_positions, targets, target_index, streams)
 
         lm_sum, num_tokens = zero, zero.long()
         if cfg.lm_loss_weight > 0 and labels is not None:
@@ -321,6 +329,30 @@ class WorldModel(PreTrainedModel):
             terms, cfg.embedding_loss_weight, cfg.lm_loss_weight, num_embedding_targets, num_lm_tokens
         )
         return WorldModelOutput(loss, embedding_loss, lm_loss, terms, predicted)
+
+    def _unrolled(self, first: torch.Tensor, predicted: torch.Tensor, input_ids, attention_mask, vectors, positions,
+                  targets, target_index, streams) -> torch.Tensor:
+        """`unroll_steps` k: passes 2..k feed, at every target slot, the previous pass's prediction (data units, with
+        its gradient) instead of the true vector, and score each pass's predictions against the true vectors, so
+        that pass j trains forecasts made from j - 1 steps of the model's own outputs, as in a rollout. The
+        embedding loss is the mean of the k passes' losses (equal weights)."""
+        total, own = first, predicted
+        truth = self.normalize_streams(vectors, streams)
+        for _ in range(self.config.unroll_steps - 1):
+            fed = vectors.float().index_copy(0, target_index, own)
+            previous, has_previous = self.previous_in_streams(fed, positions, streams)
+            hidden = self.hidden_states(self.embed(input_ids, self.normalize_streams(fed, streams), positions, True,
+                                                   streams), attention_mask)
+            means = []
+            for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
+                head = self.stream_part("prediction_head", name)
+                slots = positions[chosen]
+                frame = self.head_frame(previous[chosen][:, :d], has_previous[chosen], name)
+                params = head(hidden[slots[:, 0], slots[:, 1] - 1].float())
+                total = total + head.loss(params, truth[chosen][:, :d], frame).sum()
+                means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
+            own = self._in_target_order(means, streams, targets, len(own))
+        return total / self.config.unroll_steps
 
     def _in_target_order(self, parts: list[torch.Tensor], streams, targets, count: int) -> torch.Tensor:
         """Per-stream results `[n_s, d_s]` (in `_target_heads` order) -> `[count, W]` in the order of the targets."""

@@ -1,0 +1,57 @@
+"""`unroll_steps`: the second pass feeds the first pass's predictions at the target slots (with their gradient) and
+is scored against the true vectors; the loss is the mean of the passes."""
+
+import pytest
+import torch
+from conftest import tiny_world_model
+
+from wmfactory.data import WorldModelDataCollator
+from wmfactory.extras.errors import ConfigError
+from wmfactory.model.heads import previous_vectors
+
+
+def batch():
+    rows = [
+        {"input_ids": [5, 2, 2, 2, 8], "labels": [-100] * 5, "embedding_positions": [1, 2, 3],
+         "embedding_vectors": [[0.1, 0.4, -0.2], [0.3, 0.1, 0.0], [0.5, -0.2, 0.1]],
+         "embedding_is_target": [False, True, True]},
+        {"input_ids": [5, 6, 2, 2], "labels": [-100] * 4, "embedding_positions": [2, 3],
+         "embedding_vectors": [[-0.3, 0.2, 0.2], [0.0, 0.6, -0.1]], "embedding_is_target": [False, True]},
+    ]
+    return WorldModelDataCollator(pad_token_id=2, embedding_dim=3)(rows)
+
+
+def test_two_passes_average_the_loss_of_forecasts_from_own_predictions():
+    torch.manual_seed(0)
+    model = tiny_world_model(embedding_dim=3, finetuning_type="full", lm_loss_weight=0, unroll_steps=2)
+    model.train()
+    b = batch()
+    unrolled = model(**b).terms.embedding_sum
+    model.config.unroll_steps = 1
+    first = model(**b)
+    # the second pass by hand: the first pass's predictions at the target slots, scored against the truth
+    targets, positions = b["embedding_is_target"], b["embedding_positions"]
+    fed = b["embedding_vectors"].clone()
+    fed[targets] = first.predicted_embeddings
+    embeds = model.embed(b["input_ids"], fed, positions)
+    hidden = model.hidden_states(embeds, b["attention_mask"])
+    previous, has_previous = previous_vectors(fed, positions)
+    frame = model.head_frame(previous[targets], has_previous[targets])
+    slots = positions[targets]
+    params = model.prediction_head(hidden[slots[:, 0], slots[:, 1] - 1])
+    second = model.prediction_head.loss(params, model.statistics.normalize(b["embedding_vectors"][targets]), frame)
+    expected = (first.terms.embedding_sum + second.sum()) / 2
+    assert unrolled.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert abs(second.sum().item() - first.terms.embedding_sum.item()) > 1e-6  # the passes differ
+    # and the same gradients: the second pass trains the first one through its predictions
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    for got, want in zip(torch.autograd.grad(unrolled, parameters, allow_unused=True),
+                         torch.autograd.grad(expected, parameters, allow_unused=True)):
+        assert (got is None) == (want is None)
+        if got is not None:
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-7)
+
+
+def test_unroll_needs_a_differentiable_mean():
+    with pytest.raises(ConfigError, match="unroll_steps"):
+        tiny_world_model(embedding_dim=3, prediction_head_type="diffusion", unroll_steps=2)
