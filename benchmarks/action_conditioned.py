@@ -166,7 +166,8 @@ def main() -> None:
             single = os.path.join(work, "single")
             for name in ("pendulum_train", "pendulum_test"):
                 one_stream_copy(data, single, name)
-            for name, folder, extra in (("two_streams", data, ["--condition_streams", "a"]), ("one_stream", single, [])):
+            runs = (("one_stream", single, []), ("two_streams", data, ["--condition_streams", "a"]))
+            for name, folder, extra in runs:
                 result[f"samples_per_second_{name}"] = train(folder, os.path.join(work, name), args.steps, extra)
             result["two_streams_speed_ratio"] = (result["samples_per_second_two_streams"]
                                                  / result["samples_per_second_one_stream"])
