@@ -66,14 +66,14 @@ def run(command: list[str]) -> None:
 
 
 def train_and_eval(work: str, data_dir: str, train: str, test: str, head: str, steps: int, samples: int,
-                   context: int) -> dict:
+                   context: int, seed: int = 0) -> dict:
     out = os.path.join(work, f"{train}_{head}")
     run(["train", "--stage", "wm", "--model_name", TINY, "--dataset", train, "--dataset_dir", data_dir,
          "--output_dir", out, "--overwrite_output_dir", "--finetuning_type", "lora", "--lora_rank", "16",
          "--lm_loss_weight", "0", "--prediction_head_type", head, "--per_device_train_batch_size", "16",
          "--learning_rate", "3e-3", "--max_steps", str(steps), "--lr_scheduler_type", "cosine",
          "--warmup_steps", "0.05", "--save_strategy", "no", "--logging_steps", str(steps), "--report_to", "none",
-         "--seed", "0", "--val_size", "0.1"])
+         "--seed", str(seed), "--val_size", "0.1"])
     with open(os.path.join(out, "train_results.json")) as f:
         samples_per_second = json.load(f)["train_samples_per_second"]
     result = {"out": out, "train_samples_per_second": samples_per_second}
@@ -129,6 +129,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--samples", type=int, default=32)
     parser.add_argument("--skip_pendulum", action="store_true")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (the data and eval seeds stay 0)")
     parser.add_argument("--heads", default=",".join(HEADS), help="comma-separated; mlp is always trained")
     args = parser.parse_args()
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "steps": args.steps,
@@ -137,8 +138,8 @@ def main() -> None:
         well = os.path.join(work, "well")
         double_well(well, rows=256, test_rows=64)
         heads = ["mlp"] + [h for h in args.heads.split(",") if h in HEADS and h != "mlp"]
-        outputs = {head: train_and_eval(work, well, "well_train", "well_test", head, args.steps, args.samples, 2)
-                   for head in heads}
+        outputs = {head: train_and_eval(work, well, "well_train", "well_test", head, args.steps, args.samples, 2,
+                                        args.seed) for head in heads}
         for head, output in outputs.items():
             h4 = output["report"]["rollout"]["horizons"]["4"]
             result["double_well"][head] = {
@@ -168,7 +169,7 @@ def main() -> None:
                             "--out", pendulum], check=True, capture_output=True)
             for head in heads:
                 output = train_and_eval(work, pendulum, "oscillator_train", "oscillator_test", head, args.steps,
-                                        args.samples, 4)
+                                        args.samples, 4, args.seed)
                 report = output["report"]
                 result["pendulum"][head] = {
                     "train_samples_per_second": output["train_samples_per_second"],
