@@ -124,10 +124,11 @@ def picture(model_dir: str, data_dir: str, context: int, path: str) -> None:
     with open(os.path.join(data_dir, "pendulum_test.json")) as f:
         row = json.load(f)[0]
     horizon = states.shape[1] - context
+    # the context ends with the torque after state `context`; the torques after states context + 1, ... follow
     rolled = model.rollout(row, steps=horizon, dataset_dir=data_dir, context_groups=2 * context,
-                           conditions={"a": actions[0, context - 1:]})
+                           conditions={"a": actions[0, context:]})
     blind = model.rollout(row, steps=horizon, dataset_dir=data_dir, context_groups=2 * context,
-                          conditions={"a": np.zeros_like(actions[0, context - 1:])})
+                          conditions={"a": np.zeros_like(actions[0, context:])})
     angle = lambda s: np.arctan2(s[..., 1], s[..., 0])  # noqa: E731
     t = np.arange(states.shape[1])
     figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -150,6 +151,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1200)
     parser.add_argument("--context", type=int, default=4, help="states given before the rollout")
     parser.add_argument("--skip_speed", action="store_true")
+    parser.add_argument("--speed_only", action="store_true", help="only the training speed of one and two streams")
     parser.add_argument("--skip_training_methods", action="store_true",
                         help="skip scheduled sampling (0.5) and unroll_steps 3, trained and scored the same way")
     args = parser.parse_args()
@@ -160,6 +162,16 @@ def main() -> None:
         subprocess.run([sys.executable, os.path.join(REPO, "examples", "control", "make_pendulum_data.py"),
                         "--out", data], check=True, capture_output=True)
         model_dir = os.path.join(work, "model")
+        if args.speed_only:
+            single = os.path.join(work, "single")
+            for name in ("pendulum_train", "pendulum_test"):
+                one_stream_copy(data, single, name)
+            for name, folder, extra in (("two_streams", data, ["--condition_streams", "a"]), ("one_stream", single, [])):
+                result[f"samples_per_second_{name}"] = train(folder, os.path.join(work, name), args.steps, extra)
+            result["two_streams_speed_ratio"] = (result["samples_per_second_two_streams"]
+                                                 / result["samples_per_second_one_stream"])
+            print(json.dumps(result, indent=2))
+            return
         result["samples_per_second_two_streams"] = train(data, model_dir, args.steps,
                                                           ["--condition_streams", "a"])
         run(["eval", "--model_name_or_path", model_dir, "--dataset", "pendulum_test", "--dataset_dir", data,

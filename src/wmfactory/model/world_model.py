@@ -28,7 +28,7 @@ from ..extras.errors import ConfigError, DataError
 from .config import WorldModelConfig
 from .files import damaged_weights
 from .generation import Sampling, context_features, continue_rows, teacher_forced
-from .heads import Frame, build_head, build_mlp, previous_in_streams
+from .heads import Frame, build_head, build_mlp, previous_in_streams, previous_vectors
 from .loss import LossTerms, combine_losses
 from .statistics import EmbeddingStatistics
 
@@ -141,12 +141,12 @@ class WorldModel(PreTrainedModel):
         if not self.config.multi_stream:
             name = next(iter(dims))
             return [(name, dims[name], None)]
-        out = []
-        for i, (name, d) in enumerate(dims.items()):
-            if predicted_only and self.config.is_condition(name):
-                continue
-            out.append((name, d, (streams == i).nonzero().squeeze(1)))
-        return out
+        cached = self.__dict__.get("_stream_indices")
+        if cached is None or cached[0] is not streams:  # one split per batch, reused by every step of a forward
+            split = [(name, d, (streams == i).nonzero().squeeze(1)) for i, (name, d) in enumerate(dims.items())]
+            cached = (streams, split)
+            self.__dict__["_stream_indices"] = cached
+        return [part for part in cached[1] if not (predicted_only and self.config.is_condition(part[0]))]
 
     def normalize_streams(self, vectors: torch.Tensor, streams: Optional[torch.Tensor]) -> torch.Tensor:
         """`[v, W]` data units (zero-padded to the widest stream) -> normalised, float32, padding kept at 0."""
@@ -161,7 +161,13 @@ class WorldModel(PreTrainedModel):
     def previous_in_streams(self, vectors: torch.Tensor, positions: torch.Tensor,
                             streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """For each vector `[v, W]`, the vector before it in its row and its stream, and whether there is one."""
-        return previous_in_streams(vectors, positions, streams if self.config.multi_stream else None)
+        if not self.config.multi_stream:
+            return previous_in_streams(vectors, positions, None)
+        previous = torch.zeros_like(vectors)
+        has_previous = torch.zeros(len(vectors), dtype=torch.bool, device=vectors.device)
+        for _, _, index in self._by_stream(streams, len(vectors)):
+            previous[index], has_previous[index] = previous_vectors(vectors[index], positions[index])
+        return previous, has_previous
 
     # ---- vectors in and out of one stream -------------------------------------------------------------------------
     def project(self, vectors: torch.Tensor, normalized: bool = False, stream: Optional[str] = None) -> torch.Tensor:
