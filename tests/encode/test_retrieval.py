@@ -101,3 +101,9 @@ def test_raw_sentences_encode_train_rollout_retrieve(tmp_path, capsys):
         assert record["target_neighbours"][0][0]["text"] == STORY[record["row"] + 2]
         assert record["target_neighbours"][0][0]["score"] == pytest.approx(1.0, abs=1e-6)
         assert len(record["neighbours"][0]) == 3 and {"id", "score", "text"} <= set(record["neighbours"][0][0])
+    # predict writes the same neighbours itself when given the bank
+    direct = run_predict({"model_name_or_path": str(tmp_path / "model"), "dataset": "story", "dataset_dir": str(encoded),
+                          "output_dir": str(tmp_path / "predict_bank"), "predict_mode": "rollout",
+                          "context_groups": 2, "bank": str(encoded), "top_k": 3})
+    lines = [json.loads(line) for line in open(direct)]
+    assert [line["neighbours"] for line in lines] == [record["neighbours"] for record in records]

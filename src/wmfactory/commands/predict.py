@@ -22,8 +22,14 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
     the file is an embedding file a dataset can list), beside `target` `[n, d]` and, with `num_samples`, `samples`
     `[S, n, d]` (in rollouts `embedding` is then their mean; teacher-forced, the head's mean). Returns the path of
     predictions.jsonl; `read_predictions` reads it back with the arrays. The rows run `per_device_eval_batch_size`
-    at a time, as one batch (`model.generation`)."""
+    at a time, as one batch (`model.generation`). With `bank` (an `encode` output folder), each line also holds
+    `neighbours`: per predicted vector, its `top_k` nearest items `{"id", "score", "text" or "path"}`."""
     parsed = get_predict_args(args)
+    bank = None
+    if parsed.inference.bank:
+        from ..encode.retrieval import load_bank
+
+        bank = load_bank(parsed.inference.bank)
     model, dataset, output_dir = load_model_and_rows(parsed)
     mode, context_groups = parsed.inference.predict_mode, parsed.inference.context_groups
     sampling = sampling_of(parsed)
@@ -40,13 +46,14 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
             else:
                 predictions = teacher_forced_rows(model, batch, sampling)
             for features, groups in zip(batch, predictions):
-                lines += _write_row(output_dir, f, features, groups, mode)
+                lines += _write_row(output_dir, f, features, groups, mode, bank, parsed.inference.top_k)
             bar.update(len(batch))
     logger.info(f"Wrote {lines} predicted groups to {path} and {embeddings_dir}/")
     return path
 
 
-def _write_row(output_dir: str, f, features: dict[str, Any], groups: list, mode: str) -> int:
+def _write_row(output_dir: str, f, features: dict[str, Any], groups: list, mode: str, bank=None,
+               top_k: int = 5) -> int:
     """One line in predictions.jsonl and one file per predicted group of a row; returns the number of groups."""
     for group in groups:
         name = f"{features['dataset_name']}_row{features['row_index']}_{group.key}_{group.occurrence}"
@@ -55,6 +62,8 @@ def _write_row(output_dir: str, f, features: dict[str, Any], groups: list, mode:
                   "file": f"predicted_embeddings/{name}.safetensors", "shape": list(group.predicted.shape)}
         if group.samples is not None:
             record["num_samples"] = len(group.samples)
+        if bank is not None:
+            record["neighbours"] = bank.neighbours(group.predicted, top_k)
         f.write(json.dumps(record) + "\n")
         _write_prediction(os.path.join(output_dir, record["file"]), group,
                           f"{mode} prediction of <{group.key}> #{group.occurrence}, row "

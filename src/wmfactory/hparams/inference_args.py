@@ -29,10 +29,18 @@ class InferenceArguments:
         metadata={"help": "Scales the spread of the draws (default: the model's `sampling_temperature`, calibrated "
                           "after training on the evaluation split, else 1)."},
     )
+    bank: Optional[str] = field(
+        default=None,
+        metadata={"help": "`predict`: an output_dir of `wmfactory encode`; each prediction's `top_k` nearest items "
+                          "(cosine) are written beside it in predictions.jsonl (decoding by retrieval)."},
+    )
+    top_k: int = field(default=5, metadata={"help": "`predict` with `bank`: neighbours per predicted vector."})
     plot_rows: int = field(default=4, metadata={"help": "Rows drawn in eval_trajectories.png."})
     export_dir: Optional[str] = field(default=None, metadata={"help": "`export`: where the merged model goes."})
 
     def __post_init__(self):
+        if self.top_k < 1:
+            raise ConfigError(f"`top_k` must be at least 1, got {self.top_k}.")
         if self.context_groups < 0:
             raise ConfigError("`context_groups` must be >= 0.")
         if self.num_samples < 0 or (self.temperature is not None and not self.temperature > 0):

@@ -72,11 +72,14 @@ class WorldModelArguments:
                           "`standard` (mean, std) or `robust` (median, 0.7413 IQR, extreme quantiles clipped). "
                           "The loss is computed on normalised vectors; predictions come back in data units."},
     )
-    predict_residual: bool = field(
+    predict_residual: Union[bool, str] = field(
         default=True,
-        metadata={"help": "The head predicts the step from the previous vector, in units of the training steps' "
-                          "standard deviation (zero output = persistence). On by default: it halved the error on "
-                          "the pendulum benchmark (docs/quality.md)."},
+        metadata={"help": "`true`: the head predicts the step from the previous vector, in units of the training "
+                          "steps' standard deviation (zero output = persistence; it halved the error on the pendulum "
+                          "benchmark, docs/quality.md). `ridge`: the head predicts a correction to the forecast of the "
+                          "ridge regression on the last `ridge_history` vectors, fitted on the training split, in "
+                          "units of its residual spread; the head's last layer starts at zero, so training starts "
+                          "at the ridge forecast. `false`: the head predicts the vector itself."},
     )
     embedding_noise_std: float = field(
         default=0.0, metadata={"help": "Gaussian noise added to input vectors (normalised units) in training."}
@@ -105,6 +108,11 @@ class WorldModelArguments:
         self.condition_streams = ",".join(patterns) or None
         if self.embedding_loss_weight < 0 or self.lm_loss_weight < 0:
             raise ConfigError("`embedding_loss_weight` and `lm_loss_weight` must be >= 0.")
+        if isinstance(self.predict_residual, str):
+            value = self.predict_residual.strip().lower()
+            if value not in ("true", "false", "ridge"):
+                raise ConfigError(f"`predict_residual` must be true, false or ridge, got '{self.predict_residual}'.")
+            self.predict_residual = "ridge" if value == "ridge" else value == "true"
         if self.unroll_steps < 1:
             raise ConfigError("`unroll_steps` must be at least 1.")
         if not 0 <= self.scheduled_sampling_prob <= 1:

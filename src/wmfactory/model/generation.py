@@ -121,6 +121,16 @@ class _Row:
             last[key] = i
         return out
 
+    def history_index(self, k: int) -> list[list[int]]:
+        """For each vector, the indices of the up to k vectors before it in its stream, most recent first."""
+        seen: dict[str, list[int]] = {}
+        out = []
+        for i, name in enumerate(self.stream_names):
+            earlier = seen.setdefault(name if self.multi_stream else "", [])
+            out.append(earlier[::-1][:k])
+            earlier.append(i)
+        return out
+
     def group_prediction(self, group: int, predicted: torch.Tensor | np.ndarray, horizon: Optional[int] = None,
                          samples: Optional[torch.Tensor] = None):
         indices = self.group_indices[group]
@@ -153,11 +163,23 @@ class Sampling:
         return None if self.seed is None else torch.Generator(device=device).manual_seed(self.seed)
 
 
+def _padded_history(vectors: torch.Tensor, k: int) -> torch.Tensor:
+    """`[S, n, d]` (n <= k vectors, most recent first) -> `[S, k, d]`, zeros after the n."""
+    out = vectors.new_zeros((vectors.shape[0], k, vectors.shape[-1]))
+    out[:, : vectors.shape[1]] = vectors
+    return out
+
+
 def _next_vectors(model, hidden: torch.Tensor, previous: Optional[torch.Tensor], sampling: Optional[Sampling],
-                  generator: Optional[torch.Generator], stream: str, dim: int) -> torch.Tensor:
+                  generator: Optional[torch.Generator], stream: str, dim: int,
+                  count: Optional[int] = None) -> torch.Tensor:
     """The next vector of `stream` `[b, dim]` (data units) after each hidden state `[b, h]`: the head's mean, or one
-    draw per row when `sampling`. `previous` `[b, dim]` is the vector before in the stream (None: there is none)."""
-    has_previous = torch.full((hidden.shape[0],), previous is not None, dtype=torch.bool, device=hidden.device)
+    draw per row when `sampling`. `previous` `[b, dim]` is the vector before in the stream (None: there is none); for
+    a ridge frame, the last k vectors `[b, k, dim]` of which `count` are there."""
+    if count is not None:
+        has_previous = torch.full((hidden.shape[0],), count, dtype=torch.long, device=hidden.device)
+    else:
+        has_previous = torch.full((hidden.shape[0],), previous is not None, dtype=torch.bool, device=hidden.device)
     if previous is None:
         previous = hidden.new_zeros((hidden.shape[0], dim), dtype=torch.float32)
     if sampling is None:
@@ -195,7 +217,7 @@ def teacher_forced_rows(model, rows_features: list[dict[str, Any]],
     vectors, streams = torch.cat([row.vectors for row in rows]), torch.cat([row.streams for row in rows])
     attention = None if len(rows) == 1 else _mask(lengths, ids.shape[1])
     hidden = model.hidden_states(model.embed(ids, vectors, slots, embedding_streams=streams), attention)  # [b, t, h]
-    previous, has_previous = model.previous_in_streams(vectors, slots, streams)
+    previous, has_previous = model.frame_inputs(vectors, slots, streams)
     means = _target_means(model, rows, hidden, slots, previous, has_previous)
     means = None if means is None else means.cpu().numpy()
     start = 0
@@ -215,7 +237,7 @@ def _target_means(model, rows: list["_Row"], hidden: torch.Tensor, slots: torch.
     names = [name for row in rows for name in row.stream_names]
     targets = [t for row in rows for t in row.is_target]
     dims = [d for row in rows for d in row.dims]
-    means = previous.new_zeros(previous.shape, dtype=torch.float32)
+    means = previous.new_zeros((previous.shape[0], previous.shape[-1]), dtype=torch.float32)
     for name in dict.fromkeys(n for n, t in zip(names, targets) if t):
         if not model.stream_part("prediction_head", name).mean_is_cheap:
             return None
@@ -223,7 +245,7 @@ def _target_means(model, rows: list["_Row"], hidden: torch.Tensor, slots: torch.
                              device=slots.device)
         d = dims[index[0]]
         before = hidden[slots[index, 0], slots[index, 1] - 1]
-        means[index, :d] = model.vectors_from_hidden(before, previous[index, :d], has_previous[index], name)[1]
+        means[index, :d] = model.vectors_from_hidden(before, previous[index][..., :d], has_previous[index], name)[1]
     return means
 
 
@@ -239,11 +261,11 @@ def _teacher_forced_groups(model, row: "_Row", hidden: torch.Tensor, previous: t
         stream, d = row.stream_names[indices[0]], row.dims[indices[0]]
         before = hidden[row.positions[indices] - 1] if means is None or sampling else None
         if means is None:
-            predicted = model.vectors_from_hidden(before, previous[indices][:, :d], has_previous[indices], stream)[1]
+            predicted = model.vectors_from_hidden(before, previous[indices][..., :d], has_previous[indices], stream)[1]
         else:
             predicted = means[indices, :d]
         samples = None if sampling is None else model.sample_vectors(
-            before, previous[indices][:, :d], has_previous[indices], sampling.num_samples, sampling.temperature,
+            before, previous[indices][..., :d], has_previous[indices], sampling.num_samples, sampling.temperature,
             generator, stream)
         results.append(row.group_prediction(group, predicted, samples=samples))
     return results
@@ -337,6 +359,8 @@ class _Generation:
         condition = {name: model.config.is_condition(name) for name in set(row.stream_names)}
         self.given = [g < context_groups or condition[name] for g, name in zip(row.groups, row.stream_names)]
         self.before = row.previous_index()
+        self.k = model.config.ridge_history
+        self.history = row.history_index(self.k) if model.config.predict_residual == "ridge" else None
         self.events = [(i, position) for i, position in enumerate(row.positions.tolist()) if not self.given[i]]
         for i, position in enumerate(row.positions.tolist()):
             if self.given[i]:
@@ -347,6 +371,13 @@ class _Generation:
         self.inputs = inputs[None].repeat(count, 1, 1)  # [S, t, h]
         self.vectors = row.vectors[None].repeat(count, 1, 1)  # [S, v, W]
         self.fed = 0
+
+    def frame_inputs(self, i: int, d: int) -> tuple[Optional[torch.Tensor], Optional[int]]:
+        """The vectors before vector `i` in its stream that its frame starts from, as generated so far: the previous
+        one `[S, d]` (None: there is none), or with a ridge frame the last k `[S, k, d]` and how many there are."""
+        if self.history is None:
+            return (self.vectors[:, self.before[i], :d] if self.before[i] >= 0 else None), None
+        return _padded_history(self.vectors[:, self.history[i], :d], self.k), len(self.history[i])
 
     def segment(self, step: int, sequences: int) -> torch.Tensor:
         """The positions to feed before generated vector number `step` `[sequences, n, h]` (n = 0 when done)."""
@@ -388,8 +419,8 @@ def generate_rows(model, rows_features: list[dict[str, Any]], context_groups: in
                 continue
             i, position = row.events[step]
             name, d = row.row.stream_names[i], row.row.dims[i]
-            previous = row.vectors[:, row.before[i], :d] if row.before[i] >= 0 else None
-            row.vectors[:, i, :d] = _next_vectors(model, row_hidden, previous, sampling, row.generator, name, d)
+            previous, known = row.frame_inputs(i, d)
+            row.vectors[:, i, :d] = _next_vectors(model, row_hidden, previous, sampling, row.generator, name, d, known)
             row.inputs[:, position] = model.project(row.vectors[:, i, :d], stream=name).to(row.inputs.dtype)
             row.fed = position
     return [row.results(sampling, model.config.multi_stream) for row in rows]
@@ -440,10 +471,12 @@ class _Continuation:
             group_streams, pattern = [next(iter(self.dims))] * len(group_streams), None
         self.pattern = pattern or group_streams
         self.order = emission_order(group_streams, pattern)
-        self.last = {}  # the last vector of each stream, [S, d]
+        self.k = cfg.ridge_history if cfg.predict_residual == "ridge" else 1
+        self.recent: dict[str, list[torch.Tensor]] = {}  # the last k vectors of each stream, [S, d], latest first
         for i, name in enumerate(row.stream_names):
             key = name if cfg.multi_stream else group_streams[0]
-            self.last[key] = row.vectors[i, : row.dims[i]][None].repeat(self.count, 1)
+            self.recent.setdefault(key, []).insert(0, row.vectors[i, : row.dims[i]][None].repeat(self.count, 1))
+            del self.recent[key][self.k:]
         self.used = {name: 0 for name in self.conditions}
         self.out: dict[str, list[torch.Tensor]] = {}
         self.generated = 0
@@ -469,11 +502,19 @@ class _Continuation:
             vector = given[self.used[name]][None].repeat(self.count, 1).to(self.row.vectors.device)
             self.used[name] += 1
         else:
-            vector = _next_vectors(self.model, hidden, self.last.get(name), self.sampling, self.generator, name,
-                                   self.dims[name])
+            recent = self.recent.get(name, [])
+            if self.config.predict_residual == "ridge":
+                previous = _padded_history(torch.stack(recent, dim=1), self.k) if recent else hidden.new_zeros(
+                    (self.count, self.k, self.dims[name]), dtype=torch.float32)
+                count = len(recent)
+            else:
+                previous, count = (recent[0] if recent else None), None
+            vector = _next_vectors(self.model, hidden, previous, self.sampling, self.generator, name, self.dims[name],
+                                   count)
             self.out.setdefault(name, []).append(vector)
             self.generated += 1
-        self.last[name] = vector
+        self.recent.setdefault(name, []).insert(0, vector)
+        del self.recent[name][self.k:]
         return name, vector
 
     def result(self) -> np.ndarray | dict[str, np.ndarray]:

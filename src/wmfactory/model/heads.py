@@ -47,6 +47,21 @@ def previous_vectors(vectors: torch.Tensor, positions: torch.Tensor) -> tuple[to
     return vectors[(index - 1).clamp_min(0)], has_previous
 
 
+def history_vectors(vectors: torch.Tensor, positions: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each vector of a batch `[v, d]` (row order; `positions` `[v, 2]` = (row, position)), the k vectors before
+    it in its row, most recent first, and how many there are: (`[v, k, d]`, zeros where there is none; `[v]`)."""
+    index = torch.arange(len(vectors), device=vectors.device)
+    valid = torch.ones(len(vectors), dtype=torch.bool, device=vectors.device)
+    count = torch.zeros(len(vectors), dtype=torch.long, device=vectors.device)
+    history = []
+    for back in range(1, k + 1):
+        source = (index - back).clamp_min(0)
+        valid = valid & (index - back >= 0) & (positions[source, 0] == positions[:, 0])
+        history.append(vectors[source] * valid[:, None].to(vectors.dtype))
+        count = count + valid.long()
+    return torch.stack(history, dim=1), count
+
+
 def previous_in_streams(vectors: torch.Tensor, positions: torch.Tensor,
                         streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """`previous_vectors` within each stream (`streams` `[v]`, None for one stream): the previous *state* before a
@@ -83,6 +98,10 @@ class PredictionHead(nn.Module):
                generator: Optional[torch.Generator] = None) -> torch.Tensor:
         raise NotImplementedError
 
+    def start_at_frame(self) -> None:
+        """Make the head's mean output 0 in its own units, so that its prediction is the frame's shift (the ridge
+        forecast of `predict_residual: ridge`) before training. A head without such a layer keeps its weights."""
+
 
 class DeterministicHead(PredictionHead):
     """One vector per hidden state: the loss is the `world_model_loss_type` error of that vector, the mean is the
@@ -97,6 +116,11 @@ class DeterministicHead(PredictionHead):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.net(hidden).float()  # [n, d]
+
+    def start_at_frame(self) -> None:
+        last = [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def loss(self, params: torch.Tensor, target: torch.Tensor, frame: Frame) -> torch.Tensor:
         return embedding_errors(frame.to_normalized(params), target, self.loss_type)
@@ -124,6 +148,10 @@ class MixtureHead(PredictionHead):
         self.logits = nn.Linear(hidden_size, components)
         self.means = nn.Linear(hidden_size, components * embedding_dim)
         self.log_stds = nn.Linear(hidden_size, components * embedding_dim)
+
+    def start_at_frame(self) -> None:
+        nn.init.zeros_(self.means.weight)
+        nn.init.zeros_(self.means.bias)
 
     def forward(self, hidden: torch.Tensor):
         x = self.trunk(hidden)

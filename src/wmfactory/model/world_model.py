@@ -28,7 +28,7 @@ from ..extras.errors import ConfigError, DataError
 from .config import WorldModelConfig
 from .files import damaged_weights
 from .generation import Sampling, context_features, continue_rows, teacher_forced
-from .heads import Frame, build_head, build_mlp, previous_in_streams, previous_vectors
+from .heads import Frame, build_head, build_mlp, history_vectors, previous_in_streams, previous_vectors
 from .loss import LossTerms, combine_losses
 from .statistics import EmbeddingStatistics
 
@@ -87,6 +87,9 @@ class WorldModel(PreTrainedModel):
                               f"`{config.prediction_head_type}` head's mean is a Monte-Carlo average: use "
                               "`scheduled_sampling_prob` with it instead.")
         self.post_init()
+        if config.predict_residual == "ridge":  # training starts at the ridge forecast
+            for name in config.predicted_streams:
+                self.stream_part("prediction_head", name).start_at_frame()
 
     def _init_weights(self, module: nn.Module) -> None:
         """The LM initialises itself; the projector and head keep PyTorch's default initialisation."""
@@ -169,6 +172,22 @@ class WorldModel(PreTrainedModel):
             previous[index], has_previous[index] = previous_vectors(vectors[index], positions[index])
         return previous, has_previous
 
+    def frame_inputs(self, vectors: torch.Tensor, positions: torch.Tensor,
+                     streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """What `head_frame` needs for each vector `[v, W]`: the previous vector of its stream `[v, W]` and whether
+        there is one `[v]`; with `predict_residual: ridge`, the last `ridge_history` vectors of its stream
+        `[v, k, W]` (most recent first) and how many there are `[v]`."""
+        if self.config.predict_residual != "ridge":
+            return self.previous_in_streams(vectors, positions, streams)
+        k = self.config.ridge_history
+        if not self.config.multi_stream:
+            return history_vectors(vectors, positions, k)
+        history = vectors.new_zeros((len(vectors), k, vectors.shape[-1]))
+        count = torch.zeros(len(vectors), dtype=torch.long, device=vectors.device)
+        for _, _, index in self._by_stream(streams, len(vectors)):
+            history[index], count[index] = history_vectors(vectors[index], positions[index], k)
+        return history, count
+
     # ---- vectors in and out of one stream -------------------------------------------------------------------------
     def project(self, vectors: torch.Tensor, normalized: bool = False, stream: Optional[str] = None) -> torch.Tensor:
         """Vectors `[v, d]` of `stream` (data units, or already normalised) -> projector inputs to the LLM `[v, h]`."""
@@ -178,13 +197,27 @@ class WorldModel(PreTrainedModel):
     def head_frame(self, previous: torch.Tensor, has_previous: torch.Tensor, stream: Optional[str] = None) -> Frame:
         """The frame of the head's output for vectors whose previous vectors (of the same stream) are `previous`
         `[n, d]` (data units, where `has_previous` `[n]`): residual prediction starts from the previous vector, in
-        steps of the training steps' standard deviation; without it the frame is the identity."""
+        steps of the training steps' standard deviation; without it the frame is the identity. With
+        `predict_residual: ridge`, `previous` is the last k vectors `[n, k, d]` (most recent first) and
+        `has_previous` their count `[n]`: a vector with k before it starts from the ridge forecast, in units of the
+        ridge's residual spread, one with fewer from the previous vector as above."""
         statistics = self.stream_part("statistics", stream)
         if not self.config.predict_residual:
             one = statistics.delta_scale.new_ones(())
             return Frame(shift=one * 0, scale=one)
-        shift = statistics.normalize(previous) * has_previous[:, None].float()
-        return Frame(shift=shift, scale=statistics.delta_scale)
+        if previous.dim() == 2:
+            shift = statistics.normalize(previous) * has_previous[:, None].float()
+            return Frame(shift=shift, scale=statistics.delta_scale)
+        n, k, d = previous.shape
+        full = (has_previous >= k)[:, None]
+        features = torch.cat([previous.float().reshape(n, k * d), previous.new_ones((n, 1), dtype=torch.float32)], 1)
+        forecast = features @ statistics.ridge.float()  # [n, d] data units
+        persistence = statistics.normalize(previous[:, 0]) * (has_previous > 0)[:, None].float()
+        spread = statistics.ridge_residual_std.float() / (statistics.scale if statistics.active else 1.0)
+        spread = torch.maximum(spread, 1e-3 * statistics.delta_scale)  # a ridge that fits exactly keeps a scale
+        shift = torch.where(full, statistics.normalize(forecast), persistence)
+        scale = torch.where(full, spread.expand(n, d), statistics.delta_scale.expand(n, d))
+        return Frame(shift=shift, scale=scale)
 
     def vectors_from_hidden(
         self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor, stream: Optional[str] = None
@@ -288,7 +321,7 @@ class WorldModel(PreTrainedModel):
             embedding_target_index = embedding_is_target.nonzero().squeeze(1)
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)  # [v, W]
-        previous, has_previous = self.previous_in_streams(embedding_vectors, embedding_positions, streams)
+        previous, has_previous = self.frame_inputs(embedding_vectors, embedding_positions, streams)
         targets = embedding_is_target
         inputs = z
         if self.training and cfg.embedding_noise_std > 0:
@@ -310,7 +343,7 @@ class WorldModel(PreTrainedModel):
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 head = self.stream_part("prediction_head", name)
                 slots = embedding_positions[chosen]
-                frame = self.head_frame(previous[chosen][:, :d], has_previous[chosen], name)
+                frame = self.head_frame(previous[chosen][..., :d], has_previous[chosen], name)
                 params = head(hidden[slots[:, 0], slots[:, 1] - 1].float())
                 embedding_sum = embedding_sum + head.loss(params, z[chosen][:, :d], frame).sum()
                 if not self.training or head.mean_is_cheap:
@@ -346,14 +379,14 @@ class WorldModel(PreTrainedModel):
         truth = self.normalize_streams(vectors, streams)
         for _ in range(self.config.unroll_steps - 1):
             fed = vectors.float().index_copy(0, target_index, own)
-            previous, has_previous = self.previous_in_streams(fed, positions, streams)
+            previous, has_previous = self.frame_inputs(fed, positions, streams)
             hidden = self.hidden_states(self.embed(input_ids, self.normalize_streams(fed, streams), positions, True,
                                                    streams), attention_mask)
             means = []
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 head = self.stream_part("prediction_head", name)
                 slots = positions[chosen]
-                frame = self.head_frame(previous[chosen][:, :d], has_previous[chosen], name)
+                frame = self.head_frame(previous[chosen][..., :d], has_previous[chosen], name)
                 params = head(hidden[slots[:, 0], slots[:, 1] - 1].float())
                 total = total + head.loss(params, truth[chosen][:, :d], frame).sum()
                 means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
@@ -384,12 +417,12 @@ class WorldModel(PreTrainedModel):
         vectors before it (no training noise): (stream, `params`, `frame`, the targets `[n, d]` normalised)."""
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)
-        previous, has_previous = self.previous_in_streams(embedding_vectors, embedding_positions, streams)
+        previous, has_previous = self.frame_inputs(embedding_vectors, embedding_positions, streams)
         hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask)
         out = []
         for name, d, chosen, _ in self._target_heads(streams, embedding_is_target):
             slots = embedding_positions[chosen]
-            frame = self.head_frame(previous[chosen][:, :d], has_previous[chosen], name)
+            frame = self.head_frame(previous[chosen][..., :d], has_previous[chosen], name)
             params = self.stream_part("prediction_head", name)(hidden[slots[:, 0], slots[:, 1] - 1].float())
             out.append((name, params, frame, z[chosen][:, :d]))
         return out
@@ -415,7 +448,7 @@ class WorldModel(PreTrainedModel):
             own = []
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 slots = positions[chosen]
-                own.append(self.vectors_from_hidden(hidden[slots[:, 0], slots[:, 1] - 1], previous[chosen][:, :d],
+                own.append(self.vectors_from_hidden(hidden[slots[:, 0], slots[:, 1] - 1], previous[chosen][..., :d],
                                                     has_previous[chosen], name)[0])
             own = self._in_target_order(own, streams, targets, len(target_index))
         replace = torch.rand(len(own), device=own.device) < self.config.scheduled_sampling_prob
