@@ -77,9 +77,9 @@ class WorldModelArguments:
         metadata={"help": "`true`: the head predicts the step from the previous vector, in units of the training "
                           "steps' standard deviation (zero output = persistence; it halved the error on the pendulum "
                           "benchmark, docs/quality.md). `ridge`: the head predicts a correction to the forecast of the "
-                          "ridge regression on the last `ridge_history` vectors, fitted on the training split, in "
-                          "units of its residual spread; the head's last layer starts at zero, so training starts "
-                          "at the ridge forecast. `false`: the head predicts the vector itself."},
+                          "ridge regression on the last `ridge_history` vectors, fitted on the training split (same "
+                          "step units); the head's last layer starts at zero, so training starts at the ridge "
+                          "forecast. `false`: the head predicts the vector itself."},
     )
     embedding_noise_std: float = field(
         default=0.0, metadata={"help": "Gaussian noise added to input vectors (normalised units) in training."}

@@ -199,8 +199,8 @@ class WorldModel(PreTrainedModel):
         `[n, d]` (data units, where `has_previous` `[n]`): residual prediction starts from the previous vector, in
         steps of the training steps' standard deviation; without it the frame is the identity. With
         `predict_residual: ridge`, `previous` is the last k vectors `[n, k, d]` (most recent first) and
-        `has_previous` their count `[n]`: a vector with k before it starts from the ridge forecast, in units of the
-        ridge's residual spread, one with fewer from the previous vector as above."""
+        `has_previous` their count `[n]`: a vector with k before it starts from the ridge forecast, one with fewer
+        from the previous vector as above (in steps of the same size)."""
         statistics = self.stream_part("statistics", stream)
         if not self.config.predict_residual:
             one = statistics.delta_scale.new_ones(())
@@ -213,11 +213,10 @@ class WorldModel(PreTrainedModel):
         features = torch.cat([previous.float().reshape(n, k * d), previous.new_ones((n, 1), dtype=torch.float32)], 1)
         forecast = features @ statistics.ridge.float()  # [n, d] data units
         persistence = statistics.normalize(previous[:, 0]) * (has_previous > 0)[:, None].float()
-        spread = statistics.ridge_residual_std.float() / (statistics.scale if statistics.active else 1.0)
-        spread = torch.maximum(spread, 1e-3 * statistics.delta_scale)  # a ridge that fits exactly keeps a scale
-        shift = torch.where(full, statistics.normalize(forecast), persistence)
-        scale = torch.where(full, spread.expand(n, d), statistics.delta_scale.expand(n, d))
-        return Frame(shift=shift, scale=scale)
+        # the same unit as the persistence frame, the step's standard deviation: an optimiser moves a head's output
+        # by about the same amount per step in its own units, so a unit as small as the ridge's residual spread
+        # would slow training by the ratio of the two (about 17 on the pendulum benchmark)
+        return Frame(shift=torch.where(full, statistics.normalize(forecast), persistence), scale=statistics.delta_scale)
 
     def vectors_from_hidden(
         self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor, stream: Optional[str] = None
