@@ -61,6 +61,43 @@ def _padded(column: pa.ChunkedArray, fill: int) -> tuple[np.ndarray, np.ndarray]
     return out, mask
 
 
+def _pack(input_ids: np.ndarray, labels: np.ndarray, lengths: np.ndarray, positions: np.ndarray, capacity: int,
+          pad_token_id: int):
+    """Right-padded rows `[b, t]` -> packed sequences `[s, L]` (first fit, rows in their order; a row longer than
+    `capacity` gets a sequence of its own). Returns (input_ids, labels, embedding_positions `[v, 2]` (sequence,
+    position), and `position_ids` `[s, L]` restarting at 0 for each row and for the padding, `embedding_rows` `[v]`
+    (each vector's row, for "the previous vector of its row")). The first token of each row loses its LM label:
+    unpacked, nothing predicts it; packed, the previous row's last position would."""
+    bins: list[list[int]] = []
+    room: list[int] = []
+    for row, length in enumerate(lengths.tolist()):
+        place = next((i for i, free in enumerate(room) if free >= length), None)
+        if place is None:
+            bins.append([]), room.append(max(capacity, length))
+            place = len(bins) - 1
+        bins[place].append(row)
+        room[place] -= length
+    width = max(sum(int(lengths[r]) for r in rows) for rows in bins)
+    ids = np.full((len(bins), width), pad_token_id, dtype=np.int64)
+    out_labels = np.full((len(bins), width), IGNORE_INDEX, dtype=np.int64)
+    position_ids = np.zeros((len(bins), width), dtype=np.int64)
+    sequence, offset = np.zeros(len(lengths), dtype=np.int64), np.zeros(len(lengths), dtype=np.int64)
+    for s, rows in enumerate(bins):
+        start = 0
+        for r in rows:
+            n = int(lengths[r])
+            ids[s, start:start + n] = input_ids[r, :n]
+            out_labels[s, start:start + n] = labels[r, :n]
+            out_labels[s, start] = IGNORE_INDEX
+            position_ids[s, start:start + n] = np.arange(n)
+            sequence[r], offset[r] = s, start
+            start += n
+        position_ids[s, start:] = np.arange(width - start)  # the padding: a segment of its own
+    rows = positions[:, 0]
+    packed_positions = np.stack([sequence[rows], offset[rows] + positions[:, 1]], axis=1)
+    return ids, out_labels, packed_positions, {"position_ids": position_ids, "embedding_rows": rows.copy()}
+
+
 def lm_label_mask(labels: torch.Tensor) -> torch.Tensor:
     """`[b, t]` labels -> `[b, t - 1]`: which hidden states (positions 0..t-2) carry an LM target (the next token's
     label). The one definition the collator, the loss and the trainer's token count share."""
@@ -96,6 +133,9 @@ class WorldModelDataCollator:
     pad_token_id: int
     embedding_dim: int
     streams: Optional[Sequence[str]] = None  # the model's streams, in order (None: one stream)
+    # `packing`: the rows of a batch packed into as few sequences of at most this many positions as first-fit
+    # allows, each row keeping its own positions (`position_ids` restart at 0) and attending only to itself
+    pack_length: Optional[int] = None
 
     def __call__(self, features: list[dict[str, Any]] | list[pa.Table]) -> dict[str, torch.Tensor]:
         if len(features) == 1 and isinstance(features[0], pa.Table):
@@ -110,20 +150,27 @@ class WorldModelDataCollator:
         _, vectors = _lists(table.column("embedding_vectors"))  # one list of d_i floats per vector
         _, targets = _lists(table.column("embedding_is_target"))
         is_target = targets.to_numpy(zero_copy_only=False).astype(bool)
+        positions = np.stack([rows, slots.to_numpy(zero_copy_only=False).astype(np.int64)], axis=1).reshape(-1, 2)
+        packed = {}
+        if self.pack_length:
+            input_ids, labels, positions, packed = _pack(input_ids, labels, mask.sum(1), positions, self.pack_length,
+                                                         self.pad_token_id)
         labels = torch.from_numpy(labels)
-        return {
+        batch = {
             "input_ids": torch.from_numpy(input_ids),
             "attention_mask": torch.from_numpy(attention_mask),
             "labels": labels,
             "embedding_vectors": torch.from_numpy(self._vectors(vectors)),
-            "embedding_positions": torch.from_numpy(
-                np.stack([rows, slots.to_numpy(zero_copy_only=False).astype(np.int64)], axis=1).reshape(-1, 2)
-            ),
+            "embedding_positions": torch.from_numpy(positions),
             "embedding_is_target": torch.from_numpy(is_target),
             "embedding_streams": torch.from_numpy(self._streams(table)),
             "embedding_target_index": torch.from_numpy(np.flatnonzero(is_target).astype(np.int64)),
             "lm_label_index": lm_label_index(labels),
         }
+        if packed:  # no attention mask: the decoder builds one that keeps each row to itself from position_ids
+            del batch["attention_mask"]
+            batch.update({name: torch.from_numpy(value) for name, value in packed.items()})
+        return batch
 
     def _vectors(self, vectors: pa.Array) -> np.ndarray:
         """One list of floats per vector -> `[v, embedding_dim]` float32, narrower vectors zero-padded."""

@@ -27,6 +27,12 @@ class DataArguments:
                           "llama3, qwen."},
     )
     cutoff_len: int = field(default=2048, metadata={"help": "Maximum length of a rendered row, in positions."})
+    packing: bool = field(
+        default=False,
+        metadata={"help": "Pack the rows of each batch into as few sequences of `cutoff_len` positions as first fit "
+                          "allows; each row keeps its own positions and attends only to itself (LLaMA-Factory's "
+                          "`neat_packing`), so the losses are those of the unpacked rows."},
+    )
     train_on_prompt: bool = field(default=False, metadata={"help": "Put LM labels on prompt tokens too."})
     max_samples: Optional[int] = field(
         default=None, metadata={"help": "Keep at most this many rows of each dataset (for quick runs)."}

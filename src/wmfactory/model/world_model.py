@@ -266,9 +266,13 @@ class WorldModel(PreTrainedModel):
         rows, positions = embedding_positions[:, 0], embedding_positions[:, 1]
         return inputs_embeds.index_put((rows, positions), projected)
 
-    def hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: Optional[torch.Tensor]) -> torch.Tensor:
-        return self.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                  use_cache=False).last_hidden_state
+    def hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: Optional[torch.Tensor],
+                      position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The decoder's last hidden states `[b, t, h]`. Packed rows come with `position_ids` restarting at each row
+        and no `attention_mask`: transformers then keeps each row's attention inside the row."""
+        extra = {} if position_ids is None else {"position_ids": position_ids}
+        return self.get_decoder()(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False,
+                                  **extra).last_hidden_state
 
     def _target_heads(self, streams: Optional[torch.Tensor], targets: torch.Tensor,
                       target_index: Optional[torch.Tensor] = None):
@@ -296,6 +300,8 @@ class WorldModel(PreTrainedModel):
         embedding_streams: Optional[torch.Tensor] = None,
         embedding_target_index: Optional[torch.Tensor] = None,
         lm_label_index: Optional[torch.Tensor] = None,
+        position_ids: Optional[torch.Tensor] = None,
+        embedding_rows: Optional[torch.Tensor] = None,
         num_embedding_targets: Optional[int | torch.Tensor] = None,
         num_lm_tokens: Optional[int | torch.Tensor] = None,
     ) -> WorldModelOutput:
@@ -306,6 +312,9 @@ class WorldModel(PreTrainedModel):
         an LM target; computed here when absent). `num_*` widen the loss normalisation beyond this micro-batch. The
         embedding loss is each head's loss on normalised vectors of its stream; `predicted_embeddings` are means in
         data units `[v_target, W]`.
+
+        Packed rows (`packing`): `position_ids` `[b, t]` restart at each row, there is no attention mask, and
+        `embedding_rows` `[v]` says which row each vector belongs to (for the previous vectors of its row).
 
         With one stream the pass gathers with these indices and keeps its counts as tensors: no host sync and no
         shape that depends on the data, so `torch.compile` traces it whole (tests/model/test_compile.py)."""
@@ -320,7 +329,9 @@ class WorldModel(PreTrainedModel):
             embedding_target_index = embedding_is_target.nonzero().squeeze(1)
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)  # [v, W]
-        previous, has_previous = self.frame_inputs(embedding_vectors, embedding_positions, streams)
+        rows = embedding_positions if embedding_rows is None else torch.stack(
+            [embedding_rows, embedding_positions[:, 1]], dim=1)  # (row, position): whose previous vectors
+        previous, has_previous = self.frame_inputs(embedding_vectors, rows, streams)
         targets = embedding_is_target
         inputs = z
         if self.training and cfg.embedding_noise_std > 0:
@@ -328,9 +339,9 @@ class WorldModel(PreTrainedModel):
         target_index = embedding_target_index
         if self.training and cfg.scheduled_sampling_prob > 0 and len(target_index) > 0:
             inputs = self._scheduled_sampling(input_ids, attention_mask, inputs, embedding_positions, previous,
-                                              has_previous, targets, target_index, streams)
+                                              has_previous, targets, target_index, streams, position_ids)
         hidden = self.hidden_states(self.embed(input_ids, inputs, embedding_positions, True, streams),
-                                    attention_mask)  # [b, t, h]
+                                    attention_mask, position_ids)  # [b, t, h]
 
         zero = hidden.new_zeros((), dtype=torch.float32)
         predicted = hidden.new_zeros((0, cfg.embedding_dim), dtype=torch.float32)
@@ -351,7 +362,8 @@ class WorldModel(PreTrainedModel):
                 predicted = self._in_target_order(means, streams, targets, len(target_index))
             if self.training and cfg.unroll_steps > 1:
                 embedding_sum = self._unrolled(embedding_sum, predicted, input_ids, attention_mask, embedding_vectors,
-                                               embedding_positions, targets, target_index, streams)
+                                               embedding_positions, targets, target_index, streams, rows,
+                                               position_ids)
 
         lm_sum, num_tokens = zero, zero.long()
         if cfg.lm_loss_weight > 0 and labels is not None:
@@ -369,7 +381,7 @@ class WorldModel(PreTrainedModel):
         return WorldModelOutput(loss, embedding_loss, lm_loss, terms, predicted)
 
     def _unrolled(self, first: torch.Tensor, predicted: torch.Tensor, input_ids, attention_mask, vectors, positions,
-                  targets, target_index, streams) -> torch.Tensor:
+                  targets, target_index, streams, rows=None, position_ids=None) -> torch.Tensor:
         """`unroll_steps` k: passes 2..k feed, at every target slot, the previous pass's prediction (data units, with
         its gradient) instead of the true vector, and score each pass's predictions against the true vectors, so
         that pass j trains forecasts made from j - 1 steps of the model's own outputs, as in a rollout. The
@@ -378,9 +390,9 @@ class WorldModel(PreTrainedModel):
         truth = self.normalize_streams(vectors, streams)
         for _ in range(self.config.unroll_steps - 1):
             fed = vectors.float().index_copy(0, target_index, own)
-            previous, has_previous = self.frame_inputs(fed, positions, streams)
+            previous, has_previous = self.frame_inputs(fed, positions if rows is None else rows, streams)
             hidden = self.hidden_states(self.embed(input_ids, self.normalize_streams(fed, streams), positions, True,
-                                                   streams), attention_mask)
+                                                   streams), attention_mask, position_ids)
             means = []
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 head = self.stream_part("prediction_head", name)
@@ -439,11 +451,12 @@ class WorldModel(PreTrainedModel):
         return logits
 
     def _scheduled_sampling(self, input_ids, attention_mask, inputs, positions, previous, has_previous, targets,
-                            target_index, streams=None):
+                            target_index, streams=None, position_ids=None):
         """With probability `scheduled_sampling_prob`, the input of a target vector becomes the model's own
         prediction of it from a first pass without gradient (as it will be in a rollout)."""
         with torch.no_grad():
-            hidden = self.hidden_states(self.embed(input_ids, inputs, positions, True, streams), attention_mask)
+            hidden = self.hidden_states(self.embed(input_ids, inputs, positions, True, streams), attention_mask,
+                                        position_ids)
             own = []
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 slots = positions[chosen]

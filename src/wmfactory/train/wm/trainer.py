@@ -131,6 +131,8 @@ def _squared_errors(inputs: dict, predicted: torch.Tensor, config) -> dict[str, 
         dims = torch.tensor(list(config.stream_dims.values()), device=target.device)[streams[is_target]]
     inside = (torch.arange(target.shape[-1], device=target.device)[None, :] < dims[:, None]).float()
     error = ((predicted.float() - target).pow(2) * inside).sum(dim=-1) / dims  # [v_target]
+    if inputs.get("embedding_rows") is not None:  # packed rows: the previous vector of the same row
+        positions = torch.stack([inputs["embedding_rows"], positions[:, 1]], dim=1)
     previous, has_previous = previous_in_streams(vectors, positions, streams)
     previous, has_previous = previous[is_target].float(), has_previous[is_target]
     persistence = ((previous - target).pow(2) * inside).sum(dim=-1) / dims

@@ -51,7 +51,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     if model is not world_model:  # PEFT saves the adapter, not the world model's config.json: write it beside
         callbacks = list(callbacks or []) + [WorldModelConfigCallback(world_model.config)]
     collator = WorldModelDataCollator(pad_token_id=tokenizer.pad_token_id,
-                                      embedding_dim=world_model.config.embedding_dim, streams=list(streams))
+                                      embedding_dim=world_model.config.embedding_dim, streams=list(streams),
+                                      pack_length=args.data.cutoff_len if args.data.packing else None)
     trainer = WorldModelTrainer(
         model=model,
         args=training_args,
