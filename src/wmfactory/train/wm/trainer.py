@@ -8,10 +8,13 @@ from transformers import Trainer, TrainerCallback
 
 from ...eval.metrics import skill
 from ...extras.errors import DataError
+from ...extras.logging import get_logger
 from ...model.heads import previous_in_streams
 from ...data.collator import lm_label_mask
 from ...model.loss import LossTerms, combine_losses
 from ..checkpoints import newest_complete_checkpoint
+
+logger = get_logger(__name__)
 
 
 class WorldModelTrainer(Trainer):
@@ -23,6 +26,7 @@ class WorldModelTrainer(Trainer):
         self.world_model_config = self.accelerator.unwrap_model(self.model).config
         self._train_sums: dict[str, torch.Tensor] = {}
         self._train_steps_since_log = 0
+        self._warned_drowned = False
         self._eval_sums: dict[str, torch.Tensor] = {}
         self._loss_finite: Optional[torch.Tensor] = None
         self._checked_step = 0
@@ -101,6 +105,10 @@ class WorldModelTrainer(Trainer):
                 logs[name] = self.accelerator.gather(value[None]).mean().item() / steps
             self._train_sums = {}
             self._train_steps_since_log = 0
+            warning = drowned_embedding_loss(logs, self.world_model_config)
+            if warning and not self._warned_drowned and self.is_world_process_zero():
+                self._warned_drowned = True
+                logger.warning(warning)
         if "eval_loss" in logs and self._eval_sums:
             totals = {k: self.accelerator.reduce(v[None].clone(), "sum").item() for k, v in self._eval_sums.items()}
             config = self.world_model_config
@@ -115,6 +123,25 @@ class WorldModelTrainer(Trainer):
                 logs["eval_skill"] = skill(totals["model_error_after_previous"], totals["persistence_error"])
             self._eval_sums = {}
         super().log(logs, start_time)
+
+
+LOSS_BALANCE = 10.0  # the weighted LM loss this many times the weighted embedding loss is warned about
+
+
+def drowned_embedding_loss(logs: dict[str, float], config) -> Optional[str]:
+    """A warning when the weighted LM loss of a logged step is over `LOSS_BALANCE` times the weighted embedding loss:
+    the gradient then mostly fits the text (often the same scaffolding in every row) and the head learns little."""
+    if not config.predicts_embeddings or config.lm_loss_weight <= 0:
+        return None
+    lm = config.lm_loss_weight * logs.get("lm_loss", 0.0)
+    embedding = config.embedding_loss_weight * logs.get("embedding_loss", 0.0)
+    if lm <= LOSS_BALANCE * embedding:
+        return None
+    ratio = lm / max(embedding, 1e-30)
+    return (f"The weighted LM loss ({config.lm_loss_weight:g} x {logs['lm_loss']:.4g}) is {ratio:.0f} times the "
+            f"weighted embedding loss ({config.embedding_loss_weight:g} x {logs['embedding_loss']:.4g}): "
+            "the embedding loss is drowned. Lower `lm_loss_weight` (0 skips the LM head), or normalise the vectors "
+            "(`embedding_norm: standard`) so that their loss is not tiny by their scale alone.")
 
 
 def _squared_errors(inputs: dict, predicted: torch.Tensor, config) -> dict[str, torch.Tensor]:
