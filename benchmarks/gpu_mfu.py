@@ -2,6 +2,14 @@
 positions (text with embedding slots), bf16, full fine-tuning through `wmfactory` (stage wm).
 
     python benchmarks/gpu_mfu.py [--steps 15] [--batch 4] [--peak_tflops 989]
+    python benchmarks/gpu_mfu.py --variable --packing --baseline   # rows of 1/8 to all of --seq positions
+    python benchmarks/gpu_mfu.py --hidden 2048 --layers 22 --compile  # about 1B parameters
+
+`--variable` draws each row's length uniformly between seq / 8 and seq; `--packing` packs each batch's rows
+(`packing: true`); `--compile` sets `torch_compile: true`; `--liger` sets `enable_liger_kernel: true` (needs the
+liger-kernel package); `--baseline` also trains the same model on the same rows' tokens with a plain
+`transformers.Trainer` causal-LM run (rows padded to the batch's longest, no packing) in the same process, and
+reports the ratio of real (non-padding) tokens per second.
 
 MFU = 6 * parameters * tokens per second / peak FLOP/s (989 TFLOP/s: dense bf16 of an H100/H200 SXM), the
 parameters without the input embedding table (a lookup, not a matrix product). Nothing is
@@ -27,6 +35,11 @@ def main() -> None:
     parser.add_argument("--peak_tflops", type=float, default=989.0)
     parser.add_argument("--hidden", type=int, default=1536, help="smaller values give a quick smoke test")
     parser.add_argument("--layers", type=int, default=16)
+    parser.add_argument("--variable", action="store_true", help="rows of different lengths")
+    parser.add_argument("--packing", action="store_true")
+    parser.add_argument("--compile", action="store_true")
+    parser.add_argument("--liger", action="store_true")
+    parser.add_argument("--baseline", action="store_true", help="also time a plain transformers.Trainer run")
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import numpy as np
@@ -56,7 +69,8 @@ def main() -> None:
             path = f"e/{row}_{g}.npy"
             np.save(os.path.join(work, "data", path), rng.normal(size=(4, 64)).astype(np.float32))
             files[f"m{g + 1}"] = [path]
-        text = " ".join(rng.choice(words, size=args.seq * 220 // 2048))  # 8 groups of 4 + text: `seq` positions
+        share = rng.uniform(1 / 8, 1.0) if args.variable else 1.0
+        text = " ".join(rng.choice(words, size=max(1, int(share * args.seq * 220 // 2048))))  # `seq` at share 1
         user = " ".join(f"{text} <m{g + 1}>" for g in range(4))
         answer = " ".join(f"<m{g + 1}> {text}" for g in range(4, 8))
         rows.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
@@ -76,15 +90,19 @@ def main() -> None:
                 torch.cuda.synchronize()
             ends.append(time.perf_counter())
 
-    trainer = run_exp({"stage": "wm", "model_name_or_path": model_dir, "torch_dtype": "bfloat16", "bf16": True,
-                       "finetuning_type": "full", "dataset": "rows", "dataset_dir": os.path.join(work, "data"),
-                       "cutoff_len": args.seq, "output_dir": os.path.join(work, "out"), "overwrite_output_dir": True,
-                       "per_device_train_batch_size": args.batch, "max_steps": args.steps, "learning_rate": 1e-5,
-                       "logging_steps": 1000, "save_strategy": "no", "report_to": "none", "disable_tqdm": True},
-                      callbacks=[Clock()])
+    keys = {"stage": "wm", "model_name_or_path": model_dir, "torch_dtype": "bfloat16", "bf16": True,
+            "finetuning_type": "full", "dataset": "rows", "dataset_dir": os.path.join(work, "data"),
+            "cutoff_len": args.seq, "output_dir": os.path.join(work, "out"), "overwrite_output_dir": True,
+            "per_device_train_batch_size": args.batch, "max_steps": args.steps, "learning_rate": 1e-5,
+            "logging_steps": 1000, "save_strategy": "no", "report_to": "none", "disable_tqdm": True,
+            "packing": args.packing, "torch_compile": args.compile}
+    if args.liger:
+        keys["enable_liger_kernel"] = True
+    trainer = run_exp(keys, callbacks=[Clock()])
     step = float(np.median(np.diff(ends[3:])))
-    lengths = [len(ids) for ids in trainer.train_dataset.dataset.with_format(None)["input_ids"]]
-    tokens = float(np.mean(lengths)) * args.batch
+    rows_ids = trainer.train_dataset.dataset.with_format(None)["input_ids"]
+    lengths = [len(ids) for ids in rows_ids]
+    tokens = float(np.mean(lengths)) * args.batch  # real positions per step (rows per step are the same packed)
     # the input embedding table is a lookup, not a matrix product: left out of the FLOP count, as usual for MFU
     params = sum(p.numel() for p in trainer.model.parameters()) - trainer.model.language_model.get_input_embeddings(
     ).weight.numel()
@@ -96,7 +114,52 @@ def main() -> None:
         "mfu": 6 * params * tokens / step / (args.peak_tflops * 1e12),
         "peak_memory_gb": torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None,
     }
+    if args.baseline:
+        result["plain_trainer"] = plain_trainer(model_dir, rows_ids, args, work)
+        result["plain_trainer"]["mfu"] = 6 * params * result["plain_trainer"]["tokens_per_second"] / (
+            args.peak_tflops * 1e12)
+        result["speedup_over_plain_trainer"] = result["tokens_per_second"] / result["plain_trainer"][
+            "tokens_per_second"]
     print(json.dumps(result, indent=2))
+
+
+def plain_trainer(model_dir: str, rows_ids: list, args, work: str) -> dict:
+    """The same model and the same rows' token ids (vector slots as pad ids) through a plain `transformers.Trainer`
+    causal-LM run: bf16, full fine-tuning, padded to each batch's longest row; real (non-padding) tokens/s."""
+    import numpy as np
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+
+    ends = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, a, state, control, **kwargs):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            ends.append(time.perf_counter())
+
+    def collate(features):
+        width = max(len(f["input_ids"]) for f in features)
+        ids = torch.full((len(features), width), 2, dtype=torch.long)
+        mask = torch.zeros((len(features), width), dtype=torch.long)
+        for i, f in enumerate(features):
+            ids[i, : len(f["input_ids"])] = torch.tensor(f["input_ids"])
+            mask[i, : len(f["input_ids"])] = 1
+        labels = ids.masked_fill(mask == 0, -100)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16)
+    training = TrainingArguments(output_dir=os.path.join(work, "plain"), per_device_train_batch_size=args.batch,
+                                 max_steps=args.steps, learning_rate=1e-5, bf16=True, logging_steps=1000,
+                                 save_strategy="no", report_to="none", disable_tqdm=True, torch_compile=args.compile,
+                                 use_cpu=not torch.cuda.is_available())
+    trainer = Trainer(model=model, args=training, train_dataset=Dataset.from_dict({"input_ids": rows_ids}),
+                      data_collator=collate, callbacks=[Clock()])
+    trainer.train()
+    step = float(np.median(np.diff(ends[3:])))
+    tokens = float(np.mean([len(ids) for ids in rows_ids])) * args.batch
+    return {"step_seconds": step, "tokens_per_second": tokens / step}
 
 
 if __name__ == "__main__":
