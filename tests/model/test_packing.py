@@ -51,3 +51,32 @@ def test_training_with_packing(tmp_path):
     run_exp(train_args(tmp_path / "out", data_dir, packing=True, cutoff_len=256, max_steps=3, logging_steps=1))
     log = [json.loads(line) for line in open(tmp_path / "out" / "trainer_log.jsonl")]
     assert len(log) >= 3 and all(np.isfinite(entry["loss"]) for entry in log if "loss" in entry)
+
+
+def test_packing_two_streams_keeps_each_rows_previous_state():
+    from conftest import TINY_MODEL
+
+    from wmfactory.hparams import ModelArguments, WorldModelArguments
+    from wmfactory.model import build_world_model
+
+    torch.manual_seed(0)
+    model = build_world_model(ModelArguments(model_name_or_path=TINY_MODEL),
+                              WorldModelArguments(condition_streams="a", lm_loss_weight=0.5), {"a": 2, "s": 3}).eval()
+    rng = np.random.default_rng(1)
+    features = []
+    for length, slots in ((8, [1, 2, 3, 4, 5]), (6, [1, 2, 3]), (9, [2, 3, 4, 5, 6])):
+        ids = rng.integers(5, 60, size=length).tolist()
+        names = ["s", "a"] * 3
+        streams = names[: len(slots)]
+        features.append({"input_ids": ids, "labels": [-100] + ids[1:], "embedding_positions": slots,
+                         "embedding_vectors": [rng.normal(size=3 if n == "s" else 2).tolist() for n in streams],
+                         "embedding_is_target": [n == "s" for n in streams],  # as `embedding_targets: all`
+                         "embedding_streams": streams})
+    plain = WorldModelDataCollator(pad_token_id=0, embedding_dim=3, streams=["a", "s"])(features)
+    packed = WorldModelDataCollator(pad_token_id=0, embedding_dim=3, streams=["a", "s"], pack_length=16)(features)
+    assert packed["input_ids"].shape[0] == 2  # 8 + 6 | 9
+    with torch.no_grad():
+        a, b = model(**plain), model(**packed)
+    assert float(b.terms.embedding_sum) == pytest.approx(float(a.terms.embedding_sum), rel=1e-5)
+    assert float(b.loss) == pytest.approx(float(a.loss), rel=1e-5)
+    torch.testing.assert_close(b.predicted_embeddings, a.predicted_embeddings, rtol=1e-5, atol=1e-5)
