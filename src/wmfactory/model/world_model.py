@@ -199,8 +199,8 @@ class WorldModel(PreTrainedModel):
         `[n, d]` (data units, where `has_previous` `[n]`): residual prediction starts from the previous vector, in
         steps of the training steps' standard deviation; without it the frame is the identity. With
         `predict_residual: ridge`, `previous` is the last k vectors `[n, k, d]` (most recent first) and
-        `has_previous` their count `[n]`: a vector with k before it starts from the ridge forecast, one with fewer
-        from the previous vector as above (in steps of the same size)."""
+        `has_previous` their count `[n]`: a vector starts from the ridge forecast on its last k vectors (the oldest
+        repeated when there are fewer), in steps of the same size; one with none before it from the center."""
         statistics = self.stream_part("statistics", stream)
         if not self.config.predict_residual:
             one = statistics.delta_scale.new_ones(())
@@ -209,14 +209,16 @@ class WorldModel(PreTrainedModel):
             shift = statistics.normalize(previous) * has_previous[:, None].float()
             return Frame(shift=shift, scale=statistics.delta_scale)
         n, k, d = previous.shape
-        full = (has_previous >= k)[:, None]
-        features = torch.cat([previous.float().reshape(n, k * d), previous.new_ones((n, 1), dtype=torch.float32)], 1)
+        # fewer than k vectors before it: the oldest one stands in for the missing ones (one frame for every vector
+        # with a history; mixing the ridge frame with the persistence frame made the head learn neither, docs)
+        older = torch.arange(k, device=previous.device)[None, :].clamp(max=(has_previous - 1).clamp_min(0)[:, None])
+        history = previous.float().gather(1, older[..., None].expand(n, k, d))
+        features = torch.cat([history.reshape(n, k * d), previous.new_ones((n, 1), dtype=torch.float32)], 1)
         forecast = features @ statistics.ridge.float()  # [n, d] data units
-        persistence = statistics.normalize(previous[:, 0]) * (has_previous > 0)[:, None].float()
-        # the same unit as the persistence frame, the step's standard deviation: an optimiser moves a head's output
-        # by about the same amount per step in its own units, so a unit as small as the ridge's residual spread
-        # would slow training by the ratio of the two (about 17 on the pendulum benchmark)
-        return Frame(shift=torch.where(full, statistics.normalize(forecast), persistence), scale=statistics.delta_scale)
+        known = (has_previous > 0)[:, None]
+        center = torch.zeros_like(forecast)  # no vector before it: the training center, as without ridge
+        # in steps of the training steps' standard deviation, the unit of the persistence frame
+        return Frame(shift=torch.where(known, statistics.normalize(forecast), center), scale=statistics.delta_scale)
 
     def vectors_from_hidden(
         self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor, stream: Optional[str] = None
