@@ -1,6 +1,6 @@
 """`predict_residual: ridge`: before training the model's forecast is the ridge regression's (fitted on the training
-split; the oldest vector repeated when fewer than `ridge_history` precede), teacher-forced, in generated groups and
-in rollouts; training starts there."""
+split, on as many vectors as precede, up to `ridge_history`), teacher-forced, in generated groups and in rollouts;
+training starts there."""
 
 import json
 
@@ -29,9 +29,18 @@ def test_an_untrained_head_forecasts_what_the_ridge_regression_forecasts(tmp_pat
     truth = np.concatenate([json.loads((tmp_path / "data" / row["embeddings"][f"m{t}"][0]).read_text())["embedding"]
                             for t in range(1, 7)])  # [6, 4]
     groups = model.predict_next(row, str(tmp_path / "data"))
-    # m2 has one vector before it (fewer than ridge_history = 2): the ridge on [m1, m1]; m3 onwards: on the last 2
-    np.testing.assert_allclose(groups[0].predicted[0], ridge_path(weights, truth[[0, 0]], 1)[-1], rtol=1e-4,
-                               atol=1e-5)
+    # m2 has one vector before it (fewer than ridge_history = 2): the ridge on the last 1; m3 onwards: on the last 2
+    one = model.statistics.ridge_1.double().numpy()
+    # fitted on every training transition, from the last vector alone: the normal equations by hand (penalty 1e-3
+    # times the number of transitions, the intercept not shrunk)
+    streams = [np.concatenate([json.loads((tmp_path / "data" / r["embeddings"][f"m{t}"][0]).read_text())["embedding"]
+                               for t in range(1, 7)]) for r in rows]
+    x = np.concatenate([np.c_[s[:-1], np.ones(len(s) - 1)] for s in streams])
+    y = np.concatenate([s[1:] for s in streams])
+    penalty = 1e-3 * len(x) * np.eye(5)
+    penalty[-1, -1] = 0
+    np.testing.assert_allclose(one, np.linalg.solve(x.T @ x + penalty, x.T @ y), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(groups[0].predicted[0], ridge_path(one, truth[:1], 1)[-1], rtol=1e-4, atol=1e-5)
     for group, t in zip(groups[1:], range(2, 6)):
         expected = ridge_path(weights, truth[t - 2: t], 1)[-1]
         np.testing.assert_allclose(group.predicted[0], expected, rtol=1e-4, atol=1e-5)
@@ -63,8 +72,8 @@ def test_with_a_condition_stream_the_ridge_runs_on_the_states_alone(tmp_path):
     states = np.concatenate([np.load(tmp_path / "data" / row["embeddings"][f"s{t}"][0]) for t in range(1, 6)])
     weights = model.statistics.s.ridge.double().numpy()
     groups = model.predict_next(row, str(tmp_path / "data"))  # s2 .. s5
-    np.testing.assert_allclose(groups[0].predicted[0], ridge_path(weights, states[[0, 0]], 1)[-1], rtol=1e-4,
-                               atol=1e-5)  # one state before s2: the ridge on [s1, s1]
+    one = model.statistics.s.ridge_1.double().numpy()  # one state before s2: the ridge on the last state
+    np.testing.assert_allclose(groups[0].predicted[0], ridge_path(one, states[:1], 1)[-1], rtol=1e-4, atol=1e-5)
     for group, t in zip(groups[1:], range(2, 5)):
         np.testing.assert_allclose(group.predicted[0], ridge_path(weights, states[t - 2: t], 1)[-1], rtol=1e-4,
                                    atol=1e-5)

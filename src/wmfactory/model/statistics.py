@@ -26,7 +26,7 @@ class EmbeddingStatistics(nn.Module):
     (ridge regression from the last k vectors, data units), and the spread of the two baselines' one-step errors on
     the training split, data units: `step_std` `[d]` (persistence) and `ridge_residual_std` `[d]`."""
 
-    def __init__(self, embedding_dim: int, ridge_history: int = 2):
+    def __init__(self, embedding_dim: int, ridge_history: int = 2, shorter_ridges: bool = False):
         super().__init__()
         d = embedding_dim
         for name, value in (("mean", 0.0), ("std", 1.0), ("center", 0.0), ("scale", 1.0), ("low", -np.inf),
@@ -34,6 +34,14 @@ class EmbeddingStatistics(nn.Module):
             self.register_buffer(name, torch.full((d,), value))
         self.register_buffer("ridge", torch.zeros(ridge_history * d + 1, d))
         self.ridge_history = ridge_history
+        # `predict_residual: ridge`: the ridges on the last j < k vectors too, for vectors with a shorter history
+        self.shorter = list(range(1, ridge_history)) if shorter_ridges else []
+        for j in self.shorter:
+            self.register_buffer(f"ridge_{j}", torch.zeros(j * d + 1, d))
+
+    def ridge_on(self, history: int) -> torch.Tensor:
+        """The ridge weights `[j*d + 1, d]` on the last `history` = j vectors (j = k: `ridge`)."""
+        return self.ridge if history == self.ridge_history else getattr(self, f"ridge_{history}")
         self.active = True  # False for `embedding_norm: none`: normalising is then the identity, skipped
 
     def normalize(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -83,6 +91,7 @@ class EmbeddingStatistics(nn.Module):
         # behind the two baselines' one-step error spreads (persistence: the steps; ridge: from its normal equations)
         step_sum, step_squares, raw_squares, steps = np.zeros(d), np.zeros(d), np.zeros(d), 0
         gram, cross, target_squares = np.zeros((k * d + 1, k * d + 1)), np.zeros((k * d + 1, d)), np.zeros(d)
+        short = {j: (np.zeros((j * d + 1, j * d + 1)), np.zeros((j * d + 1, d))) for j in self.shorter}
         for stream in rows:
             if not len(stream):
                 continue
@@ -100,6 +109,12 @@ class EmbeddingStatistics(nn.Module):
                 gram += features.T @ features
                 cross += features.T @ x[k:]
                 target_squares += (x[k:] ** 2).sum(axis=0)
+            for j, (short_gram, short_cross) in short.items():
+                if len(x) > j:
+                    windows = np.stack([x[i: len(x) - j + i] for i in range(j)], axis=1)
+                    features = ridge_features(windows)
+                    short_gram += features.T @ features
+                    short_cross += features.T @ x[j:]
         if steps:
             step_mean = step_sum / steps
             self.delta_scale.copy_(torch.from_numpy(_safe(np.sqrt(np.maximum(step_squares / steps - step_mean**2, 0)))))
@@ -112,6 +127,11 @@ class EmbeddingStatistics(nn.Module):
             # sum over targets of (y - features @ w)^2, per dimension, without another pass over the rows
             residual_squares = target_squares - 2 * (w * cross).sum(axis=0) + (w * (gram @ w)).sum(axis=0)
             self.ridge_residual_std.copy_(torch.from_numpy(np.sqrt(np.maximum(residual_squares, 0) / gram[-1, -1])))
+        for j, (short_gram, short_cross) in short.items():
+            if short_gram[-1, -1] > 0:
+                penalty = ridge_lambda * short_gram[-1, -1] * np.eye(j * d + 1)
+                penalty[-1, -1] = 0.0
+                getattr(self, f"ridge_{j}").copy_(torch.from_numpy(np.linalg.solve(short_gram + penalty, short_cross)))
 
     def _set(self, center: np.ndarray, scale: np.ndarray, low: Optional[np.ndarray] = None,
              high: Optional[np.ndarray] = None) -> None:

@@ -72,14 +72,16 @@ class WorldModel(PreTrainedModel):
         if config.multi_stream:  # one projector, statistics and (unless a condition) head per stream
             self.projector = nn.ModuleDict({s: build_mlp(config.projector_type, d, h, h) for s, d in dims.items()})
             self.prediction_head = nn.ModuleDict({s: build_head(config, dims[s]) for s in config.predicted_streams})
-            self.statistics = nn.ModuleDict({s: EmbeddingStatistics(d, config.ridge_history) for s, d in dims.items()})
+            short = config.predict_residual == "ridge"
+            self.statistics = nn.ModuleDict({s: EmbeddingStatistics(d, config.ridge_history, short)
+                                             for s, d in dims.items()})
             for statistics in self.statistics.values():
                 statistics.active = config.embedding_norm != "none"
         else:
             d = config.embedding_dim
             self.projector = build_mlp(config.projector_type, d, h, h)
             self.prediction_head = build_head(config)
-            self.statistics = EmbeddingStatistics(d, config.ridge_history)
+            self.statistics = EmbeddingStatistics(d, config.ridge_history, config.predict_residual == "ridge")
             self.statistics.active = config.embedding_norm != "none"
         if config.unroll_steps > 1 and not all(
                 self.stream_part("prediction_head", name).mean_is_cheap for name in config.predicted_streams):
@@ -199,8 +201,9 @@ class WorldModel(PreTrainedModel):
         `[n, d]` (data units, where `has_previous` `[n]`): residual prediction starts from the previous vector, in
         steps of the training steps' standard deviation; without it the frame is the identity. With
         `predict_residual: ridge`, `previous` is the last k vectors `[n, k, d]` (most recent first) and
-        `has_previous` their count `[n]`: a vector starts from the ridge forecast on its last k vectors (the oldest
-        repeated when there are fewer), in steps of the same size; one with none before it from the center."""
+        `has_previous` their count `[n]`: a vector starts from the forecast of the ridge on its last j <= k vectors
+        (j: as many as precede it, each ridge fitted on the training split), in steps of the same size; one with
+        none before it from the center."""
         statistics = self.stream_part("statistics", stream)
         if not self.config.predict_residual:
             one = statistics.delta_scale.new_ones(())
@@ -209,12 +212,15 @@ class WorldModel(PreTrainedModel):
             shift = statistics.normalize(previous) * has_previous[:, None].float()
             return Frame(shift=shift, scale=statistics.delta_scale)
         n, k, d = previous.shape
-        # fewer than k vectors before it: the oldest one stands in for the missing ones (one frame for every vector
-        # with a history; mixing the ridge frame with the persistence frame made the head learn neither, docs)
-        older = torch.arange(k, device=previous.device)[None, :].clamp(max=(has_previous - 1).clamp_min(0)[:, None])
-        history = previous.float().gather(1, older[..., None].expand(n, k, d))
-        features = torch.cat([history.reshape(n, k * d), previous.new_ones((n, 1), dtype=torch.float32)], 1)
-        forecast = features @ statistics.ridge.float()  # [n, d] data units
+        # each vector from the ridge on as many vectors as precede it (up to k), so that every vector with a
+        # history has the same kind of frame: mixing a persistence frame for the first ones with the ridge frame
+        # for the others stopped the head from learning either (docs/quality.md)
+        forecast = previous.new_zeros((n, d), dtype=torch.float32)
+        ones = previous.new_ones((n, 1), dtype=torch.float32)
+        for j in range(1, k + 1):
+            features = torch.cat([previous[:, :j].float().reshape(n, j * d), ones], dim=1)
+            forecast = torch.where((has_previous.clamp(max=k) == j)[:, None], features @ statistics.ridge_on(j).float(),
+                                   forecast)
         known = (has_previous > 0)[:, None]
         center = torch.zeros_like(forecast)  # no vector before it: the training center, as without ridge
         # in steps of the training steps' standard deviation, the unit of the persistence frame
