@@ -359,10 +359,8 @@ class WorldModel(PreTrainedModel):
             # run even with no targets: an empty pass keeps the head in the graph (DDP sees it used)
             means = []
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
-                head = self.stream_part("prediction_head", name)
-                slots = embedding_positions[chosen]
-                frame = self.head_frame(previous[chosen][..., :d], has_previous[chosen], name)
-                params = head(hidden[slots[:, 0], slots[:, 1] - 1].float())
+                head, params, frame = self._head_on(name, d, chosen, hidden, embedding_positions, previous,
+                                                    has_previous)
                 embedding_sum = embedding_sum + head.loss(params, z[chosen][:, :d], frame).sum()
                 if not self.training or head.mean_is_cheap:
                     means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
@@ -388,6 +386,15 @@ class WorldModel(PreTrainedModel):
         )
         return WorldModelOutput(loss, embedding_loss, lm_loss, terms, predicted)
 
+    def _head_on(self, name: str, d: int, chosen: torch.Tensor, hidden: torch.Tensor, positions: torch.Tensor,
+                 previous: torch.Tensor, has_previous: torch.Tensor):
+        """Stream `name`'s head on its target vectors `chosen` (indices into the batch's vectors): (head, params,
+        frame), from the hidden state one position before each slot."""
+        head = self.stream_part("prediction_head", name)
+        slots = positions[chosen]
+        frame = self.head_frame(previous[chosen][..., :d], has_previous[chosen], name)
+        return head, head(hidden[slots[:, 0], slots[:, 1] - 1].float()), frame
+
     def _unrolled(self, first: torch.Tensor, predicted: torch.Tensor, input_ids, attention_mask, vectors, positions,
                   targets, target_index, streams, rows=None, position_ids=None) -> torch.Tensor:
         """`unroll_steps` k: passes 2..k feed, at every target slot, the previous pass's prediction (data units, with
@@ -403,10 +410,7 @@ class WorldModel(PreTrainedModel):
                                                    streams), attention_mask, position_ids)
             means = []
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
-                head = self.stream_part("prediction_head", name)
-                slots = positions[chosen]
-                frame = self.head_frame(previous[chosen][..., :d], has_previous[chosen], name)
-                params = head(hidden[slots[:, 0], slots[:, 1] - 1].float())
+                head, params, frame = self._head_on(name, d, chosen, hidden, positions, previous, has_previous)
                 total = total + head.loss(params, truth[chosen][:, :d], frame).sum()
                 means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             own = self._in_target_order(means, streams, targets, len(own))
@@ -440,9 +444,7 @@ class WorldModel(PreTrainedModel):
         hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask)
         out = []
         for name, d, chosen, _ in self._target_heads(streams, embedding_is_target):
-            slots = embedding_positions[chosen]
-            frame = self.head_frame(previous[chosen][..., :d], has_previous[chosen], name)
-            params = self.stream_part("prediction_head", name)(hidden[slots[:, 0], slots[:, 1] - 1].float())
+            _, params, frame = self._head_on(name, d, chosen, hidden, embedding_positions, previous, has_previous)
             out.append((name, params, frame, z[chosen][:, :d]))
         return out
 
