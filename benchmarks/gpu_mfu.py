@@ -44,7 +44,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import numpy as np
     import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, TrainerCallback
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
     from wmfactory.train.tuner import run_exp
 
@@ -82,14 +82,7 @@ def main() -> None:
         json.dump({"rows": {"file_name": "rows.json", "columns": {"messages": "messages", "embeddings": "embeddings"},
                             "tags": tags}}, f)
 
-    ends = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, a, state, control, **kwargs):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            ends.append(time.perf_counter())
-
+    clock = step_clock()
     keys = {"stage": "wm", "model_name_or_path": model_dir, "torch_dtype": "bfloat16", "bf16": True,
             "finetuning_type": "full", "dataset": "rows", "dataset_dir": os.path.join(work, "data"),
             "cutoff_len": args.seq, "output_dir": os.path.join(work, "out"), "overwrite_output_dir": True,
@@ -98,8 +91,8 @@ def main() -> None:
             "packing": args.packing, "torch_compile": args.compile}
     if args.liger:
         keys["enable_liger_kernel"] = True
-    trainer = run_exp(keys, callbacks=[Clock()])
-    step = float(np.median(np.diff(ends[3:])))
+    trainer = run_exp(keys, callbacks=[clock])
+    step = float(np.median(np.diff(clock.ends[3:])))
     rows_ids = trainer.train_dataset.dataset.with_format(None)["input_ids"]
     lengths = [len(ids) for ids in rows_ids]
     tokens = float(np.mean(lengths)) * args.batch  # real positions per step (rows per step are the same packed)
@@ -123,21 +116,32 @@ def main() -> None:
     print(json.dumps(result, indent=2))
 
 
+def step_clock():
+    """A Trainer callback that records when each step ends (`.ends`), after the GPU has finished it."""
+    import torch
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        def __init__(self):
+            self.ends = []
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            self.ends.append(time.perf_counter())
+
+    return Clock()
+
+
 def plain_trainer(model_dir: str, rows_ids: list, args, work: str) -> dict:
     """The same model and the same rows' token ids (vector slots as pad ids) through a plain `transformers.Trainer`
     causal-LM run: bf16, full fine-tuning, padded to each batch's longest row; real (non-padding) tokens/s."""
     import numpy as np
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, Trainer, TrainerCallback, TrainingArguments
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
 
-    ends = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, a, state, control, **kwargs):
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            ends.append(time.perf_counter())
+    clock = step_clock()
 
     def collate(features):
         width = max(len(f["input_ids"]) for f in features)
@@ -155,9 +159,9 @@ def plain_trainer(model_dir: str, rows_ids: list, args, work: str) -> dict:
                                  save_strategy="no", report_to="none", disable_tqdm=True, torch_compile=args.compile,
                                  use_cpu=not torch.cuda.is_available())
     trainer = Trainer(model=model, args=training, train_dataset=Dataset.from_dict({"input_ids": rows_ids}),
-                      data_collator=collate, callbacks=[Clock()])
+                      data_collator=collate, callbacks=[clock])
     trainer.train()
-    step = float(np.median(np.diff(ends[3:])))
+    step = float(np.median(np.diff(clock.ends[3:])))
     tokens = float(np.mean([len(ids) for ids in rows_ids])) * args.batch
     return {"step_seconds": step, "tokens_per_second": tokens / step}
 
