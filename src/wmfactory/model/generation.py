@@ -113,13 +113,7 @@ class _Row:
 
     def previous_index(self) -> list[int]:
         """For each vector, the index of the vector before it in its stream (-1 for none)."""
-        last: dict[str, int] = {}
-        out = []
-        for i, name in enumerate(self.stream_names):
-            key = name if self.multi_stream else ""
-            out.append(last.get(key, -1))
-            last[key] = i
-        return out
+        return [before[0] if before else -1 for before in self.history_index(1)]
 
     def history_index(self, k: int) -> list[list[int]]:
         """For each vector, the indices of the up to k vectors before it in its stream, most recent first."""
@@ -127,7 +121,7 @@ class _Row:
         out = []
         for i, name in enumerate(self.stream_names):
             earlier = seen.setdefault(name if self.multi_stream else "", [])
-            out.append(earlier[::-1][:k])
+            out.append(earlier[-k:][::-1])
             earlier.append(i)
         return out
 

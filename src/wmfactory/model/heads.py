@@ -62,18 +62,28 @@ def history_vectors(vectors: torch.Tensor, positions: torch.Tensor, k: int) -> t
     return torch.stack(history, dim=1), count
 
 
+def within_streams(fn: Callable[..., tuple[torch.Tensor, ...]], vectors: torch.Tensor, positions: torch.Tensor,
+                   streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """`fn(vectors, positions)` (each output `[n, ...]`, one row per vector) applied to the vectors of each stream
+    alone (`streams` `[v]`; None, or a single stream: to all at once) and put back in the vectors' order."""
+    if streams is None or len(streams) == 0 or bool((streams == streams[0]).all()):
+        return fn(vectors, positions)
+    out = None
+    for value in streams.unique():
+        index = (streams == value).nonzero().squeeze(1)
+        parts = fn(vectors[index], positions[index])
+        if out is None:
+            out = [part.new_zeros((len(vectors), *part.shape[1:])) for part in parts]
+        for whole, part in zip(out, parts):
+            whole[index] = part
+    return tuple(out)
+
+
 def previous_in_streams(vectors: torch.Tensor, positions: torch.Tensor,
                         streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """`previous_vectors` within each stream (`streams` `[v]`, None for one stream): the previous *state* before a
     state, not the action between them."""
-    if streams is None or len(streams) == 0 or bool((streams == streams[0]).all()):
-        return previous_vectors(vectors, positions)
-    previous = torch.zeros_like(vectors)
-    has_previous = torch.zeros(len(vectors), dtype=torch.bool, device=vectors.device)
-    for value in streams.unique():
-        index = (streams == value).nonzero().squeeze(1)
-        previous[index], has_previous[index] = previous_vectors(vectors[index], positions[index])
-    return previous, has_previous
+    return within_streams(previous_vectors, vectors, positions, streams)
 
 
 class PredictionHead(nn.Module):

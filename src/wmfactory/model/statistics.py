@@ -90,8 +90,9 @@ class EmbeddingStatistics(nn.Module):
         # second pass: step sizes in normalised space, the ridge normal equations in data units, and the squares
         # behind the two baselines' one-step error spreads (persistence: the steps; ridge: from its normal equations)
         step_sum, step_squares, raw_squares, steps = np.zeros(d), np.zeros(d), np.zeros(d), 0
-        gram, cross, target_squares = np.zeros((k * d + 1, k * d + 1)), np.zeros((k * d + 1, d)), np.zeros(d)
-        short = {j: (np.zeros((j * d + 1, j * d + 1)), np.zeros((j * d + 1, d))) for j in self.shorter}
+        # the normal equations of the ridge on the last j vectors, for j = k and the shorter histories
+        normal = {j: (np.zeros((j * d + 1, j * d + 1)), np.zeros((j * d + 1, d))) for j in self.shorter + [k]}
+        target_squares = np.zeros(d)
         for stream in rows:
             if not len(stream):
                 continue
@@ -103,35 +104,28 @@ class EmbeddingStatistics(nn.Module):
                 step_squares += (delta**2).sum(axis=0)
                 raw_squares += (np.diff(x, axis=0) ** 2).sum(axis=0)
                 steps += len(delta)
-            if len(x) > k:
-                windows = np.stack([x[j: len(x) - k + j] for j in range(k)], axis=1)  # [n, k, d], oldest first
-                features = ridge_features(windows)
-                gram += features.T @ features
-                cross += features.T @ x[k:]
-                target_squares += (x[k:] ** 2).sum(axis=0)
-            for j, (short_gram, short_cross) in short.items():
+            for j, (gram, cross) in normal.items():
                 if len(x) > j:
-                    windows = np.stack([x[i: len(x) - j + i] for i in range(j)], axis=1)
+                    windows = np.stack([x[i: len(x) - j + i] for i in range(j)], axis=1)  # [n, j, d], oldest first
                     features = ridge_features(windows)
-                    short_gram += features.T @ features
-                    short_cross += features.T @ x[j:]
+                    gram += features.T @ features
+                    cross += features.T @ x[j:]
+            if len(x) > k:
+                target_squares += (x[k:] ** 2).sum(axis=0)
         if steps:
             step_mean = step_sum / steps
             self.delta_scale.copy_(torch.from_numpy(_safe(np.sqrt(np.maximum(step_squares / steps - step_mean**2, 0)))))
             self.step_std.copy_(torch.from_numpy(np.sqrt(raw_squares / steps)))
+        gram, cross = normal[k]
         if gram[-1, -1] > 0:
-            penalty = ridge_lambda * gram[-1, -1] * np.eye(k * d + 1)
-            penalty[-1, -1] = 0.0  # the intercept is not shrunk
-            w = np.linalg.solve(gram + penalty, cross)
+            w = _solve_ridge(gram, cross, ridge_lambda)
             self.ridge.copy_(torch.from_numpy(w))
             # sum over targets of (y - features @ w)^2, per dimension, without another pass over the rows
             residual_squares = target_squares - 2 * (w * cross).sum(axis=0) + (w * (gram @ w)).sum(axis=0)
             self.ridge_residual_std.copy_(torch.from_numpy(np.sqrt(np.maximum(residual_squares, 0) / gram[-1, -1])))
-        for j, (short_gram, short_cross) in short.items():
-            if short_gram[-1, -1] > 0:
-                penalty = ridge_lambda * short_gram[-1, -1] * np.eye(j * d + 1)
-                penalty[-1, -1] = 0.0
-                getattr(self, f"ridge_{j}").copy_(torch.from_numpy(np.linalg.solve(short_gram + penalty, short_cross)))
+        for j in self.shorter:
+            if normal[j][0][-1, -1] > 0:
+                getattr(self, f"ridge_{j}").copy_(torch.from_numpy(_solve_ridge(*normal[j], ridge_lambda)))
 
     def _set(self, center: np.ndarray, scale: np.ndarray, low: Optional[np.ndarray] = None,
              high: Optional[np.ndarray] = None) -> None:
@@ -147,6 +141,14 @@ def ridge_features(windows: np.ndarray) -> np.ndarray:
     `[n, k*d + 1]`, the vectors most recent first, then a constant 1 for the intercept."""
     windows = np.asarray(windows, dtype=np.float64)
     return np.concatenate([windows[:, ::-1].reshape(len(windows), -1), np.ones((len(windows), 1))], axis=1)
+
+
+def _solve_ridge(gram: np.ndarray, cross: np.ndarray, ridge_lambda: float) -> np.ndarray:
+    """Ridge weights from the normal equations: the penalty is `ridge_lambda` times the number of transitions (the
+    intercept's diagonal entry counts them), and the intercept is not shrunk."""
+    penalty = ridge_lambda * gram[-1, -1] * np.eye(len(gram))
+    penalty[-1, -1] = 0.0
+    return np.linalg.solve(gram + penalty, cross)
 
 
 def _safe(scale: np.ndarray) -> np.ndarray:

@@ -28,7 +28,7 @@ from ..extras.errors import ConfigError, DataError
 from .config import WorldModelConfig
 from .files import damaged_weights
 from .generation import Sampling, context_features, continue_rows, teacher_forced
-from .heads import Frame, build_head, build_mlp, history_vectors, previous_in_streams, previous_vectors
+from .heads import Frame, build_head, build_mlp, history_vectors, previous_vectors, within_streams
 from .loss import LossTerms, combine_losses
 from .statistics import EmbeddingStatistics
 
@@ -163,32 +163,16 @@ class WorldModel(PreTrainedModel):
             z[index, :d] = statistics.normalize(vectors[index, :d])
         return z
 
-    def previous_in_streams(self, vectors: torch.Tensor, positions: torch.Tensor,
-                            streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """For each vector `[v, W]`, the vector before it in its row and its stream, and whether there is one."""
-        if not self.config.multi_stream:
-            return previous_in_streams(vectors, positions, None)
-        previous = torch.zeros_like(vectors)
-        has_previous = torch.zeros(len(vectors), dtype=torch.bool, device=vectors.device)
-        for _, _, index in self._by_stream(streams, len(vectors)):
-            previous[index], has_previous[index] = previous_vectors(vectors[index], positions[index])
-        return previous, has_previous
-
     def frame_inputs(self, vectors: torch.Tensor, positions: torch.Tensor,
                      streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """What `head_frame` needs for each vector `[v, W]`: the previous vector of its stream `[v, W]` and whether
-        there is one `[v]`; with `predict_residual: ridge`, the last `ridge_history` vectors of its stream
-        `[v, k, W]` (most recent first) and how many there are `[v]`."""
+        """What `head_frame` needs for each vector `[v, W]`: the previous vector of its stream in its row `[v, W]`
+        and whether there is one `[v]`; with `predict_residual: ridge`, the last `ridge_history` vectors of its
+        stream `[v, k, W]` (most recent first) and how many there are `[v]`."""
+        streams = streams if self.config.multi_stream else None
         if self.config.predict_residual != "ridge":
-            return self.previous_in_streams(vectors, positions, streams)
+            return within_streams(previous_vectors, vectors, positions, streams)
         k = self.config.ridge_history
-        if not self.config.multi_stream:
-            return history_vectors(vectors, positions, k)
-        history = vectors.new_zeros((len(vectors), k, vectors.shape[-1]))
-        count = torch.zeros(len(vectors), dtype=torch.long, device=vectors.device)
-        for _, _, index in self._by_stream(streams, len(vectors)):
-            history[index], count[index] = history_vectors(vectors[index], positions[index], k)
-        return history, count
+        return within_streams(lambda v, p: history_vectors(v, p, k), vectors, positions, streams)
 
     # ---- vectors in and out of one stream -------------------------------------------------------------------------
     def project(self, vectors: torch.Tensor, normalized: bool = False, stream: Optional[str] = None) -> torch.Tensor:
@@ -469,9 +453,8 @@ class WorldModel(PreTrainedModel):
                                         position_ids)
             own = []
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
-                slots = positions[chosen]
-                own.append(self.vectors_from_hidden(hidden[slots[:, 0], slots[:, 1] - 1], previous[chosen][..., :d],
-                                                    has_previous[chosen], name)[0])
+                head, params, frame = self._head_on(name, d, chosen, hidden, positions, previous, has_previous)
+                own.append(head.mean(params, frame))
             own = self._in_target_order(own, streams, targets, len(target_index))
         replace = torch.rand(len(own), device=own.device) < self.config.scheduled_sampling_prob
         mixed = torch.where(replace[:, None], own.to(inputs.dtype), inputs[target_index])
