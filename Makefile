@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test bench install clean
+.PHONY: demo test bench quality install clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,13 @@ bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/cpu_threads.py | tee saves/benchmarks/cpu_threads.txt
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) benchmarks/encode_throughput.py | tee saves/benchmarks/encode_throughput.txt
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) benchmarks/batched_inference.py | tee saves/benchmarks/batched_inference.txt
+
+# The quality suite behind docs/quality.md: five datasets from PyPI packages, the world model against the classical
+# baselines and a GRU (about 20 minutes on 2 CPU cores); tables in saves/quality/quality.md
+quality: install
+	$(PY) -m pip install --quiet -r benchmarks/quality/requirements.txt
+	$(PY) -m pip install --quiet --no-deps aeon==1.6.0
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(PY) benchmarks/quality/run.py
 
 clean:
 	rm -rf saves .pytest_cache

@@ -1,0 +1,402 @@
+"""World-model quality against the classical baselines, on the datasets of `sources.py`.
+
+For each dataset: write it as a wmfactory dataset folder, train the tiny model with the recipe below (the README's
+recommended one; `--set key=value` changes a key), and score on the test rows, teacher-forced and rolled out from
+`context` given states to `horizon`, the same vectors for every forecaster:
+
+- the world model;
+- persistence, linear extrapolation and the training mean;
+- ridge regression on the last k = 1, 2, 3 states (and the conditions applied after them), fitted on the training
+  rows, the penalty chosen on a fifth of them held out;
+- a GRU (one layer, 128 units, predicting the step in normalised units) trained directly on the same rows for the
+  same wall-clock time as the world model's training loop.
+
+The scale-free score is each forecaster's MSE divided by persistence's (as MASE is); the last table is the
+geometric mean of that score across datasets (as Chronos and GIFT-Eval rank models).
+
+    pip install -r benchmarks/quality/requirements.txt && pip install --no-deps aeon==1.6.0
+    python benchmarks/quality/run.py [--datasets speech power ...] [--steps 600] [--set predict_residual=true]
+
+Writes `saves/quality/results.json` and `saves/quality/quality.md` (the tables of docs/quality.md).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(REPO, "src"))
+sys.path.insert(0, HERE)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from sources import BUILDERS, Dataset  # noqa: E402
+
+# the README's recommended recipe (docs/quality.md says how it was chosen)
+RECIPE = {
+    "stage": "wm", "model_name_or_path": os.path.join(REPO, "examples", "models", "tiny-llama"),
+    "finetuning_type": "lora", "lora_rank": 16,
+    "per_device_train_batch_size": 16, "learning_rate": 3e-3, "lr_scheduler_type": "cosine", "warmup_steps": 0.05,
+}
+RIDGE_K = (1, 2, 3)
+PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # per training transition, on normalised features
+
+
+# ---------------------------------------------------------------------------------------------- dataset folders
+def write_folder(data: Dataset, folder: str) -> None:
+    """`<folder>/dataset_info.json` with splits `train`, `test` and `rollout` (the test rows cut after context +
+    horizon states), and one .npy per vector under `<folder>/vectors/`."""
+    if os.path.isfile(os.path.join(folder, "dataset_info.json")):
+        return
+    os.makedirs(os.path.join(folder, "vectors"), exist_ok=True)
+
+    def conversation(split: str, number: int, row: dict, length: int, context: int) -> dict:
+        groups, files = [], {}
+        for t in range(length):
+            keys = [("s", row["s"][t])] + ([("a", row["a"][t])] if "a" in row and t < length - 1 else [])
+            for stream, vector in keys:
+                path = os.path.join("vectors", f"{split}_{number}_{stream}{t + 1}.npy")
+                if not os.path.isfile(os.path.join(folder, path)):
+                    np.save(os.path.join(folder, path), np.asarray(vector, np.float32))
+                files[f"{stream}{t + 1}"] = [path]
+                groups.append(f"<{stream}{t + 1}>")
+        cut = _split_at(groups, context)
+        return {"messages": [{"role": "user", "content": row["text"] + " " + "".join(groups[:cut])},
+                             {"role": "assistant", "content": "".join(groups[cut:])}],
+                "embeddings": files}
+
+    splits = {
+        "train": [conversation("train", i, r, len(r["s"]), data.context) for i, r in enumerate(data.train)],
+        "test": [conversation("test", i, r, len(r["s"]), data.context) for i, r in enumerate(data.test)],
+        "rollout": [conversation("test", i, r, data.context + data.horizon, data.context)
+                    for i, r in enumerate(data.test)],
+    }
+    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+    info = {}
+    for split, rows in splits.items():
+        with open(os.path.join(folder, f"{split}.json"), "w") as f:
+            json.dump(rows, f)
+        info[split] = {"file_name": f"{split}.json", "formatting": "sharegpt",
+                       "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": tags}
+    with open(os.path.join(folder, "dataset_info.json"), "w") as f:
+        json.dump(info, f, indent=2)
+
+
+def _split_at(groups: list[str], context: int) -> int:
+    """Groups up to and including the `context`-th state and the condition after it."""
+    seen = 0
+    for i, group in enumerate(groups):
+        seen += group.startswith("<s")
+        if seen == context:
+            return i + 1 + (i + 1 < len(groups) and groups[i + 1].startswith("<a"))
+    return len(groups)
+
+
+def context_groups(data: Dataset) -> int:
+    """Placeholders before the first generated state: `context` states and the conditions after them."""
+    return data.context * (2 if data.condition_dim else 1)
+
+
+# ---------------------------------------------------------------------------------------------- the world model
+def train_world_model(data: Dataset, folder: str, out: str, steps: int, overrides: dict) -> float:
+    """Train with the recipe; -> seconds of the training loop (`train_runtime`)."""
+    from wmfactory.train.tuner import run_exp
+
+    config = {**RECIPE, "dataset": "train", "dataset_dir": folder, "output_dir": out, "overwrite_output_dir": True,
+              "max_steps": steps, "logging_steps": max(steps // 8, 1), "save_strategy": "no", "report_to": "none",
+              "disable_tqdm": True, "seed": 0, **({"condition_streams": "a"} if data.condition_dim else {}),
+              **overrides}
+    run_exp(config)
+    with open(os.path.join(out, "train_results.json")) as f:
+        return float(json.load(f)["train_runtime"])
+
+
+def world_model_forecasts(data: Dataset, folder: str, out: str) -> tuple[dict, dict]:
+    """Teacher-forced forecasts {(row, t): [d]} of every state after the first, and rollout forecasts
+    {(row, h): [d]} for h = 1..horizon after `context` given states."""
+    from wmfactory.commands.common import load_model_and_rows
+    from wmfactory.hparams import get_predict_args
+    from wmfactory.model.generation import generate_rows, row_batches, teacher_forced_rows
+
+    def load(split):
+        return load_model_and_rows(get_predict_args({"model_name_or_path": out, "dataset": split,
+                                                     "dataset_dir": folder, "output_dir": os.path.join(out, "q")}))
+
+    model, rows, _ = load("test")
+    forced = {}
+    for batch in row_batches(rows, 8):
+        for features, groups in zip(batch, teacher_forced_rows(model, batch)):
+            for group in groups:
+                if group.stream == "s":
+                    forced[(features["row_index"], int(group.key[1:]) - 1)] = group.predicted[0]
+    _, rows, _ = load("rollout")
+    rolled = {}
+    for batch in row_batches(rows, 8):
+        for features, groups in zip(batch, generate_rows(model, batch, context_groups(data))):
+            for group in groups:
+                if group.stream == "s":
+                    rolled[(features["row_index"], group.horizon)] = group.predicted[0]
+    return forced, rolled
+
+
+# ---------------------------------------------------------------------------------------------- baselines
+class Normaliser:
+    def __init__(self, rows: list[dict]):
+        states = np.concatenate([r["s"] for r in rows]).astype(np.float64)
+        self.mean, self.std = states.mean(0), states.std(0) + 1e-8
+        steps = np.concatenate([np.diff(r["s"], axis=0) for r in rows]).astype(np.float64)
+        self.step = steps.std(0) / self.std + 1e-8  # std of one step, in normalised units
+
+    def __call__(self, x):
+        return (np.asarray(x, np.float64) - self.mean) / self.std
+
+    def back(self, z):
+        return z * self.std + self.mean
+
+
+def _ridge_design(z: np.ndarray, a, t: int, k: int) -> np.ndarray:
+    """Features predicting state t: states t-k..t-1 (normalised) and the conditions applied after them, and 1."""
+    parts = [z[t - k:t].reshape(-1)] + ([a[t - k:t].reshape(-1)] if a is not None else []) + [np.ones(1)]
+    return np.concatenate(parts)
+
+
+class Ridge:
+    """Ridge regression of the next state on the last k states (and conditions), normalised; the penalty chosen
+    on a held-out fifth of the training rows, then refitted on all of them."""
+
+    def __init__(self, rows: list[dict], k: int, norm: Normaliser):
+        self.k, self.norm = k, norm
+        order = np.random.default_rng(k).permutation(len(rows))
+        held = set(order[: max(1, len(rows) // 5)].tolist())
+        fit = [r for i, r in enumerate(rows) if i not in held]
+        check = [r for i, r in enumerate(rows) if i in held]
+        errors = {p: self._error(self._solve(*self._pairs(fit), p), *self._pairs(check)) for p in PENALTIES}
+        self.penalty = min(errors, key=errors.get)
+        self.weight = self._solve(*self._pairs(rows), self.penalty)
+
+    def _pairs(self, rows):
+        x, y = [], []
+        for r in rows:
+            z = self.norm(r["s"])
+            for t in range(self.k, len(z)):
+                x.append(_ridge_design(z, r.get("a"), t, self.k))
+                y.append(z[t] - z[t - 1])
+        return np.asarray(x), np.asarray(y)
+
+    @staticmethod
+    def _solve(x, y, penalty):
+        gram = x.T @ x
+        reg = penalty * len(x) * np.eye(len(gram))
+        reg[-1, -1] = 0  # the intercept is not penalised
+        return np.linalg.solve(gram + reg, x.T @ y)
+
+    @staticmethod
+    def _error(weight, x, y):
+        return float(np.mean((x @ weight - y) ** 2))
+
+    def next(self, z: np.ndarray, a, t: int) -> np.ndarray:
+        """Normalised forecast of state t from z[t-k..t-1]."""
+        return z[t - 1] + _ridge_design(z, a, t, self.k) @ self.weight
+
+
+def gru_forecasts(data: Dataset, norm: Normaliser, seconds: float, seed: int = 0) -> tuple[dict, dict, int]:
+    """A GRU trained for `seconds` on the training rows; -> (teacher-forced, rollout) forecasts like the world
+    model's, and the number of optimiser steps it took."""
+    import torch
+
+    torch.manual_seed(seed)
+    width = data.train[0]["s"].shape[1] + (data.condition_dim or 0)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = torch.nn.GRU(width, 128, batch_first=True)
+            self.out = torch.nn.Linear(128, data.train[0]["s"].shape[1])
+
+        def forward(self, x, state=None):
+            hidden, state = self.gru(x, state)
+            return self.out(hidden), state
+
+    def inputs(row, length=None):
+        z = norm(row["s"][:length])
+        a = row.get("a")
+        if a is not None:
+            a = a[: len(z)]
+            if len(a) < len(z):
+                a = np.concatenate([a, np.zeros((len(z) - len(a), a.shape[1]))])
+            z = np.concatenate([z, a], axis=1)
+        return torch.tensor(z, dtype=torch.float32)
+
+    step = torch.tensor(norm.step, dtype=torch.float32)
+    net, rng = Net(), np.random.default_rng(seed)
+    optimizer = torch.optim.Adam(net.parameters(), lr=3e-3)
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        batch = [data.train[i] for i in rng.choice(len(data.train), min(16, len(data.train)), replace=False)]
+        x = torch.nn.utils.rnn.pad_sequence([inputs(r) for r in batch], batch_first=True)
+        lengths = torch.tensor([len(r["s"]) for r in batch])
+        mask = (torch.arange(x.shape[1] - 1)[None] < (lengths[:, None] - 1)).float()
+        states = x[:, :, : len(step)]
+        target = (states[:, 1:] - states[:, :-1]) / step
+        predicted, _ = net(x[:, :-1])
+        loss = (((predicted - target) ** 2).mean(-1) * mask).sum() / mask.sum()
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        steps += 1
+    forced, rolled = {}, {}
+    with torch.no_grad():
+        for number, row in enumerate(data.test):
+            x = inputs(row)
+            predicted, _ = net(x[None, :-1])
+            z = x[:-1, : len(step)] + predicted[0] * step  # forecasts of states 1..T-1
+            for t in range(1, len(x)):
+                forced[(number, t)] = norm.back(z[t - 1].numpy())
+            x = inputs(row, data.context + data.horizon)
+            out, state = net(x[None, : data.context])
+            current = x[data.context - 1, : len(step)] + out[0, -1] * step
+            for h in range(1, data.horizon + 1):
+                rolled[(number, h)] = norm.back(current.numpy())
+                if h == data.horizon:
+                    break
+                feed = torch.cat([current, x[data.context + h - 1, len(step):]])
+                out, state = net(feed[None, None], state)
+                current = current + out[0, -1] * step
+    return forced, rolled, steps
+
+
+def baseline_forecasts(data: Dataset, norm: Normaliser, ridges: dict) -> tuple[dict, dict]:
+    """{name: {(row, t): forecast}} teacher-forced, and {name: {(row, h): forecast}} rolled out."""
+    mean = norm.mean
+    forced, rolled = {}, {}
+    names = ["persistence", "linear", "mean"] + [f"ridge k={k}" for k in ridges]
+    for name in names:
+        forced[name], rolled[name] = {}, {}
+    for number, row in enumerate(data.test):
+        s, a = row["s"].astype(np.float64), row.get("a")
+        z = norm(s)
+        for t in range(1, len(s)):
+            forced["persistence"][(number, t)] = s[t - 1]
+            forced["mean"][(number, t)] = mean
+            if t >= 2:
+                forced["linear"][(number, t)] = 2 * s[t - 1] - s[t - 2]
+            for k, ridge in ridges.items():
+                if t >= k:
+                    forced[f"ridge k={k}"][(number, t)] = norm.back(ridge.next(z, a, t))
+        c = data.context
+        paths = {k: z[:c].copy() for k in ridges}
+        for h in range(1, data.horizon + 1):
+            rolled["persistence"][(number, h)] = s[c - 1]
+            rolled["mean"][(number, h)] = mean
+            rolled["linear"][(number, h)] = s[c - 1] + h * (s[c - 1] - s[c - 2])
+            for k, ridge in ridges.items():
+                nxt = ridge.next(paths[k], a, len(paths[k]))
+                paths[k] = np.concatenate([paths[k], nxt[None]])
+                rolled[f"ridge k={k}"][(number, h)] = norm.back(nxt)
+    return forced, rolled
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+def score(data: Dataset, forecasts: dict[str, dict]) -> dict:
+    """MSE of each forecaster, teacher-forced over the states with at least 3 before them, and per horizon."""
+    forced_keys = [(n, t) for n, row in enumerate(data.test) for t in range(max(RIDGE_K), len(row["s"]))]
+    result = {"teacher_forced": {}, "horizons": {str(h): {} for h in range(1, data.horizon + 1)},
+              "vectors": {"teacher_forced": len(forced_keys), "rollout_rows": len(data.test)}}
+    for name, (forced, rolled) in forecasts.items():
+        target = np.stack([data.test[n]["s"][t] for n, t in forced_keys]).astype(np.float64)
+        predicted = np.stack([forced[key] for key in forced_keys]).astype(np.float64)
+        result["teacher_forced"][name] = float(np.mean((predicted - target) ** 2))
+        for h in range(1, data.horizon + 1):
+            target = np.stack([row["s"][data.context - 1 + h] for row in data.test]).astype(np.float64)
+            predicted = np.stack([rolled[(n, h)] for n in range(len(data.test))]).astype(np.float64)
+            result["horizons"][str(h)][name] = float(np.mean((predicted - target) ** 2))
+    return result
+
+
+def run_dataset(name: str, out: str, steps: int, overrides: dict) -> dict:
+    data = BUILDERS[name]()
+    folder, model_dir = os.path.join(out, name, "data"), os.path.join(out, name, "model")
+    write_folder(data, folder)
+    seconds = train_world_model(data, folder, model_dir, steps, overrides)
+    model_forced, model_rolled = world_model_forecasts(data, folder, model_dir)
+    norm = Normaliser(data.train)
+    ridges = {k: Ridge(data.train, k, norm) for k in RIDGE_K}
+    forced, rolled = baseline_forecasts(data, norm, ridges)
+    gru_forced, gru_rolled, gru_steps = gru_forecasts(data, norm, seconds)
+    forecasts = {"world model": (model_forced, model_rolled), "GRU": (gru_forced, gru_rolled),
+                 **{n: (forced[n], rolled[n]) for n in forced}}
+    result = score(data, forecasts)
+    result.update({"dataset": name, "source": data.source, "description": data.description,
+                   "train_rows": len(data.train), "test_rows": len(data.test), "context": data.context,
+                   "horizon": data.horizon, "train_seconds": seconds, "steps": steps, "gru_steps": gru_steps,
+                   "ridge_penalties": {k: r.penalty for k, r in ridges.items()}})
+    return result
+
+
+def tables(results: list[dict]) -> str:
+    lines = []
+    for r in results:
+        h = str(r["horizon"])
+        names = list(r["teacher_forced"])
+        lines += [f"### {r['dataset']}: {r['description']}", "",
+                  f"{r['source']}; {r['train_rows']} training and {r['test_rows']} test rows; rollout from "
+                  f"{r['context']} given states; world model {r['steps']} steps in {r['train_seconds']:.0f} s, "
+                  f"GRU {r['gru_steps']} steps in the same time.", "",
+                  "| forecaster | teacher-forced | h=1 | h=" + h + " | teacher-forced / persistence | h=" + h
+                  + " / persistence |", "|---|---|---|---|---|---|"]
+        for name in names:
+            tf, h1, hl = r["teacher_forced"][name], r["horizons"]["1"][name], r["horizons"][h][name]
+            lines.append(f"| {name} | {tf:.3g} | {h1:.3g} | {hl:.3g} | "
+                         f"{tf / r['teacher_forced']['persistence']:.3g} | {hl / r['horizons'][h]['persistence']:.3g} |")
+        lines.append("")
+    names = list(results[0]["teacher_forced"])
+    lines += ["### Geometric mean across datasets of the MSE relative to persistence", "",
+              "| forecaster | teacher-forced | longest horizon |", "|---|---|---|"]
+    for name in names:
+        tf = np.exp(np.mean([np.log(r["teacher_forced"][name] / r["teacher_forced"]["persistence"]) for r in results]))
+        hl = np.exp(np.mean([np.log(r["horizons"][str(r["horizon"])][name]
+                                    / r["horizons"][str(r["horizon"])]["persistence"]) for r in results]))
+        lines.append(f"| {name} | {tf:.3g} | {hl:.3g} |")
+    lines += ["", verdicts(results)]
+    return "\n".join(lines)
+
+
+def verdicts(results: list[dict]) -> str:
+    """Where the world model is at most the best ridge, teacher-forced and at the longest horizon."""
+    out = []
+    for r in results:
+        h = str(r["horizon"])
+        for mode, scores in (("teacher-forced", r["teacher_forced"]), (f"h={h}", r["horizons"][h])):
+            best = min((n for n in scores if n.startswith("ridge")), key=scores.get)
+            ratio = scores["world model"] / scores[best]
+            out.append(f"- {r['dataset']} {mode}: world model / best ridge ({best}) = {ratio:.3f}"
+                       f"{'' if ratio <= 1 else '  (WORSE)'}")
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="*", default=list(BUILDERS), choices=list(BUILDERS))
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--out", default=os.path.join(REPO, "saves", "quality"))
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="recipe keys to change, e.g. predict_residual=true embedding_norm=none")
+    args = parser.parse_args()
+    overrides = dict(item.split("=", 1) for item in args.set)
+    os.makedirs(args.out, exist_ok=True)
+    results = [run_dataset(name, args.out, args.steps, overrides) for name in args.datasets]
+    with open(os.path.join(args.out, "results.json"), "w") as f:
+        json.dump({"recipe": {**RECIPE, **overrides, "max_steps": args.steps}, "results": results}, f, indent=2)
+    text = tables(results)
+    with open(os.path.join(args.out, "quality.md"), "w") as f:
+        f.write(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
