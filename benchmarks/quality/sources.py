@@ -111,7 +111,7 @@ def _cheetah_rows(rows: int, steps: int, seed: int) -> list[dict]:
     for row in range(rows):
         obs, _ = env.reset(seed=seed * 100_000 + row)
         for _ in range(int(rng.integers(0, 40))):  # start from a moving state, not from rest
-            obs, *_ = env.step(env.action_space.sample())
+            obs, *_ = env.step(rng.uniform(-1, 1, 6).astype(np.float32))
         actions = _smooth_actions(rng, steps, 6)
         states = []
         for t in range(steps):

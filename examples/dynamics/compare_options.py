@@ -14,16 +14,17 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(REPO, "src"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-# each option alone against the plain head (predict_residual off), then combinations with the default
+# each option alone against the plain head (predict_residual off, no normalisation), then the residual frames
+PLAIN = {"predict_residual": False, "embedding_norm": "none"}
 OPTIONS = {
-    "plain head (predict_residual: false)": {"predict_residual": False},
-    "embedding_norm: standard": {"predict_residual": False, "embedding_norm": "standard"},
-    "embedding_norm: robust": {"predict_residual": False, "embedding_norm": "robust"},
-    "embedding_noise_std: 0.05": {"predict_residual": False, "embedding_noise_std": 0.05},
-    "scheduled_sampling_prob: 0.3": {"predict_residual": False, "scheduled_sampling_prob": 0.3},
-    "predict_residual: true (default)": {},
-    "residual + embedding_norm: standard": {"embedding_norm": "standard"},
-    "residual + scheduled_sampling_prob: 0.3": {"scheduled_sampling_prob": 0.3},
+    "plain head (predict_residual: false)": PLAIN,
+    "embedding_norm: standard": {**PLAIN, "embedding_norm": "standard"},
+    "embedding_norm: robust": {**PLAIN, "embedding_norm": "robust"},
+    "embedding_noise_std: 0.05": {**PLAIN, "embedding_noise_std": 0.05},
+    "scheduled_sampling_prob: 0.3": {**PLAIN, "scheduled_sampling_prob": 0.3},
+    "predict_residual: true": {"predict_residual": True, "embedding_norm": "none"},
+    "predict_residual: true + embedding_norm: standard": {"predict_residual": True},
+    "predict_residual: ridge + embedding_norm: standard (the defaults)": {},
 }
 
 

@@ -24,7 +24,9 @@ from wmfactory.train.tuner import run_exp
 def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("engine")
     data_dir = write_dynamics_dataset(tmp / "data", rows=8, varied=True)
-    run_exp(train_args(tmp / "out", data_dir, finetuning_type="lora", max_steps=5, learning_rate=1e-2))
+    # the persistence frame, which the recomputes below apply by hand (the ridge frame: test_ridge_frame.py)
+    run_exp(train_args(tmp / "out", data_dir, finetuning_type="lora", max_steps=5, learning_rate=1e-2,
+                       predict_residual=True))
     rows = json.loads((tmp / "data" / "dynamics.json").read_text())
     return WorldModel.from_pretrained(str(tmp / "out")), rows, str(tmp / "data")
 

@@ -52,7 +52,8 @@ def test_a_registered_head_trains_predicts_and_reloads(tmp_path):
     try:
         torch.manual_seed(0)
         model = build_world_model(ModelArguments(model_name_or_path=TINY_MODEL),
-                                  WorldModelArguments(prediction_head_type="test_gaussian", lm_loss_weight=0.0), 3)
+                                  WorldModelArguments(prediction_head_type="test_gaussian", lm_loss_weight=0.0,
+                                                      predict_residual=True), 3)  # around the previous vector
         assert isinstance(model.prediction_head, GaussianHead)
         out = model(**BATCH)
         # by hand: hidden states before the two targets, the head's Gaussian NLL around the previous vector

@@ -61,19 +61,49 @@ def test_predict_residual_takes_true_false_or_ridge():
         WorldModelArguments(predict_residual="lasso")
 
 
-def test_with_a_condition_stream_the_ridge_runs_on_the_states_alone(tmp_path):
+def test_with_a_condition_stream_the_ridge_frame_reads_the_last_conditions_too(tmp_path):
+    """s_{t+1} = A s_t + B a_t: a frame on past states alone cannot forecast it, one that reads the actions can. The
+    frame's ridges are fitted on [s_{t-1}, .., s_{t-j}, a_{t-1}, .., a_{t-j}, 1], checked against the normal
+    equations by hand, teacher-forced, generated under the row's actions, and rolled out under given actions."""
     from conftest import write_controlled_dataset
 
     data_dir = write_controlled_dataset(tmp_path / "data", rows=12)
     run_exp(train_args(tmp_path / "out", data_dir, dataset="control", condition_streams="a", predict_residual="ridge",
                        learning_rate=1e-12, max_steps=1))
     model = WorldModel.from_pretrained(str(tmp_path / "out"))
-    row = json.loads((tmp_path / "data" / "control.json").read_text())[0]
-    states = np.concatenate([np.load(tmp_path / "data" / row["embeddings"][f"s{t}"][0]) for t in range(1, 6)])
-    weights = model.statistics.s.ridge.double().numpy()
+    assert model.config.ridge_conditions and model.config.frame_conditions == [("a", 3)]
+    rows = json.loads((tmp_path / "data" / "control.json").read_text())
+
+    def vectors(row, key, n):
+        return np.concatenate([np.load(tmp_path / "data" / row["embeddings"][f"{key}{t}"][0]) for t in range(1, n + 1)])
+
+    def features(s, a, t, j):  # what forecasts s[t]: the j states and j actions before it, most recent first
+        return np.concatenate([s[t - j:t][::-1].ravel(), a[t - j:t][::-1].ravel(), [1.0]])
+
+    def fit(j):
+        x = np.array([features(vectors(r, "s", 5), vectors(r, "a", 4), t, j) for r in rows for t in range(j, 5)])
+        y = np.array([vectors(r, "s", 5)[t] for r in rows for t in range(j, 5)])
+        penalty = 1e-3 * len(x) * np.eye(x.shape[1])
+        penalty[-1, -1] = 0
+        return np.linalg.solve(x.T @ x + penalty, x.T @ y)
+
+    one, two = fit(1), fit(2)
+    np.testing.assert_allclose(model.statistics.s.frame_ridge_1.double().numpy(), one, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(model.statistics.s.frame_ridge_2.double().numpy(), two, rtol=1e-4, atol=1e-6)
+    row = rows[0]
+    s, a = vectors(row, "s", 5), vectors(row, "a", 4)
+    expected = [features(s, a, 1, 1) @ one] + [features(s, a, t, 2) @ two for t in range(2, 5)]
     groups = model.predict_next(row, str(tmp_path / "data"))  # s2 .. s5
-    one = model.statistics.s.ridge_1.double().numpy()  # one state before s2: the ridge on the last state
-    np.testing.assert_allclose(groups[0].predicted[0], ridge_path(one, states[:1], 1)[-1], rtol=1e-4, atol=1e-5)
-    for group, t in zip(groups[1:], range(2, 5)):
-        np.testing.assert_allclose(group.predicted[0], ridge_path(weights, states[t - 2: t], 1)[-1], rtol=1e-4,
-                                   atol=1e-5)
+    np.testing.assert_allclose(np.concatenate([g.predicted for g in groups]), expected, rtol=1e-4, atol=1e-5)
+    # the linear system is what the frame fits: before training the forecasts are within the penalty's shrinkage
+    assert np.abs(np.asarray(expected) - s[1:]).max() < 0.05
+    # generated after s1 a1 s2 a2 (the actions of the row given): s3 from the true s2, s1; s4 from the forecast s3
+    generated = generate_groups(model, model.encode_row(row, str(tmp_path / "data")), context_groups=4)
+    path = s[:2].copy()
+    for t in range(2, 5):
+        path = np.concatenate([path, (features(path, a, t, 2) @ two)[None]])
+    np.testing.assert_allclose(np.concatenate([g.predicted for g in generated if g.stream == "s"]), path[2:],
+                               rtol=1e-4, atol=1e-5)
+    rolled = model.rollout(row, steps=3, dataset_dir=str(tmp_path / "data"), context_groups=4,
+                           conditions={"a": a[2:4]})  # a3, a4 after the forecasts s3, s4
+    np.testing.assert_allclose(rolled, path[2:], rtol=1e-4, atol=1e-5)

@@ -23,7 +23,8 @@ def batch():
 
 def test_two_passes_average_the_loss_of_forecasts_from_own_predictions():
     torch.manual_seed(0)
-    model = tiny_world_model(embedding_dim=3, finetuning_type="full", lm_loss_weight=0, unroll_steps=2)
+    model = tiny_world_model(embedding_dim=3, finetuning_type="full", lm_loss_weight=0, unroll_steps=2,
+                             predict_residual=True)
     model.train()
     b = batch()
     unrolled = model(**b).terms.embedding_sum

@@ -50,7 +50,8 @@ def test_load_best_model_at_end_restores_the_best_checkpoint(tmp_path):
     data_dir = write_dynamics_dataset(tmp_path / "data", rows=12, varied=True)
     trainer = run_exp(train_args(tmp_path / "out", data_dir, max_steps=6, val_size=4, eval_strategy="steps",
                                  eval_steps=2, save_strategy="steps", save_steps=2, load_best_model_at_end=True,
-                                 metric_for_best_model="eval_mse", greater_is_better=False, learning_rate=1e-1))
+                                 metric_for_best_model="eval_mse", greater_is_better=False, learning_rate=1e-1,
+                                 predict_residual=True, embedding_norm="none"))  # a ridge frame's start: below
     evals = {h["step"]: h["eval_mse"] for h in trainer.state.log_history if "eval_mse" in h}
     best_step = min(evals, key=evals.get)
     assert trainer.state.best_model_checkpoint.endswith(f"checkpoint-{best_step}")
@@ -65,6 +66,38 @@ def test_load_best_model_at_end_restores_the_best_checkpoint(tmp_path):
     last = WorldModel.from_pretrained(str(tmp_path / "out" / "checkpoint-6"))
     with torch.no_grad():
         assert not torch.allclose(last(**batch).predicted_embeddings, expected, atol=1e-4)
+
+
+def test_with_a_ridge_frame_the_start_is_kept_when_no_checkpoint_beats_it(tmp_path):
+    """Linear dynamics, which the ridge frame already forecasts, and a learning rate that wrecks the head: the model
+    before training scores best on the evaluation split, and is what the run keeps."""
+    import json
+
+    import numpy as np
+
+    from wmfactory import WorldModel
+    from wmfactory.eval.metrics import ridge_path
+
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=12, steps=6)
+    trainer = run_exp(train_args(tmp_path / "out", data_dir, max_steps=4, val_size=4, eval_strategy="steps",
+                                 eval_steps=2, save_strategy="steps", save_steps=2, load_best_model_at_end=True,
+                                 learning_rate=1.0))
+    evals = {}  # the evaluations during training (the first at each step: the run's final `do_eval` comes later)
+    for h in trainer.state.log_history:
+        if "eval_loss" in h:
+            evals.setdefault(h["step"], h["eval_loss"])
+    metrics = json.loads((tmp_path / "out" / "train_results.json").read_text())
+    assert set(evals) == {2, 4} and metrics["start_eval_loss"] < min(evals.values())  # the model before training
+    assert metrics["kept_start"] == 1.0
+    model = WorldModel.from_pretrained(str(tmp_path / "out"))
+    row = json.loads((tmp_path / "data" / "dynamics.json").read_text())[0]
+    truth = np.concatenate([json.loads((tmp_path / "data" / row["embeddings"][f"m{t}"][0]).read_text())["embedding"]
+                            for t in range(1, 7)])
+    groups = model.predict_next(row, str(tmp_path / "data"))
+    weights = model.statistics.ridge.double().numpy()
+    for group, t in zip(groups[1:], range(2, 6)):  # the ridge's forecasts, as before training
+        np.testing.assert_allclose(group.predicted[0], ridge_path(weights, truth[t - 2: t], 1)[-1], rtol=1e-4,
+                                   atol=1e-5)
 
 
 def test_running_a_finished_run_again_is_refused_and_changes_nothing(tmp_path):

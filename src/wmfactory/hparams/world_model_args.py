@@ -67,19 +67,20 @@ class WorldModelArguments:
         metadata={"help": "Groups the head must predict: `next` (all but the first), `assistant`, or `all`."},
     )
     embedding_norm: Literal["none", "standard", "robust"] = field(
-        default="none",
+        default="standard",
         metadata={"help": "Per-dimension normalisation fitted on the training split and saved with the model: "
-                          "`standard` (mean, std) or `robust` (median, 0.7413 IQR, extreme quantiles clipped). "
+                          "`standard` (mean, std; the default, so that no dimension's scale dominates the loss), "
+                          "`robust` (median, 0.7413 IQR, extreme quantiles clipped) or `none`. "
                           "The loss is computed on normalised vectors; predictions come back in data units."},
     )
     predict_residual: Union[bool, str] = field(
-        default=True,
-        metadata={"help": "`true`: the head predicts the step from the previous vector, in units of the training "
-                          "steps' standard deviation (zero output = persistence; it halved the error on the pendulum "
-                          "benchmark, docs/quality.md). `ridge`: the head predicts a correction to the forecast of the "
-                          "ridge regression on the last `ridge_history` vectors, fitted on the training split (same "
-                          "step units); the head's last layer starts at zero, so training starts at the ridge "
-                          "forecast. `false`: the head predicts the vector itself."},
+        default="ridge",
+        metadata={"help": "`ridge` (default): the head predicts a correction to the forecast of the ridge regression "
+                          "on the last `ridge_history` vectors, fitted on the training split, in units of the training "
+                          "steps' standard deviation; the head's last layer starts at zero, so training starts at the "
+                          "ridge forecast (the quality suite's choice, docs/quality.md). `true`: the head predicts the "
+                          "step from the previous vector, in the same units (zero output = persistence). `false`: the "
+                          "head predicts the vector itself."},
     )
     embedding_noise_std: float = field(
         default=0.0, metadata={"help": "Gaussian noise added to input vectors (normalised units) in training."}

@@ -38,6 +38,9 @@ class WorldModelConfig(PretrainedConfig):
         self.wmfactory_version = wmfactory_version
         # {stream: dimension}, sorted by name (None in folders of 0.2 and before: one stream, any key)
         self.streams = dict(streams) if streams else None
+        # `predict_residual: ridge` with condition streams: the frame's ridge also reads the last conditions (absent,
+        # hence False, in folders saved before it did)
+        self.ridge_conditions = bool(kwargs.pop("ridge_conditions", False))
         kwargs.setdefault("tie_word_embeddings", False)  # the language model ties its own weights
         super().__init__(**kwargs)
         # set after the base class, whose attention-implementation setter would otherwise reset the LM's own
@@ -54,6 +57,9 @@ class WorldModelConfig(PretrainedConfig):
             streams = {"m": streams}
         keys = dataclasses.asdict(arguments)
         keys["embedding_dim"] = max(streams.values())
+        patterns = parse_patterns(arguments.condition_streams)
+        kwargs.setdefault("ridge_conditions", arguments.predict_residual == "ridge"
+                          and any(is_condition(name, patterns) for name in streams))
         return cls(text_config=text_config, streams=streams, **keys, **kwargs)
 
     @property
@@ -76,6 +82,14 @@ class WorldModelConfig(PretrainedConfig):
 
     def is_condition(self, stream: str) -> bool:
         return is_condition(stream, self.condition_patterns)
+
+    @property
+    def frame_conditions(self) -> list[tuple[str, int]]:
+        """The condition streams `(name, dimension)` whose last `ridge_history` vectors the ridge frame reads besides
+        the stream's own (in `stream_dims` order; empty unless `ridge_conditions`)."""
+        if not self.ridge_conditions:
+            return []
+        return [(name, d) for name, d in self.stream_dims.items() if self.is_condition(name)]
 
     @property
     def predicted_streams(self) -> list[str]:

@@ -125,6 +125,17 @@ class _Row:
             earlier.append(i)
         return out
 
+    def condition_index(self, k: int, names: list[str]) -> list[list[list[int]]]:
+        """For each vector, for each condition stream of `names`, the indices of the up to k vectors of that stream
+        before it, most recent first."""
+        seen: dict[str, list[int]] = {name: [] for name in names}
+        out = []
+        for i, name in enumerate(self.stream_names):
+            out.append([seen[c][-k:][::-1] for c in names])
+            if name in seen:
+                seen[name].append(i)
+        return out
+
     def group_prediction(self, group: int, predicted: torch.Tensor | np.ndarray, horizon: Optional[int] = None,
                          samples: Optional[torch.Tensor] = None):
         indices = self.group_indices[group]
@@ -162,6 +173,12 @@ def _padded_history(vectors: torch.Tensor, k: int) -> torch.Tensor:
     out = vectors.new_zeros((vectors.shape[0], k, vectors.shape[-1]))
     out[:, : vectors.shape[1]] = vectors
     return out
+
+
+def _with_conditions(history: torch.Tensor, conditions: list[torch.Tensor], k: int) -> torch.Tensor:
+    """A ridge frame's history `[S, k, d]` with the last k vectors of each condition stream (`[S, n_c, d_c]`, most
+    recent first) in the last columns, as `WorldModel.frame_inputs` lays them out: `[S, k, d + sum d_c]`."""
+    return torch.cat([history.float()] + [_padded_history(c.float(), k) for c in conditions], dim=-1)
 
 
 def _next_vectors(model, hidden: torch.Tensor, previous: Optional[torch.Tensor], sampling: Optional[Sampling],
@@ -239,7 +256,7 @@ def _target_means(model, rows: list["_Row"], hidden: torch.Tensor, slots: torch.
                              device=slots.device)
         d = dims[index[0]]
         before = hidden[slots[index, 0], slots[index, 1] - 1]
-        means[index, :d] = model.vectors_from_hidden(before, previous[index][..., :d], has_previous[index], name)[1]
+        means[index, :d] = model.vectors_from_hidden(before, previous[index], has_previous[index], name)[1]
     return means
 
 
@@ -255,11 +272,11 @@ def _teacher_forced_groups(model, row: "_Row", hidden: torch.Tensor, previous: t
         stream, d = row.stream_names[indices[0]], row.dims[indices[0]]
         before = hidden[row.positions[indices] - 1] if means is None or sampling else None
         if means is None:
-            predicted = model.vectors_from_hidden(before, previous[indices][..., :d], has_previous[indices], stream)[1]
+            predicted = model.vectors_from_hidden(before, previous[indices], has_previous[indices], stream)[1]
         else:
             predicted = means[indices, :d]
         samples = None if sampling is None else model.sample_vectors(
-            before, previous[indices][..., :d], has_previous[indices], sampling.num_samples, sampling.temperature,
+            before, previous[indices], has_previous[indices], sampling.num_samples, sampling.temperature,
             generator, stream)
         results.append(row.group_prediction(group, predicted, samples=samples))
     return results
@@ -355,6 +372,8 @@ class _Generation:
         self.before = row.previous_index()
         self.k = model.config.ridge_history
         self.history = row.history_index(self.k) if model.config.predict_residual == "ridge" else None
+        self.frame_conditions = model.config.frame_conditions  # [(stream, d)] the frame's ridge reads
+        self.condition_index = row.condition_index(self.k, [name for name, _ in self.frame_conditions])
         self.events = [(i, position) for i, position in enumerate(row.positions.tolist()) if not self.given[i]]
         for i, position in enumerate(row.positions.tolist()):
             if self.given[i]:
@@ -371,7 +390,11 @@ class _Generation:
         one `[S, d]` (None: there is none), or with a ridge frame the last k `[S, k, d]` and how many there are."""
         if self.history is None:
             return (self.vectors[:, self.before[i], :d] if self.before[i] >= 0 else None), None
-        return _padded_history(self.vectors[:, self.history[i], :d], self.k), len(self.history[i])
+        history = _padded_history(self.vectors[:, self.history[i], :d], self.k)
+        if self.frame_conditions:
+            history = _with_conditions(history, [self.vectors[:, index, :dc] for index, (_, dc) in
+                                                 zip(self.condition_index[i], self.frame_conditions)], self.k)
+        return history, len(self.history[i])
 
     def segment(self, step: int, sequences: int) -> torch.Tensor:
         """The positions to feed before generated vector number `step` `[sequences, n, h]` (n = 0 when done)."""
@@ -500,6 +523,9 @@ class _Continuation:
             if self.config.predict_residual == "ridge":
                 previous = _padded_history(torch.stack(recent, dim=1), self.k) if recent else hidden.new_zeros(
                     (self.count, self.k, self.dims[name]), dtype=torch.float32)
+                if self.config.frame_conditions:
+                    previous = _with_conditions(previous, [self._recent_of(c, dc) for c, dc in
+                                                           self.config.frame_conditions], self.k)
                 count = len(recent)
             else:
                 previous, count = (recent[0] if recent else None), None
@@ -510,6 +536,13 @@ class _Continuation:
         self.recent.setdefault(name, []).insert(0, vector)
         del self.recent[name][self.k:]
         return name, vector
+
+    def _recent_of(self, name: str, d: int) -> torch.Tensor:
+        """The last k vectors of stream `name` so far `[S, n, d]` (most recent first; n = 0 when none)."""
+        recent = self.recent.get(name)
+        if not recent:
+            return self.row.vectors.new_zeros((self.count, 0, d), dtype=torch.float32)
+        return torch.stack(recent, dim=1)
 
     def result(self) -> np.ndarray | dict[str, np.ndarray]:
         trajectories = {name: torch.stack(v, dim=1).float().cpu().numpy() for name, v in self.out.items()}  # [S, n, d]

@@ -62,6 +62,24 @@ def history_vectors(vectors: torch.Tensor, positions: torch.Tensor, k: int) -> t
     return torch.stack(history, dim=1), count
 
 
+def condition_history(vectors: torch.Tensor, positions: torch.Tensor, is_condition: torch.Tensor,
+                      k: int) -> torch.Tensor:
+    """For each vector of a batch (row order; `positions` `[v, 2]` = (row, position)), the last k vectors of one
+    condition stream before it in its row, most recent first, zeros where there are fewer: `[v, k, d_c]`.
+    `vectors` `[v, d_c]` (the batch's vectors cut to the stream's width), `is_condition` `[v]` marks the stream's."""
+    index = is_condition.nonzero().squeeze(1)
+    out = vectors.new_zeros((len(vectors), k, vectors.shape[1]), dtype=torch.float32)
+    if len(index) == 0:
+        return out
+    before = torch.cumsum(is_condition.long(), 0) - is_condition.long()  # the stream's vectors strictly before
+    for back in range(1, k + 1):
+        number = before - back
+        source = index[number.clamp_min(0)]
+        valid = (number >= 0) & (positions[source, 0] == positions[:, 0])
+        out[:, back - 1] = vectors[source].float() * valid[:, None]
+    return out
+
+
 def within_streams(fn: Callable[..., tuple[torch.Tensor, ...]], vectors: torch.Tensor, positions: torch.Tensor,
                    streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """`fn(vectors, positions)` (each output `[n, ...]`, one row per vector) applied to the vectors of each stream

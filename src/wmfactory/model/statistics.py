@@ -26,7 +26,8 @@ class EmbeddingStatistics(nn.Module):
     (ridge regression from the last k vectors, data units), and the spread of the two baselines' one-step errors on
     the training split, data units: `step_std` `[d]` (persistence) and `ridge_residual_std` `[d]`."""
 
-    def __init__(self, embedding_dim: int, ridge_history: int = 2, shorter_ridges: bool = False):
+    def __init__(self, embedding_dim: int, ridge_history: int = 2, shorter_ridges: bool = False,
+                 condition_width: int = 0):
         super().__init__()
         d = embedding_dim
         for name, value in (("mean", 0.0), ("std", 1.0), ("center", 0.0), ("scale", 1.0), ("low", -np.inf),
@@ -38,10 +39,20 @@ class EmbeddingStatistics(nn.Module):
         self.shorter = list(range(1, ridge_history)) if shorter_ridges else []
         for j in self.shorter:
             self.register_buffer(f"ridge_{j}", torch.zeros(j * d + 1, d))
+        # the frame's ridges when it also reads the last j vectors of the condition streams (`condition_width`: their
+        # dimensions summed): `frame_ridge_{j}` `[j*d + j*condition_width + 1, d]`, j = 1..k
+        self.condition_width = condition_width
+        if condition_width:
+            for j in range(1, ridge_history + 1):
+                self.register_buffer(f"frame_ridge_{j}", torch.zeros(j * (d + condition_width) + 1, d))
 
     def ridge_on(self, history: int) -> torch.Tensor:
         """The ridge weights `[j*d + 1, d]` on the last `history` = j vectors (j = k: `ridge`)."""
         return self.ridge if history == self.ridge_history else getattr(self, f"ridge_{history}")
+
+    def frame_ridge_on(self, history: int) -> torch.Tensor:
+        """The frame's ridge on the last j vectors: with conditions `frame_ridge_{j}`, else `ridge_on(j)`."""
+        return getattr(self, f"frame_ridge_{history}") if self.condition_width else self.ridge_on(history)
         self.active = True  # False for `embedding_norm: none`: normalising is then the identity, skipped
 
     def normalize(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -55,8 +66,11 @@ class EmbeddingStatistics(nn.Module):
         return z.float() * self.scale + self.center if self.active else z.float()
 
     @torch.no_grad()
-    def fit(self, rows: Iterable[np.ndarray], norm: str, ridge_lambda: float = 1e-3, seed: int = 0) -> None:
-        """`rows`: the vector stream `[v, d]` of every training row (called twice: it must be re-iterable)."""
+    def fit(self, rows: Iterable[np.ndarray], norm: str, ridge_lambda: float = 1e-3, seed: int = 0,
+            conditions: Optional[Iterable[np.ndarray]] = None) -> None:
+        """`rows`: the vector stream `[v, d]` of every training row (called twice: it must be re-iterable);
+        `conditions` (with `condition_width`): for each row, the condition history of each of its vectors
+        `[v, k, condition_width]` (`condition_history`), read with `rows` in the second pass."""
         d = self.mean.shape[0]
         k = self.ridge_history
         total, squares, count = np.zeros(d), np.zeros(d), 0
@@ -92,8 +106,14 @@ class EmbeddingStatistics(nn.Module):
         step_sum, step_squares, raw_squares, steps = np.zeros(d), np.zeros(d), np.zeros(d), 0
         # the normal equations of the ridge on the last j vectors, for j = k and the shorter histories
         normal = {j: (np.zeros((j * d + 1, j * d + 1)), np.zeros((j * d + 1, d))) for j in self.shorter + [k]}
+        c = self.condition_width
+        framed = {j: (np.zeros((j * (d + c) + 1,) * 2), np.zeros((j * (d + c) + 1, d))) for j in range(1, k + 1)}
+        if c and conditions is None:
+            raise ValueError("the frame reads conditions: `fit` needs their history (`conditions`)")
+        histories = iter(conditions) if c else None
         target_squares = np.zeros(d)
         for stream in rows:
+            history = next(histories) if c else None
             if not len(stream):
                 continue
             x = np.asarray(stream, dtype=np.float64)
@@ -108,6 +128,12 @@ class EmbeddingStatistics(nn.Module):
                 if len(x) > j:
                     windows = np.stack([x[i: len(x) - j + i] for i in range(j)], axis=1)  # [n, j, d], oldest first
                     features = ridge_features(windows)
+                    gram += features.T @ features
+                    cross += features.T @ x[j:]
+            for j, (gram, cross) in (framed.items() if c else ()):
+                if len(x) > j:
+                    windows = np.stack([x[i: len(x) - j + i] for i in range(j)], axis=1)
+                    features = condition_features(windows, history[j:, :j])
                     gram += features.T @ features
                     cross += features.T @ x[j:]
             if len(x) > k:
@@ -126,6 +152,9 @@ class EmbeddingStatistics(nn.Module):
         for j in self.shorter:
             if normal[j][0][-1, -1] > 0:
                 getattr(self, f"ridge_{j}").copy_(torch.from_numpy(_solve_ridge(*normal[j], ridge_lambda)))
+        for j, (gram, cross) in (framed.items() if c else ()):
+            if gram[-1, -1] > 0:
+                getattr(self, f"frame_ridge_{j}").copy_(torch.from_numpy(_solve_ridge(gram, cross, ridge_lambda)))
 
     def _set(self, center: np.ndarray, scale: np.ndarray, low: Optional[np.ndarray] = None,
              high: Optional[np.ndarray] = None) -> None:
@@ -141,6 +170,16 @@ def ridge_features(windows: np.ndarray) -> np.ndarray:
     `[n, k*d + 1]`, the vectors most recent first, then a constant 1 for the intercept."""
     windows = np.asarray(windows, dtype=np.float64)
     return np.concatenate([windows[:, ::-1].reshape(len(windows), -1), np.ones((len(windows), 1))], axis=1)
+
+
+def condition_features(windows: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    """The frame ridge's input with conditions: windows of the last j vectors `[n, j, d]` (most recent last) and the
+    last j vectors of the condition streams before each target `[n, j, c]` (most recent first, zeros where there
+    are fewer) -> `[n, j*d + j*c + 1]`: the vectors most recent first, the conditions, then 1."""
+    windows = np.asarray(windows, dtype=np.float64)
+    n = len(windows)
+    return np.concatenate([windows[:, ::-1].reshape(n, -1), np.asarray(conditions, np.float64).reshape(n, -1),
+                           np.ones((n, 1))], axis=1)
 
 
 def _solve_ridge(gram: np.ndarray, cross: np.ndarray, ridge_lambda: float) -> np.ndarray:

@@ -28,7 +28,15 @@ from ..extras.errors import ConfigError, DataError
 from .config import WorldModelConfig
 from .files import damaged_weights
 from .generation import Sampling, context_features, continue_rows, teacher_forced
-from .heads import Frame, build_head, build_mlp, history_vectors, previous_vectors, within_streams
+from .heads import (
+    Frame,
+    build_head,
+    build_mlp,
+    condition_history,
+    history_vectors,
+    previous_vectors,
+    within_streams,
+)
 from .loss import LossTerms, combine_losses
 from .statistics import EmbeddingStatistics
 
@@ -73,8 +81,10 @@ class WorldModel(PreTrainedModel):
             self.projector = nn.ModuleDict({s: build_mlp(config.projector_type, d, h, h) for s, d in dims.items()})
             self.prediction_head = nn.ModuleDict({s: build_head(config, dims[s]) for s in config.predicted_streams})
             short = config.predict_residual == "ridge"
-            self.statistics = nn.ModuleDict({s: EmbeddingStatistics(d, config.ridge_history, short)
-                                             for s, d in dims.items()})
+            width = sum(d for _, d in config.frame_conditions)  # the conditions the frame's ridge reads
+            self.statistics = nn.ModuleDict({
+                s: EmbeddingStatistics(d, config.ridge_history, short, 0 if config.is_condition(s) else width)
+                for s, d in dims.items()})
             for statistics in self.statistics.values():
                 statistics.active = config.embedding_norm != "none"
         else:
@@ -167,12 +177,20 @@ class WorldModel(PreTrainedModel):
                      streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """What `head_frame` needs for each vector `[v, W]`: the previous vector of its stream in its row `[v, W]`
         and whether there is one `[v]`; with `predict_residual: ridge`, the last `ridge_history` vectors of its
-        stream `[v, k, W]` (most recent first) and how many there are `[v]`."""
+        stream `[v, k, W]` (most recent first) and how many there are `[v]`. When the frame reads conditions
+        (`config.frame_conditions`), the last k vectors of each condition stream before the vector follow in the
+        last columns: `[v, k, W + sum d_c]`."""
         streams = streams if self.config.multi_stream else None
         if self.config.predict_residual != "ridge":
             return within_streams(previous_vectors, vectors, positions, streams)
         k = self.config.ridge_history
-        return within_streams(lambda v, p: history_vectors(v, p, k), vectors, positions, streams)
+        history, count = within_streams(lambda v, p: history_vectors(v, p, k), vectors, positions, streams)
+        if not self.config.frame_conditions:
+            return history, count
+        order = list(self.config.stream_dims)
+        parts = [condition_history(vectors[:, :d], positions, streams == order.index(name), k)
+                 for name, d in self.config.frame_conditions]
+        return torch.cat([history.float()] + parts, dim=-1), count  # the conditions in the last columns
 
     # ---- vectors in and out of one stream -------------------------------------------------------------------------
     def project(self, vectors: torch.Tensor, normalized: bool = False, stream: Optional[str] = None) -> torch.Tensor:
@@ -187,11 +205,15 @@ class WorldModel(PreTrainedModel):
         `predict_residual: ridge`, `previous` is the last k vectors `[n, k, d]` (most recent first) and
         `has_previous` their count `[n]`: a vector starts from the forecast of the ridge on its last j <= k vectors
         (j: as many as precede it, each ridge fitted on the training split), in steps of the same size; one with
-        none before it from the center."""
+        none before it from the center. With condition streams the ridge also reads the last j vectors of each
+        (`frame_inputs` puts them in the last columns of `previous`), so that the frame knows the actions."""
         statistics = self.stream_part("statistics", stream)
         if not self.config.predict_residual:
             one = statistics.delta_scale.new_ones(())
             return Frame(shift=one * 0, scale=one)
+        d, c = statistics.mean.shape[0], statistics.condition_width
+        conditions = previous[..., previous.shape[-1] - c:] if c else None  # [n, k, c]: the last columns
+        previous = previous[..., :d]
         if previous.dim() == 2:
             shift = statistics.normalize(previous) * has_previous[:, None].float()
             return Frame(shift=shift, scale=statistics.delta_scale)
@@ -202,9 +224,12 @@ class WorldModel(PreTrainedModel):
         forecast = previous.new_zeros((n, d), dtype=torch.float32)
         ones = previous.new_ones((n, 1), dtype=torch.float32)
         for j in range(1, k + 1):
-            features = torch.cat([previous[:, :j].float().reshape(n, j * d), ones], dim=1)
-            forecast = torch.where((has_previous.clamp(max=k) == j)[:, None], features @ statistics.ridge_on(j).float(),
-                                   forecast)
+            parts = [previous[:, :j].float().reshape(n, j * d)]
+            if conditions is not None:
+                parts.append(conditions[:, :j].float().reshape(n, j * c))
+            features = torch.cat(parts + [ones], dim=1)
+            forecast = torch.where((has_previous.clamp(max=k) == j)[:, None],
+                                   features @ statistics.frame_ridge_on(j).float(), forecast)
         known = (has_previous > 0)[:, None]
         center = torch.zeros_like(forecast)  # no vector before it: the training center, as without ridge
         # in steps of the training steps' standard deviation, the unit of the persistence frame
@@ -376,7 +401,7 @@ class WorldModel(PreTrainedModel):
         frame), from the hidden state one position before each slot."""
         head = self.stream_part("prediction_head", name)
         slots = positions[chosen]
-        frame = self.head_frame(previous[chosen][..., :d], has_previous[chosen], name)
+        frame = self.head_frame(previous[chosen], has_previous[chosen], name)
         return head, head(hidden[slots[:, 0], slots[:, 1] - 1].float()), frame
 
     def _unrolled(self, first: torch.Tensor, predicted: torch.Tensor, input_ids, attention_mask, vectors, positions,

@@ -5,6 +5,7 @@ import os
 from typing import Optional
 
 import numpy as np
+import torch
 from transformers import ProgressCallback, TrainerCallback
 
 from ...data import WorldModelDataCollator, get_dataset, get_template
@@ -42,11 +43,15 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     world_model = build_world_model(args.model, args.world_model, streams, args.finetuning.finetuning_type,
                                     args.data.template)
     if training_args.do_train and not args.model.adapter_name_or_path:
+        config = world_model.config
         for name in streams:
-            only = name if world_model.config.multi_stream else None
+            only = name if config.multi_stream else None
+            reads_conditions = config.frame_conditions and not config.is_condition(name)
             world_model.stream_part("statistics", name).fit(
                 VectorStreams(dataset_module.train_dataset, only), args.world_model.embedding_norm,
-                args.world_model.ridge_lambda, seed=training_args.seed)
+                args.world_model.ridge_lambda, seed=training_args.seed,
+                conditions=ConditionHistories(dataset_module.train_dataset, name, config.frame_conditions,
+                                              config.ridge_history) if reads_conditions else None)
     model = setup_finetuning(world_model, args.model, args.finetuning)
     if model is not world_model:  # PEFT saves the adapter, not the world model's config.json: write it beside
         callbacks = list(callbacks or []) + [WorldModelConfigCallback(world_model.config)]
@@ -70,6 +75,7 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         trainer.add_callback(preemption)
         trainer.add_callback(FiniteLossGuard(trainer))
         resumed_step = checkpoint_step(training_args.resume_from_checkpoint)
+        start = _evaluate_start(trainer, world_model, resumed=training_args.resume_from_checkpoint is not None)
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         if resumed_step and trainer.state.global_step <= resumed_step:  # nothing left to train: say so, save nothing
             raise ConfigError(
@@ -82,6 +88,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
             logger.warning(f"Stopped by {preemption.signal_name} after step {trainer.state.global_step}: checkpoint "
                            f"saved at {checkpoint}. Run the same command again to resume from it.")
             return trainer
+        if start is not None:
+            result.metrics.update(_keep_start_if_better(trainer, *start))
         if args.world_model.calibrate_temperature and _is_distributional(world_model):
             _calibrate(trainer, world_model, dataset_module.eval_dataset is not None)
         trainer.save_model()
@@ -103,6 +111,37 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
     return trainer
+
+
+def _evaluate_start(trainer: WorldModelTrainer, world_model, resumed: bool) -> Optional[tuple[str, float, dict]]:
+    """With `load_best_model_at_end` and a ridge frame, the model before training (which forecasts exactly what the
+    ridge regressions forecast) is a candidate too: its score on the evaluation split and its trainable weights
+    (key, value, weights); None where it does not apply (another frame, a resumed run, sharded weights)."""
+    targs = trainer.args
+    if (world_model.config.predict_residual != "ridge" or not targs.load_best_model_at_end or resumed
+            or trainer.eval_dataset is None or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
+        return None
+    metric = targs.metric_for_best_model or "loss"
+    key = metric if metric.startswith("eval_") else f"eval_{metric}"
+    value = trainer.evaluate()[key]
+    weights = {name: p.detach().clone() for name, p in trainer.model.named_parameters() if p.requires_grad}
+    return key, value, weights
+
+
+def _keep_start_if_better(trainer: WorldModelTrainer, key: str, value: float, weights: dict) -> dict[str, float]:
+    """After `load_best_model_at_end`: when no checkpoint scored better than the model before training, put its
+    weights back (the ridge forecast: training did not beat it on the evaluation split)."""
+    best = trainer.state.best_metric
+    better = best is None or (value > best if trainer.args.greater_is_better else value < best)
+    if better:
+        with torch.no_grad():
+            for name, p in trainer.model.named_parameters():
+                if name in weights:
+                    p.copy_(weights[name])
+        logger.warning(f"No checkpoint beat the model before training on the evaluation split ({key} {value:.6g}, "
+                       f"best checkpoint {best if best is None else f'{best:.6g}'}): the model before training, "
+                       "which forecasts what the ridge regressions forecast, is kept.")
+    return {f"start_{key}": value, "kept_start": float(better)}
 
 
 def _calibrate(trainer: WorldModelTrainer, world_model, has_eval_split: bool) -> None:
@@ -153,6 +192,34 @@ def _check_targets(train_dataset, args: TrainArgs) -> None:
 def _is_distributional(world_model) -> bool:
     return any(world_model.stream_part("prediction_head", name).is_distributional
                for name in world_model.config.predicted_streams)
+
+
+class ConditionHistories:
+    """For each row of a preprocessed dataset, the condition history of each vector of `stream`: the last k vectors
+    of each condition stream `(name, d)` before it, most recent first, zeros where there are fewer, side by side
+    `[n, k, sum d]` (what the ridge frame reads; re-iterable, in the rows' order)."""
+
+    def __init__(self, dataset, stream: str, conditions: list[tuple[str, int]], k: int):
+        self.stream, self.conditions, self.k = stream, conditions, k
+        self.dataset = dataset.select_columns(["embedding_vectors", "embedding_streams"])
+
+    def __iter__(self):
+        width = sum(d for _, d in self.conditions)
+        for batch in self.dataset.iter(batch_size=1000):
+            for vectors, names in zip(batch["embedding_vectors"], batch["embedding_streams"]):
+                recent = {name: [] for name, _ in self.conditions}
+                rows = []
+                for vector, name in zip(vectors, names):
+                    if name == self.stream:
+                        row, start = np.zeros((self.k, width), dtype=np.float32), 0
+                        for condition, d in self.conditions:
+                            for back, earlier in enumerate(recent[condition][::-1][: self.k]):
+                                row[back, start:start + d] = earlier
+                            start += d
+                        rows.append(row)
+                    elif name in recent:
+                        recent[name].append(np.asarray(vector, dtype=np.float32)[: dict(self.conditions)[name]])
+                yield np.asarray(rows, dtype=np.float32).reshape(len(rows), self.k, width)
 
 
 class VectorStreams:
