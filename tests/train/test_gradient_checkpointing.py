@@ -27,7 +27,8 @@ def test_bf16_autocast_trains_close_to_float32(tmp_path):
     logs = {}
     for bf16 in (False, True):
         trainer = run_exp(train_args(tmp_path / f"bf16-{bf16}", data_dir, finetuning_type="lora", max_steps=30,
-                                     learning_rate=5e-3, bf16=bf16, disable_shuffling=True))
+                                     learning_rate=5e-3, bf16=bf16, disable_shuffling=True,
+                                     predict_residual=True))  # linear dynamics: a ridge frame leaves nothing to learn
         logs[bf16] = [h for h in trainer.state.log_history if "loss" in h]
     first32, first16 = logs[False][0]["embedding_loss"], logs[True][0]["embedding_loss"]
     assert abs(first16 - first32) <= 0.02 * first32  # bf16 rounding, same computation

@@ -27,7 +27,8 @@ def test_second_run_resumes_and_logs_consistent_losses(tmp_path):
 def test_evaluation_during_training_logs_world_model_metrics(tmp_path):
     data_dir = write_dynamics_dataset(tmp_path / "data", rows=12, varied=True)
     trainer = run_exp(train_args(tmp_path / "out", data_dir, max_steps=4, val_size=4, eval_strategy="steps",
-                                 eval_steps=2, plot_loss=True, per_device_eval_batch_size=3))
+                                 eval_steps=2, plot_loss=True, per_device_eval_batch_size=3,
+                                 embedding_norm="none"))  # the loss in data units, as eval_mse
     evals = [h for h in trainer.state.log_history if "eval_loss" in h]
     assert [h["step"] for h in evals][:2] == [2, 4]
     log = [json.loads(line) for line in (tmp_path / "out" / "trainer_log.jsonl").read_text().splitlines()]
