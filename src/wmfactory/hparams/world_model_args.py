@@ -97,7 +97,8 @@ class WorldModelArguments:
                           "(costs k forward passes; deterministic and mixture heads)."},
     )
     ridge_history: int = field(
-        default=2, metadata={"help": "Vectors of history of the ridge-regression baseline fitted for evaluation."}
+        default=2, metadata={"help": "Vectors of history of the ridge regressions fitted on the training split: "
+                                     "eval's baseline, and the frame of `predict_residual: ridge`."}
     )
     ridge_lambda: float = field(
         default=1e-3, metadata={"help": "Ridge penalty, relative to the number of training steps."}
