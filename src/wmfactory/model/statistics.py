@@ -106,8 +106,10 @@ class EmbeddingStatistics(nn.Module):
         step_sum, step_squares, raw_squares, steps = np.zeros(d), np.zeros(d), np.zeros(d), 0
         # the normal equations of the ridge on the last j vectors, for j = k and the shorter histories
         normal = {j: (np.zeros((j * d + 1, j * d + 1)), np.zeros((j * d + 1, d))) for j in self.shorter + [k]}
+        # and with conditions, those of the frame's ridges, which also read the last j condition vectors
         c = self.condition_width
-        framed = {j: (np.zeros((j * (d + c) + 1,) * 2), np.zeros((j * (d + c) + 1, d))) for j in range(1, k + 1)}
+        framed = {j: (np.zeros((j * (d + c) + 1,) * 2), np.zeros((j * (d + c) + 1, d)))
+                  for j in (range(1, k + 1) if c else ())}
         if c and conditions is None:
             raise ValueError("the frame reads conditions: `fit` needs their history (`conditions`)")
         histories = iter(conditions) if c else None
@@ -124,18 +126,14 @@ class EmbeddingStatistics(nn.Module):
                 step_squares += (delta**2).sum(axis=0)
                 raw_squares += (np.diff(x, axis=0) ** 2).sum(axis=0)
                 steps += len(delta)
-            for j, (gram, cross) in normal.items():
-                if len(x) > j:
-                    windows = np.stack([x[i: len(x) - j + i] for i in range(j)], axis=1)  # [n, j, d], oldest first
-                    features = ridge_features(windows)
-                    gram += features.T @ features
-                    cross += features.T @ x[j:]
-            for j, (gram, cross) in (framed.items() if c else ()):
-                if len(x) > j:
-                    windows = np.stack([x[i: len(x) - j + i] for i in range(j)], axis=1)
-                    features = condition_features(windows, history[j:, :j])
-                    gram += features.T @ features
-                    cross += features.T @ x[j:]
+            for j in sorted(normal.keys() | framed.keys()):
+                if len(x) <= j:
+                    continue
+                windows = np.stack([x[i: len(x) - j + i] for i in range(j)], axis=1)  # [n, j, d], oldest first
+                if j in normal:
+                    _accumulate(normal[j], ridge_features(windows), x[j:])
+                if j in framed:
+                    _accumulate(framed[j], ridge_features(windows, history[j:, :j]), x[j:])
             if len(x) > k:
                 target_squares += (x[k:] ** 2).sum(axis=0)
         if steps:
@@ -152,7 +150,7 @@ class EmbeddingStatistics(nn.Module):
         for j in self.shorter:
             if normal[j][0][-1, -1] > 0:
                 getattr(self, f"ridge_{j}").copy_(torch.from_numpy(_solve_ridge(*normal[j], ridge_lambda)))
-        for j, (gram, cross) in (framed.items() if c else ()):
+        for j, (gram, cross) in framed.items():
             if gram[-1, -1] > 0:
                 getattr(self, f"frame_ridge_{j}").copy_(torch.from_numpy(_solve_ridge(gram, cross, ridge_lambda)))
 
@@ -165,21 +163,24 @@ class EmbeddingStatistics(nn.Module):
             self.high.copy_(torch.from_numpy(high))
 
 
-def ridge_features(windows: np.ndarray) -> np.ndarray:
+def ridge_features(windows: np.ndarray, conditions: Optional[np.ndarray] = None) -> np.ndarray:
     """The ridge regression's input, in one place: windows of the last k vectors `[n, k, d]` (most recent last) ->
-    `[n, k*d + 1]`, the vectors most recent first, then a constant 1 for the intercept."""
-    windows = np.asarray(windows, dtype=np.float64)
-    return np.concatenate([windows[:, ::-1].reshape(len(windows), -1), np.ones((len(windows), 1))], axis=1)
-
-
-def condition_features(windows: np.ndarray, conditions: np.ndarray) -> np.ndarray:
-    """The frame ridge's input with conditions: windows of the last j vectors `[n, j, d]` (most recent last) and the
-    last j vectors of the condition streams before each target `[n, j, c]` (most recent first, zeros where there
-    are fewer) -> `[n, j*d + j*c + 1]`: the vectors most recent first, the conditions, then 1."""
+    `[n, k*d + 1]`, the vectors most recent first, then a constant 1 for the intercept. With `conditions`, the
+    frame's ridge that reads them: the last k vectors of the condition streams before each target `[n, k, c]` (most
+    recent first, zeros where there are fewer) come after the vectors: `[n, k*d + k*c + 1]`."""
     windows = np.asarray(windows, dtype=np.float64)
     n = len(windows)
-    return np.concatenate([windows[:, ::-1].reshape(n, -1), np.asarray(conditions, np.float64).reshape(n, -1),
-                           np.ones((n, 1))], axis=1)
+    parts = [windows[:, ::-1].reshape(n, -1)]
+    if conditions is not None:
+        parts.append(np.asarray(conditions, dtype=np.float64).reshape(n, -1))
+    return np.concatenate(parts + [np.ones((n, 1))], axis=1)
+
+
+def _accumulate(equations: tuple[np.ndarray, np.ndarray], features: np.ndarray, targets: np.ndarray) -> None:
+    """Add transitions to normal equations (gram, cross), in place."""
+    gram, cross = equations
+    gram += features.T @ features
+    cross += features.T @ targets
 
 
 def _solve_ridge(gram: np.ndarray, cross: np.ndarray, ridge_lambda: float) -> np.ndarray:
