@@ -47,12 +47,11 @@ def make_data(folder: str, rows: int, d: int = 8) -> None:
         answer = "Next: " + " then ".join(f"<m{g + 1}>" for g in range(split, groups))
         data.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
                      "embeddings": files})
-    with open(os.path.join(folder, "rows.json"), "w") as f:
-        json.dump(data, f)
-    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
-    with open(os.path.join(folder, "dataset_info.json"), "w") as f:
-        json.dump({"rows": {"file_name": "rows.json", "columns": {"messages": "messages", "embeddings": "embeddings"},
-                            "tags": tags}}, f)
+    from wmfactory.encode.rows import OPENAI_TAGS, write_rows
+
+    write_rows(folder, "rows", data, {"file_name": "rows.jsonl", "formatting": "sharegpt",
+                                      "columns": {"messages": "messages", "embeddings": "embeddings"},
+                                      "tags": OPENAI_TAGS})
 
 
 def best_of(fn, repeats: int) -> float:

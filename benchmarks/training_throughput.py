@@ -45,12 +45,11 @@ def make_data(folder: str, rows: int, answer_words: int) -> None:
         answer = " ".join(rng.choice(words, size=answer_words))
         data.append({"messages": [{"role": "user", "content": "History <m1> <m2>"},
                                   {"role": "assistant", "content": f"<m3> {answer}"}], "embeddings": files})
-    with open(os.path.join(folder, "rows.json"), "w") as f:
-        json.dump(data, f)
-    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
-    with open(os.path.join(folder, "dataset_info.json"), "w") as f:
-        json.dump({"rows": {"file_name": "rows.json", "columns": {"messages": "messages", "embeddings": "embeddings"},
-                            "tags": tags}}, f)
+    from wmfactory.encode.rows import OPENAI_TAGS, write_rows
+
+    write_rows(folder, "rows", data, {"file_name": "rows.jsonl", "formatting": "sharegpt",
+                                      "columns": {"messages": "messages", "embeddings": "embeddings"},
+                                      "tags": OPENAI_TAGS})
 
 
 def make_large_vocab_model(folder: str) -> str:

@@ -79,15 +79,12 @@ def write_folder(data: Dataset, folder: str) -> None:
         "rollout": [conversation("test", i, r, data.context + data.horizon, data.context)
                     for i, r in enumerate(data.test)],
     }
-    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
-    info = {}
+    from wmfactory.encode.rows import OPENAI_TAGS, write_rows
+
     for split, rows in splits.items():
-        with open(os.path.join(folder, f"{split}.json"), "w") as f:
-            json.dump(rows, f)
-        info[split] = {"file_name": f"{split}.json", "formatting": "sharegpt",
-                       "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": tags}
-    with open(os.path.join(folder, "dataset_info.json"), "w") as f:
-        json.dump(info, f, indent=2)
+        write_rows(folder, split, rows, {"file_name": f"{split}.jsonl", "formatting": "sharegpt",
+                                         "columns": {"messages": "messages", "embeddings": "embeddings"},
+                                         "tags": OPENAI_TAGS})
 
 
 def _split_at(groups: list[str], context: int) -> int:
