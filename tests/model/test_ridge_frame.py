@@ -18,8 +18,10 @@ from wmfactory.train.tuner import run_exp
 def test_an_untrained_head_forecasts_what_the_ridge_regression_forecasts(tmp_path, head):
     data_dir = write_dynamics_dataset(tmp_path / "data", rows=16, steps=6)
     # learning rate 1e-12: the weights stay as built (to 1e-12), the statistics and the ridge are fitted on the data
+    # history 2 and penalty 1e-3 fixed (`ridge_select: false`): the frame is checked against the normal equations
     run_exp(train_args(tmp_path / "out", data_dir, predict_residual="ridge", prediction_head_type=head,
-                       learning_rate=1e-12, max_steps=1, calibrate_temperature=False))
+                       learning_rate=1e-12, max_steps=1, calibrate_temperature=False, ridge_select=False,
+                       ridge_history=2))
     model = WorldModel.from_pretrained(str(tmp_path / "out"))
     assert model.config.predict_residual == "ridge"
     weights = model.statistics.ridge.double().numpy()
@@ -32,13 +34,12 @@ def test_an_untrained_head_forecasts_what_the_ridge_regression_forecasts(tmp_pat
     # m2 has one vector before it (fewer than ridge_history = 2): the ridge on the last 1; m3 onwards: on the last 2
     one = model.statistics.ridge_1.double().numpy()
     # fitted on every training transition, from the last vector alone: the normal equations by hand (penalty 1e-3
-    # times the number of transitions, the intercept not shrunk)
+    # times the number of transitions times each feature's variance, the intercept not shrunk)
     streams = [np.concatenate([json.loads((tmp_path / "data" / r["embeddings"][f"m{t}"][0]).read_text())["embedding"]
                                for t in range(1, 7)]) for r in rows]
     x = np.concatenate([np.c_[s[:-1], np.ones(len(s) - 1)] for s in streams])
     y = np.concatenate([s[1:] for s in streams])
-    penalty = 1e-3 * len(x) * np.eye(5)
-    penalty[-1, -1] = 0
+    penalty = np.diag(np.append(1e-3 * len(x) * x[:, :-1].var(axis=0), 0.0))
     np.testing.assert_allclose(one, np.linalg.solve(x.T @ x + penalty, x.T @ y), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(groups[0].predicted[0], ridge_path(one, truth[:1], 1)[-1], rtol=1e-4, atol=1e-5)
     for group, t in zip(groups[1:], range(2, 6)):
@@ -69,7 +70,7 @@ def test_with_a_condition_stream_the_ridge_frame_reads_the_last_conditions_too(t
 
     data_dir = write_controlled_dataset(tmp_path / "data", rows=12)
     run_exp(train_args(tmp_path / "out", data_dir, dataset="control", condition_streams="a", predict_residual="ridge",
-                       learning_rate=1e-12, max_steps=1))
+                       learning_rate=1e-12, max_steps=1, ridge_select=False, ridge_history=2))
     model = WorldModel.from_pretrained(str(tmp_path / "out"))
     assert model.config.ridge_conditions and model.config.frame_conditions == [("a", 3)]
     rows = json.loads((tmp_path / "data" / "control.json").read_text())
@@ -83,8 +84,7 @@ def test_with_a_condition_stream_the_ridge_frame_reads_the_last_conditions_too(t
     def fit(j):
         x = np.array([features(vectors(r, "s", 5), vectors(r, "a", 4), t, j) for r in rows for t in range(j, 5)])
         y = np.array([vectors(r, "s", 5)[t] for r in rows for t in range(j, 5)])
-        penalty = 1e-3 * len(x) * np.eye(x.shape[1])
-        penalty[-1, -1] = 0
+        penalty = np.diag(np.append(1e-3 * len(x) * x[:, :-1].var(axis=0), 0.0))
         return np.linalg.solve(x.T @ x + penalty, x.T @ y)
 
     one, two = fit(1), fit(2)
@@ -107,3 +107,31 @@ def test_with_a_condition_stream_the_ridge_frame_reads_the_last_conditions_too(t
     rolled = model.rollout(row, steps=3, dataset_dir=str(tmp_path / "data"), context_groups=4,
                            conditions={"a": a[2:4]})  # a3, a4 after the forecasts s3, s4
     np.testing.assert_allclose(rolled, path[2:], rtol=1e-4, atol=1e-5)
+
+
+def test_eval_rollout_mse_scores_forecasts_fed_the_models_own_outputs(tmp_path):
+    """`eval_rollout_steps: 3`: the third pass forecasts each target from the second pass's forecasts, which came
+    from the first's. Before training the model is its ridge frame (history 1), so the passes are computed here
+    with the saved ridge weights: x_t from x_{t-1} where t - 1 is the first vector, else from the previous pass."""
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=8, steps=6)
+    run_exp(train_args(tmp_path / "out", data_dir, predict_residual="ridge", learning_rate=1e-12, max_steps=1,
+                       ridge_select=False, ridge_history=1, ridge_lambda=0.1, eval_dataset="dynamics", do_eval=True,
+                       eval_rollout_steps=3))
+    metrics = json.loads((tmp_path / "out" / "eval_results.json").read_text())
+    model = WorldModel.from_pretrained(str(tmp_path / "out"))
+    weights = model.statistics.ridge.double().numpy()
+    rows = json.loads((tmp_path / "data" / "dynamics.json").read_text())
+    truth = [np.concatenate([json.loads((tmp_path / "data" / r["embeddings"][f"m{t}"][0]).read_text())["embedding"]
+                             for t in range(1, 7)]) for r in rows]
+    rollout, one_step = [], []
+    for x in truth:
+        one_step.append(((np.c_[x[:-1], np.ones(5)] @ weights - x[1:]) ** 2).mean(axis=1))
+        fed = x.copy()
+        for _ in range(3):
+            forecast = np.c_[fed[:-1], np.ones(5)] @ weights  # targets m2..m6
+            fed = np.concatenate([x[:1], forecast])
+        rollout.append(((forecast - x[1:]) ** 2).mean(axis=1))
+    rollout, one_step = np.concatenate(rollout).mean(), np.concatenate(one_step).mean()
+    assert rollout > 1.5 * one_step  # the penalty's shrinkage compounds over the fed-back passes
+    np.testing.assert_allclose(metrics["eval_mse"], one_step, rtol=1e-3)
+    np.testing.assert_allclose(metrics["eval_rollout_mse"], rollout, rtol=1e-3)

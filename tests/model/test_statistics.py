@@ -63,6 +63,58 @@ def test_ridge_recovers_a_linear_map():
     np.testing.assert_allclose(stats.ridge.numpy()[:3], a.T, atol=1e-4)
 
 
+def penalised_fit(x, y, penalty):
+    """Ridge by hand: the penalty times the number of rows times each feature's variance, the intercept (last
+    column) not shrunk."""
+    return np.linalg.solve(x.T @ x + np.diag(np.append(penalty * len(x) * x[:, :-1].var(axis=0), 0.0)), x.T @ y)
+
+
+def windows_of(rows, j, start):
+    """Features (the last j vectors, most recent first, then 1) and targets of every transition from index start."""
+    x = [np.append(r[t - j:t][::-1].ravel(), 1.0) for r in rows for t in range(start, len(r))]
+    return np.array(x, dtype=np.float64), np.concatenate([r[start:] for r in rows]).astype(np.float64)
+
+
+@pytest.mark.parametrize("noise", [0.0, 2.0])
+def test_ridge_history_and_penalty_are_chosen_on_every_fifth_row(noise):
+    """An AR(2) oscillator: without noise the last two vectors forecast it; drowned in noise, fewer parameters do
+    better. The choice must be the one that a search by hand over histories and penalties makes on held-out rows 4,
+    9, 14, .. (every transition with 3 vectors before it scored), and the weights its refit on all rows, stored on
+    3 vectors with zeros on the older ones."""
+    from wmfactory.model.statistics import PENALTIES
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for _ in range(40):
+        x = [rng.normal(size=2), rng.normal(size=2)]
+        for _ in range(10):
+            x.append(1.6 * x[-1] - 0.9 * x[-2] + noise * rng.normal(size=2))
+        rows.append(np.asarray(x, dtype=np.float32))
+    stats = EmbeddingStatistics(2, ridge_history=3, shorter_ridges=True)
+    stats.fit(rows, "standard", select=True)
+    held = [r for i, r in enumerate(rows) if i % 5 == 4]
+    kept = [r for i, r in enumerate(rows) if i % 5 != 4]
+    scores = {}
+    for j in (1, 2, 3):
+        x, y = windows_of(kept, j, j)
+        hx, hy = windows_of(held, j, 3)
+        for penalty in PENALTIES:
+            scores[j, penalty] = ((hx @ penalised_fit(x, y, penalty) - hy) ** 2).sum()
+    history, penalty = min(scores, key=scores.get)
+    assert stats.choice == {"history": history, "penalty": penalty}
+    if noise == 0:
+        assert history >= 2  # an AR(2) needs two vectors
+    weights = penalised_fit(*windows_of(rows, history, history), penalty)
+    stored = stats.ridge.double().numpy()
+    np.testing.assert_allclose(stored[: 2 * history], weights[:-1], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(stored[-1], weights[-1], rtol=1e-4, atol=1e-6)
+    assert not stored[2 * history: -1].any()
+    for j in (1, 2):  # the shorter ridges: their own fit up to the chosen history, the chosen one beyond it
+        expected = penalised_fit(*windows_of(rows, min(j, history), min(j, history)), penalty)
+        np.testing.assert_allclose(stats.ridge_on(j).double().numpy()[: 2 * min(j, history)], expected[:-1],
+                                   rtol=1e-4, atol=1e-6)
+
+
 def test_zero_head_output_with_predict_residual_is_persistence():
     model = tiny_world_model(embedding_dim=3, predict_residual=True,
                                                  embedding_norm="standard")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from ..model.generation import (
@@ -117,21 +118,25 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     """`rows`: preprocessed features (as the data pipeline writes them). Each predicted stream is scored on its own,
     and every baseline is computed inside the stream (persistence is the previous vector of the stream, the ridge
     and the training mean are the stream's). A vector is scored only where every baseline is defined
-    (max(2, ridge_history) known vectors of its stream before it); the others are `excluded_vectors`. With
+    (max(2, the ridge's history) known vectors of its stream before it); the others are `excluded_vectors`. With
     `sampling`, the model's draws and the baselines' distributions are scored too (`distribution_metrics`).
     A model of several streams reports each predicted stream under `streams` (and, when only one stream is
     predicted, its scores at the top level as well). The model runs on `batch_size` rows at a time."""
     cfg = model.config
     streams = cfg.predicted_streams if cfg.multi_stream else [cfg.predicted_streams[0]]
     statistics = {name: model.stream_part("statistics", name) for name in streams}
-    history = cfg.ridge_history
-    known = max(2, history)  # vectors a forecast needs before it, for every baseline to be defined
+    # the ridge's history: the one chosen on held-out training rows (`ridge_select`; the weights on the older
+    # vectors are then zeros), else `ridge_history`
+    history = {name: int(cfg.ridge_choice.get(name, {}).get("history", cfg.ridge_history)) for name in streams}
+    ridges = {name: _ridge_weights(statistics[name].ridge, history[name]) for name in streams}
+    # vectors a forecast needs before it, for every baseline to be defined
+    known_of = {name: max(2, history[name]) for name in streams}
     rng = np.random.default_rng(sampling.seed if sampling else 0)
 
     def add(pool: _Pool, number, name, vectors, origin, index, predicted, drawn, dataset):
         stats = statistics[name]
-        points = baseline_forecasts(vectors, origin, index, stats.mean.float().cpu().numpy(),
-                                    stats.ridge.double().cpu().numpy(), history)
+        points = baseline_forecasts(vectors, origin, index, stats.mean.float().cpu().numpy(), ridges[name],
+                                    history[name])
         samples = None
         if drawn is not None:
             samples = {"model": drawn, **baseline_samples(points, index - origin, stats, len(drawn), rng)}
@@ -145,7 +150,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
             name = group.stream if cfg.multi_stream else streams[0]
             for j, (predicted, index) in enumerate(zip(group.predicted, group.vector_indices)):
                 k = row.local[index]
-                if k < known:
+                if k < known_of[name]:
                     forced[name].exclude(dataset)
                     continue
                 add(forced[name], number, name, row.vectors[name], k - 1, k, predicted,
@@ -155,7 +160,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
             name = group.stream if cfg.multi_stream else streams[0]
             origins.setdefault(name, row.local[group.vector_indices[0]] - 1)
             for j, (predicted, index) in enumerate(zip(group.predicted, group.vector_indices)):
-                if origins[name] < known - 1:
+                if origins[name] < known_of[name] - 1:
                     horizons[name][group.horizon].exclude(dataset)
                     continue
                 add(horizons[name][group.horizon], number, name, row.vectors[name], origins[name],
@@ -168,6 +173,14 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     if len(streams) == 1:
         report.update(reports[streams[0]])
     return report
+
+
+def _ridge_weights(ridge: torch.Tensor, history: int) -> np.ndarray:
+    """The weights `[k*d + 1, d]` of a ridge on the last k vectors, cut to those of the last `history` <= k (the
+    most recent vectors come first, the intercept last)."""
+    w = ridge.double().cpu().numpy()
+    d = w.shape[1]
+    return np.concatenate([w[: history * d], w[-1:]])
 
 
 def _predictions(model, rows: Iterable[dict[str, Any]], context_groups: int, sampling: Optional[Sampling],

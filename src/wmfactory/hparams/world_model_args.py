@@ -96,12 +96,29 @@ class WorldModelArguments:
                           "every target slot (with their gradient), the embedding loss averaged over the k passes "
                           "(costs k forward passes; deterministic and mixture heads)."},
     )
+    eval_rollout_steps: int = field(
+        default=1,
+        metadata={"help": "n > 1: evaluation during training also reports `eval_rollout_mse`, the MSE (data units) "
+                          "after n passes that feed, at every target slot, the previous pass's forecasts instead of "
+                          "the true vectors (each target forecast from up to n - 1 steps of the model's own outputs, "
+                          "as in a rollout; costs n - 1 more forward passes per evaluation batch). Set "
+                          "`metric_for_best_model: eval_rollout_mse` to keep the checkpoint that drifts least."},
+    )
     ridge_history: int = field(
-        default=2, metadata={"help": "Vectors of history of the ridge regressions fitted on the training split: "
-                                     "eval's baseline, and the frame of `predict_residual: ridge`."}
+        default=3, metadata={"help": "The longest history of the ridge regressions fitted on the training split (eval's "
+                                     "baseline, and the frame of `predict_residual: ridge`): with `ridge_select`, "
+                                     "each uses the last j <= `ridge_history` vectors, j chosen on held-out rows."}
+    )
+    ridge_select: bool = field(
+        default=True,
+        metadata={"help": "Choose each ridge regression's history (1..`ridge_history`) and penalty (1e-6..10) by its "
+                          "error on every fifth training row (with fewer than five rows, the last fifth of each row), "
+                          "then refit it on all of them with that choice. `false`: history `ridge_history` and "
+                          "penalty `ridge_lambda`."},
     )
     ridge_lambda: float = field(
-        default=1e-3, metadata={"help": "Ridge penalty, relative to the number of training steps."}
+        default=1e-3, metadata={"help": "Ridge penalty with `ridge_select: false`, per training step, on standardised "
+                                        "features."}
     )
 
     def __post_init__(self):
@@ -115,8 +132,8 @@ class WorldModelArguments:
             if value not in ("true", "false", "ridge"):
                 raise ConfigError(f"`predict_residual` must be true, false or ridge, got '{self.predict_residual}'.")
             self.predict_residual = "ridge" if value == "ridge" else value == "true"
-        if self.unroll_steps < 1:
-            raise ConfigError("`unroll_steps` must be at least 1.")
+        if self.unroll_steps < 1 or self.eval_rollout_steps < 1:
+            raise ConfigError("`unroll_steps` and `eval_rollout_steps` must be at least 1.")
         if not 0 <= self.scheduled_sampling_prob <= 1:
             raise ConfigError("`scheduled_sampling_prob` must be in [0, 1].")
         if self.mixture_components < 1 or self.diffusion_steps < 1:

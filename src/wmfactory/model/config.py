@@ -41,6 +41,8 @@ class WorldModelConfig(PretrainedConfig):
         # `predict_residual: ridge` with condition streams: the frame's ridge also reads the last conditions (absent,
         # hence False, in folders saved before it did)
         self.ridge_conditions = bool(kwargs.pop("ridge_conditions", False))
+        # {stream: {"history": j, "penalty": p, ...}}: what the ridges fitted on the training split chose (`ridge_select`)
+        self.ridge_choice = dict(kwargs.pop("ridge_choice", None) or {})
         kwargs.setdefault("tie_word_embeddings", False)  # the language model ties its own weights
         super().__init__(**kwargs)
         # set after the base class, whose attention-implementation setter would otherwise reset the LM's own

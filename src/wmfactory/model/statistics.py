@@ -18,6 +18,8 @@ from torch import nn
 ROBUST_QUANTILES = (0.001, 0.999)
 IQR_TO_STD = 0.7413
 SAMPLE_SIZE = 100_000
+HOLD_OUT_EVERY = 5  # the ridges' history and penalty are chosen on every fifth training row
+PENALTIES = (1e-6, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # ridge penalties tried, per transition, standardised features
 
 
 class EmbeddingStatistics(nn.Module):
@@ -33,6 +35,8 @@ class EmbeddingStatistics(nn.Module):
         for name, value in (("mean", 0.0), ("std", 1.0), ("center", 0.0), ("scale", 1.0), ("low", -np.inf),
                             ("high", np.inf), ("delta_scale", 1.0), ("step_std", 0.0), ("ridge_residual_std", 0.0)):
             self.register_buffer(name, torch.full((d,), value))
+        self.active = True  # False for `embedding_norm: none`: normalising is then the identity, skipped
+        self.choice: dict = {}  # the ridges' chosen history and penalty, after `fit`
         self.register_buffer("ridge", torch.zeros(ridge_history * d + 1, d))
         self.ridge_history = ridge_history
         # `predict_residual: ridge`: the ridges on the last j < k vectors too, for vectors with a shorter history
@@ -53,7 +57,6 @@ class EmbeddingStatistics(nn.Module):
     def frame_ridge_on(self, history: int) -> torch.Tensor:
         """The frame's ridge on the last j vectors: with conditions `frame_ridge_{j}`, else `ridge_on(j)`."""
         return getattr(self, f"frame_ridge_{history}") if self.condition_width else self.ridge_on(history)
-        self.active = True  # False for `embedding_norm: none`: normalising is then the identity, skipped
 
     def normalize(self, vectors: torch.Tensor) -> torch.Tensor:
         """`[..., d]` data units -> normalised, float32."""
@@ -67,14 +70,21 @@ class EmbeddingStatistics(nn.Module):
 
     @torch.no_grad()
     def fit(self, rows: Iterable[np.ndarray], norm: str, ridge_lambda: float = 1e-3, seed: int = 0,
-            conditions: Optional[Iterable[np.ndarray]] = None) -> None:
+            conditions: Optional[Iterable[np.ndarray]] = None, select: bool = False) -> None:
         """`rows`: the vector stream `[v, d]` of every training row (called twice: it must be re-iterable);
         `conditions` (with `condition_width`): for each row, the condition history of each of its vectors
-        `[v, k, condition_width]` (`condition_history`), read with `rows` in the second pass."""
+        `[v, k, condition_width]` (`condition_history`), read with `rows` in the second pass.
+
+        `select`: choose each ridge's history j <= k and penalty (among `PENALTIES`) by its squared error on
+        held-out training transitions (every fifth row; with fewer than five rows, the last fifth of each row),
+        fitted on the others, then refit on every transition with that choice; a chosen j < k is stored as the
+        k-history weights with zeros on the older vectors. Else history k and penalty `ridge_lambda`. The choice is
+        left in `self.choice` (`history`, `penalty`, and `frame_history`, `frame_penalty` with conditions)."""
         d = self.mean.shape[0]
         k = self.ridge_history
-        total, squares, count = np.zeros(d), np.zeros(d), 0
+        total, squares, count, rows_seen = np.zeros(d), np.zeros(d), 0, 0
         for stream in rows:
+            rows_seen += 1
             if len(stream):
                 x = np.asarray(stream, dtype=np.float64)
                 total += x.sum(axis=0)
@@ -104,17 +114,18 @@ class EmbeddingStatistics(nn.Module):
         # second pass: step sizes in normalised space, the ridge normal equations in data units, and the squares
         # behind the two baselines' one-step error spreads (persistence: the steps; ridge: from its normal equations)
         step_sum, step_squares, raw_squares, steps = np.zeros(d), np.zeros(d), np.zeros(d), 0
-        # the normal equations of the ridge on the last j vectors, for j = k and the shorter histories
-        normal = {j: (np.zeros((j * d + 1, j * d + 1)), np.zeros((j * d + 1, d))) for j in self.shorter + [k]}
-        # and with conditions, those of the frame's ridges, which also read the last j condition vectors
+        # the normal equations of the ridges on the last j = 1..k vectors (state-only: eval's baseline, and the frame
+        # without conditions), and with conditions those of the frame's ridges, which also read the last j condition
+        # vectors; each as [all training rows, the held-out rows] (the held-out ones choose history and penalty)
         c = self.condition_width
-        framed = {j: (np.zeros((j * (d + c) + 1,) * 2), np.zeros((j * (d + c) + 1, d)))
-                  for j in (range(1, k + 1) if c else ())}
+        normal = {j: _Equations(j * d + 1, d) for j in range(1, k + 1)}
+        framed = {j: _Equations(j * (d + c) + 1, d) for j in (range(1, k + 1) if c else ())}
         if c and conditions is None:
             raise ValueError("the frame reads conditions: `fit` needs their history (`conditions`)")
         histories = iter(conditions) if c else None
-        target_squares = np.zeros(d)
-        for stream in rows:
+        target_squares, held_squares = np.zeros(d), np.zeros(d)
+        by_row = rows_seen >= HOLD_OUT_EVERY  # else hold out the last fifth of each row's transitions
+        for number, stream in enumerate(rows):
             history = next(histories) if c else None
             if not len(stream):
                 continue
@@ -126,33 +137,40 @@ class EmbeddingStatistics(nn.Module):
                 step_squares += (delta**2).sum(axis=0)
                 raw_squares += (np.diff(x, axis=0) ** 2).sum(axis=0)
                 steps += len(delta)
-            for j in sorted(normal.keys() | framed.keys()):
+            held = np.full(len(x), number % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1) if by_row else (
+                np.arange(len(x)) >= len(x) - len(x) // HOLD_OUT_EVERY)  # per target index
+            for j in range(1, k + 1):
                 if len(x) <= j:
                     continue
                 windows = np.stack([x[i: len(x) - j + i] for i in range(j)], axis=1)  # [n, j, d], oldest first
-                if j in normal:
-                    _accumulate(normal[j], ridge_features(windows), x[j:])
-                if j in framed:
-                    _accumulate(framed[j], ridge_features(windows, history[j:, :j]), x[j:])
+                normal[j].add(ridge_features(windows), x[j:], held[j:])
+                if c:
+                    framed[j].add(ridge_features(windows, history[j:, :j]), x[j:], held[j:])
             if len(x) > k:
                 target_squares += (x[k:] ** 2).sum(axis=0)
+                held_squares += (x[k:][held[k:]] ** 2).sum(axis=0)
         if steps:
             step_mean = step_sum / steps
             self.delta_scale.copy_(torch.from_numpy(_safe(np.sqrt(np.maximum(step_squares / steps - step_mean**2, 0)))))
             self.step_std.copy_(torch.from_numpy(np.sqrt(raw_squares / steps)))
-        gram, cross = normal[k]
-        if gram[-1, -1] > 0:
-            w = _solve_ridge(gram, cross, ridge_lambda)
-            self.ridge.copy_(torch.from_numpy(w))
+        self.choice = {}
+        weights = _fit_ridges(normal, held_squares, d, 0, ridge_lambda, select)
+        if weights is not None:
+            w, self.choice["history"], self.choice["penalty"] = weights
+            self.ridge.copy_(torch.from_numpy(w[k]))
+            gram, cross = normal[k].total
             # sum over targets of (y - features @ w)^2, per dimension, without another pass over the rows
+            w = w[k]
             residual_squares = target_squares - 2 * (w * cross).sum(axis=0) + (w * (gram @ w)).sum(axis=0)
             self.ridge_residual_std.copy_(torch.from_numpy(np.sqrt(np.maximum(residual_squares, 0) / gram[-1, -1])))
-        for j in self.shorter:
-            if normal[j][0][-1, -1] > 0:
-                getattr(self, f"ridge_{j}").copy_(torch.from_numpy(_solve_ridge(*normal[j], ridge_lambda)))
-        for j, (gram, cross) in framed.items():
-            if gram[-1, -1] > 0:
-                getattr(self, f"frame_ridge_{j}").copy_(torch.from_numpy(_solve_ridge(gram, cross, ridge_lambda)))
+            for j in self.shorter:
+                getattr(self, f"ridge_{j}").copy_(torch.from_numpy(weights[0][j]))
+        if c:
+            weights = _fit_ridges(framed, held_squares, d, c, ridge_lambda, select)
+            if weights is not None:
+                self.choice["frame_history"], self.choice["frame_penalty"] = weights[1:]
+                for j in range(1, k + 1):
+                    getattr(self, f"frame_ridge_{j}").copy_(torch.from_numpy(weights[0][j]))
 
     def _set(self, center: np.ndarray, scale: np.ndarray, low: Optional[np.ndarray] = None,
              high: Optional[np.ndarray] = None) -> None:
@@ -176,18 +194,66 @@ def ridge_features(windows: np.ndarray, conditions: Optional[np.ndarray] = None)
     return np.concatenate(parts + [np.ones((n, 1))], axis=1)
 
 
-def _accumulate(equations: tuple[np.ndarray, np.ndarray], features: np.ndarray, targets: np.ndarray) -> None:
-    """Add transitions to normal equations (gram, cross), in place."""
-    gram, cross = equations
-    gram += features.T @ features
-    cross += features.T @ targets
+class _Equations:
+    """The normal equations (gram, cross) of a ridge, over every transition (`total`) and over the held-out ones."""
+
+    def __init__(self, width: int, d: int):
+        self.total = (np.zeros((width, width)), np.zeros((width, d)))
+        self.held = (np.zeros((width, width)), np.zeros((width, d)))
+
+    def add(self, features: np.ndarray, targets: np.ndarray, held: np.ndarray) -> None:
+        for (gram, cross), (f, y) in ((self.total, (features, targets)), (self.held, (features[held], targets[held]))):
+            gram += f.T @ f
+            cross += f.T @ y
+
+    def training(self) -> tuple[np.ndarray, np.ndarray]:
+        """The equations of the transitions that are not held out."""
+        return self.total[0] - self.held[0], self.total[1] - self.held[1]
+
+
+def _fit_ridges(equations: dict[int, _Equations], held_squares: np.ndarray, d: int, c: int, ridge_lambda: float,
+                select: bool) -> Optional[tuple[dict[int, np.ndarray], int, float]]:
+    """The weights of the ridges on the last j = 1..k vectors ({j: weights}), the history and the penalty used (see
+    `EmbeddingStatistics.fit`); None without a transition of history k."""
+    k = max(equations)
+    if equations[k].total[0][-1, -1] == 0:
+        return None
+    history, penalty = k, ridge_lambda
+    held_gram, held_cross = equations[k].held  # every j is scored on the same held-out transitions: history >= k
+    trained = {j: e.training() for j, e in equations.items()}
+    if select and held_gram[-1, -1] > 0 and trained[k][0][-1, -1] > 0:
+        best = np.inf
+        for j in range(1, k + 1):
+            index = _sub_block(j, k, d, c)
+            gram, cross = held_gram[np.ix_(index, index)], held_cross[index]
+            for candidate in PENALTIES:
+                w = _solve_ridge(*trained[j], candidate)
+                error = held_squares.sum() - 2 * (w * cross).sum() + (w * (gram @ w)).sum()
+                if error < best * (1 - 1e-9):
+                    best, history, penalty = error, j, candidate
+    weights = {j: _solve_ridge(*equations[j].total, penalty) for j in range(1, history + 1)}
+    for j in range(history + 1, k + 1):  # the chosen history, as weights on j vectors: zeros on the older ones
+        w = np.zeros((j * (d + c) + 1, d))
+        w[_sub_block(history, j, d, c)] = weights[history]
+        weights[j] = w
+    return weights, history, penalty
+
+
+def _sub_block(j: int, k: int, d: int, c: int) -> np.ndarray:
+    """Where the features of the ridge on the last j vectors sit among those of the ridge on the last k >= j (see
+    `ridge_features`: the k vectors most recent first, then the k condition vectors, then the intercept)."""
+    return np.concatenate([np.arange(j * d), k * d + np.arange(j * c), [k * (d + c)]])
 
 
 def _solve_ridge(gram: np.ndarray, cross: np.ndarray, ridge_lambda: float) -> np.ndarray:
-    """Ridge weights from the normal equations: the penalty is `ridge_lambda` times the number of transitions (the
-    intercept's diagonal entry counts them), and the intercept is not shrunk."""
-    penalty = ridge_lambda * gram[-1, -1] * np.eye(len(gram))
-    penalty[-1, -1] = 0.0
+    """Ridge weights from the normal equations, the penalty on standardised features: `ridge_lambda` times the
+    number of transitions (the intercept's diagonal entry counts them) times each feature's variance, so that it
+    does not depend on the data's units; the intercept is not shrunk."""
+    n = gram[-1, -1]
+    mean = gram[:-1, -1] / n
+    variance = np.maximum(np.diag(gram)[:-1] / n - mean**2, 0.0)
+    variance = np.where(variance > 1e-12 * max(variance.max(initial=0.0), 1e-300), variance, 1.0)
+    penalty = np.diag(np.append(ridge_lambda * n * variance, 0.0))
     return np.linalg.solve(gram + penalty, cross)
 
 

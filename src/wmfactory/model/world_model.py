@@ -51,6 +51,8 @@ class WorldModelOutput(ModelOutput):
     lm_loss: Optional[torch.Tensor] = None
     terms: Optional[LossTerms] = None
     predicted_embeddings: Optional[torch.Tensor] = None  # [v_target, d] means, in the order of the target vectors
+    # with `rollout_passes` n (evaluation): the means of the last of n passes fed their predecessors' means
+    rollout_embeddings: Optional[torch.Tensor] = None
 
 
 class WorldModel(PreTrainedModel):
@@ -321,6 +323,7 @@ class WorldModel(PreTrainedModel):
         embedding_rows: Optional[torch.Tensor] = None,
         num_embedding_targets: Optional[int | torch.Tensor] = None,
         num_lm_tokens: Optional[int | torch.Tensor] = None,
+        rollout_passes: int = 1,
     ) -> WorldModelOutput:
         """Shapes: input_ids/attention_mask/labels `[b, t]`; embedding_vectors `[v, W]` (zero-padded to the widest
         stream); embedding_positions `[v, 2]`; embedding_is_target `[v]`; embedding_streams `[v]` (index into
@@ -332,6 +335,10 @@ class WorldModel(PreTrainedModel):
 
         Packed rows (`packing`): `position_ids` `[b, t]` restart at each row, there is no attention mask, and
         `embedding_rows` `[v]` says which row each vector belongs to (for the previous vectors of its row).
+
+        `rollout_passes` n > 1 (not in training): n - 1 more passes, each feeding at every target slot the previous
+        pass's means, as `unroll_steps` trains; `rollout_embeddings` are the last pass's means, each target then
+        forecast from up to n - 1 steps of the model's own outputs (`eval_rollout_steps`).
 
         With one stream the pass gathers with these indices and keeps its counts as tensors: no host sync and no
         shape that depends on the data, so `torch.compile` traces it whole (tests/model/test_compile.py)."""
@@ -362,6 +369,7 @@ class WorldModel(PreTrainedModel):
 
         zero = hidden.new_zeros((), dtype=torch.float32)
         predicted = hidden.new_zeros((0, cfg.embedding_dim), dtype=torch.float32)
+        rollout = None
         embedding_sum, num_targets = zero, zero.long()
         if cfg.predicts_embeddings:
             num_targets = targets.sum()
@@ -375,10 +383,15 @@ class WorldModel(PreTrainedModel):
                     means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             if means:
                 predicted = self._in_target_order(means, streams, targets, len(target_index))
-            if self.training and cfg.unroll_steps > 1:
-                embedding_sum = self._unrolled(embedding_sum, predicted, input_ids, attention_mask, embedding_vectors,
-                                               embedding_positions, targets, target_index, streams, rows,
-                                               position_ids)
+            passes = cfg.unroll_steps if self.training else rollout_passes
+            if passes > 1:
+                fed_back = self._fed_back(predicted, input_ids, attention_mask, embedding_vectors, embedding_positions,
+                                          targets, target_index, streams, rows, position_ids, passes - 1)
+                if self.training:  # the embedding loss is the mean of the k passes' losses (equal weights)
+                    embedding_sum = (embedding_sum + sum(loss for loss, _ in fed_back)) / passes
+                else:
+                    for _, rollout in fed_back:
+                        pass
 
         lm_sum, num_tokens = zero, zero.long()
         if cfg.lm_loss_weight > 0 and labels is not None:
@@ -393,7 +406,7 @@ class WorldModel(PreTrainedModel):
         loss, embedding_loss, lm_loss = combine_losses(
             terms, cfg.embedding_loss_weight, cfg.lm_loss_weight, num_embedding_targets, num_lm_tokens
         )
-        return WorldModelOutput(loss, embedding_loss, lm_loss, terms, predicted)
+        return WorldModelOutput(loss, embedding_loss, lm_loss, terms, predicted, rollout)
 
     def _head_on(self, name: str, d: int, chosen: torch.Tensor, hidden: torch.Tensor, positions: torch.Tensor,
                  previous: torch.Tensor, has_previous: torch.Tensor):
@@ -404,26 +417,26 @@ class WorldModel(PreTrainedModel):
         frame = self.head_frame(previous[chosen], has_previous[chosen], name)
         return head, head(hidden[slots[:, 0], slots[:, 1] - 1].float()), frame
 
-    def _unrolled(self, first: torch.Tensor, predicted: torch.Tensor, input_ids, attention_mask, vectors, positions,
-                  targets, target_index, streams, rows=None, position_ids=None) -> torch.Tensor:
-        """`unroll_steps` k: passes 2..k feed, at every target slot, the previous pass's prediction (data units, with
-        its gradient) instead of the true vector, and score each pass's predictions against the true vectors, so
-        that pass j trains forecasts made from j - 1 steps of the model's own outputs, as in a rollout. The
-        embedding loss is the mean of the k passes' losses (equal weights)."""
-        total, own = first, predicted
+    def _fed_back(self, predicted: torch.Tensor, input_ids, attention_mask, vectors, positions, targets, target_index,
+                  streams, rows, position_ids, passes: int):
+        """`passes` more passes, each feeding at every target slot the previous pass's prediction (data units, with
+        its gradient in training) instead of the true vector, so that pass j forecasts from j - 1 steps of the
+        model's own outputs, as in a rollout (`unroll_steps`, `eval_rollout_steps`). Yields each pass's embedding
+        loss sum against the true vectors and its predictions."""
+        own = predicted
         truth = self.normalize_streams(vectors, streams)
-        for _ in range(self.config.unroll_steps - 1):
+        for _ in range(passes):
             fed = vectors.float().index_copy(0, target_index, own)
-            previous, has_previous = self.frame_inputs(fed, positions if rows is None else rows, streams)
+            previous, has_previous = self.frame_inputs(fed, rows, streams)
             hidden = self.hidden_states(self.embed(input_ids, self.normalize_streams(fed, streams), positions, True,
                                                    streams), attention_mask, position_ids)
-            means = []
+            total, means = 0.0, []
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 head, params, frame = self._head_on(name, d, chosen, hidden, positions, previous, has_previous)
                 total = total + head.loss(params, truth[chosen][:, :d], frame).sum()
                 means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             own = self._in_target_order(means, streams, targets, len(own))
-        return total / self.config.unroll_steps
+            yield total, own
 
     def _in_target_order(self, parts: list[torch.Tensor], streams, targets, count: int) -> torch.Tensor:
         """Per-stream results `[n_s, d_s]` (in `_target_heads` order) -> `[count, W]` in the order of the targets."""

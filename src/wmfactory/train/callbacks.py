@@ -11,7 +11,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 LOG_FILE = "trainer_log.jsonl"
 LOGGED_KEYS = ("loss", "embedding_loss", "lm_loss", "eval_loss", "eval_embedding_loss", "eval_lm_loss", "eval_mse",
-               "eval_skill", "learning_rate", "grad_norm", "epoch")
+               "eval_skill", "eval_rollout_mse", "learning_rate", "grad_norm", "epoch")
 
 
 def _clock(seconds: float) -> str:

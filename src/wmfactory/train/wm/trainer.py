@@ -51,7 +51,9 @@ class WorldModelTrainer(Trainer):
         return batches, {"num_embedding_targets": counts[0], "num_lm_tokens": counts[1]}
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch: Optional[dict] = None):
-        outputs = model(**inputs, **(num_items_in_batch or {}))
+        passes = self.world_model_config.eval_rollout_steps
+        extra = {"rollout_passes": passes} if not model.training and passes > 1 else {}
+        outputs = model(**inputs, **(num_items_in_batch or {}), **extra)
         # DDP averages gradients over ranks while the counts are already global: undo that average
         scale = self.args.world_size if (num_items_in_batch and self.args.world_size > 1) else 1
         loss = outputs.loss * scale
@@ -65,6 +67,9 @@ class WorldModelTrainer(Trainer):
             sums = {name: getattr(terms, name) for name in ("embedding_sum", "num_targets", "lm_sum", "num_tokens")}
             if predicts:
                 sums.update(_squared_errors(inputs, outputs.predicted_embeddings, self.world_model_config))
+                if outputs.rollout_embeddings is not None:
+                    sums["rollout_squared_error"] = _squared_errors(inputs, outputs.rollout_embeddings,
+                                                                    self.world_model_config)["squared_error"]
             for name, value in sums.items():
                 self._add(self._eval_sums, name, torch.as_tensor(value, dtype=torch.float32, device=loss.device))
         return (loss, outputs) if return_outputs else loss
@@ -119,6 +124,8 @@ class WorldModelTrainer(Trainer):
             if config.predicts_embeddings:
                 logs["eval_embedding_loss"] = embedding_loss
                 logs["eval_mse"] = totals["squared_error"] / max(totals["num_targets"], 1)
+                if "rollout_squared_error" in totals:  # `eval_rollout_steps`: forecasts from the model's own outputs
+                    logs["eval_rollout_mse"] = totals["rollout_squared_error"] / max(totals["num_targets"], 1)
                 # against persistence, on the targets that have a vector before them in their row
                 logs["eval_skill"] = skill(totals["model_error_after_previous"], totals["persistence_error"])
             self._eval_sums = {}

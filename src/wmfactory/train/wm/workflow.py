@@ -47,11 +47,17 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         for name in streams:
             only = name if config.multi_stream else None
             reads_conditions = config.frame_conditions and not config.is_condition(name)
-            world_model.stream_part("statistics", name).fit(
+            statistics = world_model.stream_part("statistics", name)
+            statistics.fit(
                 VectorStreams(dataset_module.train_dataset, only), args.world_model.embedding_norm,
                 args.world_model.ridge_lambda, seed=training_args.seed,
                 conditions=ConditionHistories(dataset_module.train_dataset, name, config.frame_conditions,
-                                              config.ridge_history) if reads_conditions else None)
+                                              config.ridge_history) if reads_conditions else None,
+                select=args.world_model.ridge_select)
+            if statistics.choice and not config.is_condition(name):
+                config.ridge_choice[name] = statistics.choice
+                logger.info(f"Ridge regression of stream '{name}': " + ", ".join(
+                    f"{key} {value:g}" for key, value in statistics.choice.items()))
     model = setup_finetuning(world_model, args.model, args.finetuning)
     if model is not world_model:  # PEFT saves the adapter, not the world model's config.json: write it beside
         callbacks = list(callbacks or []) + [WorldModelConfigCallback(world_model.config)]
