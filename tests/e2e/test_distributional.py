@@ -49,7 +49,7 @@ def test_predict_writes_samples_and_eval_scores_the_distribution(trained):
     samples = record["samples"]
     assert record["num_samples"] == 6 and samples.shape == (6, *record["predicted"].shape)
     np.testing.assert_allclose(samples.mean(axis=0), record["predicted"], rtol=1e-5, atol=1e-6)
-    report = run_eval({**keys, "output_dir": str(tmp / "eval"), "context_groups": 2})
+    report = run_eval({**keys, "output_dir": str(tmp / "eval"), "context_groups": 3})  # 3 known: every baseline
     assert report["distributional_head"] is True
     block = report["rollout"]["horizons"]["1"]
     assert block["num_samples"] == 6

@@ -178,3 +178,13 @@ def test_output_dir_that_is_a_file_and_a_config_file_with_a_syntax_error(tmp_pat
     (tmp_path / "bad.yaml").write_text("model_name_or_path: m\ndataset: [d\n")
     with pytest.raises(ConfigError, match=r"bad.yaml', line 3, column 1: expected ',' or ']'"):
         get_train_args([str(tmp_path / "bad.yaml")])
+
+
+@pytest.mark.parametrize("metric, given, expected", [("eval_rollout_mse", None, False), ("eval_mse", None, False),
+                                                     ("eval_skill", None, True), ("eval_loss", None, False),
+                                                     ("eval_rollout_mse", True, True)])
+def test_errors_chosen_as_best_metric_are_minimised(tmp_path, metric, given, expected):
+    """Hugging Face maximises a metric whose name does not end in "loss": an MSE must be minimised."""
+    extra = [] if given is None else ["--greater_is_better", str(given).lower()]
+    parsed = get_train_args(BASE + [str(tmp_path / "o"), "--stage", "wm", "--metric_for_best_model", metric] + extra)
+    assert parsed.training.greater_is_better is expected

@@ -222,14 +222,16 @@ def _fit_ridges(equations: dict[int, _Equations], held_squares: np.ndarray, d: i
     held_gram, held_cross = equations[k].held  # every j is scored on the same held-out transitions: history >= k
     trained = {j: e.training() for j, e in equations.items()}
     if select and held_gram[-1, -1] > 0 and trained[k][0][-1, -1] > 0:
-        best = np.inf
+        # the shorter history and the larger penalty unless a longer or smaller one is better by more than rounding
+        # (1e-9 of the targets' squares: on noise-free data every candidate is exact, and the simplest is kept)
+        best, tie = np.inf, 1e-9 * held_squares.sum()
         for j in range(1, k + 1):
             index = _sub_block(j, k, d, c)
             gram, cross = held_gram[np.ix_(index, index)], held_cross[index]
-            for candidate in PENALTIES:
+            for candidate in sorted(PENALTIES, reverse=True):
                 w = _solve_ridge(*trained[j], candidate)
                 error = held_squares.sum() - 2 * (w * cross).sum() + (w * (gram @ w)).sum()
-                if error < best * (1 - 1e-9):
+                if error < best - tie:
                     best, history, penalty = error, j, candidate
     weights = {j: _solve_ridge(*equations[j].total, penalty) for j in range(1, history + 1)}
     for j in range(history + 1, k + 1):  # the chosen history, as weights on j vectors: zeros on the older ones
