@@ -53,8 +53,8 @@ PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # per training transition, on n
 
 # ---------------------------------------------------------------------------------------------- dataset folders
 def write_folder(data: Dataset, folder: str) -> None:
-    """`<folder>/dataset_info.json` with splits `train`, `test` and `rollout` (the test rows cut after context +
-    horizon states), and one .npy per vector under `<folder>/vectors/`."""
+    """`<folder>/dataset_info.json` with splits `train`, `test` and `rollout_<c>` for each rollout origin c (the test
+    rows cut after c + horizon states), and one .npy per vector under `<folder>/vectors/`."""
     shutil.rmtree(folder, ignore_errors=True)  # always the rows of this run
     os.makedirs(os.path.join(folder, "vectors"), exist_ok=True)
 
@@ -76,8 +76,8 @@ def write_folder(data: Dataset, folder: str) -> None:
     splits = {
         "train": [conversation("train", i, r, len(r["s"]), data.context) for i, r in enumerate(data.train)],
         "test": [conversation("test", i, r, len(r["s"]), data.context) for i, r in enumerate(data.test)],
-        "rollout": [conversation("test", i, r, data.context + data.horizon, data.context)
-                    for i, r in enumerate(data.test)],
+        **{f"rollout_{c}": [conversation("test", i, r, c + data.horizon, c) for i, r in enumerate(data.test)]
+           for c in data.origins},
     }
     from wmfactory.encode.rows import OPENAI_TAGS, write_rows
 
@@ -97,14 +97,16 @@ def _split_at(groups: list[str], context: int) -> int:
     return len(groups)
 
 
-def context_groups(data: Dataset) -> int:
-    """Placeholders before the first generated state: `context` states and the conditions after them."""
-    return data.context * (2 if data.condition_dim else 1)
+def context_groups(data: Dataset, given: int) -> int:
+    """Placeholders before the first generated state: `given` states and the conditions after them."""
+    return given * (2 if data.condition_dim else 1)
 
 
 # ---------------------------------------------------------------------------------------------- the world model
-def train_world_model(data: Dataset, folder: str, out: str, steps: int, overrides: dict) -> tuple[float, int]:
-    """Train with the recipe; -> (seconds of the training loop, `train_runtime`; the step of the checkpoint kept)."""
+def train_world_model(data: Dataset, folder: str, out: str, steps: int, overrides: dict) -> dict:
+    """Train with the recipe; -> {"train_seconds": the training loop's `train_runtime`, "best_step": the step of the
+    checkpoint kept, "kept_start": whether the model before training (the ridge forecast) was kept instead,
+    "ridge_choice": the history and penalty the frame's ridge chose}."""
     from wmfactory.train.tuner import run_exp
 
     config = {**RECIPE, "dataset": "train", "dataset_dir": folder, "output_dir": out, "overwrite_output_dir": True,
@@ -112,16 +114,21 @@ def train_world_model(data: Dataset, folder: str, out: str, steps: int, override
               "disable_tqdm": True, "seed": 0, **({"condition_streams": "a"} if data.condition_dim else {}),
               **overrides}
     run_exp(config)
-    with open(os.path.join(out, "train_results.json")) as f:
-        seconds = float(json.load(f)["train_runtime"])
-    with open(os.path.join(out, "trainer_state.json")) as f:
-        best = json.load(f).get("best_global_step")
-    return seconds, int(best or steps)
+
+    def read(name: str) -> dict:
+        with open(os.path.join(out, name)) as f:
+            return json.load(f)
+
+    results = read("train_results.json")
+    return {"train_seconds": float(results["train_runtime"]),
+            "best_step": int(read("trainer_state.json").get("best_global_step") or steps),
+            "kept_start": bool(results.get("kept_start", 0)),
+            "ridge_choice": read("config.json").get("ridge_choice", {}).get("s", {})}
 
 
 def world_model_forecasts(data: Dataset, folder: str, out: str) -> tuple[dict, dict]:
     """Teacher-forced forecasts {(row, t): [d]} of every state after the first, and rollout forecasts
-    {(row, h): [d]} for h = 1..horizon after `context` given states."""
+    {(row, c, h): [d]} for h = 1..horizon after c given states, for each origin c."""
     from wmfactory.commands.common import load_model_and_rows
     from wmfactory.hparams import get_predict_args
     from wmfactory.model.generation import generate_rows, row_batches, teacher_forced_rows
@@ -137,13 +144,14 @@ def world_model_forecasts(data: Dataset, folder: str, out: str) -> tuple[dict, d
             for group in groups:
                 if group.stream == "s":
                     forced[(features["row_index"], int(group.key[1:]) - 1)] = group.predicted[0]
-    _, rows, _ = load("rollout")
     rolled = {}
-    for batch in row_batches(rows, 8):
-        for features, groups in zip(batch, generate_rows(model, batch, context_groups(data))):
-            for group in groups:
-                if group.stream == "s":
-                    rolled[(features["row_index"], group.horizon)] = group.predicted[0]
+    for c in data.origins:
+        _, rows, _ = load(f"rollout_{c}")
+        for batch in row_batches(rows, 8):
+            for features, groups in zip(batch, generate_rows(model, batch, context_groups(data, c))):
+                for group in groups:
+                    if group.stream == "s":
+                        rolled[(features["row_index"], c, group.horizon)] = group.predicted[0]
     return forced, rolled
 
 
@@ -261,16 +269,17 @@ def gru_forecasts(data: Dataset, norm: Normaliser, seconds: float, seed: int = 0
             z = x[:-1, : len(step)] + predicted[0] * step  # forecasts of states 1..T-1
             for t in range(1, len(x)):
                 forced[(number, t)] = norm.back(z[t - 1].numpy())
-            x = inputs(row, data.context + data.horizon)
-            out, state = net(x[None, : data.context])
-            current = x[data.context - 1, : len(step)] + out[0, -1] * step
-            for h in range(1, data.horizon + 1):
-                rolled[(number, h)] = norm.back(current.numpy())
-                if h == data.horizon:
-                    break
-                feed = torch.cat([current, x[data.context + h - 1, len(step):]])
-                out, state = net(feed[None, None], state)
-                current = current + out[0, -1] * step
+            for c in data.origins:
+                x = inputs(row, c + data.horizon)
+                out, state = net(x[None, :c])
+                current = x[c - 1, : len(step)] + out[0, -1] * step
+                for h in range(1, data.horizon + 1):
+                    rolled[(number, c, h)] = norm.back(current.numpy())
+                    if h == data.horizon:
+                        break
+                    feed = torch.cat([current, x[c + h - 1, len(step):]])
+                    out, state = net(feed[None, None], state)
+                    current = current + out[0, -1] * step
     return forced, rolled, steps
 
 
@@ -292,33 +301,42 @@ def baseline_forecasts(data: Dataset, norm: Normaliser, ridges: dict) -> tuple[d
             for k, ridge in ridges.items():
                 if t >= k:
                     forced[f"ridge k={k}"][(number, t)] = norm.back(ridge.next(z, a, t))
-        c = data.context
-        paths = {k: z[:c].copy() for k in ridges}
-        for h in range(1, data.horizon + 1):
-            rolled["persistence"][(number, h)] = s[c - 1]
-            rolled["mean"][(number, h)] = mean
-            rolled["linear"][(number, h)] = s[c - 1] + h * (s[c - 1] - s[c - 2])
-            for k, ridge in ridges.items():
-                nxt = ridge.next(paths[k], a, len(paths[k]))
-                paths[k] = np.concatenate([paths[k], nxt[None]])
-                rolled[f"ridge k={k}"][(number, h)] = norm.back(nxt)
+        for c in data.origins:
+            paths = {k: z[:c].copy() for k in ridges}
+            for h in range(1, data.horizon + 1):
+                rolled["persistence"][(number, c, h)] = s[c - 1]
+                rolled["mean"][(number, c, h)] = mean
+                rolled["linear"][(number, c, h)] = s[c - 1] + h * (s[c - 1] - s[c - 2])
+                for k, ridge in ridges.items():
+                    nxt = ridge.next(paths[k], a, len(paths[k]))
+                    paths[k] = np.concatenate([paths[k], nxt[None]])
+                    rolled[f"ridge k={k}"][(number, c, h)] = norm.back(nxt)
     return forced, rolled
 
 
 # ---------------------------------------------------------------------------------------------- scoring
 def score(data: Dataset, forecasts: dict[str, dict]) -> dict:
-    """MSE of each forecaster, teacher-forced over the states with at least 3 before them, and per horizon."""
+    """MSE of each forecaster, teacher-forced over the states with at least 3 before them, and per horizon over
+    every rollout origin (`origin_horizons`: per horizon at each origin, with several)."""
     forced_keys = [(n, t) for n, row in enumerate(data.test) for t in range(max(RIDGE_K), len(row["s"]))]
     result = {"teacher_forced": {}, "horizons": {str(h): {} for h in range(1, data.horizon + 1)},
-              "vectors": {"teacher_forced": len(forced_keys), "rollout_rows": len(data.test)}}
+              "vectors": {"teacher_forced": len(forced_keys), "rollout_rows": len(data.test),
+                          "rollout_origins": list(data.origins)}}
+    if len(data.origins) > 1:
+        result["origin_horizons"] = {str(c): {str(h): {} for h in range(1, data.horizon + 1)} for c in data.origins}
     for name, (forced, rolled) in forecasts.items():
         target = np.stack([data.test[n]["s"][t] for n, t in forced_keys]).astype(np.float64)
         predicted = np.stack([forced[key] for key in forced_keys]).astype(np.float64)
         result["teacher_forced"][name] = float(np.mean((predicted - target) ** 2))
         for h in range(1, data.horizon + 1):
-            target = np.stack([row["s"][data.context - 1 + h] for row in data.test]).astype(np.float64)
-            predicted = np.stack([rolled[(n, h)] for n in range(len(data.test))]).astype(np.float64)
-            result["horizons"][str(h)][name] = float(np.mean((predicted - target) ** 2))
+            errors = {}
+            for c in data.origins:
+                target = np.stack([row["s"][c - 1 + h] for row in data.test]).astype(np.float64)
+                predicted = np.stack([rolled[(n, c, h)] for n in range(len(data.test))]).astype(np.float64)
+                errors[c] = np.mean((predicted - target) ** 2, axis=1)
+                if len(data.origins) > 1:
+                    result["origin_horizons"][str(c)][str(h)][name] = float(errors[c].mean())
+            result["horizons"][str(h)][name] = float(np.concatenate(list(errors.values())).mean())
     return result
 
 
@@ -326,7 +344,8 @@ def run_dataset(name: str, out: str, steps: int, overrides: dict) -> dict:
     data = BUILDERS[name]()
     folder, model_dir = os.path.join(out, name, "data"), os.path.join(out, name, "model")
     write_folder(data, folder)
-    seconds, best_step = train_world_model(data, folder, model_dir, steps, overrides)
+    run = train_world_model(data, folder, model_dir, steps, overrides)
+    seconds = run["train_seconds"]
     model_forced, model_rolled = world_model_forecasts(data, folder, model_dir)
     norm = Normaliser(data.train)
     ridges = {k: Ridge(data.train, k, norm) for k in RIDGE_K}
@@ -337,10 +356,16 @@ def run_dataset(name: str, out: str, steps: int, overrides: dict) -> dict:
     result = score(data, forecasts)
     result.update({"dataset": name, "source": data.source, "description": data.description,
                    "train_rows": len(data.train), "test_rows": len(data.test), "context": data.context,
-                   "horizon": data.horizon, "train_seconds": seconds, "steps": steps, "best_step": best_step,
-                   "gru_steps": gru_steps,
+                   "horizon": data.horizon, "steps": steps, **run, "gru_steps": gru_steps,
                    "ridge_penalties": {k: r.penalty for k, r in ridges.items()}})
     return result
+
+
+def _origins(r: dict) -> str:
+    origins = r.get("vectors", {}).get("rollout_origins") or [r["context"]]
+    if len(origins) == 1:
+        return str(origins[0])
+    return f"each of {', '.join(map(str, origins))} (rolling origins, errors averaged over them)"
 
 
 def tables(results: list[dict]) -> str:
@@ -350,9 +375,12 @@ def tables(results: list[dict]) -> str:
         names = list(r["teacher_forced"])
         lines += [f"### {r['dataset']}: {r['description']}", "",
                   f"{r['source']}; {r['train_rows']} training and {r['test_rows']} test rows; rollout from "
-                  f"{r['context']} given states; world model {r['steps']} steps in {r['train_seconds']:.0f} s (checkpoint "
-                  f"of step {r.get('best_step', r['steps'])} kept), "
-                  f"GRU {r['gru_steps']} steps in the same time.", "",
+                  f"{_origins(r)} given states; world model {r['steps']} steps in {r['train_seconds']:.0f} s ("
+                  + ("no checkpoint beat the start, which was kept" if r.get("kept_start") else
+                     f"checkpoint of step {r.get('best_step', r['steps'])} kept")
+                  + (f"; its frame: ridge on the last {choice['frame_history' if 'frame_history' in choice else 'history']}"
+                     f" states" if (choice := r.get("ridge_choice")) else "")
+                  + f"), GRU {r['gru_steps']} steps in the same time.", "",
                   "| forecaster | teacher-forced | h=1 | h=" + h + " | teacher-forced / persistence | h=" + h
                   + " / persistence |", "|---|---|---|---|---|---|"]
         for name in names:

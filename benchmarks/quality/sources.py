@@ -35,6 +35,12 @@ class Dataset:
     description: str = ""
     condition_dim: Optional[int] = None
     notes: dict = field(default_factory=dict)
+    rollout_origins: tuple[int, ...] = ()  # long rows: rollouts from each of these numbers of given states
+
+    @property
+    def origins(self) -> tuple[int, ...]:
+        """The numbers of given states each test row is rolled out from (`context` unless set)."""
+        return self.rollout_origins or (self.context,)
 
 
 def _aeon_file(problem: str, split: str) -> str:
@@ -88,9 +94,12 @@ def power(patch: int = 4, test_rows: int = 50) -> Dataset:
             out.append({"s": x, "text": f"Power draw of an appliance of class {label}, {patch} samples per vector:"})
         return out
 
-    return Dataset("power", "ACSF1 (appliance power), packaged in aeon 1.6.0", rows("TRAIN"),
-                   rows("TEST", test_rows), context=180, horizon=8,
-                   description=f"real recordings, d={patch}, 365 vectors per row")
+    test = rows("TEST", test_rows)
+    shortest = min(len(r["s"]) for r in test)
+    # rolling origins: rollouts of 8 from 180, 205, .. given vectors, as far as the rows go
+    return Dataset("power", "ACSF1 (appliance power), packaged in aeon 1.6.0", rows("TRAIN"), test, context=180,
+                   horizon=8, description=f"real recordings, d={patch}, 365 vectors per row",
+                   rollout_origins=tuple(range(180, shortest - 8 + 1, 25)))
 
 
 def _smooth_actions(rng: np.random.Generator, steps: int, dim: int, rho: float = 0.8) -> np.ndarray:
