@@ -43,7 +43,8 @@ RECIPE = {
     "finetuning_type": "lora", "lora_rank": 16,
     "lm_loss_weight": 0.0,  # the text around the vectors is fixed scaffolding: no LM target worth learning
     "per_device_train_batch_size": 16, "learning_rate": 3e-3, "lr_scheduler_type": "cosine", "warmup_steps": 0.05,
-    # keep the checkpoint with the lowest loss on a tenth of the training rows: small datasets overfit
+    # keep the checkpoint with the lowest loss on a tenth of the training rows (the model before training, the
+    # ridge forecast, is a candidate too): small datasets overfit
     "val_size": 0.1, "eval_strategy": "steps", "eval_steps": 50, "save_strategy": "steps", "save_steps": 50,
     "load_best_model_at_end": True, "save_total_limit": 2,
 }
@@ -361,6 +362,10 @@ def run_dataset(name: str, out: str, steps: int, overrides: dict) -> dict:
     return result
 
 
+def _states(count: int) -> str:
+    return "state" if count == 1 else f"{count} states"
+
+
 def _origins(r: dict) -> str:
     origins = r.get("vectors", {}).get("rollout_origins") or [r["context"]]
     if len(origins) == 1:
@@ -378,8 +383,8 @@ def tables(results: list[dict]) -> str:
                   f"{_origins(r)} given states; world model {r['steps']} steps in {r['train_seconds']:.0f} s ("
                   + ("no checkpoint beat the start, which was kept" if r.get("kept_start") else
                      f"checkpoint of step {r.get('best_step', r['steps'])} kept")
-                  + (f"; its frame: ridge on the last {choice['frame_history' if 'frame_history' in choice else 'history']}"
-                     f" states" if (choice := r.get("ridge_choice")) else "")
+                  + (f"; its frame: ridge on the last {_states(choice.get('frame_history', choice.get('history')))}"
+                     if (choice := r.get("ridge_choice")) else "")
                   + f"), GRU {r['gru_steps']} steps in the same time.", "",
                   "| forecaster | teacher-forced | h=1 | h=" + h + " | teacher-forced / persistence | h=" + h
                   + " / persistence |", "|---|---|---|---|---|---|"]

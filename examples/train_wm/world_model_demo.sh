@@ -72,5 +72,5 @@ if not points:
 # each line is the mean over the steps since the previous one; step 1 alone is one batch, so compare windows
 windows = [p for p in points if p[0] > 1] or points
 (first_step, first), (last_step, last) = windows[0], windows[-1]
-print(f"== embedding_loss: {first:.4f} at step {first_step} -> {last:.4f} at step {last_step}")
+print(f"== embedding_loss: {first:.3g} at step {first_step} -> {last:.3g} at step {last_step}")
 PY

@@ -25,7 +25,8 @@ def trained(tmp_path_factory):
     data_dir = write_dynamics_dataset(tmp / "data", rows=6)
     rows = json.loads((tmp / "data" / "dynamics.json").read_text())
     write_dataset(tmp / "data", "mixed", rows[:3] + [TEXT_ONLY])
-    run_exp(train_args(tmp / "out", data_dir, finetuning_type="full", max_steps=2))
+    # ridge_history 2: eval scores a vector from 2 known ones on (the rows below have 2 to 6 groups)
+    run_exp(train_args(tmp / "out", data_dir, finetuning_type="full", max_steps=2, ridge_history=2))
     return tmp, WorldModel.from_pretrained(str(tmp / "out")), rows
 
 

@@ -101,8 +101,8 @@ class WorldModelArguments:
         metadata={"help": "n > 1: evaluation during training also reports `eval_rollout_mse`, the MSE (data units) "
                           "after n passes that feed, at every target slot, the previous pass's forecasts instead of "
                           "the true vectors (each target forecast from up to n - 1 steps of the model's own outputs, "
-                          "as in a rollout; costs n - 1 more forward passes per evaluation batch). Set "
-                          "`metric_for_best_model: eval_rollout_mse` to keep the checkpoint that drifts least."},
+                          "as in a rollout; costs n - 1 more forward passes per evaluation batch). An approximation of a "
+                          "rollout, not a rollout's error: it can rank checkpoints wrongly (docs/quality.md)."},
     )
     ridge_history: int = field(
         default=3, metadata={"help": "The longest history of the ridge regressions fitted on the training split (eval's "
@@ -111,7 +111,7 @@ class WorldModelArguments:
     )
     ridge_select: bool = field(
         default=True,
-        metadata={"help": "Choose each ridge regression's history (1..`ridge_history`) and penalty (1e-6..10) by its "
+        metadata={"help": "Choose each ridge regression's history (1..`ridge_history`) and penalty (1e-3..10) by its "
                           "error on every fifth training row (with fewer than five rows, the last fifth of each row), "
                           "then refit it on all of them with that choice. `false`: history `ridge_history` and "
                           "penalty `ridge_lambda`."},
