@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..model.statistics import ridge_sub_block
 from ..model.generation import (
     Sampling,
     generate_rows,
@@ -176,11 +177,10 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
 
 
 def _ridge_weights(ridge: torch.Tensor, history: int) -> np.ndarray:
-    """The weights `[k*d + 1, d]` of a ridge on the last k vectors, cut to those of the last `history` <= k (the
-    most recent vectors come first, the intercept last)."""
+    """The weights `[k*d + 1, d]` of a ridge on the last k vectors, cut to those of the last `history` <= k."""
     w = ridge.double().cpu().numpy()
     d = w.shape[1]
-    return np.concatenate([w[: history * d], w[-1:]])
+    return w[ridge_sub_block(history, (len(w) - 1) // d, d, 0)]
 
 
 def _predictions(model, rows: Iterable[dict[str, Any]], context_groups: int, sampling: Optional[Sampling],

@@ -154,23 +154,23 @@ class EmbeddingStatistics(nn.Module):
             self.delta_scale.copy_(torch.from_numpy(_safe(np.sqrt(np.maximum(step_squares / steps - step_mean**2, 0)))))
             self.step_std.copy_(torch.from_numpy(np.sqrt(raw_squares / steps)))
         self.choice = {}
-        weights = _fit_ridges(normal, held_squares, d, 0, ridge_lambda, select)
-        if weights is not None:
-            w, self.choice["history"], self.choice["penalty"] = weights
-            self.ridge.copy_(torch.from_numpy(w[k]))
+        fitted = _fit_ridges(normal, held_squares, d, 0, ridge_lambda, select)
+        if fitted is not None:
+            ridges, self.choice["history"], self.choice["penalty"] = fitted
+            w = ridges[k]
+            self.ridge.copy_(torch.from_numpy(w))
             gram, cross = normal[k].total
             # sum over targets of (y - features @ w)^2, per dimension, without another pass over the rows
-            w = w[k]
             residual_squares = target_squares - 2 * (w * cross).sum(axis=0) + (w * (gram @ w)).sum(axis=0)
             self.ridge_residual_std.copy_(torch.from_numpy(np.sqrt(np.maximum(residual_squares, 0) / gram[-1, -1])))
             for j in self.shorter:
-                getattr(self, f"ridge_{j}").copy_(torch.from_numpy(weights[0][j]))
+                getattr(self, f"ridge_{j}").copy_(torch.from_numpy(ridges[j]))
         if c:
-            weights = _fit_ridges(framed, held_squares, d, c, ridge_lambda, select)
-            if weights is not None:
-                self.choice["frame_history"], self.choice["frame_penalty"] = weights[1:]
+            fitted = _fit_ridges(framed, held_squares, d, c, ridge_lambda, select)
+            if fitted is not None:
+                ridges, self.choice["frame_history"], self.choice["frame_penalty"] = fitted
                 for j in range(1, k + 1):
-                    getattr(self, f"frame_ridge_{j}").copy_(torch.from_numpy(weights[0][j]))
+                    getattr(self, f"frame_ridge_{j}").copy_(torch.from_numpy(ridges[j]))
 
     def _set(self, center: np.ndarray, scale: np.ndarray, low: Optional[np.ndarray] = None,
              high: Optional[np.ndarray] = None) -> None:
@@ -226,7 +226,7 @@ def _fit_ridges(equations: dict[int, _Equations], held_squares: np.ndarray, d: i
         # (1e-9 of the targets' squares: on noise-free data every candidate is exact, and the simplest is kept)
         best, tie = np.inf, 1e-9 * held_squares.sum()
         for j in range(1, k + 1):
-            index = _sub_block(j, k, d, c)
+            index = ridge_sub_block(j, k, d, c)
             gram, cross = held_gram[np.ix_(index, index)], held_cross[index]
             for candidate in sorted(PENALTIES, reverse=True):
                 w = _solve_ridge(*trained[j], candidate)
@@ -236,12 +236,12 @@ def _fit_ridges(equations: dict[int, _Equations], held_squares: np.ndarray, d: i
     weights = {j: _solve_ridge(*equations[j].total, penalty) for j in range(1, history + 1)}
     for j in range(history + 1, k + 1):  # the chosen history, as weights on j vectors: zeros on the older ones
         w = np.zeros((j * (d + c) + 1, d))
-        w[_sub_block(history, j, d, c)] = weights[history]
+        w[ridge_sub_block(history, j, d, c)] = weights[history]
         weights[j] = w
     return weights, history, penalty
 
 
-def _sub_block(j: int, k: int, d: int, c: int) -> np.ndarray:
+def ridge_sub_block(j: int, k: int, d: int, c: int) -> np.ndarray:
     """Where the features of the ridge on the last j vectors sit among those of the ridge on the last k >= j (see
     `ridge_features`: the k vectors most recent first, then the k condition vectors, then the intercept)."""
     return np.concatenate([np.arange(j * d), k * d + np.arange(j * c), [k * (d + c)]])

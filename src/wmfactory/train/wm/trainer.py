@@ -66,10 +66,8 @@ class WorldModelTrainer(Trainer):
             terms = outputs.terms
             sums = {name: getattr(terms, name) for name in ("embedding_sum", "num_targets", "lm_sum", "num_tokens")}
             if predicts:
-                sums.update(_squared_errors(inputs, outputs.predicted_embeddings, self.world_model_config))
-                if outputs.rollout_embeddings is not None:
-                    sums["rollout_squared_error"] = _squared_errors(inputs, outputs.rollout_embeddings,
-                                                                    self.world_model_config)["squared_error"]
+                sums.update(_squared_errors(inputs, outputs.predicted_embeddings, self.world_model_config,
+                                            outputs.rollout_embeddings))
             for name, value in sums.items():
                 self._add(self._eval_sums, name, torch.as_tensor(value, dtype=torch.float32, device=loss.device))
         return (loss, outputs) if return_outputs else loss
@@ -151,10 +149,12 @@ def drowned_embedding_loss(logs: dict[str, float], config) -> Optional[str]:
             "(`embedding_norm: standard`) so that their loss is not tiny by their scale alone.")
 
 
-def _squared_errors(inputs: dict, predicted: torch.Tensor, config) -> dict[str, torch.Tensor]:
+def _squared_errors(inputs: dict, predicted: torch.Tensor, config,
+                    rollout: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
     """Sums of per-vector MSE over the targets of a batch (over the dimensions of each vector's stream): the
     model's, and, on the targets whose row has a vector of their stream before them, the model's and the
-    persistence forecast's (that previous vector)."""
+    persistence forecast's (that previous vector); with `rollout` (`eval_rollout_steps`), that of its forecasts
+    too (`rollout_squared_error`)."""
     vectors, positions, is_target = inputs["embedding_vectors"], inputs["embedding_positions"], inputs[
         "embedding_is_target"]
     streams = inputs.get("embedding_streams") if config.multi_stream else None
@@ -164,17 +164,24 @@ def _squared_errors(inputs: dict, predicted: torch.Tensor, config) -> dict[str, 
     else:
         dims = torch.tensor(list(config.stream_dims.values()), device=target.device)[streams[is_target]]
     inside = (torch.arange(target.shape[-1], device=target.device)[None, :] < dims[:, None]).float()
-    error = ((predicted.float() - target).pow(2) * inside).sum(dim=-1) / dims  # [v_target]
+
+    def errors(forecast: torch.Tensor) -> torch.Tensor:  # [v_target]
+        return ((forecast.float() - target).pow(2) * inside).sum(dim=-1) / dims
+
+    error = errors(predicted)
     if inputs.get("embedding_rows") is not None:  # packed rows: the previous vector of the same row
         positions = torch.stack([inputs["embedding_rows"], positions[:, 1]], dim=1)
     previous, has_previous = previous_in_streams(vectors, positions, streams)
     previous, has_previous = previous[is_target].float(), has_previous[is_target]
-    persistence = ((previous - target).pow(2) * inside).sum(dim=-1) / dims
-    return {
+    persistence = errors(previous)
+    sums = {
         "squared_error": error.sum(),
         "model_error_after_previous": error[has_previous].sum(),
         "persistence_error": persistence[has_previous].sum(),
     }
+    if rollout is not None:
+        sums["rollout_squared_error"] = errors(rollout).sum()
+    return sums
 
 
 class FiniteLossGuard(TrainerCallback):
