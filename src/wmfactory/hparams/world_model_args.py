@@ -97,12 +97,17 @@ class WorldModelArguments:
                           "(costs k forward passes; deterministic and mixture heads)."},
     )
     eval_rollout_steps: int = field(
-        default=1,
-        metadata={"help": "n > 1: evaluation during training also reports `eval_rollout_mse`, the MSE (data units) "
-                          "after n passes that feed, at every target slot, the previous pass's forecasts instead of "
-                          "the true vectors (each target forecast from up to n - 1 steps of the model's own outputs, "
-                          "as in a rollout; costs n - 1 more forward passes per evaluation batch). An approximation of a "
-                          "rollout, not a rollout's error: it can rank checkpoints wrongly (docs/quality.md)."},
+        default=0,
+        metadata={"help": "n > 0: evaluation during training also reports `eval_rollout_mse`, the MSE (data units) of "
+                          "rollouts of n target groups generated with the KV cache, each vector forecast from the "
+                          "model's own forecasts before it in the window (up to `eval_rollout_windows` windows per "
+                          "evaluation row, tiling its targets). `metric_for_best_model: eval_rollout_mse` keeps the "
+                          "checkpoint whose rollouts are best."},
+    )
+    eval_rollout_windows: int = field(
+        default=8,
+        metadata={"help": "The most rollout windows per evaluation row for `eval_rollout_steps` (spread evenly along "
+                          "a longer row)."},
     )
     ridge_history: int = field(
         default=3, metadata={"help": "The longest history of the ridge regressions fitted on the training split (eval's "
@@ -132,8 +137,10 @@ class WorldModelArguments:
             if value not in ("true", "false", "ridge"):
                 raise ConfigError(f"`predict_residual` must be true, false or ridge, got '{self.predict_residual}'.")
             self.predict_residual = "ridge" if value == "ridge" else value == "true"
-        if self.unroll_steps < 1 or self.eval_rollout_steps < 1:
-            raise ConfigError("`unroll_steps` and `eval_rollout_steps` must be at least 1.")
+        if self.unroll_steps < 1 or self.eval_rollout_windows < 1:
+            raise ConfigError("`unroll_steps` and `eval_rollout_windows` must be at least 1.")
+        if self.eval_rollout_steps < 0:
+            raise ConfigError("`eval_rollout_steps` must be 0 (off) or a number of target groups to roll out.")
         if not 0 <= self.scheduled_sampling_prob <= 1:
             raise ConfigError("`scheduled_sampling_prob` must be in [0, 1].")
         if self.mixture_components < 1 or self.diffusion_steps < 1:

@@ -375,10 +375,11 @@ class _Generation:
         self.frame_conditions = model.config.frame_conditions  # [(stream, d)] the frame's ridge reads
         self.condition_index = row.condition_index(self.k, [name for name, _ in self.frame_conditions])
         self.events = [(i, position) for i, position in enumerate(row.positions.tolist()) if not self.given[i]]
-        for i, position in enumerate(row.positions.tolist()):
-            if self.given[i]:
-                inputs[position] = model.project(row.vectors[i][None, : row.dims[i]],
-                                                 stream=row.stream_names[i]).to(inputs.dtype)[0]
+        for name in set(row.stream_names):  # the given vectors of each stream through its projector at once
+            index = [i for i, (kept, other) in enumerate(zip(self.given, row.stream_names)) if kept and other == name]
+            if index:
+                d = row.dims[index[0]]
+                inputs[row.positions[index]] = model.project(row.vectors[index, :d], stream=name).to(inputs.dtype)
         if self.events and self.events[0][1] == 0:
             raise DataError("the first generated vector sits at position 0: nothing precedes it to predict it")
         self.inputs = inputs[None].repeat(count, 1, 1)  # [S, t, h]
@@ -415,14 +416,15 @@ class _Generation:
 
 
 @torch.no_grad()
-def generate_rows(model, rows_features: list[dict[str, Any]], context_groups: int = 1,
+def generate_rows(model, rows_features: list[dict[str, Any]], context_groups: int | list[int] = 1,
                   sampling: Optional[Sampling] = None) -> list[list[GroupPrediction]]:
     """`generate_groups` of each row, as one batch: step k feeds every row up to its k-th generated vector (the
     rows' segments padded to the longest), then predicts that vector of each row from its last hidden state, with
-    the row's own generator."""
+    the row's own generator. `context_groups`: one count for every row, or one per row."""
     count = sampling.num_samples if sampling else 1
     layout = _Layout.of(model)
-    rows = [_Generation(model, features, context_groups, count, sampling, layout) for features in rows_features]
+    given = [context_groups] * len(rows_features) if isinstance(context_groups, int) else list(context_groups)
+    rows = [_Generation(model, features, c, count, sampling, layout) for features, c in zip(rows_features, given)]
     active = [row for row in rows if row.events]
     stream = _Stream(model)
     for step in range(max((len(row.events) for row in active), default=0)):
@@ -601,4 +603,28 @@ def context_features(features: dict[str, Any], context_groups: int) -> dict[str,
     for key in ("group_keys", "group_occurrences", "group_in_assistant", "group_dims"):
         if key in features:
             out[key] = list(features[key])[:context_groups]
+    return out
+
+
+def rollout_windows(model, features: dict[str, Any], steps: int,
+                    most: int) -> list[tuple[dict[str, Any], int, list[int]]]:
+    """Up to `most` rollouts of `steps` target groups each within a row, for scoring forecasts made from the
+    model's own outputs: (the row cut after the window's last group, the groups given before it, the target groups
+    it forecasts). The target groups of predicted streams (not conditions) are tiled into consecutive
+    windows of `steps`, the first starting at the row's first target group; with more than `most`, `most` of them
+    spread evenly along the row (the first and the last included). Everything before a window is given as in the
+    row; conditions inside it are given too."""
+    groups = list(features["embedding_groups"])
+    streams = stream_sequence(features)
+    targets = sorted({g for g, is_target, name in zip(groups, features["embedding_is_target"], streams)
+                      if is_target and not model.config.is_condition(name)})
+    starts = list(range(0, len(targets), steps))
+    if len(starts) > most:
+        starts = [starts[round(j * (len(starts) - 1) / max(most - 1, 1))] for j in range(most)]
+    out = []
+    for start in starts:
+        window = targets[start: start + steps]
+        if window[0] == 0 and features["embedding_positions"][0] == 0:
+            continue  # nothing precedes the row's first vector to forecast it from
+        out.append((context_features(features, window[-1] + 1), window[0], window))
     return out

@@ -51,8 +51,6 @@ class WorldModelOutput(ModelOutput):
     lm_loss: Optional[torch.Tensor] = None
     terms: Optional[LossTerms] = None
     predicted_embeddings: Optional[torch.Tensor] = None  # [v_target, d] means, in the order of the target vectors
-    # with `rollout_passes` n (evaluation): the means of the last of n passes fed their predecessors' means
-    rollout_embeddings: Optional[torch.Tensor] = None
 
 
 class WorldModel(PreTrainedModel):
@@ -323,7 +321,6 @@ class WorldModel(PreTrainedModel):
         embedding_rows: Optional[torch.Tensor] = None,
         num_embedding_targets: Optional[int | torch.Tensor] = None,
         num_lm_tokens: Optional[int | torch.Tensor] = None,
-        rollout_passes: int = 1,
     ) -> WorldModelOutput:
         """Shapes: input_ids/attention_mask/labels `[b, t]`; embedding_vectors `[v, W]` (zero-padded to the widest
         stream); embedding_positions `[v, 2]`; embedding_is_target `[v]`; embedding_streams `[v]` (index into
@@ -335,10 +332,6 @@ class WorldModel(PreTrainedModel):
 
         Packed rows (`packing`): `position_ids` `[b, t]` restart at each row, there is no attention mask, and
         `embedding_rows` `[v]` says which row each vector belongs to (for the previous vectors of its row).
-
-        `rollout_passes` n > 1 (not in training): n - 1 more passes, each feeding at every target slot the previous
-        pass's means, as `unroll_steps` trains; `rollout_embeddings` are the last pass's means, each target then
-        forecast from up to n - 1 steps of the model's own outputs (`eval_rollout_steps`).
 
         With one stream the pass gathers with these indices and keeps its counts as tensors: no host sync and no
         shape that depends on the data, so `torch.compile` traces it whole (tests/model/test_compile.py)."""
@@ -369,7 +362,6 @@ class WorldModel(PreTrainedModel):
 
         zero = hidden.new_zeros((), dtype=torch.float32)
         predicted = hidden.new_zeros((0, cfg.embedding_dim), dtype=torch.float32)
-        rollout = None
         embedding_sum, num_targets = zero, zero.long()
         if cfg.predicts_embeddings:
             num_targets = targets.sum()
@@ -383,15 +375,10 @@ class WorldModel(PreTrainedModel):
                     means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             if means:
                 predicted = self._in_target_order(means, streams, targets, len(target_index))
-            passes = cfg.unroll_steps if self.training else rollout_passes
-            if passes > 1:
+            if self.training and cfg.unroll_steps > 1:  # the embedding loss: the mean of the k passes' (equal weights)
                 fed_back = self._fed_back(predicted, input_ids, attention_mask, embedding_vectors, embedding_positions,
-                                          targets, target_index, streams, rows, position_ids, passes - 1)
-                if self.training:  # the embedding loss is the mean of the k passes' losses (equal weights)
-                    embedding_sum = (embedding_sum + sum(loss for loss, _ in fed_back)) / passes
-                else:
-                    for _, rollout in fed_back:
-                        pass
+                                          targets, target_index, streams, rows, position_ids, cfg.unroll_steps - 1)
+                embedding_sum = (embedding_sum + sum(fed_back)) / cfg.unroll_steps
 
         lm_sum, num_tokens = zero, zero.long()
         if cfg.lm_loss_weight > 0 and labels is not None:
@@ -406,7 +393,7 @@ class WorldModel(PreTrainedModel):
         loss, embedding_loss, lm_loss = combine_losses(
             terms, cfg.embedding_loss_weight, cfg.lm_loss_weight, num_embedding_targets, num_lm_tokens
         )
-        return WorldModelOutput(loss, embedding_loss, lm_loss, terms, predicted, rollout)
+        return WorldModelOutput(loss, embedding_loss, lm_loss, terms, predicted)
 
     def _head_on(self, name: str, d: int, chosen: torch.Tensor, hidden: torch.Tensor, positions: torch.Tensor,
                  previous: torch.Tensor, has_previous: torch.Tensor):
@@ -421,8 +408,8 @@ class WorldModel(PreTrainedModel):
                   streams, rows, position_ids, passes: int):
         """`passes` more passes, each feeding at every target slot the previous pass's prediction (data units, with
         its gradient in training) instead of the true vector, so that pass j forecasts from j - 1 steps of the
-        model's own outputs, as in a rollout (`unroll_steps`, `eval_rollout_steps`). Yields each pass's embedding
-        loss sum against the true vectors and its predictions."""
+        model's own outputs, as in a rollout (`unroll_steps`). Yields each pass's embedding loss sum against the
+        true vectors."""
         own = predicted
         truth = self.normalize_streams(vectors, streams)
         for _ in range(passes):
@@ -436,7 +423,7 @@ class WorldModel(PreTrainedModel):
                 total = total + head.loss(params, truth[chosen][:, :d], frame).sum()
                 means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             own = self._in_target_order(means, streams, targets, len(own))
-            yield total, own
+            yield total
 
     def _in_target_order(self, parts: list[torch.Tensor], streams, targets, count: int) -> torch.Tensor:
         """Per-stream results `[n_s, d_s]` (in `_target_heads` order) -> `[count, W]` in the order of the targets."""

@@ -7,8 +7,9 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from ...eval.metrics import skill
-from ...extras.errors import DataError
+from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
+from ...model.generation import generate_rows, rollout_windows
 from ...model.heads import previous_in_streams
 from ...data.collator import lm_label_mask
 from ...model.loss import LossTerms, combine_losses
@@ -21,8 +22,17 @@ class WorldModelTrainer(Trainer):
     """The model accepts the counts of the whole optimizer step (`WorldModel.accepts_loss_kwargs`), so the base
     class uses the loss as it is, without dividing it by the gradient-accumulation steps again."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, eval_rows=None, **kwargs):
+        """`eval_rows`: the evaluation split's preprocessed rows, whole (`eval_dataset` holds the collated columns
+        only), for `eval_rollout_steps`."""
         super().__init__(**kwargs)
+        self.eval_rows = eval_rows
+        sharded = self.is_fsdp_enabled or (self.is_deepspeed_enabled and getattr(
+            self.accelerator.state.deepspeed_plugin, "zero_stage", 0) == 3)
+        if self.accelerator.unwrap_model(self.model).config.eval_rollout_steps > 0 and sharded:
+            raise ConfigError("`eval_rollout_steps` generates on each process with its whole weights; FSDP and "
+                              "DeepSpeed ZeRO-3 shard them. Train without it (score rollouts afterwards with "
+                              "`wmfactory eval`), or use DDP or ZeRO-2.")
         self.world_model_config = self.accelerator.unwrap_model(self.model).config
         self._train_sums: dict[str, torch.Tensor] = {}
         self._train_steps_since_log = 0
@@ -51,9 +61,7 @@ class WorldModelTrainer(Trainer):
         return batches, {"num_embedding_targets": counts[0], "num_lm_tokens": counts[1]}
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch: Optional[dict] = None):
-        passes = self.world_model_config.eval_rollout_steps
-        extra = {"rollout_passes": passes} if not model.training and passes > 1 else {}
-        outputs = model(**inputs, **(num_items_in_batch or {}), **extra)
+        outputs = model(**inputs, **(num_items_in_batch or {}))
         # DDP averages gradients over ranks while the counts are already global: undo that average
         scale = self.args.world_size if (num_items_in_batch and self.args.world_size > 1) else 1
         loss = outputs.loss * scale
@@ -66,8 +74,7 @@ class WorldModelTrainer(Trainer):
             terms = outputs.terms
             sums = {name: getattr(terms, name) for name in ("embedding_sum", "num_targets", "lm_sum", "num_tokens")}
             if predicts:
-                sums.update(_squared_errors(inputs, outputs.predicted_embeddings, self.world_model_config,
-                                            outputs.rollout_embeddings))
+                sums.update(_squared_errors(inputs, outputs.predicted_embeddings, self.world_model_config))
             for name, value in sums.items():
                 self._add(self._eval_sums, name, torch.as_tensor(value, dtype=torch.float32, device=loss.device))
         return (loss, outputs) if return_outputs else loss
@@ -93,6 +100,41 @@ class WorldModelTrainer(Trainer):
                 "`learning_rate`, set `max_grad_norm`, or look at the data with `wmfactory check`.")
         self._loss_finite = None
         self._checked_step = step
+
+    # ---- evaluation -------------------------------------------------------------------------------------------
+    def evaluation_loop(self, *args, **kwargs):
+        """The base class's evaluation; on the evaluation split, with `eval_rollout_steps`, `eval_rollout_mse` too
+        (before it is logged and ranked by `metric_for_best_model`)."""
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", args[3] if len(args) > 3 else "eval")
+        steps = self.world_model_config.eval_rollout_steps
+        if steps > 0 and prefix == "eval" and self.eval_rows is not None and self.world_model_config.predicts_embeddings:
+            output.metrics["eval_rollout_mse"] = self._rollout_mse(self.eval_rows, steps)
+        return output
+
+    def _rollout_mse(self, rows, steps: int) -> float:
+        """The MSE (data units, each vector over its stream's dimensions) of the forecasts of `rollout_windows` on
+        this process's share of the evaluation rows, each window generated with the KV cache from the true vectors
+        before it and its own forecasts after; the sums gathered over processes."""
+        model = self.accelerator.unwrap_model(self.model)
+        model.eval()
+        windows = []
+        for index in range(self.args.process_index, len(rows), self.args.world_size):
+            windows.extend(rollout_windows(model, rows[index], steps, self.world_model_config.eval_rollout_windows))
+        total = torch.zeros(2, dtype=torch.float64, device=self.args.device)
+        size = self.args.per_device_eval_batch_size
+        for start in range(0, len(windows), size):
+            batch = windows[start: start + size]
+            results = generate_rows(model, [cut for cut, _, _ in batch], [given for _, given, _ in batch])
+            for (_, _, scored), groups in zip(batch, results):
+                for group in groups:
+                    if group.group in scored:
+                        total[0] += float(((group.predicted - group.target) ** 2).mean(axis=-1).sum())
+                        total[1] += len(group.predicted)
+        total = self.accelerator.reduce(total[None], "sum")[0] if self.args.world_size > 1 else total
+        if total[1] == 0:
+            raise DataError("`eval_rollout_steps`: no evaluation row has a target vector to roll out to.")
+        return (total[0] / total[1]).item()
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
@@ -122,8 +164,6 @@ class WorldModelTrainer(Trainer):
             if config.predicts_embeddings:
                 logs["eval_embedding_loss"] = embedding_loss
                 logs["eval_mse"] = totals["squared_error"] / max(totals["num_targets"], 1)
-                if "rollout_squared_error" in totals:  # `eval_rollout_steps`: forecasts from the model's own outputs
-                    logs["eval_rollout_mse"] = totals["rollout_squared_error"] / max(totals["num_targets"], 1)
                 # against persistence, on the targets that have a vector before them in their row
                 logs["eval_skill"] = skill(totals["model_error_after_previous"], totals["persistence_error"])
             self._eval_sums = {}
@@ -149,12 +189,10 @@ def drowned_embedding_loss(logs: dict[str, float], config) -> Optional[str]:
             "(`embedding_norm: standard`) so that their loss is not tiny by their scale alone.")
 
 
-def _squared_errors(inputs: dict, predicted: torch.Tensor, config,
-                    rollout: Optional[torch.Tensor] = None) -> dict[str, torch.Tensor]:
+def _squared_errors(inputs: dict, predicted: torch.Tensor, config) -> dict[str, torch.Tensor]:
     """Sums of per-vector MSE over the targets of a batch (over the dimensions of each vector's stream): the
     model's, and, on the targets whose row has a vector of their stream before them, the model's and the
-    persistence forecast's (that previous vector); with `rollout` (`eval_rollout_steps`), that of its forecasts
-    too (`rollout_squared_error`)."""
+    persistence forecast's (that previous vector)."""
     vectors, positions, is_target = inputs["embedding_vectors"], inputs["embedding_positions"], inputs[
         "embedding_is_target"]
     streams = inputs.get("embedding_streams") if config.multi_stream else None
@@ -179,8 +217,6 @@ def _squared_errors(inputs: dict, predicted: torch.Tensor, config,
         "model_error_after_previous": error[has_previous].sum(),
         "persistence_error": persistence[has_previous].sum(),
     }
-    if rollout is not None:
-        sums["rollout_squared_error"] = errors(rollout).sum()
     return sums
 
 

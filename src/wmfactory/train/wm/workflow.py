@@ -70,6 +70,7 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         data_collator=collator,
         train_dataset=collator_view(dataset_module.train_dataset),
         eval_dataset=collator_view(dataset_module.eval_dataset),
+        eval_rows=dataset_module.eval_dataset,
         processing_class=tokenizer,
         callbacks=callbacks,
     )
@@ -110,6 +111,7 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
                 ("embedding_loss",) if predicts else ())
             if dataset_module.eval_dataset is not None:
                 keys += ("eval_loss", "eval_mse", "eval_skill") if predicts else ("eval_loss",)
+                keys += ("eval_rollout_mse",) if predicts and world_model.config.eval_rollout_steps > 0 else ()
             plot_loss(training_args.output_dir, keys)
 
     if training_args.do_eval and dataset_module.eval_dataset is not None:
