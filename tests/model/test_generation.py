@@ -14,6 +14,7 @@ from wmfactory.model.generation import (
     continue_stream,
     generate_groups,
     generate_rows,
+    rollout_windows,
     teacher_forced,
     teacher_forced_rows,
 )
@@ -193,3 +194,25 @@ def test_rollouts_of_several_rows_in_one_batch_equal_each_alone(trained):
     assert batched[0].shape == (3, 4, 4) and batched[0].std(axis=0).min() > 1e-3
     for f, trajectories in zip(features, batched):
         np.testing.assert_allclose(trajectories, continue_stream(mixture, f, 4, sampling), rtol=1e-5, atol=1e-5)
+
+
+def test_rollout_windows_tile_the_targets_and_generate_in_one_batch_as_alone(trained):
+    """`eval_rollout_steps`' windows: the row's target groups in consecutive runs of `steps`, each cut after its
+    last group and given everything before its first; with more runs than `most`, `most` of them spread from the
+    first to the last. Windows of different contexts generated in one batch forecast what each does alone."""
+    model, rows, data_dir = trained
+    features = max((model.encode_row(row, data_dir) for row in rows), key=lambda f: len(f["group_keys"]))
+    targets = sorted({g for g, t in zip(features["embedding_groups"], features["embedding_is_target"]) if t})
+    assert len(targets) >= 4
+    windows = rollout_windows(model, features, steps=2, most=8)
+    assert [scored for _, _, scored in windows] == [targets[i: i + 2] for i in range(0, len(targets), 2)]
+    assert [given for _, given, _ in windows] == [scored[0] for _, _, scored in windows]
+    assert [max(cut["embedding_groups"]) for cut, _, _ in windows] == [scored[-1] for _, _, scored in windows]
+    assert [scored for _, _, scored in rollout_windows(model, features, steps=1, most=2)] == [[targets[0]],
+                                                                                           [targets[-1]]]
+    batched = generate_rows(model, [cut for cut, _, _ in windows], [given for _, given, _ in windows])
+    for (cut, given, scored), groups in zip(windows, batched):
+        alone = generate_groups(model, cut, context_groups=given)
+        assert [g.group for g in groups] == [g.group for g in alone] == list(range(given, scored[-1] + 1))
+        for a, b in zip(groups, alone):
+            np.testing.assert_allclose(a.predicted, b.predicted, rtol=1e-5, atol=1e-5)
