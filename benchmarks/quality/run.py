@@ -16,6 +16,7 @@ geometric mean of that score across datasets (as Chronos and GIFT-Eval rank mode
 
     pip install -r benchmarks/quality/requirements.txt && pip install --no-deps aeon==1.6.0
     python benchmarks/quality/run.py [--datasets speech power ...] [--steps 600] [--set predict_residual=true]
+    python benchmarks/quality/run.py --from_results saves/a/results.json saves/b/results.json  # one table
 
 Writes `saves/quality/results.json` and `saves/quality/quality.md` (the tables of docs/quality.md).
 """
@@ -422,6 +423,23 @@ def verdicts(results: list[dict]) -> str:
     return "\n".join(out)
 
 
+def combined_results(paths: list[str]) -> tuple[dict, list[dict]]:
+    """The recipe and the results of several runs of the suite, the datasets in the suite's order; the runs must
+    share their recipe and not repeat a dataset."""
+    recipe, by_name = None, {}
+    for path in paths:
+        with open(path) as f:
+            run = json.load(f)
+        if recipe is not None and run["recipe"] != recipe:
+            raise SystemExit(f"{path}: its recipe differs from {paths[0]}'s; only runs of one recipe combine")
+        recipe = run["recipe"]
+        for result in run["results"]:
+            if result["dataset"] in by_name:
+                raise SystemExit(f"{path}: dataset {result['dataset']} is in two of the runs")
+            by_name[result["dataset"]] = result
+    return recipe, [by_name[name] for name in BUILDERS if name in by_name]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="*", default=list(BUILDERS), choices=list(BUILDERS))
@@ -429,12 +447,19 @@ def main() -> None:
     parser.add_argument("--out", default=os.path.join(REPO, "saves", "quality"))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="recipe keys to change, e.g. predict_residual=true embedding_norm=none")
+    parser.add_argument("--from_results", nargs="*", default=[], metavar="RESULTS_JSON",
+                        help="train nothing: write the tables of the datasets in these results.json files (runs of "
+                             "the same recipe on different --datasets) together")
     args = parser.parse_args()
     overrides = dict(item.split("=", 1) for item in args.set)
     os.makedirs(args.out, exist_ok=True)
-    results = [run_dataset(name, args.out, args.steps, overrides) for name in args.datasets]
+    if args.from_results:
+        recipe, results = combined_results(args.from_results)
+    else:
+        recipe = {**RECIPE, **overrides, "max_steps": args.steps}
+        results = [run_dataset(name, args.out, args.steps, overrides) for name in args.datasets]
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"recipe": {**RECIPE, **overrides, "max_steps": args.steps}, "results": results}, f, indent=2)
+        json.dump({"recipe": recipe, "results": results}, f, indent=2)
     text = tables(results)
     with open(os.path.join(args.out, "quality.md"), "w") as f:
         f.write(text + "\n")
