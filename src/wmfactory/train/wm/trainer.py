@@ -102,13 +102,13 @@ class WorldModelTrainer(Trainer):
         self._checked_step = step
 
     # ---- evaluation -------------------------------------------------------------------------------------------
-    def evaluation_loop(self, *args, **kwargs):
+    def evaluation_loop(self, dataloader, description, prediction_loss_only=None, ignore_keys=None,
+                        metric_key_prefix: str = "eval"):
         """The base class's evaluation; on the evaluation split, with `eval_rollout_steps`, `eval_rollout_mse` too
         (before it is logged and ranked by `metric_for_best_model`)."""
-        output = super().evaluation_loop(*args, **kwargs)
-        prefix = kwargs.get("metric_key_prefix", args[3] if len(args) > 3 else "eval")
+        output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
         steps = self.world_model_config.eval_rollout_steps
-        if steps > 0 and prefix == "eval" and self.eval_rows is not None and self.world_model_config.predicts_embeddings:
+        if steps > 0 and metric_key_prefix == "eval" and self.eval_rows is not None and self.world_model_config.predicts_embeddings:
             output.metrics["eval_rollout_mse"] = self._rollout_mse(self.eval_rows, steps)
         return output
 
