@@ -27,13 +27,13 @@ class WorldModelTrainer(Trainer):
         only), for `eval_rollout_steps`."""
         super().__init__(**kwargs)
         self.eval_rows = eval_rows
+        self.world_model_config = self.accelerator.unwrap_model(self.model).config
         sharded = self.is_fsdp_enabled or (self.is_deepspeed_enabled and getattr(
             self.accelerator.state.deepspeed_plugin, "zero_stage", 0) == 3)
-        if self.accelerator.unwrap_model(self.model).config.eval_rollout_steps > 0 and sharded:
+        if self.world_model_config.eval_rollout_steps > 0 and sharded:
             raise ConfigError("`eval_rollout_steps` generates on each process with its whole weights; FSDP and "
                               "DeepSpeed ZeRO-3 shard them. Train without it (score rollouts afterwards with "
                               "`wmfactory eval`), or use DDP or ZeRO-2.")
-        self.world_model_config = self.accelerator.unwrap_model(self.model).config
         self._train_sums: dict[str, torch.Tensor] = {}
         self._train_steps_since_log = 0
         self._warned_drowned = False
@@ -107,9 +107,10 @@ class WorldModelTrainer(Trainer):
         """The base class's evaluation; on the evaluation split, with `eval_rollout_steps`, `eval_rollout_mse` too
         (before it is logged and ranked by `metric_for_best_model`)."""
         output = super().evaluation_loop(dataloader, description, prediction_loss_only, ignore_keys, metric_key_prefix)
-        steps = self.world_model_config.eval_rollout_steps
-        if steps > 0 and metric_key_prefix == "eval" and self.eval_rows is not None and self.world_model_config.predicts_embeddings:
-            output.metrics["eval_rollout_mse"] = self._rollout_mse(self.eval_rows, steps)
+        config = self.world_model_config
+        if (config.eval_rollout_steps > 0 and config.predicts_embeddings and metric_key_prefix == "eval"
+                and self.eval_rows is not None):
+            output.metrics["eval_rollout_mse"] = self._rollout_mse(self.eval_rows, config.eval_rollout_steps)
         return output
 
     def _rollout_mse(self, rows, steps: int) -> float:
@@ -212,12 +213,11 @@ def _squared_errors(inputs: dict, predicted: torch.Tensor, config) -> dict[str, 
     previous, has_previous = previous_in_streams(vectors, positions, streams)
     previous, has_previous = previous[is_target].float(), has_previous[is_target]
     persistence = errors(previous)
-    sums = {
+    return {
         "squared_error": error.sum(),
         "model_error_after_previous": error[has_previous].sum(),
         "persistence_error": persistence[has_previous].sum(),
     }
-    return sums
 
 
 class FiniteLossGuard(TrainerCallback):
