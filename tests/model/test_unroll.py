@@ -56,3 +56,38 @@ def test_two_passes_average_the_loss_of_forecasts_from_own_predictions():
 def test_unroll_needs_a_differentiable_mean():
     with pytest.raises(ConfigError, match="unroll_steps"):
         tiny_world_model(embedding_dim=3, prediction_head_type="diffusion", unroll_steps=2)
+
+
+def test_each_pass_feeds_the_previous_passs_forecasts():
+    torch.manual_seed(1)
+    model = tiny_world_model(embedding_dim=3, finetuning_type="full", lm_loss_weight=0, unroll_steps=3,
+                             predict_residual=True)
+    model.train()
+    b = WorldModelDataCollator(pad_token_id=2, embedding_dim=3)([  # three targets: pass 3 forecasts the last from two
+        {"input_ids": [5, 2, 2, 2, 2, 8], "labels": [-100] * 6, "embedding_positions": [1, 2, 3, 4],
+         "embedding_vectors": [[0.1, 0.4, -0.2], [0.3, 0.1, 0.0], [0.5, -0.2, 0.1], [0.2, 0.2, -0.3]],
+         "embedding_is_target": [False, True, True, True]}])
+    with torch.no_grad():
+        for p in model.prediction_head.parameters():  # its last layer starts at zero: make forecasts read the LLM
+            p.normal_(0, 0.3)
+        unrolled = model(**b).terms.embedding_sum
+        model.config.unroll_steps = 1
+        first = model(**b)
+        targets, positions = b["embedding_is_target"], b["embedding_positions"]
+        truth = model.statistics.normalize(b["embedding_vectors"][targets])
+
+        def by_hand(own):  # one pass fed `own` at the target slots -> (its loss sum, its forecasts in data units)
+            fed = b["embedding_vectors"].clone()
+            fed[targets] = own
+            hidden = model.hidden_states(model.embed(b["input_ids"], fed, positions), b["attention_mask"])
+            previous, has_previous = previous_vectors(fed, positions)
+            frame = model.head_frame(previous[targets], has_previous[targets])
+            slots = positions[targets]
+            params = model.prediction_head(hidden[slots[:, 0], slots[:, 1] - 1])
+            mean = model.statistics.denormalize(model.prediction_head.mean(params, frame))
+            return model.prediction_head.loss(params, truth, frame).sum(), mean
+
+        second, own = by_hand(first.predicted_embeddings)
+        third, _ = by_hand(own)
+    assert abs(third.item() - second.item()) > 1e-6  # the third pass reads the second's forecasts, not the first's
+    assert unrolled.item() == pytest.approx((first.terms.embedding_sum + second + third).item() / 3, rel=1e-5)

@@ -412,7 +412,7 @@ class WorldModel(PreTrainedModel):
         true vectors."""
         own = predicted
         truth = self.normalize_streams(vectors, streams)
-        for _ in range(passes):
+        for number in range(passes):
             fed = vectors.float().index_copy(0, target_index, own)
             previous, has_previous = self.frame_inputs(fed, rows, streams)
             hidden = self.hidden_states(self.embed(input_ids, self.normalize_streams(fed, streams), positions, True,
@@ -421,8 +421,10 @@ class WorldModel(PreTrainedModel):
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 head, params, frame = self._head_on(name, d, chosen, hidden, positions, previous, has_previous)
                 total = total + head.loss(params, truth[chosen][:, :d], frame).sum()
-                means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
-            own = self._in_target_order(means, streams, targets, len(own))
+                if number < passes - 1:  # the last pass's forecasts feed nothing
+                    means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
+            if means:
+                own = self._in_target_order(means, streams, targets, len(own))
             yield total
 
     def _in_target_order(self, parts: list[torch.Tensor], streams, targets, count: int) -> torch.Tensor:
