@@ -44,7 +44,7 @@ RECIPE = {
     "finetuning_type": "lora", "lora_rank": 16,
     "lm_loss_weight": 0.0,  # the text around the vectors is fixed scaffolding: no LM target worth learning
     "unroll_steps": 2,  # half the loss on forecasts made from the model's own forecasts: rollouts drift less
-    "per_device_train_batch_size": 16, "learning_rate": 3e-3, "lr_scheduler_type": "cosine", "warmup_steps": 0.05,
+    "per_device_train_batch_size": 16, "learning_rate": 1e-3, "lr_scheduler_type": "cosine", "warmup_steps": 0.05,
     # keep the checkpoint whose rollouts of 8 steps are best on a tenth of the training rows (the model before
     # training, the ridge forecast, is a candidate too): small datasets overfit, and a lower teacher-forced loss
     # can come with rollouts that drift
