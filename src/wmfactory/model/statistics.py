@@ -139,6 +139,7 @@ class EmbeddingStatistics(nn.Module):
                 steps += len(delta)
             held = np.full(len(x), number % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1) if by_row else (
                 np.arange(len(x)) >= len(x) - len(x) // HOLD_OUT_EVERY)  # per target index
+            held &= select  # without a choice to make, nothing is held out (and no held-out equations are summed)
             for j in range(1, k + 1):
                 if len(x) <= j:
                     continue
