@@ -21,6 +21,22 @@ def batch():
     return WorldModelDataCollator(pad_token_id=2, embedding_dim=3)(rows)
 
 
+def pass_by_hand(model, b, own):
+    """One pass fed `own` at the target slots instead of the true vectors -> (its loss per target against the true
+    vectors, its forecasts in data units)."""
+    targets, positions = b["embedding_is_target"], b["embedding_positions"]
+    fed = b["embedding_vectors"].clone()
+    fed[targets] = own
+    hidden = model.hidden_states(model.embed(b["input_ids"], fed, positions), b["attention_mask"])
+    previous, has_previous = previous_vectors(fed, positions)
+    frame = model.head_frame(previous[targets], has_previous[targets])
+    slots = positions[targets]
+    params = model.prediction_head(hidden[slots[:, 0], slots[:, 1] - 1])
+    truth = model.statistics.normalize(b["embedding_vectors"][targets])
+    mean = model.statistics.denormalize(model.prediction_head.mean(params, frame))
+    return model.prediction_head.loss(params, truth, frame), mean
+
+
 def test_two_passes_average_the_loss_of_forecasts_from_own_predictions():
     torch.manual_seed(0)
     model = tiny_world_model(embedding_dim=3, finetuning_type="full", lm_loss_weight=0, unroll_steps=2,
@@ -31,16 +47,7 @@ def test_two_passes_average_the_loss_of_forecasts_from_own_predictions():
     model.config.unroll_steps = 1
     first = model(**b)
     # the second pass by hand: the first pass's predictions at the target slots, scored against the truth
-    targets, positions = b["embedding_is_target"], b["embedding_positions"]
-    fed = b["embedding_vectors"].clone()
-    fed[targets] = first.predicted_embeddings
-    embeds = model.embed(b["input_ids"], fed, positions)
-    hidden = model.hidden_states(embeds, b["attention_mask"])
-    previous, has_previous = previous_vectors(fed, positions)
-    frame = model.head_frame(previous[targets], has_previous[targets])
-    slots = positions[targets]
-    params = model.prediction_head(hidden[slots[:, 0], slots[:, 1] - 1])
-    second = model.prediction_head.loss(params, model.statistics.normalize(b["embedding_vectors"][targets]), frame)
+    second, _ = pass_by_hand(model, b, first.predicted_embeddings)
     expected = (first.terms.embedding_sum + second.sum()) / 2
     assert unrolled.item() == pytest.approx(expected.item(), rel=1e-5)
     assert abs(second.sum().item() - first.terms.embedding_sum.item()) > 1e-6  # the passes differ
@@ -73,21 +80,8 @@ def test_each_pass_feeds_the_previous_passs_forecasts():
         unrolled = model(**b).terms.embedding_sum
         model.config.unroll_steps = 1
         first = model(**b)
-        targets, positions = b["embedding_is_target"], b["embedding_positions"]
-        truth = model.statistics.normalize(b["embedding_vectors"][targets])
-
-        def by_hand(own):  # one pass fed `own` at the target slots -> (its loss sum, its forecasts in data units)
-            fed = b["embedding_vectors"].clone()
-            fed[targets] = own
-            hidden = model.hidden_states(model.embed(b["input_ids"], fed, positions), b["attention_mask"])
-            previous, has_previous = previous_vectors(fed, positions)
-            frame = model.head_frame(previous[targets], has_previous[targets])
-            slots = positions[targets]
-            params = model.prediction_head(hidden[slots[:, 0], slots[:, 1] - 1])
-            mean = model.statistics.denormalize(model.prediction_head.mean(params, frame))
-            return model.prediction_head.loss(params, truth, frame).sum(), mean
-
-        second, own = by_hand(first.predicted_embeddings)
-        third, _ = by_hand(own)
+        second, own = pass_by_hand(model, b, first.predicted_embeddings)
+        third, _ = pass_by_hand(model, b, own)
+        second, third = second.sum(), third.sum()
     assert abs(third.item() - second.item()) > 1e-6  # the third pass reads the second's forecasts, not the first's
     assert unrolled.item() == pytest.approx((first.terms.embedding_sum + second + third).item() / 3, rel=1e-5)
