@@ -6,7 +6,9 @@ The Python API, each imported on first use (so that `wmfactory version` does not
   files and flags (a dict, or a list of command-line arguments); they return the trainer, the path of
   predictions.jsonl, the evaluation report (a dict) and the export folder;
 - `encode(keys)`, `retrieve(keys)`: raw items -> embedding files, and predicted vectors -> their nearest encoded
-  items; `nearest(vectors, bank, k)`: the cosine top-k of a bank matrix, with scores.
+  items; `nearest(vectors, bank, k)`: the cosine top-k of a bank matrix, with scores;
+- `Client(base_url, api_key=...)`: a world model served by `wmfactory api`, with `rollout`, `predict_next`,
+  `nearest` and `plan` returning numpy arrays.
 """
 
 __version__ = "0.2.0"
@@ -20,6 +22,7 @@ _API = {
     "encode": ("wmfactory.commands.encode", "run_encode"),
     "retrieve": ("wmfactory.commands.retrieve", "run_retrieve"),
     "nearest": ("wmfactory.encode.retrieval", "nearest"),
+    "Client": ("wmfactory.api.client", "Client"),
 }
 
 

@@ -40,3 +40,5 @@ register_command("retrieve", "read predicted vectors as the nearest items of an 
                  "wmfactory.commands.retrieve", "run_retrieve")
 register_command("export", "merge a LoRA adapter into the base weights (export_dir)", "wmfactory.commands.export",
                  "run_export")
+register_command("api", "serve a trained world model over HTTP (rollout, predict_next, nearest, plan; batched)",
+                 "wmfactory.api.server", "run_api")

@@ -20,6 +20,7 @@ from transformers import HfArgumentParser
 
 from ..extras.errors import ConfigError, DataError
 from ..extras.logging import get_logger
+from .api_args import ApiArguments
 from .data_args import DataArguments
 from .encode_args import EncodeArguments, RetrieveArguments
 from .finetuning_args import FinetuningArguments
@@ -372,6 +373,22 @@ def get_export_args(args: Union[dict[str, Any], list[str], None] = None) -> Expo
     return ExportArgs(model, inference, training.overwrite_output_dir)
 
 
+@dataclass
+class ApiArgs:
+    """`wmfactory api`: the model to serve, its bank (`bank`, `top_k`) and how the server listens."""
+
+    model: ModelArguments
+    inference: InferenceArguments
+    api: ApiArguments
+
+
+API_DATACLASSES = (ModelArguments, InferenceArguments, ApiArguments)
+
+
+def get_api_args(args: Union[dict[str, Any], list[str], None] = None) -> ApiArgs:
+    return ApiArgs(*parse_dict(read_args(args), API_DATACLASSES))
+
+
 def _has_accelerator() -> bool:
     import torch
 
@@ -390,6 +407,7 @@ HELP_GROUPS = {
     "export": (InferenceArguments, ModelArguments),
     "encode": (EncodeArguments,),
     "retrieve": (RetrieveArguments,),
+    "api": (ApiArguments, ModelArguments, InferenceArguments),
 }
 
 
