@@ -70,6 +70,10 @@ def create_app(model, engine: Engine, limits: Limits, api_key: Optional[str] = N
     async def refused(request: Request, err: ApiError):
         return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
+    @app.exception_handler(DataError)
+    async def bad_data(request: Request, err: DataError):
+        return JSONResponse(error_body(422, str(err), "invalid_data"), status_code=422)
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, err: StarletteHTTPException):
         message = f"no route {request.method} {request.url.path}" if err.status_code in (404, 405) else err.detail
