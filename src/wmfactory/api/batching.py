@@ -41,6 +41,7 @@ class Engine:
         self.queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self.batch_sizes: collections.Counter = collections.Counter()  # rollout calls, by the rows in each
         self.calls = 0
+        self.streams_stopped = 0  # streamed rollouts stopped before their last step (the client went away)
         self.busy_seconds = 0.0  # time spent running the model, for a Retry-After estimate
         self.thread = threading.Thread(target=self._work, name="wmfactory-engine", daemon=True)
 
@@ -66,7 +67,7 @@ class Engine:
         return max(1, round(self.queue.qsize() * mean / max(self.max_batch_size, 1)))
 
     def stats(self) -> dict:
-        return {"queued": self.queue.qsize(), "calls": self.calls,
+        return {"queued": self.queue.qsize(), "calls": self.calls, "streams_stopped": self.streams_stopped,
                 "batch_sizes": {str(size): count for size, count in sorted(self.batch_sizes.items())}}
 
     # ---- the worker -------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ async def event_stream(engine: Engine, make_steps: Callable[[], Iterator], cost:
         try:
             for step, (name, vector) in enumerate(make_steps(), start=1):
                 if job.cancelled.is_set():
+                    engine.streams_stopped += 1
                     return
                 put("vector", {"step": step, "stream": name, "vector": listed(vector)})
             put("done", {"steps": step})
