@@ -1,6 +1,6 @@
 """`wmfactory api`: the real server on a free loopback port, spoken to over HTTP (httpx). Two tiny trained world
-models (one stream with a mixture head; a state stream with an action condition stream) are each served once for
-the module; a third server with tight limits checks 413, 429 and 504."""
+models are each served once for the module: one stream with a mixture head (with an API key and a bank), and a
+state stream with an action condition stream (with tight limits, to check 413, 429 and 504)."""
 
 import base64
 import json
@@ -44,9 +44,8 @@ def trained(tmp_path_factory):
     servers = {
         "main": ApiServer("--model_name_or_path", str(tmp / "dynamics"), "--bank", str(bank), "--max_samples", "8",
                           "--batch_window_ms", "50", env={"API_KEY": KEY}),
-        "control": ApiServer("--model_name_or_path", str(tmp / "control")),
-        "limits": ApiServer("--model_name_or_path", str(tmp / "dynamics"), "--max_queue", "1", "--max_batch_size",
-                            "1", "--request_timeout", "1.5", "--max_body_mb", "0.01"),
+        "control": ApiServer("--model_name_or_path", str(tmp / "control"), "--max_queue", "1", "--max_batch_size",
+                             "1", "--request_timeout", "1.5", "--max_body_mb", "0.05"),
     }
     try:
         for server in servers.values():
@@ -303,16 +302,22 @@ def test_without_world_model_plan_the_plan_endpoint_says_so(trained):
 
 
 # ---- limits ------------------------------------------------------------------------------------------------------
+def b64(array) -> dict:
+    array = np.asarray(array, "<f4")
+    return {"b64": base64.b64encode(array.tobytes()).decode(), "dtype": "float32", "shape": list(array.shape)}
+
+
 def test_bodies_over_the_limit_get_413_by_header_or_by_what_arrives(trained):
-    url, row = trained["servers"]["limits"].url, trained["rows"][0]
-    assert httpx.post(f"{url}/v1/rollout", json={"row": row, "steps": 1}).status_code == 200  # 10 KiB allowed
-    big = json.dumps({"row": row, "steps": 1, "seed": 0, "pattern": ["m"] * 3000}).encode()
-    assert len(big) > 0.01 * 2**20
-    assert_error(httpx.post(f"{url}/v1/rollout", content=big), 413, "larger than", "10485 bytes")
+    url, row = trained["servers"]["control"].url, trained["control_rows"][0]
+    small = {"row": row, "steps": 1, "conditions": {"a": [[0.0, 0.0, 0.0]]}}
+    assert httpx.post(f"{url}/v1/rollout", json=small).status_code == 200
+    big = json.dumps({**small, "conditions": {"a": np.zeros((5000, 3)).tolist()}}).encode()
+    assert len(big) > 0.05 * 2**20
+    assert_error(httpx.post(f"{url}/v1/rollout", content=big), 413, "larger than", "52428 bytes")
 
     def chunks():  # no Content-Length: the server counts what arrives
-        for start in range(0, len(big), 1024):
-            yield big[start: start + 1024]
+        for start in range(0, len(big), 4096):
+            yield big[start: start + 4096]
 
     answer = httpx.post(f"{url}/v1/rollout", content=chunks())
     assert answer.request.headers.get("transfer-encoding") == "chunked"
@@ -320,12 +325,13 @@ def test_bodies_over_the_limit_get_413_by_header_or_by_what_arrives(trained):
 
 
 def test_a_full_queue_gets_429_with_retry_after_and_a_slow_request_504(trained):
-    url, row = trained["servers"]["limits"].url, trained["rows"][0]
+    url, row = trained["servers"]["control"].url, trained["control_rows"][0]
+    slow_body = {"row": row, "steps": 950, "conditions": {"a": b64(np.zeros((950, 3)))}}  # about 2.5 s
+    quick_body = {"row": row, "steps": 1, "conditions": {"a": [[0.0, 0.0, 0.0]]}}
     with ThreadPoolExecutor(4) as pool:
-        slow = pool.submit(httpx.post, f"{url}/v1/rollout", json={"row": row, "steps": 1900}, timeout=30)
+        slow = pool.submit(httpx.post, f"{url}/v1/rollout", json=slow_body, timeout=30)
         time.sleep(0.5)  # the worker holds the slow one; one more waits in the queue (max_queue 1), the rest are refused
-        quick = [pool.submit(httpx.post, f"{url}/v1/rollout", json={"row": row, "steps": 1}, timeout=30)
-                 for _ in range(3)]
+        quick = [pool.submit(httpx.post, f"{url}/v1/rollout", json=quick_body, timeout=30) for _ in range(3)]
         answers = [future.result() for future in quick]
         assert_error(slow.result(), 504, "longer than the server's limit of 1.5 s")
     refused = [answer for answer in answers if answer.status_code == 429]
