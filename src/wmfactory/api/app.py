@@ -39,7 +39,6 @@ from .schemas import (
     listed,
     parse_body,
 )
-from .stepping import stepped_rollout
 
 logger = get_logger("wmfactory.api")
 OPEN_PATHS = ("/v1/health",)
@@ -92,6 +91,7 @@ def create_app(model, engine: Engine, limits: Limits, api_key: Optional[str] = N
         try:
             return await asyncio.wait_for(future, limits.request_timeout - (time.monotonic() - started))
         except asyncio.TimeoutError:
+            job.cancelled.set()  # the engine drops it at its next step
             raise ApiError(504, f"the request took longer than the server's limit of {limits.request_timeout:g} s",
                            "timeout") from None
         except DataError as err:
@@ -128,11 +128,8 @@ def create_app(model, engine: Engine, limits: Limits, api_key: Optional[str] = N
         if body.stream:
             from .streaming import event_stream
 
-            return await event_stream(engine, lambda: stepped_rollout(model, row, **arguments), cost, started,
-                                limits.request_timeout)
-        key = (body.steps, body.context_groups, body.num_samples, body.temperature, body.seed,
-               _frozen(body.conditions), tuple(body.pattern) if body.pattern is not None else None)
-        result = await run(Job(key=key, row=row, arguments=arguments, cost=cost), started)
+            return await event_stream(engine, {"row": row, **arguments}, cost, started, limits.request_timeout)
+        result = await run(Job(rollout={"row": row, **arguments}, cost=cost), started)
         return JSONResponse({"vectors": listed(result)})
 
     @app.post("/v1/predict_next")
@@ -266,11 +263,6 @@ def model_card(model, model_id: str, bank) -> dict:
             "wmfactory_version": __version__, "plan": hasattr(model, "plan")}
     card["bank"] = None if bank is None else {"items": len(bank.items), "dim": int(bank.vectors.shape[1])}
     return card
-
-
-def _frozen(value) -> Any:
-    """A JSON value -> something hashable, equal for equal values (the batching key of conditions)."""
-    return json.dumps(value, sort_keys=True) if value is not None else None
 
 
 def _bound(value):

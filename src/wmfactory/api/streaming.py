@@ -5,49 +5,47 @@ vector (a bad row, too many steps) is an ordinary error response with its 4xx st
 engine stops the rollout at its next step."""
 
 import asyncio
+import concurrent.futures
 import json
 import time
-from typing import Callable, Iterator
-
 from sse_starlette.sse import EventSourceResponse
 
 from ..extras.errors import DataError
-from ..extras.logging import get_logger
 from .batching import Engine, Job
 from .errors import ApiError, error_body
 from .schemas import listed
 
-logger = get_logger(__name__)
-
-
-async def event_stream(engine: Engine, make_steps: Callable[[], Iterator], cost: float, started: float,
+async def event_stream(engine: Engine, rollout: dict, cost: float, started: float,
                        timeout: float) -> EventSourceResponse:
+    """`rollout`: the arguments of `prepare_rollout`, the row included."""
     loop = asyncio.get_running_loop()
     events: asyncio.Queue = asyncio.Queue()
-    job = Job(cost=cost)
+    job = Job(rollout=rollout, cost=cost)
+    made = [0]
 
-    def put(kind: str, data: dict) -> None:
+    def put(kind: str, data: dict) -> None:  # from the engine's worker thread
         try:
             loop.call_soon_threadsafe(events.put_nowait, (kind, data))
         except RuntimeError:  # the event loop is gone (the server stopped)
             job.cancelled.set()
 
-    def produce() -> None:  # in the engine's worker thread
-        step = 0
-        try:
-            for step, (name, vector) in enumerate(make_steps(), start=1):
-                if job.cancelled.is_set():
-                    engine.streams_stopped += 1
-                    return
-                put("vector", {"step": step, "stream": name, "vector": listed(vector)})
-            put("done", {"steps": step})
-        except DataError as err:
+    def on_vector(name: str, vector) -> None:
+        made[0] += 1
+        put("vector", {"step": made[0], "stream": name, "vector": listed(vector)})
+
+    def finished(future: concurrent.futures.Future) -> None:
+        if future.cancelled() or isinstance(future.exception(), concurrent.futures.CancelledError):
+            return
+        err = future.exception()
+        if err is None:
+            put("done", {"steps": made[0]})
+        elif isinstance(err, DataError):
             put("error", error_body(422, str(err), "invalid_data"))
-        except Exception:
-            logger.exception("streamed rollout failed")
+        else:
             put("error", error_body(500, "internal error (the server log has the details)", "internal_error"))
 
-    job.call = produce
+    job.on_vector = on_vector
+    job.future.add_done_callback(finished)
     engine.submit(job)
     first = await _next_event(events, job, started, timeout)
     if first[0] == "error":
