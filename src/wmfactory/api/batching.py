@@ -21,6 +21,9 @@ from .stepping import Cohort, prepare_rollout
 
 logger = get_logger(__name__)
 _STOP = object()
+# cohorts stepped in turn at most: each costs its own decoder pass per step, so later arrivals wait for a cohort to
+# finish rather than splitting into many small ones
+MAX_COHORTS = 2
 
 
 @dataclass
@@ -72,6 +75,7 @@ class Engine:
 
     def stats(self) -> dict:
         return {"queued": self.queue.qsize(), "calls": self.calls, "stopped_early": self.stopped_early,
+                "busy_s": round(self.step_seconds, 3),
                 "batch_sizes": {str(size): count for size, count in sorted(self.batch_sizes.items())}}
 
     # ---- the worker -------------------------------------------------------------------------------------------------
@@ -102,7 +106,8 @@ class Engine:
                 if not pending:
                     first_seen = time.monotonic()
                 pending.append(job)
-            if pending and (not cohorts or time.monotonic() - first_seen >= self.window or stopping):
+            if pending and (not cohorts or (len(cohorts) < MAX_COHORTS and time.monotonic() - first_seen >= self.window)
+                            or stopping):
                 cohorts += self._admit(pending)
                 pending = []
             started = time.perf_counter()
