@@ -6,10 +6,11 @@ its start and end.
     python benchmarks/serving.py [--steps 6] [--requests 48] [--seconds 10] [--soak_minutes 0]
 
 The tiny model of this repository (trained for 3 steps, which does not change the cost), served by a real
-`wmfactory api` process; the clients are asyncio tasks of this process, one keep-alive connection each (the soak's are httpx clients in threads). Checks that every
-concurrent answer equals the sequential answer to the same request (max abs difference, bound 1e-4). Prints JSON
-and a verdict (the target: 48 concurrent requests at least 3x faster than 48 one after another; in the soak, no
-error for a good request, no 5xx, memory within 10%, the server answering at the end)."""
+`wmfactory api` process; the clients are asyncio tasks of this process, one keep-alive connection each (the soak's
+are httpx clients in threads). Checks that every concurrent answer equals the sequential answer to the same
+request (max abs difference, bound 1e-4). Prints JSON and a verdict (the target: 48 concurrent requests at least 3x
+faster than 48 one after another; in the soak, no error for a good request, no 5xx, every bad request a 4xx, memory
+within 10%, the server answering at the end)."""
 
 import argparse
 import asyncio
@@ -137,7 +138,8 @@ def bad_requests(row: dict) -> list[tuple[str, bytes]]:
     wrong_dimension = {**row, "embeddings": {**row["embeddings"], "m2": [[1.0, 2.0]]}}
     path = {**row, "embeddings": {**row["embeddings"], "m2": ["/etc/passwd"]}}
     nan = json.dumps({"row": row, "steps": 3}).replace("]]", ", NaN]]", 1)
-    return [("bad JSON", b'{"row": [1, 2'), ("unknown field", json.dumps({"row": row, "steps": 3, "stepz": 1}).encode()),
+    return [("bad JSON", b'{"row": [1, 2'),
+            ("unknown field", json.dumps({"row": row, "steps": 3, "stepz": 1}).encode()),
             ("steps 0", json.dumps({"row": row, "steps": 0}).encode()), ("NaN", nan.encode()),
             ("wrong dimension", json.dumps({"row": wrong_dimension, "steps": 3}).encode()),
             ("a file path", json.dumps({"row": path, "steps": 3}).encode()),
@@ -195,7 +197,8 @@ def soak(server, rows: list[dict], steps: int, minutes: float, clients: int = 16
     memory_end = server.memory_kib()
     answering = httpx.post(f"{url}/v1/rollout", json={"row": rows[0], "steps": steps}).status_code == 200
     return {"minutes": minutes, "clients": clients, **counts, "memory_start_mib": round(memory_start / 1024, 1),
-            "memory_end_mib": round(memory_end / 1024, 1), "memory_max_mib": round(max(samples + [memory_end]) / 1024, 1),
+            "memory_end_mib": round(memory_end / 1024, 1),
+            "memory_max_mib": round(max(samples + [memory_end]) / 1024, 1),
             "memory_growth": round(memory_end / memory_start - 1, 4), "answering_at_the_end": answering,
             "batch_sizes": {str(k): v for k, v in sorted(batch_sizes(url).items())}}
 

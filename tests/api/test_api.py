@@ -348,7 +348,7 @@ def test_a_full_queue_gets_429_with_retry_after_and_a_slow_request_504(trained):
     quick_body = {"row": row, "steps": 1, "conditions": {"a": [[0.0, 0.0, 0.0]]}}
     with ThreadPoolExecutor(4) as pool:
         slow = pool.submit(httpx.post, f"{url}/v1/rollout", json=slow_body, timeout=30)
-        time.sleep(0.5)  # the worker holds the slow one; one more waits in the queue (max_queue 1), the rest are refused
+        time.sleep(0.5)  # the worker holds the slow one; one more waits in the queue (max_queue 1), others refused
         quick = [pool.submit(httpx.post, f"{url}/v1/rollout", json=quick_body, timeout=30) for _ in range(3)]
         answers = [future.result() for future in quick]
         assert_error(slow.result(), 504, "longer than the server's limit of 1.5 s")

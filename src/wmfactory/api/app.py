@@ -213,7 +213,8 @@ class Guard:
 
             await self.app(scope, counted_receive, logged_send)
         finally:
-            logger.info(f"{scope['method']} {scope['path']} {status[0]} {1000 * (time.perf_counter() - started):.1f} ms")
+            milliseconds = 1000 * (time.perf_counter() - started)
+            logger.info(f"{scope['method']} {scope['path']} {status[0]} {milliseconds:.1f} ms")
 
     def refusal(self, scope) -> Optional[ApiError]:
         headers = dict(scope["headers"])

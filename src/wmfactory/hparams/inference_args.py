@@ -32,7 +32,8 @@ class InferenceArguments:
     bank: Optional[str] = field(
         default=None,
         metadata={"help": "`predict`: an output_dir of `wmfactory encode`; each prediction's `top_k` nearest items "
-                          "(cosine) are written beside it in predictions.jsonl (decoding by retrieval)."},
+                          "(cosine) are written beside it in predictions.jsonl (decoding by retrieval). `api`: the "
+                          "bank `/v1/nearest` searches."},
     )
     top_k: int = field(default=5, metadata={"help": "`predict` with `bank`: neighbours per predicted vector."})
     plot_rows: int = field(default=4, metadata={"help": "Rows drawn in eval_trajectories.png."})
