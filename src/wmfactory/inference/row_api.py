@@ -68,11 +68,17 @@ def rollout_features(model, row: Row, steps: int, dataset_dir: Optional[str],
     if not features["embedding_groups"]:
         raise DataError("the row holds no embedding vector (before `context_groups`): there is no stream to "
                         "continue.")
-    limit = getattr(model.config.text_config.get_text_config(), "max_position_embeddings", None)
-    if limit and len(features["input_ids"]) + steps > limit:
-        raise DataError(f"a rollout of {steps} vectors after this row ({len(features['input_ids'])} positions) "
-                        f"needs {len(features['input_ids']) + steps} positions; the model has {limit}.")
+    check_positions(model, features, steps)
     return features
+
+
+def check_positions(model, features: dict[str, Any], steps: int, what: str = "a rollout") -> None:
+    """A continuation of `steps` positions after the row must fit in the model's positions."""
+    limit = getattr(model.config.text_config.get_text_config(), "max_position_embeddings", None)
+    length = len(features["input_ids"])
+    if limit and length + steps > limit:
+        raise DataError(f"{what} of {steps} vectors after this row ({length} positions) needs {length + steps} "
+                        f"positions; the model has {limit}.")
 
 
 def checked_conditions(model, conditions: Optional[dict[str, Any]]) -> Optional[dict[str, torch.Tensor]]:
