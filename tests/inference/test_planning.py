@@ -2,6 +2,7 @@
 alternate (`<s1><a1>...<s5>`), the planner chooses the actions after the row."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,3 +119,47 @@ def test_bad_plans_are_one_clear_error(trained, options, message):
     arguments.update(options)
     with pytest.raises(DataError, match=message):
         model.plan(row, **arguments)
+
+
+def test_sampled_futures_score_a_candidate_by_their_mean_or_their_worst(tmp_path):
+    data_dir = write_controlled_dataset(tmp_path / "data")
+    run_exp(train_args(tmp_path / "out", data_dir, dataset="control", condition_streams="a", max_steps=4,
+                       learning_rate=5e-3, lm_loss_weight=0, prediction_head_type="mixture"))
+    model = WorldModel.from_pretrained(str(tmp_path / "out"))
+    row = json.loads((tmp_path / "data" / "control.json").read_text())[0]
+    options = dict(horizon=3, goal=GOAL, candidates=8, iterations=1, seed=3, num_samples=6, dataset_dir=data_dir)
+    mean = model.plan(row, **options)
+    assert mean.state_samples.shape == (6, 3, 2) and np.ptp(mean.state_samples, axis=0).max() > 0
+    np.testing.assert_allclose(mean.states, mean.state_samples.mean(0), rtol=1e-5, atol=1e-6)
+    by_hand = np.mean([goal_cost(s) for s in mean.state_samples])
+    assert mean.cost == pytest.approx(by_hand, rel=1e-5)
+    # the same candidates and draws (one iteration, one seed): each candidate's worst half costs at least its mean
+    worst = model.plan(row, risk="cvar", alpha=0.5, **options)
+    costs = sorted(goal_cost(s) for s in worst.state_samples)
+    assert worst.cost == pytest.approx(np.mean(costs[3:]), rel=1e-5)
+    assert worst.cost >= mean.cost
+
+
+def test_the_plan_command_writes_a_plan_per_row(trained, tmp_path):
+    from safetensors.numpy import load_file
+
+    from wmfactory.cli import main
+
+    model, row, data_dir = trained
+    np.save(tmp_path / "goal.npy", GOAL[None])
+    folder = str(Path(data_dir).parent / "out")  # the fixture's training output
+    out = tmp_path / "plans"
+    status = main(["plan", "--model_name_or_path", folder, "--dataset", "control", "--dataset_dir", data_dir,
+                   "--max_samples", "2", "--output_dir", str(out), "--goal", str(tmp_path / "goal.npy"),
+                   "--horizon", "3", "--candidates", "16", "--iterations", "2", "--action_low", "-2",
+                   "--action_high", "2,2,1", "--seed", "0"])
+    assert status == 0
+    records = [json.loads(line) for line in (out / "plans.jsonl").read_text().splitlines()]
+    assert [r["row"] for r in records] == [0, 1] and records[0]["action_stream"] == "a"
+    saved = load_file(str(out / records[0]["file"]))
+    assert saved["actions"].shape == (3, 3) and saved["states"].shape == (3, 2) and saved["actions"][:, 2].max() <= 1
+    alone = model.rollout(row, 3, dataset_dir=data_dir, conditions={"a": saved["actions"]})
+    np.testing.assert_allclose(saved["states"], alone, rtol=1e-5, atol=1e-6)
+    assert records[0]["cost"] == pytest.approx(goal_cost(alone), rel=1e-5)
+    assert main(["plan", "--model_name_or_path", folder, "--dataset", "control", "--dataset_dir", data_dir,
+                 "--output_dir", str(out), "--goal", str(tmp_path / "missing.npy")]) == 1

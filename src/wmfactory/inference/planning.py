@@ -37,15 +37,21 @@ class PlanResult:
     state_samples: Optional[np.ndarray | dict[str, np.ndarray]] = None  # [S, horizon, d_s] with num_samples
 
 
-def plan(model, row, horizon: int, cost: Optional[Cost] = None, goal=None, weights=None,
-         action_stream: Optional[str] = None, low=-1.0, high=1.0, candidates: int = 128, iterations: int = 3,
-         elites: Optional[int] = None, method: str = "cem", seed: Optional[int] = None, warm_start=None,
-         num_samples: Optional[int] = None, risk: str = "mean", alpha: float = 0.1,
-         temperature: Optional[float] = None, mppi_temperature: float = 1.0, conditions: Optional[dict] = None,
-         pattern: Optional[list[str]] = None, context_groups: Optional[int] = None,
-         dataset_dir: Optional[str] = None) -> PlanResult:
-    """The action sequence, among those tried, whose predicted states cost least after the end of `row` (a row as
-    `rollout` takes it: its vectors are the history).
+def plan(model, row, horizon: int, context_groups: Optional[int] = None, dataset_dir: Optional[str] = None,
+         **options) -> PlanResult:
+    """`plan_features` on a row as `rollout` takes it (a dict in the dataset format, or `(dataset, index)`; its
+    vectors, or its first `context_groups` groups, are the history)."""
+    return plan_features(model, rollout_features(model, row, 0, dataset_dir, context_groups), horizon, **options)
+
+
+def plan_features(model, features: dict[str, Any], horizon: int, cost: Optional[Cost] = None, goal=None,
+                  weights=None, action_stream: Optional[str] = None, low=-1.0, high=1.0, candidates: int = 128,
+                  iterations: int = 3, elites: Optional[int] = None, method: str = "cem", seed: Optional[int] = None,
+                  warm_start=None, num_samples: Optional[int] = None, risk: str = "mean", alpha: float = 0.1,
+                  temperature: Optional[float] = None, mppi_temperature: float = 1.0,
+                  conditions: Optional[dict] = None, pattern: Optional[list[str]] = None) -> PlanResult:
+    """The action sequence, among those tried, whose predicted states cost least after the end of the row whose
+    features (`encode_row`'s) are `features`.
 
     `cost(states, actions)` receives the predicted states `[N, horizon, d_s]` (a dict `{stream: tensor}` with several
     predicted streams) and the actions `[N, n_actions, d_a]`, torch tensors in the data's own units, and returns `[N]`;
@@ -85,7 +91,6 @@ def plan(model, row, horizon: int, cost: Optional[Cost] = None, goal=None, weigh
     if action_stream in shared:
         raise DataError(f"`conditions['{action_stream}']`: the planner chooses the action stream's vectors.")
 
-    features = rollout_features(model, row, 0, dataset_dir, context_groups)
     slots = _emitted(cfg, features, horizon, pattern)
     n_actions = slots.get(action_stream, 0)
     if n_actions == 0:
