@@ -101,43 +101,70 @@ def plan_features(model, features: dict[str, Any], horizon: int, cost: Optional[
     score = cost if cost is not None else _goal_cost(cfg, goal, weights, predicted)
 
     device = model.language_model.device
-    generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(2**31, ()).item()))
-    mean = (low_t + high_t)[None].expand(n_actions, -1) / 2
-    if warm_start is not None:
-        mean = _warm_start(warm_start, n_actions, d_a)
-    std = ((high_t - low_t) / 2)[None].expand(n_actions, -1).clone()
-
     session = Session(model, [features])
-    best_cost, best, history = math.inf, None, []
-    for _ in range(iterations):
-        noise = torch.randn((candidates, n_actions, d_a), generator=generator)
-        actions = torch.maximum(torch.minimum(mean + std * noise, high_t), low_t)  # [N, n_actions, d_a]
-        actions[0] = torch.maximum(torch.minimum(mean, high_t), low_t)  # the current mean is always tried
+
+    def evaluate(actions: torch.Tensor):
         given = dict(shared, **{action_stream: actions.to(device)})
-        continuation = session.run(horizon, forks=candidates, conditions=given, sampling=sampling,
+        continuation = session.run(horizon, forks=len(actions), conditions=given, sampling=sampling,
                                    pattern=pattern)[0]
         states, fed = continuation.tensors()
-        states_arg = states[predicted[0]] if len(predicted) == 1 else states
-        values = _checked_costs(score(states_arg, fed[action_stream]), candidates * samples)
-        values = _aggregate(values.view(candidates, samples), risk, alpha)  # [N]
-        chosen = int(values.argmin())
-        if values[chosen] < best_cost:
-            best_cost = float(values[chosen])
-            best = (actions[chosen].clone(), {name: s.view(candidates, samples, *s.shape[1:])[chosen].cpu()
-                                              for name, s in states.items()})
-        history.append(best_cost)
-        mean, std = _refit(actions, values, method, elites, mppi_temperature)
-    best_actions, best_states = best
+        values = _checked_costs(score(states[predicted[0]] if len(predicted) == 1 else states, fed[action_stream]),
+                                len(actions) * samples)
+        values = _aggregate(values.view(len(actions), samples), risk, alpha)  # [N]
+        return values, lambda i: {name: s.view(len(actions), samples, *s.shape[1:])[i].cpu()
+                                  for name, s in states.items()}
+
+    search = search_actions(evaluate, n_actions, low_t, high_t, candidates, iterations, elites, method, seed,
+                            warm_start, mppi_temperature)
+    best_states = search.kept
     mean_states = {name: s.mean(0).numpy() for name, s in best_states.items()}
     drawn = {name: s.numpy() for name, s in best_states.items()} if sampling else None
     single = len(predicted) == 1
     return PlanResult(
-        actions=best_actions.numpy(),
+        actions=search.actions.numpy(),
         states=mean_states[predicted[0]] if single else mean_states,
-        cost=best_cost,
-        costs=np.asarray(history),
+        cost=search.cost,
+        costs=search.costs,
         state_samples=None if drawn is None else (drawn[predicted[0]] if single else drawn),
     )
+
+
+@dataclass
+class Search:
+    actions: torch.Tensor  # [n_actions, d_a] the best sequence tried
+    cost: float
+    costs: np.ndarray  # [iterations] the best cost after each iteration
+    kept: Any  # what `evaluate` kept for the best sequence
+
+
+def search_actions(evaluate: Callable[[torch.Tensor], tuple[torch.Tensor, Callable[[int], Any]]], n_actions: int,
+                   low: torch.Tensor, high: torch.Tensor, candidates: int = 128, iterations: int = 3,
+                   elites: int = 16, method: str = "cem", seed: Optional[int] = None, warm_start=None,
+                   mppi_temperature: float = 1.0) -> Search:
+    """CEM or MPPI over action sequences `[n_actions, d_a]` within `low`/`high` `[d_a]`, whatever predicts their
+    outcome: `evaluate(actions [N, n_actions, d_a])` returns their costs `[N]` and a function that gives what to keep
+    of candidate i (the planner keeps its predicted states). The same search plans over a world model (`plan`) or
+    over known dynamics (an upper bound for it, as in `examples/control`)."""
+    d_a = low.shape[0]
+    generator = torch.Generator().manual_seed(seed if seed is not None else int(torch.randint(2**31, ()).item()))
+    mean = (low + high)[None].expand(n_actions, -1) / 2
+    if warm_start is not None:
+        mean = _warm_start(warm_start, n_actions, d_a)
+    std = ((high - low) / 2)[None].expand(n_actions, -1).clone()
+    best = Search(mean, math.inf, np.zeros(0), None)
+    history = []
+    for _ in range(iterations):
+        noise = torch.randn((candidates, n_actions, d_a), generator=generator)
+        actions = torch.maximum(torch.minimum(mean + std * noise, high), low)  # [N, n_actions, d_a]
+        actions[0] = torch.maximum(torch.minimum(mean, high), low)  # the current mean is always tried
+        values, keep = evaluate(actions)
+        chosen = int(values.argmin())
+        if values[chosen] < best.cost:
+            best = Search(actions[chosen].clone(), float(values[chosen]), best.costs, keep(chosen))
+        history.append(best.cost)
+        mean, std = _refit(actions, values, method, elites, mppi_temperature)
+    best.costs = np.asarray(history)
+    return best
 
 
 def shift_plan(actions: np.ndarray) -> np.ndarray:
