@@ -163,3 +163,18 @@ def test_the_plan_command_writes_a_plan_per_row(trained, tmp_path):
     assert records[0]["cost"] == pytest.approx(goal_cost(alone), rel=1e-5)
     assert main(["plan", "--model_name_or_path", folder, "--dataset", "control", "--dataset_dir", data_dir,
                  "--output_dir", str(out), "--goal", str(tmp_path / "missing.npy")]) == 1
+
+
+def test_from_last_vector_continues_as_the_training_rows_go_on(trained):
+    model, row, data_dir = trained
+    files = row["embeddings"]
+    history = {"messages": [{"role": "user", "content": "<s1><a1><s2><a2><s3>"},
+                            {"role": "assistant", "content": "ok"}],
+               "embeddings": {key: files[key] for key in ("s1", "a1", "s2", "a2", "s3")}}
+    a3 = np.load(Path(data_dir) / files["a3"][0])
+    # in the whole row a3 follows s3 and s4 is predicted from a3's position: the same inputs as this continuation
+    s4 = next(g for g in model.predict_next(row, dataset_dir=data_dir) if g.key == "s4").predicted[0]
+    rolled = model.rollout(history, 1, dataset_dir=data_dir, conditions={"a": a3}, from_last_vector=True)[0]
+    np.testing.assert_allclose(rolled, s4, rtol=1e-5, atol=1e-6)
+    after_text = model.rollout(history, 1, dataset_dir=data_dir, conditions={"a": a3})[0]
+    assert np.abs(after_text - s4).max() > 1e-4  # after the row's text, the inputs differ

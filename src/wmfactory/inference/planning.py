@@ -38,10 +38,11 @@ class PlanResult:
 
 
 def plan(model, row, horizon: int, context_groups: Optional[int] = None, dataset_dir: Optional[str] = None,
-         **options) -> PlanResult:
+         from_last_vector: bool = False, **options) -> PlanResult:
     """`plan_features` on a row as `rollout` takes it (a dict in the dataset format, or `(dataset, index)`; its
-    vectors, or its first `context_groups` groups, are the history)."""
-    return plan_features(model, rollout_features(model, row, 0, dataset_dir, context_groups), horizon, **options)
+    vectors, or its first `context_groups` groups, are the history; `from_last_vector` as in `rollout`)."""
+    features = rollout_features(model, row, 0, dataset_dir, context_groups, from_last_vector)
+    return plan_features(model, features, horizon, **options)
 
 
 def plan_features(model, features: dict[str, Any], horizon: int, cost: Optional[Cost] = None, goal=None,

@@ -10,7 +10,7 @@ import torch
 from ..extras.errors import DataError
 from .engine import continue_rows
 from .generation import teacher_forced
-from .rows import Sampling, context_features
+from .rows import Sampling, context_features, through_last_vector
 
 Row = Union[dict[str, Any], tuple[str, int]]  # a row in the dataset format, or (dataset name, row index)
 
@@ -18,8 +18,8 @@ Row = Union[dict[str, Any], tuple[str, int]]  # a row in the dataset format, or 
 def rollout(model, row: Row | list[Row], steps: int, dataset_dir: Optional[str] = None,
             context_groups: Optional[int] = None, num_samples: Optional[int] = None,
             temperature: Optional[float] = None, seed: Optional[int] = None,
-            conditions: Optional[dict[str, Any]] = None,
-            pattern: Optional[list[str]] = None) -> np.ndarray | dict[str, np.ndarray] | list:
+            conditions: Optional[dict[str, Any]] = None, pattern: Optional[list[str]] = None,
+            from_last_vector: bool = False) -> np.ndarray | dict[str, np.ndarray] | list:
     """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for `steps`
     vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`, the head's mean
     at each step; with `num_samples` S, `[S, steps, d]`: S trajectories, each feeding back its own draws from the
@@ -30,7 +30,9 @@ def rollout(model, row: Row | list[Row], steps: int, dataset_dir: Optional[str] 
     Condition streams (`condition_streams`, e.g. actions): `conditions={"a": array [k, d_a]}` gives their vectors,
     taken in turn wherever the stream pattern calls for one; the pattern is the row's own (s, a, s, a, ... continues
     a, s, a, s, ...) or `pattern` (e.g. `["a", "s"]`, repeated). `steps` counts the predicted vectors; with several
-    predicted streams the result is a dict `{stream: array}`.
+    predicted streams the result is a dict `{stream: array}`. `from_last_vector`: continue right after the row's
+    last vector, leaving out the text after it (for a live history whose next vector comes at once, as in the
+    training rows; the default continues after the whole row).
 
     A list of rows runs as one batch (right-padded, one KV cache) and gives a list, one result per row, each equal to
     that row's rollout alone (the draws too: each row draws with its own generator seeded by `seed`)."""
@@ -39,7 +41,7 @@ def rollout(model, row: Row | list[Row], steps: int, dataset_dir: Optional[str] 
     given = checked_conditions(model, conditions)
     check_pattern(model, pattern)
     rows = row if isinstance(row, list) else [row]
-    batch = [rollout_features(model, one, steps, dataset_dir, context_groups) for one in rows]
+    batch = [rollout_features(model, one, steps, dataset_dir, context_groups, from_last_vector) for one in rows]
     results = continue_rows(model, batch, steps, sampling, given, pattern) if batch else []
     return results if isinstance(row, list) else results[0]
 
@@ -58,13 +60,15 @@ def check_pattern(model, pattern: Optional[list[str]]) -> None:
                         "a model of one stream has no pattern to choose.")
 
 
-def rollout_features(model, row: Row, steps: int, dataset_dir: Optional[str],
-                     context_groups: Optional[int]) -> dict[str, Any]:
-    """The features of `row` (cut after `context_groups` groups) for a continuation of `steps` more positions,
-    checked against the model's positions."""
+def rollout_features(model, row: Row, steps: int, dataset_dir: Optional[str], context_groups: Optional[int],
+                     from_last_vector: bool = False) -> dict[str, Any]:
+    """The features of `row` (cut after `context_groups` groups, or right after its last vector) for a continuation
+    of `steps` more positions, checked against the model's positions."""
     features = model.encode_row(row, dataset_dir)
     if context_groups is not None:
         features = context_features(features, context_groups)
+    if from_last_vector:
+        features = through_last_vector(features)
     if not features["embedding_groups"]:
         raise DataError("the row holds no embedding vector (before `context_groups`): there is no stream to "
                         "continue.")

@@ -211,6 +211,18 @@ def context_features(features: dict[str, Any], context_groups: int) -> dict[str,
     return out
 
 
+def through_last_vector(features: dict[str, Any]) -> dict[str, Any]:
+    """The row cut right after its last vector, without the text after it (a continuation then goes on from the last
+    vector, as vectors follow vectors inside the training rows)."""
+    if not features["embedding_groups"]:
+        return features
+    cut = features["embedding_positions"][-1] + 1
+    out = dict(features)
+    for key in ("input_ids", "labels"):
+        out[key] = list(features[key])[:cut]
+    return out
+
+
 def rollout_windows(model, features: dict[str, Any], steps: int,
                     most: int) -> list[tuple[dict[str, Any], int, list[int]]]:
     """Up to `most` rollouts of `steps` target groups each within a row, for scoring forecasts made from the

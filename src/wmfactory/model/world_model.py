@@ -550,14 +550,14 @@ class WorldModel(PreTrainedModel):
     def rollout(self, row: Row | list[Row], steps: int, dataset_dir: Optional[str] = None,
                 context_groups: Optional[int] = None, num_samples: Optional[int] = None,
                 temperature: Optional[float] = None, seed: Optional[int] = None,
-                conditions: Optional[dict[str, Any]] = None,
-                pattern: Optional[list[str]] = None) -> np.ndarray | dict[str, np.ndarray] | list:
+                conditions: Optional[dict[str, Any]] = None, pattern: Optional[list[str]] = None,
+                from_last_vector: bool = False) -> np.ndarray | dict[str, np.ndarray] | list:
         """Continue the latent stream after the end of `row` for `steps` vectors; see
         `wmfactory.inference.row_api.rollout`."""
         from ..inference.row_api import rollout
 
         return rollout(self, row, steps, dataset_dir, context_groups, num_samples, temperature, seed, conditions,
-                       pattern)
+                       pattern, from_last_vector)
 
     def predict_next(self, row: Row, dataset_dir: Optional[str] = None, num_samples: Optional[int] = None,
                      temperature: Optional[float] = None, seed: Optional[int] = None) -> list:
