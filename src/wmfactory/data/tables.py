@@ -17,7 +17,8 @@ holds that step. `text_column` describes a series (constant within it) and opens
 Windows end at the series' last step and step back by `stride` (default `prediction_length`: the forecast parts, the
 last `prediction_length` steps of each window, then tile the series back from its end), and one more window starts at
 the series' first step when the stride does not land there, so the newest data is in a window and every step is in
-some row; a series shorter than a window is one row of its own length. Each row also holds `series` (the id, as text) and `timestamps` (its steps, as text)."""
+some row; a series shorter than a window is one row of its own length. Each row also holds `series` (the id, as
+text) and `timestamps` (its steps, as text)."""
 
 import json
 import os
@@ -118,7 +119,7 @@ def series_step(series: dict, timestamp_column: str, freq: Optional[str], what: 
             if integer:
                 step = int(stamps.iloc[1] - stamps.iloc[0])
             else:
-                with warnings.catch_warnings():  # pandas 3 announces that it will return an offset: to_offset takes both
+                with warnings.catch_warnings():  # pandas 3 warns that it will return an offset; to_offset takes both
                     warnings.simplefilter("ignore")
                     inferred = pd.infer_freq(stamps) if len(stamps) >= 3 else None
                 step = pd.tseries.frequencies.to_offset(inferred) if inferred else None
@@ -214,7 +215,8 @@ def from_dataframe(df, id_column: str, timestamp_column: str, targets: list[str]
     layout = TableLayout(id_column, timestamp_column, targets, known, text_column, context_length, prediction_length,
                          stride, getattr(step, "freqstr", None if step is None else str(step)))
     entry = {"file_name": f"{name}.jsonl", "formatting": "sharegpt",
-             "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": CHAT_TAGS, "table": asdict(layout)}
+             "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": CHAT_TAGS,
+             "table": asdict(layout)}
     path = write_rows(out_dir, name, rows, entry)
     logger.info(f"Wrote {len(rows)} rows of {len(series)} series to {path}"
                 + (f" (train with `condition_streams: {KNOWN_STREAM}`)" if known else ""))

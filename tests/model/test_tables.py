@@ -1,0 +1,85 @@
+"""`WorldModel.predict_df`: the mean is the rollout's, the quantiles are those of the sampled rollouts and monotone,
+the time stamps continue each series, and a bad future table gives one clear line."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wmfactory.data import from_dataframe
+from wmfactory.extras.errors import DataError
+from wmfactory.model import WorldModel
+from wmfactory.train.tuner import run_exp
+
+from conftest import train_args
+
+LEVELS = [0.1, 0.5, 0.9]
+
+
+def shop_table(n: int = 16) -> pd.DataFrame:
+    parts = []
+    for i, key in enumerate(["a", "b"]):
+        t = np.arange(n)
+        promo = ((t + i) % 4 == 0) * 1.0
+        parts.append(pd.DataFrame({"item_id": key, "timestamp": pd.date_range("2022-01-03", periods=n, freq="W-MON"),
+                                   "sales": np.sin(t / 2 + i) + promo, "promo": promo}))
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("shop")
+    df = shop_table()
+    from_dataframe(df, "item_id", "timestamp", ["sales"], known_covariates=["promo"], context_length=6,
+                   prediction_length=2, out_dir=str(tmp / "data"), name="shop", stride=1)
+    run_exp(train_args(tmp / "out", tmp / "data", dataset="shop", condition_streams="x", max_steps=4,
+                       prediction_head_type="mixture", lm_loss_weight=0.0))
+    return WorldModel.from_pretrained(str(tmp / "out")), df
+
+
+def future_of(df: pd.DataFrame, steps: int = 3) -> pd.DataFrame:
+    stamps = pd.date_range("2022-04-25", periods=steps, freq="W-MON")
+    return pd.DataFrame({"item_id": np.repeat(["a", "b"], steps), "timestamp": np.tile(stamps, 2),
+                         "promo": [1.0, 0.0, 0.0, 0.0, 1.0, 0.0][: 2 * steps]})
+
+
+def test_mean_is_the_rollout_and_quantiles_are_those_of_the_draws(trained):
+    model, df = trained
+    future = future_of(df)
+    out = model.predict_df(df, future, target="sales", quantile_levels=LEVELS, num_samples=16, seed=3,
+                           context_length=6)
+    assert list(out.columns) == ["item_id", "timestamp", "target_name", "mean", "0.1", "0.5", "0.9"]
+    assert len(out) == 6 and set(out.target_name) == {"sales"}
+    for key in ["a", "b"]:
+        mine = out[out.item_id == key]
+        assert list(mine.timestamp) == list(future.timestamp[future.item_id == key])
+        history = df[df.item_id == key].iloc[-6:]
+        ahead = future[future.item_id == key].promo.to_numpy(np.float32)[:, None]
+        # the row by hand: 6 steps of <x><y>, one more step after them (cut by context_groups=12)
+        row = {"messages": [{"role": "user", "content": "<x><y>" * 7}, {"role": "assistant", "content": ""}],
+               "embeddings": {"x": [[v] for v in history.promo] + [[ahead[0, 0]]],
+                              "y": [[v] for v in history.sales] + [[0.0]]}}
+        mean = model.rollout(row, 3, context_groups=12, conditions={"x": ahead})
+        np.testing.assert_array_equal(mine["mean"].to_numpy(np.float32), mean[:, 0])
+        draws = model.rollout(row, 3, context_groups=12, conditions={"x": ahead}, num_samples=16, seed=3)
+        expected = np.quantile(draws[:, :, 0].astype(np.float64), LEVELS, axis=0).T  # [3, Q]
+        np.testing.assert_allclose(mine[["0.1", "0.5", "0.9"]].to_numpy(), expected, rtol=1e-6)
+    quantiles = out[["0.1", "0.5", "0.9"]].to_numpy()
+    assert (np.diff(quantiles, axis=1) >= 0).all()
+    assert (quantiles[:, 2] - quantiles[:, 0] > 0).all()  # a mixture head's draws spread
+
+
+def test_the_future_table_decides_the_horizon_and_is_checked(trained):
+    model, df = trained
+    with pytest.raises(DataError, match=r"future_df: column 'promo' not found"):
+        model.predict_df(df, future_of(df).drop(columns="promo"), target="sales", known_covariates=["promo"])
+    with pytest.raises(DataError, match=r"the model reads 1 known covariate\(s\) \(stream `x`\), but 0 were given"):
+        model.predict_df(df, future_of(df).drop(columns="promo"), target="sales")
+    with pytest.raises(DataError, match=r"known covariates \['promo'\] need `future_df`"):
+        model.predict_df(df, target="sales", known_covariates=["promo"], prediction_length=2)
+    with pytest.raises(DataError, match=r"future_df: id 'a' has 3 time stamp\(s\) after the end of df .*; 4 are "):
+        model.predict_df(df, future_of(df), target="sales", prediction_length=4)
+    late = future_of(df).assign(timestamp=lambda d: d.timestamp + pd.Timedelta(weeks=1))
+    with pytest.raises(DataError, match=r"future_df: id 'a' starts at 2022-05-02 00:00:00, but the step after"):
+        model.predict_df(df, late, target="sales")
+    short = model.predict_df(df, future_of(df, 1), target="sales", quantile_levels=[])
+    assert list(short.columns) == ["item_id", "timestamp", "target_name", "mean"] and len(short) == 2
