@@ -1,10 +1,14 @@
 """`WorldModel.predict_df`: the mean is the rollout's, the quantiles are those of the sampled rollouts and monotone,
 the time stamps continue each series, and a bad future table gives one clear line."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from wmfactory import predict
+from wmfactory.commands.predict import read_predictions
 from wmfactory.data import from_dataframe
 from wmfactory.extras.errors import DataError
 from wmfactory.model import WorldModel
@@ -33,7 +37,7 @@ def trained(tmp_path_factory):
                    prediction_length=2, out_dir=str(tmp / "data"), name="shop", stride=1)
     run_exp(train_args(tmp / "out", tmp / "data", dataset="shop", condition_streams="x", max_steps=4,
                        prediction_head_type="mixture", lm_loss_weight=0.0))
-    return WorldModel.from_pretrained(str(tmp / "out")), df
+    return WorldModel.from_pretrained(str(tmp / "out")), df, tmp
 
 
 def future_of(df: pd.DataFrame, steps: int = 3) -> pd.DataFrame:
@@ -43,7 +47,7 @@ def future_of(df: pd.DataFrame, steps: int = 3) -> pd.DataFrame:
 
 
 def test_mean_is_the_rollout_and_quantiles_are_those_of_the_draws(trained):
-    model, df = trained
+    model, df, _ = trained
     future = future_of(df)
     out = model.predict_df(df, future, target="sales", quantile_levels=LEVELS, num_samples=16, seed=3,
                            context_length=6)
@@ -69,7 +73,7 @@ def test_mean_is_the_rollout_and_quantiles_are_those_of_the_draws(trained):
 
 
 def test_the_future_table_decides_the_horizon_and_is_checked(trained):
-    model, df = trained
+    model, df, _ = trained
     with pytest.raises(DataError, match=r"future_df: column 'promo' not found"):
         model.predict_df(df, future_of(df).drop(columns="promo"), target="sales", known_covariates=["promo"])
     with pytest.raises(DataError, match=r"the model reads 1 known covariate\(s\) \(stream `x`\), but 0 were given"):
@@ -83,3 +87,28 @@ def test_the_future_table_decides_the_horizon_and_is_checked(trained):
         model.predict_df(df, late, target="sales")
     short = model.predict_df(df, future_of(df, 1), target="sales", quantile_levels=[])
     assert list(short.columns) == ["item_id", "timestamp", "target_name", "mean"] and len(short) == 2
+
+
+@pytest.mark.parametrize("output_format", ["csv", "parquet"])
+def test_predict_writes_the_same_numbers_as_a_long_table(trained, output_format):
+    _, df, tmp = trained
+    keys = {"model_name_or_path": str(tmp / "out"), "dataset": "shop", "dataset_dir": str(tmp / "data"),
+            "predict_mode": "rollout", "context_groups": 12, "num_samples": 8, "seed": 1,
+            "quantile_levels": "0.9,0.1"}
+    lines = list(read_predictions(predict({**keys, "output_dir": str(tmp / "jsonl")})))
+    path = predict({**keys, "output_dir": str(tmp / output_format), "output_format": output_format})
+    table = pd.read_csv(path) if output_format == "csv" else pd.read_parquet(path)
+    assert list(table.columns) == ["item_id", "timestamp", "target_name", "mean", "0.1", "0.9", "mode", "horizon",
+                                   "target"]
+    rows = [json.loads(line) for line in (tmp / "data" / "shop.jsonl").read_text().splitlines()]
+    predicted = [line for line in lines if line["key"] == "y"]
+    assert len(table) == len(predicted) > 0
+    for line, (_, out) in zip(predicted, table.iterrows()):
+        row = rows[line["row"]]
+        assert out["item_id"] == row["series"]
+        assert pd.Timestamp(out["timestamp"]) == pd.Timestamp(row["timestamps"][line["occurrence"]])
+        assert out["mean"] == pytest.approx(float(line["predicted"][0, 0]), rel=1e-6)
+        low, high = np.quantile(line["samples"][:, 0, 0].astype(np.float64), [0.1, 0.9])
+        assert (out["0.1"], out["0.9"]) == (pytest.approx(low, rel=1e-5), pytest.approx(high, rel=1e-5))
+        value = df[(df.item_id == out["item_id"]) & (df.timestamp == pd.Timestamp(out["timestamp"]))].sales.item()
+        assert out["target"] == pytest.approx(value, rel=1e-6) and out["horizon"] == line["horizon"]
