@@ -45,7 +45,13 @@ class InferenceArguments:
     quantile_levels: str = field(
         default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
         metadata={"help": "Levels of the quantiles computed from the draws (`num_samples`): comma-separated or a YAML "
-                          "list. `predict --output_format csv|parquet` writes one column per level."},
+                          "list. `predict --output_format csv|parquet` writes one column per level; `eval` scores "
+                          "the weighted quantile loss (WQL) at them."},
+    )
+    seasonality: int = field(
+        default=1,
+        metadata={"help": "`eval`: the season m of the seasonal naive baseline (the vector m steps back) and of MASE's "
+                          "scale (its in-sample error); 1 is persistence. E.g. 4 for quarterly data, 12 for monthly."},
     )
     plot_rows: int = field(default=4, metadata={"help": "Rows drawn in eval_trajectories.png."})
     export_dir: Optional[str] = field(default=None, metadata={"help": "`export`: where the merged model goes."})
@@ -53,6 +59,8 @@ class InferenceArguments:
     def __post_init__(self):
         if self.top_k < 1:
             raise ConfigError(f"`top_k` must be at least 1, got {self.top_k}.")
+        if isinstance(self.seasonality, bool) or not isinstance(self.seasonality, int) or self.seasonality < 1:
+            raise ConfigError(f"`seasonality` must be a positive integer, got {self.seasonality!r}.")
         if self.context_groups < 0:
             raise ConfigError("`context_groups` must be >= 0.")
         levels = self.quantile_levels
