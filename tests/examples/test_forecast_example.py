@@ -14,7 +14,7 @@ def test_macro_example_writes_a_forecast_table_and_a_fan_chart(tmp_path, monkeyp
     spec = importlib.util.spec_from_file_location("macro", REPO / "examples" / "forecast" / "macro.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    monkeypatch.chdir(REPO)
+    monkeypatch.chdir(tmp_path)  # the script finds the tiny model beside itself
     monkeypatch.setattr("sys.argv", ["macro.py", "--out", str(tmp_path), "--steps", "3", "--samples", "8",
                                      "--image", str(tmp_path / "fan.png")])
     module.main()

@@ -112,3 +112,19 @@ def test_predict_writes_the_same_numbers_as_a_long_table(trained, output_format)
         assert (out["0.1"], out["0.9"]) == (pytest.approx(low, rel=1e-5), pytest.approx(high, rel=1e-5))
         value = df[(df.item_id == out["item_id"]) & (df.timestamp == pd.Timestamp(out["timestamp"]))].sales.item()
         assert out["target"] == pytest.approx(value, rel=1e-6) and out["horizon"] == line["horizon"]
+
+
+def test_rows_of_other_datasets_name_their_group_and_dimension(tmp_path):
+    from wmfactory.commands.prediction_table import TableRows, table_lines
+    from wmfactory.model.generation import GroupPrediction
+
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"plain": {"file_name": "plain.json"}}))
+    group = GroupPrediction(group=2, key="s3", occurrence=0, vector_indices=[4, 5],
+                            predicted=np.array([[1.0, 2.0], [3.0, 4.0]]), target=np.array([[0.0, 0.5], [1.0, 1.5]]),
+                            horizon=2, samples=np.arange(12, dtype=float).reshape(3, 2, 2), stream="s")
+    lines = table_lines({"dataset_name": "plain", "row_index": 7}, [group], "rollout", [0.5],
+                        TableRows(str(tmp_path), ["plain"]))
+    assert len(lines) == 4
+    assert lines[3] == {"dataset": "plain", "row": 7, "key": "s3", "occurrence": 0, "vector": 1,
+                        "target_name": "s[1]", "mean": 4.0, "0.5": 7.0, "mode": "rollout", "horizon": 2,
+                        "target": 1.5}  # the median of the draws 3, 7, 11
