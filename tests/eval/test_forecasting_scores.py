@@ -21,11 +21,11 @@ def test_seasonal_naive_repeats_the_last_known_season():
 
 def test_mase_scale_is_the_in_sample_seasonal_naive_error():
     stream = np.array([[0.0, 0.0], [1.0, -2.0], [3.0, -2.0], [6.0, 1.0], [100.0, 100.0]])
-    # known at origin 3: differences 1, 2, 3 and -2, 0, 3 -> mean |.| = (6 + 5) / 6
-    assert seasonal_scale(stream, 3) == pytest.approx(11 / 6)
-    # m = 2: x2 - x0 = (3, -2), x3 - x1 = (5, 3) -> (3 + 2 + 5 + 3) / 4
-    assert seasonal_scale(stream, 3, seasonality=2) == pytest.approx(13 / 4)
-    assert np.isnan(seasonal_scale(stream, 1, seasonality=2))  # fewer than m + 1 known
+    # known at origin 3, per dimension: differences 1, 2, 3 -> 2; -2, 0, 3 -> 5 / 3
+    np.testing.assert_allclose(seasonal_scale(stream, 3), [2.0, 5 / 3])
+    # m = 2: x2 - x0 = (3, -2), x3 - x1 = (5, 3) -> (4, 2.5)
+    np.testing.assert_allclose(seasonal_scale(stream, 3, seasonality=2), [4.0, 2.5])
+    assert np.isnan(seasonal_scale(stream, 1, seasonality=2)).all()  # fewer than m + 1 known
 
 
 def test_weighted_quantile_loss_by_hand():
@@ -44,7 +44,7 @@ def test_weighted_quantile_loss_by_hand():
 def test_mase_and_scores_relative_to_seasonal_naive_by_hand():
     pool = _Pool(quantile_levels=(0.5,))
     targets = [np.array([1.0, 3.0]), np.array([2.0, -2.0])]
-    scales = [2.0, 0.5]
+    scales = [np.array([2.0, 4.0]), np.array([0.5, 0.5])]
     errors = {"model": [0.5, 0.25], "seasonal_naive": [1.0, 1.0]}  # added to every dimension
     rng = np.random.default_rng(0)
     for row, (target, scale) in enumerate(zip(targets, scales)):
@@ -54,11 +54,13 @@ def test_mase_and_scores_relative_to_seasonal_naive_by_hand():
         draws = {name: value + rng.normal(size=(5, 2)) * 0.1 for name, value in [("model", model), *baselines.items()]}
         pool.add(row, target, model, baselines, draws, scale=scale)
     result = pool.score()
-    assert result["mase_vectors"] == 2
-    assert result["model"]["mase"] == pytest.approx((0.5 / 2.0 + 0.25 / 0.5) / 2)
-    assert result["seasonal_naive"]["mase"] == pytest.approx((1.0 / 2.0 + 1.0 / 0.5) / 2)
+    assert result["mase_values"] == 4
+    model_mase = (0.5 / 2.0 + 0.5 / 4.0 + 0.25 / 0.5 + 0.25 / 0.5) / 4
+    naive_mase = (1.0 / 2.0 + 1.0 / 4.0 + 1.0 / 0.5 + 1.0 / 0.5) / 4
+    assert result["model"]["mase"] == pytest.approx(model_mase)
+    assert result["seasonal_naive"]["mase"] == pytest.approx(naive_mase)
     relative = result["model"]["relative_to_seasonal_naive"]
-    assert relative["mase"] == pytest.approx(0.375 / 1.25)
+    assert relative["mase"] == pytest.approx(model_mase / naive_mase)
     assert relative["mse"] == pytest.approx(((0.25 + 0.0625) / 2) / 1.0)
     assert relative["wql"] == pytest.approx(result["model"]["wql"] / result["seasonal_naive"]["wql"])
     assert result["seasonal_naive"]["relative_to_seasonal_naive"] == {"mse": 1.0, "mase": 1.0, "crps": 1.0,
@@ -71,12 +73,13 @@ def test_mase_and_scores_relative_to_seasonal_naive_by_hand():
         [relative["mse"], relative["mase"], relative["crps"], relative["wql"]], rel=1e-4)
 
 
-def test_vectors_without_a_scale_are_left_out_of_mase():
+def test_values_without_a_scale_are_left_out_of_mase():
     pool = _Pool()
     target = np.ones(2)
-    pool.add(0, target, target + 1.0, {name: target for name in BASELINES}, scale=float("nan"))
-    pool.add(1, target, target + 2.0, {name: target for name in BASELINES}, scale=0.0)  # a constant history
-    pool.add(2, target, target + 3.0, {name: target for name in BASELINES}, scale=1.5)
+    pool.add(0, target, target + 1.0, {name: target for name in BASELINES})  # too short a history
+    pool.add(1, target, target + 2.0, {name: target for name in BASELINES}, scale=np.array([0.0, 4.0]))  # constant
+    pool.add(2, target, target + 3.0, {name: target for name in BASELINES}, scale=np.array([1.5, 1.5]))
     result = pool.score()
-    assert result["mase_vectors"] == 1 and result["model"]["mase"] == pytest.approx(2.0)
+    assert result["mase_values"] == 3
+    assert result["model"]["mase"] == pytest.approx((2.0 / 4.0 + 3.0 / 1.5 + 3.0 / 1.5) / 3)
     assert result["model"]["relative_to_seasonal_naive"]["mase"] is None  # seasonal naive is exact here

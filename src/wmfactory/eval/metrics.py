@@ -126,11 +126,14 @@ def seasonal_errors(stream: np.ndarray, origin: int, seasonality: int = 1) -> np
     return known[seasonality:] - known[:-seasonality]
 
 
-def seasonal_scale(stream: np.ndarray, origin: int, seasonality: int = 1) -> float:
-    """The scale of MASE: the mean absolute in-sample error of the seasonal naive forecast (over time and
-    dimensions) on the vectors known at `origin`; 0 when the known part repeats exactly, NaN with under m + 1."""
+def seasonal_scale(stream: np.ndarray, origin: int, seasonality: int = 1) -> np.ndarray:
+    """The scale of MASE `[d]`: per dimension (each one a series of its own), the mean absolute in-sample error of
+    the seasonal naive forecast on the vectors known at `origin`; 0 where the known part repeats exactly, NaN
+    with fewer than m + 1 known vectors."""
     errors = seasonal_errors(stream, origin, seasonality)
-    return float(np.abs(errors).mean()) if errors.size else float("nan")
+    if not len(errors):
+        return np.full(np.shape(stream)[1], np.nan)
+    return np.abs(errors).mean(axis=0)
 
 
 def rank_coverage(below: np.ndarray, num_samples: int, level: float) -> np.ndarray:

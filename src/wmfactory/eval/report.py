@@ -44,7 +44,7 @@ class _Pool:
 
     rows: list[int] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
-    scales: list[float] = field(default_factory=list)  # MASE's scale of each vector (NaN: none)
+    scales: list[np.ndarray] = field(default_factory=list)  # MASE's scale of each vector `[d]` (NaN: none)
     quantile_levels: tuple = QUANTILE_LEVELS
     target: list[np.ndarray] = field(default_factory=list)
     forecasts: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
@@ -52,11 +52,12 @@ class _Pool:
     excluded: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # dataset -> vectors not scored
 
     def add(self, row: int, target: np.ndarray, model: np.ndarray, baselines: dict[str, np.ndarray],
-            samples: Optional[dict[str, np.ndarray]] = None, dataset: str = "", scale: float = float("nan")) -> None:
-        """`samples`: `[S, d]` draws of each forecaster, scored at once. `scale`: MASE's scale of the vector (the
-        in-sample seasonal naive error of its row's known part)."""
+            samples: Optional[dict[str, np.ndarray]] = None, dataset: str = "",
+            scale: Optional[np.ndarray] = None) -> None:
+        """`samples`: `[S, d]` draws of each forecaster, scored at once. `scale` `[d]`: MASE's scale of the vector
+        (the in-sample seasonal naive error of its row's known part, per dimension; None: none)."""
         self.rows.append(row)
-        self.scales.append(scale)
+        self.scales.append(np.full(len(target), np.nan) if scale is None else np.asarray(scale, dtype=np.float64))
         self.datasets.append(dataset)
         self.target.append(target)
         self.forecasts["model"].append(model)
@@ -89,11 +90,11 @@ class _Pool:
             result[name] = forecast_metrics(stacked(self.forecasts[name]), target, rows)
         for name in ("model",) + BASELINES:  # scale-free, as MASE: the MSE in units of the persistence MSE
             result[name]["relative_mse"] = result[name]["mse"] / max(result["persistence"]["mse"], 1e-30)
-        scales = stacked(self.scales)
+        scales = stacked(self.scales)  # [n, d]
         scaled = np.isfinite(scales) & (scales > 0)
-        result["mase_vectors"] = int(scaled.sum())
-        for name in ("model",) + BASELINES:  # the mean absolute error of each vector over its row's scale
-            errors = np.abs(stacked(self.forecasts[name]) - target).mean(1)
+        result["mase_values"] = int(scaled.sum())
+        for name in ("model",) + BASELINES:  # each absolute error over its row's scale in that dimension
+            errors = np.abs(stacked(self.forecasts[name]) - target)
             result[name]["mase"] = float(np.mean(errors[scaled] / scales[scaled])) if scaled.any() else None
         result["skill"] = skill(result["model"]["mse"], result["persistence"]["mse"])
         parts = [scores for name, scores in self.samples.items() if dataset is None or name == dataset]
@@ -153,8 +154,8 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     predicted, its scores at the top level as well). The model runs on `batch_size` rows at a time.
 
     Seasonal naive repeats the last known vector of the same season (`seasonality` m; 1 is persistence); MASE
-    divides each vector's mean absolute error by its row's in-sample seasonal naive error on the vectors known at
-    the forecast's origin; WQL (with `sampling`) is the weighted quantile loss at `quantile_levels`, from the
+    divides each absolute error by its row's in-sample seasonal naive error in that dimension, on the vectors
+    known at the forecast's origin; WQL (with `sampling`) is the weighted quantile loss at `quantile_levels`, from the
     quantiles of the draws; every forecaster's scores are also given relative to seasonal naive's."""
     cfg = model.config
     streams = cfg.predicted_streams if cfg.multi_stream else [cfg.predicted_streams[0]]
@@ -306,7 +307,7 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  {name:22}" + "".join(_cell(relative[score]) for score in scores))
     if lines:
         lines.append("rel_mse: MSE / persistence MSE (scale-free; below 1 beats persistence); mase: mean absolute "
-                     "error / the row's in-sample seasonal naive error")
+                     "error / the row's in-sample seasonal naive error, per dimension")
     if "datasets" in report:
         lines.extend(format_datasets(report))
     return "\n".join(lines)
