@@ -72,6 +72,14 @@ def test_one_stream_without_covariates_and_integer_time_stamps(tmp_path, tokeniz
     np.testing.assert_array_equal(vector_stream(features)[:, 0], df.v.to_numpy(np.float32)[-5:])
 
 
+def test_boolean_covariates_are_zero_and_one(tmp_path, tokenizer):
+    df = table(n=5).assign(promo=lambda d: d.promo > 0.5)
+    rows = rows_of(from_dataframe(df, "item_id", "timestamp", ["sales"], known_covariates=["promo"],
+                                  context_length=3, prediction_length=2, out_dir=str(tmp_path), name="flags"))
+    features = encode_row(rows[0], tokenizer, "empty", "next", {"x": 1, "y": 1}, str(tmp_path), ("x",))
+    np.testing.assert_array_equal(vector_stream(features)[0::2, 0], df.promo[df.item_id == "a"].to_numpy(float))
+
+
 def test_a_series_text_opens_its_rows(tmp_path):
     df = table(n=6).assign(about=lambda d: "store " + d.item_id)
     rows = rows_of(from_dataframe(df, "item_id", "timestamp", ["sales"], text_column="about", context_length=3,
@@ -103,6 +111,7 @@ def test_each_bad_table_gives_one_clear_line(tmp_path):
     assert ("id 'a' does not step by MS from 2021-04-01 00:00:00: the next time stamp is 2021-06-01 00:00:00, "
             "expected 2021-05-01 00:00:00") in bad(tmp_path, irregular, freq="MS")
     assert "column 'promo2' not found" in bad(tmp_path, df, known_covariates=["promo2"])
+    assert "column 'promo' must be numeric" in bad(tmp_path, df.assign(promo="yes"), known_covariates=["promo"])
     assert "column 'note' not found" in bad(tmp_path, df, text_column="note")
     ints = pd.DataFrame({"item_id": 1, "timestamp": [1, 2, 4, 5], "sales": 1.0})
     assert "id 1 does not step by 1 from 2: the next time stamp is 4, expected 3" in bad(tmp_path, ints)

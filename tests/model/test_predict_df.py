@@ -85,6 +85,10 @@ def test_the_future_table_decides_the_horizon_and_is_checked(trained):
     late = future_of(df).assign(timestamp=lambda d: d.timestamp + pd.Timedelta(weeks=1))
     with pytest.raises(DataError, match=r"future_df: id 'a' starts at 2022-05-02 00:00:00, but the step after"):
         model.predict_df(df, late, target="sales")
+    with_target = future_of(df).assign(sales=np.nan)  # a target column in the future table is not a covariate
+    same = model.predict_df(df, with_target, target="sales", quantile_levels=[], context_length=6)
+    plain = model.predict_df(df, future_of(df), target="sales", quantile_levels=[], context_length=6)
+    assert same.equals(plain)
     short = model.predict_df(df, future_of(df, 1), target="sales", quantile_levels=[])
     assert list(short.columns) == ["item_id", "timestamp", "target_name", "mean"] and len(short) == 2
 

@@ -75,8 +75,9 @@ def table_series(df, id_column: str, timestamp_column: str, numeric: list[str], 
             raise DataError(f"{what}: column '{column}' not found (columns: {list(map(str, df.columns))}).")
     for column in numeric:
         values = df[column]
-        if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
-            raise DataError(f"{what}: column '{column}' must be numeric, got dtype {values.dtype}.")
+        if not pd.api.types.is_numeric_dtype(values):  # booleans are 0 and 1
+            raise DataError(f"{what}: column '{column}' must be numeric, got dtype {values.dtype} (encode "
+                            "categories as numbers, e.g. with pandas.get_dummies).")
         bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
         if bad.any():
             line = df.index[bad.argmax()]

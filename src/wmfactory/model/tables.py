@@ -52,12 +52,13 @@ def predict_df(model, df, future_df=None, prediction_length: Optional[int] = Non
                known_covariates: Optional[list[str]] = None, context_length: Optional[int] = None,
                freq: Optional[str] = None, seed: int = 0, temperature: Optional[float] = None):
     """Forecast every series of the long table `df` `prediction_length` steps past its end. `future_df` holds the
-    known covariates of those steps (its columns other than the id and the time stamp, unless `known_covariates`
-    names them, in the order the model was trained with); without it the future time stamps continue each series
-    by its step (`freq`, or the one found in `df`). `context_length` keeps the last steps of each history (default:
-    all; pass the one the rows were written with). `mean` is the head's mean rollout (`model.rollout` without
-    draws); the quantiles are those of `num_samples` sampled trajectories (`seed`, `temperature`). Returns a pandas
-    DataFrame: `id_column`, `timestamp_column`, `target_name`, `mean`, then one column per level (`"0.1"`, ...)."""
+    known covariates of those steps (its columns other than the id, the time stamp and the targets, unless
+    `known_covariates` names them, in the order the model was trained with); without it the future time stamps
+    continue each series by its step (`freq`, or the one found in `df`). `context_length` keeps the last steps of
+    each history (default: all; pass the one the rows were written with). `mean` is the head's mean rollout
+    (`model.rollout` without draws); the quantiles are those of `num_samples` sampled trajectories (`seed`,
+    `temperature`). Returns a pandas DataFrame: `id_column`, `timestamp_column`, `target_name`, `mean`, then one
+    column per level (`"0.1"`, ...). Each series is rolled out on its own (its future covariates are its own)."""
     pd = require_pandas()
     targets = [target] if isinstance(target, str) else list(target)
     levels = check_quantile_levels(quantile_levels)
@@ -65,7 +66,7 @@ def predict_df(model, df, future_df=None, prediction_length: Optional[int] = Non
         raise DataError(f"`num_samples` must be a positive integer for quantiles, got {num_samples!r}.")
     if known_covariates is None:
         known_covariates = ([] if future_df is None else
-                            [c for c in future_df.columns if c not in (id_column, timestamp_column)])
+                            [c for c in future_df.columns if c not in (id_column, timestamp_column, *targets)])
     known = list(known_covariates)
     _check_streams(model.config, targets, known)
     series, step = table_series(df, id_column, timestamp_column, targets + known, freq, what="df")
