@@ -80,10 +80,10 @@ def table_series(df, id_column: str, timestamp_column: str, numeric: list[str], 
                             "categories as numbers, e.g. with pandas.get_dummies).")
         bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
         if bad.any():
-            line = df.index[bad.argmax()]
-            raise DataError(f"{what}: column '{column}' has a missing or infinite value at line {line} (id "
-                            f"{df.at[line, id_column]!r}, time stamp {df.at[line, timestamp_column]}); missing values "
-                            "are not supported yet.")
+            at = int(bad.argmax())
+            raise DataError(f"{what}: column '{column}' has a missing or infinite value at line {df.index[at]} (id "
+                            f"{df[id_column].iloc[at]!r}, time stamp {df[timestamp_column].iloc[at]}); missing "
+                            "values are not supported yet.")
     stamps = df[timestamp_column]
     if not (pd.api.types.is_datetime64_any_dtype(stamps) or pd.api.types.is_integer_dtype(stamps)):
         try:
@@ -94,9 +94,9 @@ def table_series(df, id_column: str, timestamp_column: str, numeric: list[str], 
     table = df.assign(**{timestamp_column: stamps})
     duplicated = table.duplicated([id_column, timestamp_column])
     if duplicated.any():
-        line = table.index[duplicated.to_numpy().argmax()]
-        raise DataError(f"{what}: id {table.at[line, id_column]!r} has the time stamp "
-                        f"{table.at[line, timestamp_column]} more than once (line {line}).")
+        at = int(duplicated.to_numpy().argmax())
+        raise DataError(f"{what}: id {table[id_column].iloc[at]!r} has the time stamp "
+                        f"{table[timestamp_column].iloc[at]} more than once (line {table.index[at]}).")
     series = {key: part.sort_values(timestamp_column) for key, part in table.groupby(id_column, sort=True)}
     return series, series_step(series, timestamp_column, freq, what)
 
