@@ -23,7 +23,9 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
     `[S, n, d]` (in rollouts `embedding` is then their mean; teacher-forced, the head's mean). Returns the path of
     predictions.jsonl; `read_predictions` reads it back with the arrays. The rows run `per_device_eval_batch_size`
     at a time, as one batch (`model.generation`). With `bank` (an `encode` output folder), each line also holds
-    `neighbours`: per predicted vector, its `top_k` nearest items `{"id", "score", "text" or "path"}`."""
+    `neighbours`: per predicted vector, its `top_k` nearest items `{"id", "score", "text" or "path"}`. With
+    `output_format: csv|parquet`, one long table `predictions.csv|parquet` instead (`prediction_table.py`), whose
+    path is returned."""
     parsed = get_predict_args(args)
     bank = None
     if parsed.inference.bank:
