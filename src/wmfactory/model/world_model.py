@@ -25,6 +25,7 @@ from transformers.utils import ModelOutput
 from ..data.collator import lm_label_index as lm_label_positions
 from ..data.collator import lm_label_mask
 from ..extras.errors import ConfigError, DataError
+from . import tables
 from .config import WorldModelConfig
 from .files import damaged_weights
 from .heads import (
@@ -558,6 +559,10 @@ class WorldModel(PreTrainedModel):
 
         return rollout(self, row, steps, dataset_dir, context_groups, num_samples, temperature, seed, conditions,
                        pattern, from_last_vector)
+
+    def predict_df(self, df, future_df=None, **options):
+        """Forecasts of every series of the long table `df` as a long table with quantiles (`model/tables.py`)."""
+        return tables.predict_df(self, df, future_df, **options)
 
     def predict_next(self, row: Row, dataset_dir: Optional[str] = None, num_samples: Optional[int] = None,
                      temperature: Optional[float] = None, seed: Optional[int] = None) -> list:
