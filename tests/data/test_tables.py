@@ -11,7 +11,7 @@ from wmfactory.data import from_dataframe
 from wmfactory.data.rows import encode_row
 from wmfactory.data.tables import window_starts
 from wmfactory.extras.errors import ConfigError, DataError
-from wmfactory.model.generation import stream_sequence, vector_stream
+from wmfactory.inference import stream_sequence, vector_stream
 
 
 

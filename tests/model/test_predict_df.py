@@ -120,7 +120,7 @@ def test_predict_writes_the_same_numbers_as_a_long_table(trained, output_format)
 
 def test_rows_of_other_datasets_name_their_group_and_dimension(tmp_path):
     from wmfactory.commands.prediction_table import TableRows, table_lines
-    from wmfactory.model.generation import GroupPrediction
+    from wmfactory.inference import GroupPrediction
 
     (tmp_path / "dataset_info.json").write_text(json.dumps({"plain": {"file_name": "plain.json"}}))
     group = GroupPrediction(group=2, key="s3", occurrence=0, vector_indices=[4, 5],

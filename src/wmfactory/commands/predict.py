@@ -22,7 +22,7 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
     the file is an embedding file a dataset can list), beside `target` `[n, d]` and, with `num_samples`, `samples`
     `[S, n, d]` (in rollouts `embedding` is then their mean; teacher-forced, the head's mean). Returns the path of
     predictions.jsonl; `read_predictions` reads it back with the arrays. The rows run `per_device_eval_batch_size`
-    at a time, as one batch (`model.generation`). With `bank` (an `encode` output folder), each line also holds
+    at a time, as one batch (`wmfactory.inference`). With `bank` (an `encode` output folder), each line also holds
     `neighbours`: per predicted vector, its `top_k` nearest items `{"id", "score", "text" or "path"}`. With
     `output_format: csv|parquet`, one long table `predictions.csv|parquet` instead (`prediction_table.py`), whose
     path is returned."""
