@@ -346,8 +346,7 @@ class WorldModel(PreTrainedModel):
             embedding_target_index = embedding_is_target.nonzero().squeeze(1)
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)  # [v, W]
-        rows = embedding_positions if embedding_rows is None else torch.stack(
-            [embedding_rows, embedding_positions[:, 1]], dim=1)  # (row, position): whose previous vectors
+        rows = frame_rows(embedding_positions, embedding_rows)
         previous, has_previous = self.frame_inputs(embedding_vectors, rows, streams)
         targets = embedding_is_target
         inputs = z
@@ -445,14 +444,20 @@ class WorldModel(PreTrainedModel):
         embedding_is_target: torch.Tensor,
         attention_mask: Optional[torch.Tensor] = None,
         embedding_streams: Optional[torch.Tensor] = None,
-        **unused,
+        position_ids: Optional[torch.Tensor] = None,
+        embedding_rows: Optional[torch.Tensor] = None,
+        **losses_only,
     ) -> list[tuple[str, Any, Frame, torch.Tensor]]:
-        """Per predicted stream, the head's distribution over each target vector of a collated batch, from the true
-        vectors before it (no training noise): (stream, `params`, `frame`, the targets `[n, d]` normalised)."""
+        """Per predicted stream, the head's distribution over each target vector of a collated batch (packed or not,
+        as `forward` reads it), from the true vectors before it (no training noise): (stream, `params`, `frame`,
+        the targets `[n, d]` normalised). `losses_only`: the batch's keys that only the losses read (labels,
+        counts)."""
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)
-        previous, has_previous = self.frame_inputs(embedding_vectors, embedding_positions, streams)
-        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask)
+        previous, has_previous = self.frame_inputs(embedding_vectors,
+                                                   frame_rows(embedding_positions, embedding_rows), streams)
+        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask,
+                                    position_ids)
         out = []
         for name, d, chosen, _ in self._target_heads(streams, embedding_is_target):
             _, params, frame = self._head_on(name, d, chosen, hidden, embedding_positions, previous, has_previous)
@@ -598,6 +603,14 @@ class WorldModel(PreTrainedModel):
 
 
 AutoModel.register(WorldModelConfig, WorldModel)
+
+
+def frame_rows(embedding_positions: torch.Tensor, embedding_rows: Optional[torch.Tensor]) -> torch.Tensor:
+    """(row, position) of each vector `[v, 2]`: the row whose previous vectors it reads; with packed rows the packed
+    row (`embedding_rows`), not the shared sequence it sits in."""
+    if embedding_rows is None:
+        return embedding_positions
+    return torch.stack([embedding_rows, embedding_positions[:, 1]], dim=1)
 
 
 @contextlib.contextmanager
