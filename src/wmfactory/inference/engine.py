@@ -85,6 +85,8 @@ class Continuation:
         self.given: dict[str, list[torch.Tensor]] = {}
         self.generated = 0
         self.turns_left = steps * (len(self.dims) + 1) + len(self.dims)  # bounded: a pattern without a predicted one
+        self.latest: Optional[tuple[str, torch.Tensor]] = None  # the predicted vector of the last step, if any
+        self.error: Optional[DataError] = None
 
     def _per_trajectory(self, name: str, values: torch.Tensor, samples: int) -> torch.Tensor:
         values = values.to(self.row.vectors.device, torch.float32)
@@ -96,7 +98,15 @@ class Continuation:
 
     @property
     def done(self) -> bool:
-        return self.generated == self.steps
+        return self.generated >= self.steps
+
+    def stop(self) -> None:
+        """End this continuation at the next step, with what it has made so far."""
+        self.steps = self.generated
+
+    def fail(self, error: DataError) -> None:
+        self.error = error
+        self.stop()
 
     def next_vector(self, hidden: torch.Tensor) -> tuple[str, torch.Tensor]:
         """The next vector `[count, d]` after the hidden states `[count, h]` of the row's trajectories, and its
@@ -130,6 +140,7 @@ class Continuation:
                                   count)
             self.out.setdefault(name, []).append(vector)
             self.generated += 1
+            self.latest = (name, vector)
         self.recent.setdefault(name, []).insert(0, vector)
         del self.recent[name][self.k:]
         return name, vector
@@ -185,27 +196,48 @@ class Session:
         return rows
 
     @torch.no_grad()
-    def stream(self, steps: int | list[int], forks: int = 1, conditions=None, sampling: Optional[Sampling] = None,
-               pattern: Optional[list[str]] = None) -> Iterator[list[Continuation]]:
-        """`run`, yielding the rows' continuations after every step (a server sends each new vector as it is made;
-        a row that is done stays as it is). The last yield holds every row finished."""
+    def stream(self, steps: int | list[int], forks: int = 1, conditions=None, sampling=None, pattern=None,
+               isolate_errors: bool = False) -> Iterator[list[Continuation]]:
+        """`run`, yielding the rows' continuations after every step: a server sends each row's `latest` vector as it
+        is made, and may `stop()` a row (its client left) or hand a row its result once it is `done`. `steps`,
+        `conditions`, `sampling` and `pattern` are one for every row or a list, one per row (the rows' samplings
+        must draw the same number of samples; their seeds and temperatures may differ). With `isolate_errors`, a
+        row whose continuation fails (its given conditions run out) ends with its `error` and the others go on;
+        otherwise the error is raised. The last yield holds every row done."""
         count_rows = len(self.rows)
-        steps = [steps] * count_rows if isinstance(steps, int) else list(steps)
-        conditions = conditions if isinstance(conditions, list) else [conditions] * count_rows
-        rows = [Continuation(self.model, row, n, sampling, given, pattern, forks)
-                for row, n, given in zip(self.rows, steps, conditions)]
+
+        def per_row(value, scalar) -> list:
+            return list(value) if isinstance(value, list) and not scalar(value) else [value] * count_rows
+
+        steps = per_row(steps, lambda v: False)
+        conditions = per_row(conditions, lambda v: False)
+        sampling = per_row(sampling, lambda v: False)
+        pattern = per_row(pattern, lambda v: all(isinstance(name, str) for name in v))
+        rows = [Continuation(self.model, row, n, s, given, p, forks)
+                for row, n, s, given, p in zip(self.rows, steps, sampling, conditions, pattern)]
         count = rows[0].count
+        if any(row.count != count for row in rows):
+            raise DataError("the rows of one batch must draw the same number of samples.")
         decoder = self.prefix.copy()
         decoder.fork(count)
         width = decoder.last_hidden.shape[-1]
+        empty = decoder.last_hidden.new_zeros((count, 0, width), dtype=self.dtype)
         while not all(row.done for row in rows):
             hidden = decoder.last_hidden.view(count_rows, count, -1)  # [rows, count, h]
             segments = []
             for row, row_hidden in zip(rows, hidden):
+                row.latest = None
                 if row.done:
-                    segments.append(hidden.new_zeros((count, 0, width), dtype=self.dtype))
+                    segments.append(empty)
                     continue
-                name, vector = row.next_vector(row_hidden)
+                try:
+                    name, vector = row.next_vector(row_hidden)
+                except DataError as err:
+                    if not isolate_errors:
+                        raise
+                    row.fail(err)
+                    segments.append(empty)
+                    continue
                 segments.append(self.model.project(vector, stream=name)[:, None].to(self.dtype))  # [count, 1, h]
             if not all(row.done for row in rows):
                 decoder.feed(*padded_segments(segments))
