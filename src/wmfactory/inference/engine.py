@@ -11,7 +11,7 @@ import torch
 
 from ..extras.errors import DataError
 from .decoder import IncrementalDecoder, padded_segments, right_padded
-from .rows import Layout, RowTensors, Sampling, next_vectors, padded_history, with_conditions
+from .rows import Layout, RowTensors, Sampling, padded_history, with_conditions
 
 def emission_order(streams: list[str], pattern: Optional[list[str]] = None) -> Iterator[str]:
     """The streams of the vectors after a row, one per vector: `pattern` repeated, or else the row's own pattern
@@ -108,42 +108,54 @@ class Continuation:
         self.error = error
         self.stop()
 
-    def next_vector(self, hidden: torch.Tensor) -> tuple[str, torch.Tensor]:
-        """The next vector `[count, d]` after the hidden states `[count, h]` of the row's trajectories, and its
-        stream."""
+    def next_stream(self) -> str:
+        """The stream of the next vector, by the row's pattern."""
         if self.turns_left == 0:
             raise DataError(f"the rollout pattern {self.pattern} holds no predicted stream.")
         self.turns_left -= 1
-        name = next(self.order)
-        if self.config.is_condition(name):
-            given = self.conditions.get(name)
-            if given is None or self.used[name] >= given.shape[1]:
-                have = 0 if given is None else given.shape[1]
-                raise DataError(f"the rollout needs condition vectors of stream '{name}' beyond the {have} given "
-                                f"(pass `conditions={{'{name}': array [k, {self.dims[name]}]}}` with enough rows for "
-                                f"{self.steps} steps).")
-            vector = given[:, self.used[name]]
-            self.used[name] += 1
-            self.given.setdefault(name, []).append(vector)
-        else:
-            recent = self.recent.get(name, [])
-            if self.config.predict_residual == "ridge":
-                previous = padded_history(torch.stack(recent, dim=1), self.k) if recent else hidden.new_zeros(
-                    (self.count, self.k, self.dims[name]), dtype=torch.float32)
-                if self.config.frame_conditions:
-                    previous = with_conditions(previous, [self._recent_of(c, dc) for c, dc in
-                                                          self.config.frame_conditions], self.k)
-                count = len(recent)
-            else:
-                previous, count = (recent[0] if recent else None), None
-            vector = next_vectors(self.model, hidden, previous, self.sampling, self.generator, name, self.dims[name],
-                                  count)
-            self.out.setdefault(name, []).append(vector)
-            self.generated += 1
-            self.latest = (name, vector)
+        return next(self.order)
+
+    def condition_vector(self, name: str) -> torch.Tensor:
+        """The next given vector of condition stream `name` `[count, d]`, taken and remembered."""
+        given = self.conditions.get(name)
+        if given is None or self.used[name] >= given.shape[1]:
+            have = 0 if given is None else given.shape[1]
+            raise DataError(f"the rollout needs condition vectors of stream '{name}' beyond the {have} given "
+                            f"(pass `conditions={{'{name}': array [k, {self.dims[name]}]}}` with enough rows for "
+                            f"{self.steps} steps).")
+        vector = given[:, self.used[name]]
+        self.used[name] += 1
+        self.given.setdefault(name, []).append(vector)
+        self._remember(name, vector)
+        return vector
+
+    def frame_inputs(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the head's frame reads before the next vector of `name`, for each trajectory: the previous vector of
+        the stream `[count, d]` and whether there is one `[count]`; with a ridge frame the last k vectors `[count,
+        k, d (+ the conditions' widths)]` and how many there are `[count]` (as `WorldModel.frame_inputs` lays them
+        out for a row)."""
+        recent = self.recent.get(name, [])
+        device = self.row.vectors.device
+        if self.config.predict_residual == "ridge":
+            previous = padded_history(torch.stack(recent, dim=1), self.k) if recent else torch.zeros(
+                (self.count, self.k, self.dims[name]), device=device)
+            if self.config.frame_conditions:
+                previous = with_conditions(previous, [self._recent_of(c, dc) for c, dc in
+                                                      self.config.frame_conditions], self.k)
+            return previous, torch.full((self.count,), len(recent), dtype=torch.long, device=device)
+        previous = recent[0] if recent else torch.zeros((self.count, self.dims[name]), device=device)
+        return previous, torch.full((self.count,), bool(recent), dtype=torch.bool, device=device)
+
+    def add_predicted(self, name: str, vector: torch.Tensor) -> None:
+        """Record the predicted vector `[count, d]` of stream `name`."""
+        self.out.setdefault(name, []).append(vector)
+        self.generated += 1
+        self.latest = (name, vector)
+        self._remember(name, vector)
+
+    def _remember(self, name: str, vector: torch.Tensor) -> None:
         self.recent.setdefault(name, []).insert(0, vector)
         del self.recent[name][self.k:]
-        return name, vector
 
     def _recent_of(self, name: str, d: int) -> torch.Tensor:
         """The last k vectors of stream `name` so far `[count, n, d]` (most recent first; n = 0 when none)."""
@@ -221,24 +233,60 @@ class Session:
         decoder = self.prefix.copy()
         decoder.fork(count)
         width = decoder.last_hidden.shape[-1]
-        empty = decoder.last_hidden.new_zeros((count, 0, width), dtype=self.dtype)
         while not all(row.done for row in rows):
             hidden = decoder.last_hidden.view(count_rows, count, -1)  # [rows, count, h]
-            segments = []
-            for row, row_hidden in zip(rows, hidden):
-                row.latest = None
-                if row.done:
-                    segments.append(empty)
-                    continue
-                try:
-                    name, vector = row.next_vector(row_hidden)
-                except DataError as err:
-                    if not isolate_errors:
-                        raise
-                    row.fail(err)
-                    segments.append(empty)
-                    continue
-                segments.append(self.model.project(vector, stream=name)[:, None].to(self.dtype))  # [count, 1, h]
+            fed = self._step(rows, hidden, isolate_errors)
             if not all(row.done for row in rows):
-                decoder.feed(*padded_segments(segments))
+                decoder.feed(*self._segments(fed, count, width, decoder.last_hidden))
             yield rows
+
+    def _step(self, rows: list[Continuation], hidden: torch.Tensor, isolate_errors: bool) -> dict[int, tuple]:
+        """Every live row's next vector -> {row: (stream, vector [count, d])}. The head's means of one stream are
+        computed for all rows that need one at once; draws (each row has its own generator) and heads whose mean is
+        itself a Monte-Carlo average (diffusion: it depends on how many vectors it is given) row by row."""
+        fed: dict[int, tuple] = {}
+        waiting: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            row.latest = None
+            if row.done:
+                continue
+            try:
+                name = row.next_stream()
+                if row.config.is_condition(name):
+                    fed[i] = (name, row.condition_vector(name))
+                elif row.sampling is None and self.model.stream_part("prediction_head", name).mean_is_cheap:
+                    waiting.setdefault(name, []).append(i)
+                else:
+                    previous, known = row.frame_inputs(name)
+                    vector = (self.model.vectors_from_hidden(hidden[i], previous, known, name)[1]
+                              if row.sampling is None else
+                              self.model.sample_vectors(hidden[i], previous, known, 1, row.sampling.temperature,
+                                                        row.generator, name)[0])
+                    row.add_predicted(name, vector)
+                    fed[i] = (name, vector)
+            except DataError as err:
+                if not isolate_errors:
+                    raise
+                row.fail(err)
+        for name, chosen in waiting.items():
+            frames = [rows[i].frame_inputs(name) for i in chosen]
+            previous = torch.cat([p for p, _ in frames])
+            known = torch.cat([k for _, k in frames])
+            means = self.model.vectors_from_hidden(hidden[chosen].flatten(0, 1), previous, known, name)[1]
+            for i, vector in zip(chosen, means.view(len(chosen), -1, means.shape[-1])):
+                rows[i].add_predicted(name, vector)
+                fed[i] = (name, vector)
+        return fed
+
+    def _segments(self, fed: dict[int, tuple], count: int, width: int,
+                  like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next position of every row: its fed vector through its stream's projector (one call per stream),
+        nothing for a row that fed none -> (`[rows * count, 1 or 0, h]`, lengths)."""
+        projected: dict[int, torch.Tensor] = {}
+        for name in {name for name, _ in fed.values()}:
+            chosen = [i for i, (other, _) in fed.items() if other == name]
+            out = self.model.project(torch.cat([fed[i][1] for i in chosen]), stream=name).to(self.dtype)
+            for i, part in zip(chosen, out.view(len(chosen), count, -1)):
+                projected[i] = part[:, None]
+        empty = like.new_zeros((count, 0, width), dtype=self.dtype)
+        return padded_segments([projected.get(i, empty) for i in range(len(self.rows))])
