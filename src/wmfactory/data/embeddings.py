@@ -47,6 +47,8 @@ def read_json(path: str) -> np.ndarray:
         raise DataError(f"malformed JSON ({err})") from None
     except RecursionError:
         raise DataError("malformed JSON (nested too deeply)") from None
+    except ValueError as err:  # an integer of more digits than Python converts (`sys.get_int_max_str_digits`)
+        raise DataError(f"malformed JSON ({str(err).split(':')[0]})") from None
     if not isinstance(content, dict) or "embedding" not in content:
         raise DataError("no `embedding` field")
     if isinstance(content["embedding"], str):
@@ -231,6 +233,8 @@ def _short(err: Any) -> str:
 
 def resolve_path(entry: str, media_dir: str) -> str:
     """Relative paths resolve against `media_dir` and may not leave it; absolute paths are the user's choice."""
+    if "\0" in entry:
+        raise DataError("the path holds a NUL byte, which no file name can")
     if os.path.isabs(entry):
         return entry
     root = os.path.realpath(media_dir)

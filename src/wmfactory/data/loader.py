@@ -230,7 +230,7 @@ def files_signature(raw: Dataset, attr: DatasetAttr, media_dir: str) -> str:
                 try:
                     stat = os.stat(os.path.join(media_dir, name))
                     digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-                except OSError:
+                except (OSError, ValueError):  # missing, or a name no file can have (a NUL byte): reported per row
                     digest.update(f"{name}\0missing\n".encode())
     return digest.hexdigest()
 

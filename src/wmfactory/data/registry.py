@@ -31,6 +31,7 @@ class DatasetAttr:
     system_tag: str = "system"
     observation_tag: str = "observation"
     function_tag: str = "function_call"
+    named_columns: tuple[str, ...] = ()  # the column roles the entry names itself (no fallback for those)
 
 
 def get_dataset_attrs(names: list[str], dataset_dir: str) -> list[DatasetAttr]:
@@ -40,8 +41,14 @@ def get_dataset_attrs(names: list[str], dataset_dir: str) -> list[DatasetAttr]:
     try:
         with open(info_path, encoding="utf-8") as f:
             info = json.load(f)
+    except UnicodeDecodeError as err:
+        raise DataError(f"'{info_path}' is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}): "
+                        "save it as UTF-8.") from None
     except json.JSONDecodeError as err:
         raise DataError(f"'{info_path}' is not valid JSON: {err}") from None
+    except (ValueError, RecursionError) as err:  # a number of more digits than Python converts, or deep nesting
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err).split(":")[0]
+        raise DataError(f"'{info_path}' is not valid JSON: {reason}.") from None
     return [_parse_entry(name, info, dataset_dir, info_path) for name in names]
 
 
@@ -74,6 +81,9 @@ def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> Dat
         attr = DatasetAttr(name, "file", os.path.join(dataset_dir, entry["file_name"]))
         if not os.path.exists(attr.path):
             raise DataError(f"Dataset '{name}': file '{attr.path}' not found.")
+        if not (os.path.isfile(attr.path) or os.path.isdir(attr.path)):  # /dev/null, a pipe, a socket
+            raise DataError(f"Dataset '{name}': '{attr.path}' is not a regular file (nor a folder of data files); "
+                            "`file_name` must name a .json, .jsonl, .csv, .parquet or .arrow file, or a folder of them.")
     elif "hf_hub_url" in entry:
         attr = DatasetAttr(name, "hf_hub", entry["hf_hub_url"])
     else:
@@ -85,6 +95,7 @@ def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> Dat
         if key not in ("messages", "embeddings", "system"):
             raise DataError(f"Dataset '{name}': unknown column role '{key}' (use messages, embeddings, system).")
         setattr(attr, key, value)
+    attr.named_columns = tuple(entry.get("columns", {}))
     for key, value in entry.get("tags", {}).items():
         if not hasattr(attr, key) or not key.endswith("_tag"):
             raise DataError(f"Dataset '{name}': unknown tag '{key}'.")
@@ -94,7 +105,13 @@ def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> Dat
 
 def resolve_columns(attr: DatasetAttr, column_names: list[str]) -> DatasetAttr:
     """LLaMA-Factory's ShareGPT column is `conversations`; data in the OpenAI layout calls it `messages`. When the
-    registered column is absent and `messages` is there, read that one."""
-    if attr.messages not in column_names and "messages" in column_names:
+    registered column is absent and `messages` is there, read that one, unless the entry named its column itself: then
+    that column must be there."""
+    if attr.messages in column_names:
+        return attr
+    if "messages" in attr.named_columns:
+        raise DataError(f"dataset '{attr.name}': `columns.messages` names '{attr.messages}', which the rows do not have "
+                        f"(they have: {', '.join(sorted(column_names))}); name one of those.")
+    if "messages" in column_names:
         return dataclasses.replace(attr, messages="messages")
     return attr

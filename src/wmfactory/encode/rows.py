@@ -13,6 +13,16 @@ from .items import Item, entry_item
 OPENAI_TAGS = {**CHAT_TAGS, "system_tag": "system"}  # the tags of the rows wmfactory writes: OpenAI's, with system
 
 
+def _reason(err: Exception) -> str:
+    if isinstance(err, json.JSONDecodeError):
+        return f"{err.msg} at line {err.lineno}"
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8: byte 0x{err.object[err.start]:02x} at offset {err.start}"
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    return str(err).split(":")[0]
+
+
 def read_json_rows(path: str, name: str) -> list[Any]:
     """The rows of a .json (a list) or .jsonl file, read with `json` (raw entries mix strings and objects, which
     Arrow cannot hold in one column)."""
@@ -23,15 +33,14 @@ def read_json_rows(path: str, name: str) -> list[Any]:
                 if line.strip():
                     try:
                         rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
+                    except (ValueError, RecursionError) as err:  # a number of thousands of digits, too
                         raise DataError(f"dataset '{name}', file '{path}', line {number}: not valid JSON "
-                                        f"({err.msg})") from None
+                                        f"({_reason(err)})") from None
             return rows
         try:
             rows = json.load(f)
-        except json.JSONDecodeError as err:
-            raise DataError(f"dataset '{name}', file '{path}': not valid JSON ({err.msg} at line {err.lineno})"
-                            ) from None
+        except (ValueError, RecursionError) as err:
+            raise DataError(f"dataset '{name}', file '{path}': not valid JSON ({_reason(err)})") from None
     if not isinstance(rows, list):
         raise DataError(f"dataset '{name}', file '{path}': a .json dataset must hold a list of rows")
     return rows

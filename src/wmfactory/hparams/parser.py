@@ -3,6 +3,7 @@ or a dict. All of them become one flat dict of LLaMA-Factory keys, checked again
 
 import dataclasses
 import difflib
+import enum
 import importlib.util
 import json
 import math
@@ -18,7 +19,7 @@ from typing import Any, Literal, Union
 import yaml
 from transformers import HfArgumentParser
 
-from ..extras.errors import ConfigError, DataError
+from ..extras.errors import ConfigError, DataError, shown
 from ..extras.logging import get_logger
 from .data_args import DataArguments
 from .encode_args import EncodeArguments, RetrieveArguments
@@ -82,7 +83,11 @@ def read_args(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, 
             if "=" not in item or item.startswith("-"):
                 raise ConfigError(f"Override '{item}' must look like key=value (e.g. learning_rate=1e-4).")
             key, value = item.split("=", 1)
-            config[key.strip()] = load_yaml(value) if value.strip() else ""
+            try:
+                config[key.strip()] = load_yaml(value) if value.strip() else ""
+            except (ValueError, yaml.YAMLError) as err:
+                raise ConfigError(f"Override '{shown(item)[:200]}': the value cannot be parsed "
+                                  f"({' '.join(str(err).split())[:200]}).") from None
         return config
     i = 0
     while i < len(argv):
@@ -136,9 +141,17 @@ def _field_types(classes) -> dict[str, Any]:
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
     """Give a string (or YAML scalar) the type its field declares, so that `1e-4`, `true` and `8` work anywhere."""
+    if isinstance(value, str) and "\0" in value:
+        raise ConfigError(f"`{key}` '{shown(value)}' holds a NUL byte, which no path, name or value can.")
     origin = typing.get_origin(annotation)
     if origin is Literal:
         choices = typing.get_args(annotation)
+        if value not in choices:
+            raise ConfigError(f"`{key}` must be one of {', '.join(map(str, choices))}, got '{value}'.")
+        return value
+    enum_type = _enum_member(annotation)
+    if enum_type is not None and isinstance(value, str):
+        choices = [member.value for member in enum_type]
         if value not in choices:
             raise ConfigError(f"`{key}` must be one of {', '.join(map(str, choices))}, got '{value}'.")
         return value
@@ -181,6 +194,13 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
         return str(value)
     return value
+
+
+def _enum_member(annotation: Any):
+    """The Enum class a field takes (`lr_scheduler_type: SchedulerType | str`), or None."""
+    candidates = typing.get_args(annotation) if typing.get_origin(annotation) in (Union, types.UnionType) else \
+        (annotation,)
+    return next((a for a in candidates if isinstance(a, type) and issubclass(a, enum.Enum)), None)
 
 
 def normalize_args(config: dict[str, Any], classes=ALL_DATACLASSES) -> dict[str, Any]:
@@ -260,17 +280,30 @@ def _parse(args, train: bool) -> tuple[dict[str, Any], tuple]:
         config.setdefault("do_train", True)  # LLaMA-Factory configs say it; the seed's command line does not
     else:
         config["do_train"] = False
+    if config.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:  # before transformers trips on it
+        raise ConfigError("`deepspeed` is set but DeepSpeed is not installed: `pip install deepspeed`, or unset it.")
     if "use_cpu" not in config and not _has_accelerator():
         # On a machine without GPU, run on the CPU (so `bf16` means CPU autocast and torchrun uses gloo DDP).
         config["use_cpu"] = True
-    return config, parse_dict(config)
+    parsed = parse_dict(config)
+    _check_common_values(parsed[2])
+    return config, parsed
+
+
+def _check_common_values(training: TrainingArguments) -> None:
+    """Values every command reads that Hugging Face checks only when it uses them, deep inside a run."""
+    for key in ("seed", "data_seed"):
+        value = getattr(training, key)
+        if value is not None and not 0 <= value <= 2**32 - 1:
+            raise ConfigError(f"`{key}` must be in [0, 2**32 - 1], got {value}.")
+    if training.dataloader_num_workers < 0:
+        raise ConfigError(f"`dataloader_num_workers` must be at least 0 (0: load in the main process), got "
+                          f"{training.dataloader_num_workers}.")
 
 
 def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> TrainArgs:
     config, parsed = _parse(args, train=True)
     model, data, training, finetuning, world_model, _ = parsed
-    if config.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError("`deepspeed` is set but DeepSpeed is not installed: `pip install deepspeed`.")
     if not data.dataset_names and training.do_train:
         raise ConfigError("`dataset` is required for training (a name registered in dataset_info.json).")
     if "output_dir" not in config:  # transformers would train into ./trainer_output

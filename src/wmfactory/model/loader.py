@@ -10,6 +10,7 @@ from ..extras.errors import ConfigError
 from ..extras.logging import get_logger
 from ..hparams import ModelArguments, WorldModelArguments
 from .config import WorldModelConfig
+from .files import damaged_weights
 from .world_model import WorldModel, quiet_loading
 
 logger = get_logger(__name__)
@@ -60,6 +61,8 @@ def build_world_model(
 def _from_pretrained(auto_class, what: str, model_args: ModelArguments, **kwargs):
     """`auto_class.from_pretrained(model_name_or_path)`; a path or hub id that holds no such thing is one line."""
     path = model_args.model_name_or_path
+    if what == "model" and os.path.isdir(path) and (damage := damaged_weights(path)):  # safetensors' own error
+        raise ConfigError(f"`model_name_or_path` '{path}': {damage}; copy or download the model again.")
     try:
         return auto_class.from_pretrained(path, **hub_kwargs(model_args), **kwargs)
     except (OSError, ValueError) as err:
