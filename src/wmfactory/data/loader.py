@@ -277,6 +277,9 @@ def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, 
             features["problem"] = problem
             for name in FEATURES:
                 out[name].append(features[name])
+        vectors = out["embedding_vectors"]
+        if any(isinstance(v, list) for v in vectors):  # rows of mixed widths beside rows of one: one layout for Arrow
+            out["embedding_vectors"] = [list(v) if isinstance(v, np.ndarray) else v for v in vectors]
         return out
 
     dataset = raw.map(
