@@ -231,21 +231,26 @@ def _short(err: Any) -> str:
     return text[:200] or type(err).__name__
 
 
-def resolve_path(entry: str, media_dir: str) -> str:
-    """Relative paths resolve against `media_dir` and may not leave it; absolute paths are the user's choice."""
+def resolve_path(entry: str, media_dir: str, allow_outside: bool = False) -> str:
+    """The file a row names. Paths resolve against `media_dir` (symlinks followed) and must stay inside it, unless
+    `allow_outside` (the dataset's entry says `allow_outside_media_dir: true`): then absolute paths are read as given
+    and relative ones may leave the folder."""
     if "\0" in entry:
         raise DataError("the path holds a NUL byte, which no file name can")
-    if os.path.isabs(entry):
-        return entry
+    if allow_outside:
+        return entry if os.path.isabs(entry) else os.path.join(media_dir, entry)
     root = os.path.realpath(media_dir)
     path = os.path.realpath(os.path.join(root, entry))
     if os.path.commonpath([root, path]) != root:
-        raise DataError(f"relative path escapes media_dir '{media_dir}'")
+        kind = "absolute path is outside" if os.path.isabs(entry) else "relative path escapes"
+        raise DataError(f"{kind} media_dir '{media_dir}' (symlinks followed); set `allow_outside_media_dir: true` in "
+                        "the dataset's entry of dataset_info.json to read files elsewhere")
     return path
 
 
-def load_embedding(entry: Any, media_dir: str) -> np.ndarray:
-    """One entry of a row's `embeddings` list -> `[n, d]`. An entry is a file path, or (from Python) array-like."""
+def load_embedding(entry: Any, media_dir: str, allow_outside: bool = False) -> np.ndarray:
+    """One entry of a row's `embeddings` list -> `[n, d]`. An entry is a file path (see `resolve_path`), or (from
+    Python) array-like."""
     if not isinstance(entry, str):
         if isinstance(entry, (list, tuple)):
             return _from_lists(entry)
@@ -254,7 +259,7 @@ def load_embedding(entry: Any, media_dir: str) -> np.ndarray:
         except (TypeError, ValueError) as err:
             raise DataError(f"values are not a numeric matrix ({_short(err)})") from None
         return _to_matrix(array)
-    path = resolve_path(entry, media_dir)
+    path = resolve_path(entry, media_dir, allow_outside)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in EMBEDDING_READERS:
         raise DataError(f"unsupported file type '{suffix}' (supported: {', '.join(sorted(EMBEDDING_READERS))})")

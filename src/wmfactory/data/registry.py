@@ -31,6 +31,7 @@ class DatasetAttr:
     system_tag: str = "system"
     observation_tag: str = "observation"
     function_tag: str = "function_call"
+    allow_outside_media_dir: bool = False  # rows may name files outside media_dir (absolute paths, `..`, symlinks)
     named_columns: tuple[str, ...] = ()  # the column roles the entry names itself (no fallback for those)
 
 
@@ -74,6 +75,8 @@ def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> Dat
         bad = [k for k, v in entry.get(key, {}).items() if not isinstance(v, str)]
         if bad:
             raise fail(f"`{key}.{bad[0]}` must be a string.")
+    if not isinstance(entry.get("allow_outside_media_dir", False), bool):
+        raise fail("`allow_outside_media_dir` must be true or false.")
     formatting = entry.get("formatting", "sharegpt")
     if formatting != "sharegpt":
         raise fail(f"formatting '{formatting}' is not supported; world-model data is sharegpt.")
@@ -89,6 +92,7 @@ def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> Dat
     else:
         raise fail("needs `file_name` (or `hf_hub_url`).")
     attr.formatting = formatting
+    attr.allow_outside_media_dir = entry.get("allow_outside_media_dir", False)
     attr.split = entry.get("split", "train")
     attr.subset = entry.get("subset")
     for key, value in entry.get("columns", {}).items():

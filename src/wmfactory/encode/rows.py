@@ -72,7 +72,8 @@ def dataset_rows(name: str, dataset_dir: str, media_dir: str) -> tuple[list[dict
             where = f"dataset '{name}', row {index}, key '{key}'"
             if not isinstance(entries, list):
                 raise DataError(f"{where}: expected a list of entries, got {type(entries).__name__}")
-            items.extend(entry_item(entry_value, media_dir, where) for entry_value in entries)
+            items.extend(entry_item(entry_value, media_dir, where, attr.allow_outside_media_dir)
+                         for entry_value in entries)
     if not items:
         raise DataError(f"dataset '{name}': no `{attr.embeddings}` entry to encode")
     return rows, entry, items, attr.embeddings
