@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from ..data.registry import DATA_FILE_SUFFIXES, get_dataset_attrs
 from ..data.rows import OPENAI_TAGS as CHAT_TAGS
+from ..extras.atomic import write_text
 from ..extras.errors import DataError
 from .items import Item, entry_item
 
@@ -122,16 +123,12 @@ def dataset_entry(file_name: str, input_entry: dict, record: dict) -> dict:
 def write_rows(output_dir: str, name: str, rows: list[dict], entry: dict) -> str:
     """`<output_dir>/<name>.jsonl` and its entry in `<output_dir>/dataset_info.json` (other entries kept)."""
     path = os.path.join(output_dir, f"{name}.jsonl")
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     info_path = os.path.join(output_dir, "dataset_info.json")
     info = {}
     if os.path.isfile(info_path):
         with open(info_path, encoding="utf-8") as f:
             info = json.load(f)
     info[name] = entry
-    with open(info_path, "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    write_text(info_path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     return path

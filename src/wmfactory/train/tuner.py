@@ -38,8 +38,8 @@ def run_exp(args: Union[dict[str, Any], list[str], None] = None, callbacks: Opti
 
 
 def _cannot_write(err: OSError, output_dir: str) -> bool:
-    """A full disk or quota, a read-only file system, or no permission on a file of `output_dir`."""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+    """A full disk or quota, a read-only file system, a file size limit, or no permission on a file of `output_dir`."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):  # EFBIG: RLIMIT_FSIZE, a file too big
         return True
     inside = err.filename and os.path.abspath(str(err.filename)).startswith(os.path.abspath(output_dir))
     return err.errno in (errno.EACCES, errno.EPERM) and bool(inside)

@@ -1,0 +1,154 @@
+"""Writing files so that a reader finds either the old file or the new one, never half of one.
+
+Every file a command writes goes to a temporary name in the same folder (`.<name>.partial-<pid>`), is flushed to
+disk, then renamed over the final name (`os.replace`, atomic on POSIX). A write that fails (a full disk, a quota,
+`RLIMIT_FSIZE`) removes its temporary file and ends as one `DataError` naming the path; a process killed mid-write
+leaves only a hidden `.partial-` file, which no reader opens and `remove_partials` clears."""
+
+import contextlib
+import json
+import os
+import shutil
+from typing import Any, Callable, Iterator
+
+from .errors import DataError
+
+PARTIAL = ".partial-"
+
+
+def partial_name(path: str) -> str:
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}{PARTIAL}{os.getpid()}")
+
+
+def cannot_write(path: str, err: OSError) -> DataError:
+    reason = err.strerror or str(err) or type(err).__name__
+    return DataError(f"cannot write '{path}': {reason}; nothing was left half-written there (free space or fix the "
+                     "permissions, then run the command again).")
+
+
+def _sync_folder(folder: str) -> None:
+    """Make a rename durable: fsync the folder that holds it (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+
+
+def save_with(path: str, save: Callable[[str], Any]) -> None:
+    """`save(temporary_path)` writes the file (a library's own writer: safetensors, json), then it takes `path`'s
+    place. The writer must not infer the format from the temporary name's suffix."""
+    temporary = partial_name(path)
+    try:
+        save(temporary)
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as err:
+        _remove(temporary)
+        raise cannot_write(path, err) from None
+    except BaseException:
+        _remove(temporary)
+        raise
+    _sync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+@contextlib.contextmanager
+def open_atomic(path: str, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
+    """`with open_atomic(path) as f: f.write(...)`: the file appears at `path` when the block ends without error."""
+    temporary = partial_name(path)
+    try:
+        with open(temporary, mode, encoding=None if "b" in mode else encoding) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except OSError as err:
+        _remove(temporary)
+        raise cannot_write(path, err) from None
+    except BaseException:
+        _remove(temporary)
+        raise
+    _sync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+def write_bytes(path: str, content: bytes) -> None:
+    with open_atomic(path, "wb") as f:
+        f.write(content)
+
+
+def write_text(path: str, text: str) -> None:
+    with open_atomic(path) as f:
+        f.write(text)
+
+
+def write_json(path: str, content: Any, **dump_keys) -> None:
+    write_text(path, json.dumps(content, **dump_keys) + "\n")
+
+
+@contextlib.contextmanager
+def staged_folder(path: str) -> Iterator[str]:
+    """Yields a temporary folder beside `path`; when the block ends without error it replaces `path` (an existing
+    folder is moved aside first, then removed). A kill between the two renames leaves the new folder under its
+    temporary name and no `path`: nothing, never a mix."""
+    temporary = partial_name(path)
+    _remove(temporary)
+    try:
+        os.makedirs(temporary)
+        yield temporary
+    except OSError as err:
+        _remove(temporary)
+        raise cannot_write(path, err) from None
+    except BaseException:
+        _remove(temporary)
+        raise
+    old = f"{temporary}.old"
+    if os.path.isdir(path):
+        os.replace(path, old)
+    os.replace(temporary, path)
+    _remove(old)
+    _sync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+def remove_partials(folder: str, prefix: str = ".") -> None:
+    """Remove what killed writers left in `folder` (`.partial-` names starting with `prefix`). Call it only while
+    holding the lock of what they were writing: then no other process is writing them."""
+    if not os.path.isdir(folder):
+        return
+    for name in os.listdir(folder):
+        if name.startswith(prefix) and PARTIAL in name:
+            _remove(os.path.join(folder, name))
+
+
+def commit_staged(staging: str, folder: str, names: list[str], marker: str) -> None:
+    """Move the entries `names` (files or folders) from `staging` into `folder`, replacing the old ones, with
+    `marker` (one of `names`, the file a reader opens first) removed first and put in place last: a kill at any
+    moment leaves the old output, no output (no marker), or the new output. `staging` is removed."""
+    final_marker = os.path.join(folder, marker)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(final_marker)
+    _sync_folder(folder)
+    for name in names:
+        if name == marker:
+            continue
+        target = os.path.join(folder, name)
+        if os.path.lexists(target):
+            os.replace(target, os.path.join(staging, f"{name}.old"))
+        os.replace(os.path.join(staging, name), target)
+    os.replace(os.path.join(staging, marker), final_marker)
+    _sync_folder(folder)
+    _remove(staging)
