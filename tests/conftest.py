@@ -131,3 +131,23 @@ def tiny_world_model(embedding_dim: int = 4, finetuning_type: str = "full", **wo
     model = build_world_model(model_args, WorldModelArguments(**world_model_keys), embedding_dim, finetuning_type)
     return setup_finetuning(model, model_args, FinetuningArguments(stage="wm", finetuning_type=finetuning_type,
                                                                    **finetuning))
+
+
+HOLD_LOCK = """
+import sys, time
+from wmfactory.train.lock import output_dir_lock
+with output_dir_lock(sys.argv[1], command=sys.argv[2], lock_path=sys.argv[3] or None):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def hold_lock(folder, command: str = "predict run", lock_path=None):
+    """A process that holds the output-folder lock of `folder` (as `command` would) until it is killed."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder), command, str(lock_path or "")],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert holder.stdout.readline().strip() == "held"
+    return holder

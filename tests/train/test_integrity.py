@@ -2,11 +2,10 @@
 
 import os
 import socket
-import subprocess
 
 import pytest
 import torch
-from conftest import train_args, write_dynamics_dataset
+from conftest import hold_lock, train_args, write_dynamics_dataset
 from transformers import TrainerCallback
 
 from wmfactory.extras.errors import ConfigError, DataError
@@ -32,25 +31,6 @@ def test_a_nan_loss_stops_the_run_and_nothing_from_it_is_saved(tmp_path):
     names = set(os.listdir(out))
     assert "checkpoint-2" in names and "checkpoint-4" not in names and "model.safetensors" not in names
     assert LOCK_FILE not in names  # released on the error too
-
-
-HOLD = """
-import sys, time
-from wmfactory.train.lock import output_dir_lock
-with output_dir_lock(sys.argv[1], command=sys.argv[2]):
-    print("held", flush=True)
-    time.sleep(60)
-"""
-
-
-def hold_lock(folder, command="predict run"):
-    """A process that holds `folder`'s lock until it is killed."""
-    import sys
-
-    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder), command], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
-    assert holder.stdout.readline().strip() == "held"
-    return holder
 
 
 def test_one_command_per_output_dir_and_a_killed_holder_frees_it(tmp_path):

@@ -8,7 +8,7 @@ from typing import Any, Iterator, Union
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..extras.atomic import cannot_write, commit_staged, partial_name, remove_partials
+from ..extras.atomic import WRITE_FAILURES, as_os_error, cannot_write, commit_staged, partial_name, remove_partials
 from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from ..hparams import get_predict_args
@@ -46,13 +46,12 @@ def _run_predict(parsed) -> str:
     try:
         lines = _predict_into(staging, model, dataset, parsed, sampling_of(parsed), bank)
         commit_staged(staging, output_dir, ["predicted_embeddings", "predictions.jsonl"], "predictions.jsonl")
-    except OSError as err:  # a full disk: the old output (or none) stays, nothing half-written
+    except BaseException as err:  # a full disk: the old output (or none) stays, nothing half-written
         shutil.rmtree(staging, ignore_errors=True)
-        written = str(err.filename or output_dir).replace(staging, output_dir)
-        raise cannot_write(written, err) from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+        if (failure := as_os_error(err)) is None or failure.errno not in WRITE_FAILURES:
+            raise
+        written = str(failure.filename or output_dir).replace(staging, output_dir)
+        raise cannot_write(written, failure) from None
     path = os.path.join(output_dir, "predictions.jsonl")
     embeddings_dir = os.path.join(output_dir, "predicted_embeddings")
     logger.info(f"Wrote {lines} predicted groups to {path} and {embeddings_dir}/")

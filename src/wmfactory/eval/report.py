@@ -1,6 +1,5 @@
 """Evaluation of a world model on rows: teacher-forced and rollout (per horizon), beside the baselines."""
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional

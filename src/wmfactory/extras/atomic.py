@@ -6,19 +6,34 @@ disk, then renamed over the final name (`os.replace`, atomic on POSIX). A write 
 leaves only a hidden `.partial-` file, which no reader opens and `remove_partials` clears."""
 
 import contextlib
+import errno
 import json
 import os
+import re
 import shutil
 from typing import Any, Callable, Iterator
 
 from .errors import DataError
 
 PARTIAL = ".partial-"
+# what the disk or the system refuses (full, quota, file size limit, read-only, no permission, I/O): the user's to
+# fix, so one line; any other OSError inside a write is a bug and keeps its traceback
+WRITE_FAILURES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO}
 
 
 def partial_name(path: str) -> str:
     folder, name = os.path.split(os.path.abspath(path))
     return os.path.join(folder, f".{name}{PARTIAL}{os.getpid()}")
+
+
+def as_os_error(err: BaseException) -> OSError | None:
+    """`err` as the OSError it reports: itself, or the I/O error inside a safetensors error (a full disk while
+    `save_file` writes: "I/O error: No space left on device (os error 28)"); None for anything else."""
+    if isinstance(err, OSError):
+        return err
+    found = re.search(r"I/O error: (.*?) \(os error (\d+)\)", str(err)) if type(err).__name__ == "SafetensorError" \
+        else None
+    return OSError(int(found.group(2)), found.group(1)) if found else None
 
 
 def cannot_write(path: str, err: OSError) -> DataError:
@@ -58,11 +73,10 @@ def save_with(path: str, save: Callable[[str], Any]) -> None:
         with open(temporary, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(temporary, path)
-    except OSError as err:
+    except BaseException as err:
         _remove(temporary)
-        raise cannot_write(path, err) from None
-    except BaseException:
-        _remove(temporary)
+        if (failure := as_os_error(err)) is not None and failure.errno in WRITE_FAILURES:
+            raise cannot_write(path, failure) from None
         raise
     _sync_folder(os.path.dirname(os.path.abspath(path)))
 
@@ -77,11 +91,10 @@ def open_atomic(path: str, mode: str = "w", encoding: str | None = "utf-8") -> I
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
-    except OSError as err:
+    except BaseException as err:
         _remove(temporary)
-        raise cannot_write(path, err) from None
-    except BaseException:
-        _remove(temporary)
+        if (failure := as_os_error(err)) is not None and failure.errno in WRITE_FAILURES:
+            raise cannot_write(path, failure) from None
         raise
     _sync_folder(os.path.dirname(os.path.abspath(path)))
 
@@ -110,11 +123,10 @@ def staged_folder(path: str) -> Iterator[str]:
     try:
         os.makedirs(temporary)
         yield temporary
-    except OSError as err:
+    except BaseException as err:
         _remove(temporary)
-        raise cannot_write(path, err) from None
-    except BaseException:
-        _remove(temporary)
+        if (failure := as_os_error(err)) is not None and failure.errno in WRITE_FAILURES:
+            raise cannot_write(path, failure) from None
         raise
     old = f"{temporary}.old"
     if os.path.isdir(path):
