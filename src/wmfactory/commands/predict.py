@@ -39,6 +39,11 @@ def _run_predict(parsed) -> str:
 
         bank = load_bank(parsed.inference.bank)
     model, dataset, output_dir = load_model_and_rows(parsed)
+    predicted = {model.config.stream_dims[name] for name in model.config.predicted_streams}
+    if bank is not None and bank.vectors.shape[1] not in predicted:
+        raise DataError(f"`bank` '{parsed.inference.bank}' holds vectors of dimension {bank.vectors.shape[1]}, the "
+                        f"model predicts dimension {', '.join(map(str, sorted(predicted)))}: encode the bank with the "
+                        "encoder of the training data.")
     remove_partials(output_dir)
     # everything is written into a hidden staging folder, then moved into place with predictions.jsonl last
     staging = partial_name(os.path.join(output_dir, "predictions"))
