@@ -173,9 +173,16 @@ def main(argv=None) -> int:
     parser.add_argument("--commands", default="predict,eval,export")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    import threading
+
     import torch
+    from tqdm import tqdm
 
     torch.set_num_threads(1)
+    # tqdm's default lock is a multiprocessing semaphore, which forked children share: a child killed while it holds
+    # it would block every later bar. Separate processes (the real CLI) share nothing; here a thread lock per process.
+    tqdm.set_lock(threading.RLock())
+    os.environ["TQDM_DISABLE"] = "1"
     rng = random.Random(args.seed)
     results = []
     with tempfile.TemporaryDirectory() as work:
