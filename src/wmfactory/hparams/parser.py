@@ -172,6 +172,10 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             for candidate in (bool, int, float):
                 if candidate in members:
                     return _coerce(key, value, candidate)
+        kinds = tuple(typing.get_origin(m) or m for m in members if isinstance(typing.get_origin(m) or m, type))
+        if kinds and not isinstance(value, kinds):  # e.g. a number where a mapping or a file name goes
+            names = " or ".join(sorted({KIND_NAMES.get(k, k.__name__) for k in kinds}))
+            raise ConfigError(f"`{key}` must be {names}, got {type(value).__name__} '{_short(value)}'.")
         return value
     if annotation is bool:
         if isinstance(value, bool):
@@ -189,11 +193,25 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
                     raise ValueError
                 return int(number)
             return number
-        except (TypeError, ValueError):
-            raise ConfigError(f"`{key}` must be a number ({annotation.__name__}), got '{value}'.") from None
-    if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float, or inf as an int
+            raise ConfigError(f"`{key}` must be a number ({annotation.__name__}), got '{_short(value)}'.") from None
+    if annotation is str and not isinstance(value, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"`{key}` must be a string, got {type(value).__name__} '{_short(value)}'.")
     return value
+
+
+KIND_NAMES = {dict: "a mapping", list: "a list", str: "a string"}
+
+
+def _short(value: Any) -> str:
+    """A value for a one-line message: at most 60 characters, control characters escaped."""
+    try:
+        text = str(value)
+    except ValueError:  # an integer of more digits than Python prints
+        text = "a number of thousands of digits"
+    return shown(text if len(text) <= 60 else text[:57] + "...")
 
 
 def _enum_member(annotation: Any):
@@ -212,7 +230,7 @@ def normalize_args(config: dict[str, Any], classes=ALL_DATACLASSES) -> dict[str,
         if key not in known:
             close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
             hint = f" Did you mean `{close[0]}`?" if close else ""
-            raise ConfigError(f"Unknown key `{key}`.{hint}")
+            raise ConfigError(f"Unknown key `{shown(str(key))}`.{hint}")
         normalized[key] = _coerce(key, value, known[key])
     return normalized
 
@@ -227,8 +245,10 @@ def parse_dict(config: dict[str, Any], classes=ALL_DATACLASSES) -> tuple:
         return parser.parse_dict(normalize_args(config, classes), allow_extra_keys=False)
     except DataError:
         raise
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    except (ValueError, OverflowError) as err:
+        raise ConfigError(" ".join(str(err).split())) from None
+    except OSError as err:  # a key naming a file Hugging Face reads (accelerator_config, deepspeed, fsdp_config)
+        raise ConfigError(f"cannot read '{err.filename}': {err.strerror or err}.") from None
 
 
 @dataclass
