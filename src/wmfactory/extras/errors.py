@@ -14,8 +14,9 @@ class DataError(ValueError):
     `reason` is the message without the location (used to count skipped rows by reason)."""
 
     def __init__(self, message: str, reason: Optional[str] = None):
+        message = shown(message)  # one line, whatever value or file name the message quotes
         super().__init__(message)
-        self.reason = reason or message
+        self.reason = shown(reason) if reason else message
 
     def __reduce__(self):  # keep `reason` across the processes of a multi-worker `datasets.map`
         return (type(self), (str(self), self.reason))

@@ -67,6 +67,12 @@ class WorldModelConfig(PretrainedConfig):
                           and any(is_condition(name, patterns) for name in streams))
         return cls(text_config=text_config, streams=streams, **keys, **kwargs)
 
+    def to_json_file(self, json_file_path, use_diff: bool = True) -> None:
+        """config.json written whole or not at all (a checkpoint counts as complete once its config.json parses)."""
+        from ..extras.atomic import write_text
+
+        write_text(str(json_file_path), self.to_json_string(use_diff=use_diff))
+
     @property
     def hidden_size(self) -> int:
         return self.text_config.get_text_config().hidden_size
