@@ -133,3 +133,21 @@ def test_the_default_messages_column_still_falls_back(tmp_path):
     data_dir = tmp_path / "data"
     write_dataset(data_dir, "d", good_rows(data_dir), info_extra={"columns": {"embeddings": "embeddings"}})
     assert train(data_dir, tmp_path / "out") == 0
+
+
+@pytest.mark.parametrize("name", ["../elsewhere.json", "ABSOLUTE", "link.json"])
+def test_a_dataset_file_outside_dataset_dir_needs_the_entry_to_allow_it(tmp_path, capsys, name):
+    data_dir = tmp_path / "data"
+    write_dataset(data_dir, "d", good_rows(data_dir))
+    (tmp_path / "elsewhere.json").write_text((data_dir / "d.json").read_text())
+    os.symlink(tmp_path / "elsewhere.json", data_dir / "link.json")
+    name = str(tmp_path / "elsewhere.json") if name == "ABSOLUTE" else name
+    info = json.loads((data_dir / "dataset_info.json").read_text())
+    info["d"]["file_name"] = name
+    (data_dir / "dataset_info.json").write_text(json.dumps(info))
+    capsys.readouterr()
+    assert train(data_dir, tmp_path / "out") == 1
+    assert f"`file_name` '{name}' is outside dataset_dir (symlinks followed)" in last_line(capsys)
+    info["d"]["allow_outside_media_dir"] = True
+    (data_dir / "dataset_info.json").write_text(json.dumps(info))
+    assert train(data_dir, tmp_path / "out2") == 0

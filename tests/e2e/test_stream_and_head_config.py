@@ -89,3 +89,19 @@ def test_sampling_keys_of_predict_out_of_range(tmp_path, key, value, message):
     with pytest.raises(ConfigError) as caught:
         get_predict_args({"model_name_or_path": "m", "dataset": "d", "output_dir": str(tmp_path), key: value})
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize("num_samples, temperature, message", [
+    (0, None, "`num_samples` must be a positive integer (at most 100000), got 0"),
+    (10**9, None, "`num_samples` must be a positive integer (at most 100000), got 1000000000"),
+    (4, 0.0, "`temperature` must be a positive finite number, got 0.0"),
+    (4, -1.0, "`temperature` must be a positive finite number, got -1.0"),
+    (4, float("nan"), "`temperature` must be a positive finite number, got nan"),
+    (4, float("inf"), "`temperature` must be a positive finite number, got inf"),
+])
+def test_sampling_from_python_out_of_range(num_samples, temperature, message):
+    from wmfactory.model.world_model import _sampling
+
+    with pytest.raises(DataError) as caught:
+        _sampling(num_samples, temperature, seed=0)
+    assert message in str(caught.value)

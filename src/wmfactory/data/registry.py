@@ -87,6 +87,10 @@ def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> Dat
         if not (os.path.isfile(attr.path) or os.path.isdir(attr.path)):  # /dev/null, a pipe, a socket
             raise DataError(f"Dataset '{name}': '{attr.path}' is not a regular file (nor a folder of data files); "
                             "`file_name` must name a .json, .jsonl, .csv, .parquet or .arrow file, or a folder of them.")
+        root, found = os.path.realpath(dataset_dir), os.path.realpath(attr.path)
+        if os.path.commonpath([root, found]) != root and entry.get("allow_outside_media_dir") is not True:
+            raise fail(f"`file_name` '{entry['file_name']}' is outside dataset_dir (symlinks followed); set "
+                       "`allow_outside_media_dir: true` in the entry to read it.")
     elif "hf_hub_url" in entry:
         attr = DatasetAttr(name, "hf_hub", entry["hf_hub_url"])
     else:

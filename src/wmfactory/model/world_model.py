@@ -10,6 +10,7 @@ library's own.
 """
 
 import contextlib
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ from transformers.utils import ModelOutput
 from ..data.collator import lm_label_index as lm_label_positions
 from ..data.collator import lm_label_mask
 from ..extras.errors import ConfigError, DataError
+from ..hparams.inference_args import MAX_SAMPLES
 from .config import WorldModelConfig, check_config_dict, check_weights_hold
 from .files import damaged_weights
 from .generation import Sampling, context_features, continue_rows, teacher_forced
@@ -653,10 +655,10 @@ AutoModel.register(WorldModelConfig, WorldModel)
 def _sampling(num_samples: Optional[int], temperature: Optional[float], seed: Optional[int]) -> Optional[Sampling]:
     if num_samples is None:
         return None
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise DataError(f"`num_samples` must be a positive integer, got {num_samples!r}.")
-    if temperature is not None and not temperature > 0:
-        raise DataError(f"`temperature` must be positive, got {temperature!r}.")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
+        raise DataError(f"`num_samples` must be a positive integer (at most {MAX_SAMPLES}), got {num_samples!r}.")
+    if temperature is not None and not (temperature > 0 and math.isfinite(temperature)):
+        raise DataError(f"`temperature` must be a positive finite number, got {temperature!r}.")
     return Sampling(num_samples, temperature, seed)
 
 
