@@ -46,8 +46,10 @@ def setter(*keys, value):
     (setter("embedding_dim", value=-4), "`embedding_dim` is -4"),
     (setter("streams", value={"m": 0}), "`streams.m` is 0"),
     (setter("mixture_components", value=10**7), "`mixture_components` is 10000000"),
-    (setter("prediction_head_type", value="bogus"), "`prediction_head_type` is \"bogus\" in config.json (one of mlp, "
-                                                    "linear, mixture, diffusion)"),
+    (setter("prediction_head_type", value="bogus"), "`prediction_head_type` is \"bogus\" in config.json (one of "
+                                                    "diffusion, linear, mixture, mlp"),
+    (setter("world_model_loss_type", value="l7"), "`world_model_loss_type` is \"l7\" in config.json (one of cosine, "
+                                                  "l1, l2, smooth_l1"),
     (setter("lm_loss_weight", value="NaN"), "`lm_loss_weight` is \"NaN\""),
     (setter("text_config", "hidden_size", value=2**40), "`hidden_size` is 1099511627776 in config.json"),
     (setter("text_config", "num_hidden_layers", value=-1), "`num_hidden_layers` is -1"),

@@ -158,6 +158,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if origin in (Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
         optional = len(members) < len(typing.get_args(annotation))
+        if optional and value is None:
+            return None
         if optional and str not in members and isinstance(value, str) and value.lower() in ("none", "null"):
             return None
         literal = [a for a in members if typing.get_origin(a) is Literal]

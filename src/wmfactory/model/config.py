@@ -160,11 +160,16 @@ def check_config_dict(config: dict, source: str) -> None:
     for key, limit in WORLD_MODEL_LIMITS.items():
         if key in config:
             size(key, config[key], limit)
+    from .heads import PREDICTION_HEADS
+    from .loss import EMBEDDING_LOSSES
+
     hints = typing.get_type_hints(WorldModelArguments)
-    for key in WORLD_MODEL_KEYS:
+    registered = {"prediction_head_type": tuple(PREDICTION_HEADS), "world_model_loss_type": tuple(EMBEDDING_LOSSES)}
+    for key in WORLD_MODEL_KEYS:  # heads and losses may be registered beside the built-in ones
         choices = typing.get_args(hints[key]) if typing.get_origin(hints[key]) is typing.Literal else ()
+        choices = registered.get(key, choices)
         if key in config and choices and config[key] not in choices:
-            refuse(key, config[key], f"one of {', '.join(choices)}")
+            refuse(key, config[key], f"one of {', '.join(sorted(choices))}")
     for key in ("embedding_loss_weight", "lm_loss_weight", "sampling_temperature"):
         value = config.get(key, 1.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
