@@ -100,7 +100,7 @@ def test_sampling_keys_of_predict_out_of_range(tmp_path, key, value, message):
     (4, float("inf"), "`temperature` must be a positive finite number, got inf"),
 ])
 def test_sampling_from_python_out_of_range(num_samples, temperature, message):
-    from wmfactory.model.world_model import _sampling
+    from wmfactory.inference.row_api import sampling_of as _sampling
 
     with pytest.raises(DataError) as caught:
         _sampling(num_samples, temperature, seed=0)

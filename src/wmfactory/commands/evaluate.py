@@ -10,7 +10,7 @@ from ..eval.plots import plot_horizon, plot_pit, plot_trajectories
 from ..eval.report import evaluate_rows, format_report, save_report
 from ..extras.atomic import remove_partials
 from ..hparams import get_predict_args
-from ..model.generation import generate_groups, stream_sequence, vector_stream
+from ..inference import generate_groups, stream_sequence, vector_stream
 from ..train.lock import output_dir_lock
 from .common import load_model_and_rows, sampling_of
 
@@ -29,7 +29,8 @@ def _run_eval(parsed) -> dict[str, Any]:
     remove_partials(output_dir)
     context_groups = parsed.inference.context_groups
     report = evaluate_rows(model, dataset, context_groups, sampling_of(parsed),
-                           parsed.training.per_device_eval_batch_size)
+                           parsed.training.per_device_eval_batch_size, parsed.inference.seasonality,
+                           parsed.inference.levels)
     save_report(report, os.path.join(output_dir, "eval_results.json"))
     print(format_report(report))
     plot_horizon(report, output_dir)

@@ -2,17 +2,16 @@
 
 import json
 import os
-import shutil
 from typing import Any, Iterator, Union
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..extras.atomic import WRITE_FAILURES, as_os_error, cannot_write, commit_staged, partial_name, remove_partials
+from ..extras.atomic import remove_partials, staged_outputs
 from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from ..hparams import get_predict_args
-from ..model.generation import generate_rows, row_batches, teacher_forced_rows
+from ..inference import generate_rows, row_batches, teacher_forced_rows
 from ..train.lock import output_dir_lock
 from .common import load_model_and_rows, sampling_of
 
@@ -25,8 +24,10 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
     the file is an embedding file a dataset can list), beside `target` `[n, d]` and, with `num_samples`, `samples`
     `[S, n, d]` (in rollouts `embedding` is then their mean; teacher-forced, the head's mean). Returns the path of
     predictions.jsonl; `read_predictions` reads it back with the arrays. The rows run `per_device_eval_batch_size`
-    at a time, as one batch (`model.generation`). With `bank` (an `encode` output folder), each line also holds
-    `neighbours`: per predicted vector, its `top_k` nearest items `{"id", "score", "text" or "path"}`."""
+    at a time, as one batch (`wmfactory.inference`). With `bank` (an `encode` output folder), each line also holds
+    `neighbours`: per predicted vector, its `top_k` nearest items `{"id", "score", "text" or "path"}`. With
+    `output_format: csv|parquet`, one long table `predictions.csv|parquet` instead (`prediction_table.py`), whose
+    path is returned."""
     parsed = get_predict_args(args)
     with output_dir_lock(parsed.training.output_dir, command="predict run"):
         return _run_predict(parsed)
@@ -45,18 +46,12 @@ def _run_predict(parsed) -> str:
                         f"model predicts dimension {', '.join(map(str, sorted(predicted)))}: encode the bank with the "
                         "encoder of the training data.")
     remove_partials(output_dir)
-    # everything is written into a hidden staging folder, then moved into place with predictions.jsonl last
-    staging = partial_name(os.path.join(output_dir, "predictions"))
-    os.makedirs(os.path.join(staging, "predicted_embeddings"))
-    try:
+    if parsed.inference.output_format != "jsonl":
+        return _predict_table(parsed, model, dataset, output_dir, sampling_of(parsed))
+    # written into a hidden staging folder, then moved into place with predictions.jsonl last
+    with staged_outputs(output_dir, ["predicted_embeddings", "predictions.jsonl"], "predictions.jsonl") as staging:
+        os.makedirs(os.path.join(staging, "predicted_embeddings"))
         lines = _predict_into(staging, model, dataset, parsed, sampling_of(parsed), bank)
-        commit_staged(staging, output_dir, ["predicted_embeddings", "predictions.jsonl"], "predictions.jsonl")
-    except BaseException as err:  # a full disk: the old output (or none) stays, nothing half-written
-        shutil.rmtree(staging, ignore_errors=True)
-        if (failure := as_os_error(err)) is None or failure.errno not in WRITE_FAILURES:
-            raise
-        written = str(failure.filename or output_dir).replace(staging, output_dir)
-        raise cannot_write(written, failure) from None
     path = os.path.join(output_dir, "predictions.jsonl")
     embeddings_dir = os.path.join(output_dir, "predicted_embeddings")
     logger.info(f"Wrote {lines} predicted groups to {path} and {embeddings_dir}/")
@@ -80,6 +75,28 @@ def _predict_into(folder: str, model, dataset, parsed, sampling, bank) -> int:
         f.flush()
         os.fsync(f.fileno())
     return lines
+
+
+def _predict_table(parsed, model, dataset, output_dir: str, sampling) -> str:
+    """`output_format: csv|parquet`: one long table (`commands/prediction_table.py`) instead of the jsonl lines."""
+    from .prediction_table import TableRows, table_lines, write_table
+
+    inference = parsed.inference
+    tables = TableRows(parsed.data.dataset_dir, parsed.data.dataset_names)
+    lines = []
+    with tqdm(total=len(dataset), desc=f"predict ({inference.predict_mode})", unit="row") as bar:
+        for batch in row_batches(dataset, parsed.training.per_device_eval_batch_size):
+            if inference.predict_mode == "rollout":
+                predictions = generate_rows(model, batch, inference.context_groups, sampling)
+            else:
+                predictions = teacher_forced_rows(model, batch, sampling)
+            for features, groups in zip(batch, predictions):
+                lines.extend(table_lines(features, groups, inference.predict_mode, inference.levels, tables))
+            bar.update(len(batch))
+    path = write_table(lines, os.path.join(output_dir, f"predictions.{inference.output_format}"),
+                       inference.output_format)
+    logger.info(f"Wrote {len(lines)} predicted numbers to {path}")
+    return path
 
 
 def _write_row(output_dir: str, f, features: dict[str, Any], groups: list, mode: str, bank=None,

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+from ..extras.atomic import write_text
 from ..extras.errors import DataError
 
 DATA_FILE_SUFFIXES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
@@ -123,3 +124,17 @@ def resolve_columns(attr: DatasetAttr, column_names: list[str]) -> DatasetAttr:
     if "messages" in column_names:
         return dataclasses.replace(attr, messages="messages")
     return attr
+
+
+def write_rows(output_dir: str, name: str, rows: list[dict], entry: dict) -> str:
+    """`<output_dir>/<name>.jsonl` and its entry in `<output_dir>/dataset_info.json` (other entries kept)."""
+    path = os.path.join(output_dir, f"{name}.jsonl")
+    write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))  # whole or not at all
+    info_path = os.path.join(output_dir, "dataset_info.json")
+    info = {}
+    if os.path.isfile(info_path):
+        with open(info_path, encoding="utf-8") as f:
+            info = json.load(f)
+    info[name] = entry
+    write_text(info_path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
+    return path

@@ -164,3 +164,22 @@ def commit_staged(staging: str, folder: str, names: list[str], marker: str) -> N
     os.replace(os.path.join(staging, marker), final_marker)
     _sync_folder(folder)
     _remove(staging)
+
+
+@contextlib.contextmanager
+def staged_outputs(folder: str, names: list[str], marker: str) -> Iterator[str]:
+    """`with staged_outputs(out, ["plans", "plans.jsonl"], "plans.jsonl") as staging:` write those entries into the
+    hidden folder `staging`; when the block ends they replace the old ones in `folder` (`commit_staged`). A write that
+    fails removes the staging folder and ends as one DataError naming the path; the old output stays."""
+    remove_partials(folder)
+    staging = partial_name(os.path.join(folder, marker))
+    os.makedirs(staging)
+    try:
+        yield staging
+        commit_staged(staging, folder, names, marker)
+    except BaseException as err:
+        _remove(staging)
+        failure = as_os_error(err)
+        if failure is None or failure.errno not in WRITE_FAILURES:
+            raise
+        raise cannot_write(str(failure.filename or folder).replace(staging, folder), failure) from None

@@ -12,7 +12,7 @@ from ...eval.metrics import skill
 from ...extras.atomic import write_json
 from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
-from ...model.generation import generate_rows, rollout_windows
+from ...inference import generate_rows, rollout_windows
 from ...model.heads import previous_in_streams
 from ...data.collator import lm_label_mask
 from ...model.loss import LossTerms, combine_losses
