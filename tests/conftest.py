@@ -146,3 +146,23 @@ def action_model(tmp_path_factory):
                        learning_rate=5e-3, embedding_norm="standard", lm_loss_weight=0))
     rows = json.loads((tmp / "data" / "control.json").read_text())
     return WorldModel.from_pretrained(str(tmp / "out")), rows[0], str(tmp / "data")
+
+
+HOLD_LOCK = """
+import sys, time
+from wmfactory.train.lock import output_dir_lock
+with output_dir_lock(sys.argv[1], command=sys.argv[2], lock_path=sys.argv[3] or None):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def hold_lock(folder, command: str = "predict run", lock_path=None):
+    """A process that holds the output-folder lock of `folder` (as `command` would) until it is killed."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder), command, str(lock_path or "")],
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert holder.stdout.readline().strip() == "held"
+    return holder

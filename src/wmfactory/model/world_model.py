@@ -26,7 +26,7 @@ from ..data.collator import lm_label_index as lm_label_positions
 from ..data.collator import lm_label_mask
 from ..extras.errors import ConfigError, DataError
 from . import tables
-from .config import WorldModelConfig
+from .config import WorldModelConfig, check_config_dict, check_weights_hold
 from .files import damaged_weights
 from .heads import (
     Frame,
@@ -646,6 +646,9 @@ def _world_model_config(path: str, hub: dict) -> WorldModelConfig:
     if config_dict.get("model_type") != WorldModelConfig.model_type:
         raise DataError(f"'{path}' is not a world model written by wmfactory (its config.json describes a "
                         f"'{config_dict.get('model_type')}' model): point at the output_dir of a training run.")
+    check_config_dict(config_dict, path)  # before anything is built from it
+    if os.path.isdir(path):
+        check_weights_hold(config_dict, path)
     return WorldModelConfig.from_dict(config_dict)
 
 
