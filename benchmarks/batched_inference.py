@@ -47,7 +47,8 @@ def make_data(folder: str, rows: int, d: int = 8) -> None:
         answer = "Next: " + " then ".join(f"<m{g + 1}>" for g in range(split, groups))
         data.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
                      "embeddings": files})
-    from wmfactory.encode.rows import OPENAI_TAGS, write_rows
+    from wmfactory.data.registry import write_rows
+    from wmfactory.encode.rows import OPENAI_TAGS
 
     write_rows(folder, "rows", data, {"file_name": "rows.jsonl", "formatting": "sharegpt",
                                       "columns": {"messages": "messages", "embeddings": "embeddings"},
@@ -73,7 +74,7 @@ def main() -> None:
     from wmfactory.commands.common import load_model_and_rows
     from wmfactory.commands.predict import run_predict
     from wmfactory.hparams import get_predict_args
-    from wmfactory.model.generation import generate_rows, row_batches, teacher_forced_rows
+    from wmfactory.inference import generate_rows, row_batches, teacher_forced_rows
     from wmfactory.train.tuner import run_exp
 
     folder = tempfile.mkdtemp(prefix="wm_batched_")

@@ -123,7 +123,8 @@ def create_app(model, engine: Engine, limits: Limits, api_key: Optional[str] = N
         conditions = {name: decode_array(values, f"conditions.{name}") for name, values in
                       (body.conditions or {}).items()} or None
         arguments = dict(steps=body.steps, context_groups=body.context_groups, num_samples=body.num_samples,
-                         temperature=body.temperature, seed=body.seed, conditions=conditions, pattern=body.pattern)
+                         temperature=body.temperature, seed=body.seed, conditions=conditions, pattern=body.pattern,
+                         from_last_vector=body.from_last_vector)
         cost = body.steps * (body.num_samples or 1)
         if body.stream:
             from .streaming import event_stream
@@ -169,12 +170,19 @@ def create_app(model, engine: Engine, limits: Limits, api_key: Optional[str] = N
             action_stream=body.action_stream, low=_bound(body.low), high=_bound(body.high), method=body.method,
             candidates=body.candidates, iterations=body.iterations, elites=body.elites, seed=body.seed,
             warm_start=None if body.warm_start is None else decode_array(body.warm_start, "warm_start", (2,)),
-            num_samples=body.num_samples, risk=body.risk, alpha=body.alpha, temperature=body.temperature)
+            num_samples=body.num_samples, risk=body.risk, alpha=body.alpha, temperature=body.temperature,
+            mppi_temperature=body.mppi_temperature, context_groups=body.context_groups,
+            from_last_vector=body.from_last_vector, pattern=body.pattern,
+            conditions={name: decode_array(values, f"conditions.{name}") for name, values in
+                        (body.conditions or {}).items()} or None)
         row = decode_row(body.row)
         cost = body.horizon * body.candidates * body.iterations * (body.num_samples or 1)
         result = await run(Job(call=lambda: model.plan(row, **arguments), cost=cost), started)
-        return JSONResponse({"actions": listed(result.actions), "states": listed(result.states),
-                             "cost": float(result.cost), "costs": listed(result.costs)})
+        answer = {"actions": listed(result.actions), "states": listed(result.states), "cost": float(result.cost),
+                  "costs": listed(result.costs)}
+        if getattr(result, "state_samples", None) is not None:
+            answer["state_samples"] = listed(result.state_samples)
+        return JSONResponse(answer)
 
     return app
 

@@ -30,6 +30,7 @@ class RolloutRequest(Request):
     num_samples: Optional[int] = Field(default=None, ge=1)
     temperature: Optional[float] = Field(default=None, gt=0)
     seed: Optional[int] = None
+    from_last_vector: bool = False
     stream: bool = False
 
 
@@ -56,7 +57,12 @@ class PlanRequest(Request):
     method: Literal["cem", "mppi"] = "cem"
     candidates: int = Field(default=128, ge=1)
     iterations: int = Field(default=3, ge=1)
-    elites: int = Field(default=16, ge=1)
+    elites: Optional[int] = Field(default=None, ge=1)
+    mppi_temperature: float = Field(default=1.0, gt=0)
+    context_groups: Optional[int] = Field(default=None, ge=0)
+    from_last_vector: bool = False
+    conditions: Optional[dict[str, Any]] = None  # other condition streams, shared by every candidate
+    pattern: Optional[list[str]] = None
     seed: Optional[int] = None
     warm_start: Any = None  # [horizon, d_a]
     num_samples: Optional[int] = Field(default=None, ge=1)

@@ -1,92 +1,80 @@
-"""Rollouts stepped one position at a time, so that the engine can batch rows that ask for different numbers of
-steps, hand each row its result at its own last step, stream each vector as it is made, and interleave a batch
-that arrived later with one still running. It is the continuation of `WorldModel.rollout` itself: the engine's
-`_Continuation` per row and one KV-cached `_Stream` per batch, fed as `continue_rows` feeds them (rows
-right-padded in one first pass, then one position per row and step; a row that is done feeds nothing), so each row's
-result equals its rollout alone."""
+"""Rollouts stepped one position at a time on the inference engine's `Session.stream`, so that the server can batch
+rows that ask for different steps, seeds or conditions, hand each row its result at its own last step, stream each
+vector as it is made, stop a row whose client went away, and step a batch that arrived later in turn with one still
+running. Each row's result equals its `WorldModel.rollout` alone (the same engine, and the same checks first)."""
 
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
 
-from ..extras.errors import DataError
-from ..model.generation import _Continuation, _Layout, _padded_segments, _right_padded, _Stream
-from ..model.world_model import _sampling
+from ..inference import Sampling, Session
+from ..inference.row_api import check_pattern, check_steps, checked_conditions, rollout_features, sampling_of
+
+
+@dataclass
+class PreparedRollout:
+    """A rollout request, checked and encoded: what `Session.stream` takes for its row."""
+
+    features: dict[str, Any]
+    steps: int
+    sampling: Optional[Sampling]
+    conditions: Optional[dict[str, torch.Tensor]]
+    pattern: Optional[list[str]]
+
+    @property
+    def count(self) -> int:
+        """Trajectories of the row (the rows of one `Session` must draw as many)."""
+        return self.sampling.num_samples if self.sampling else 1
 
 
 def prepare_rollout(model, row: dict[str, Any], steps: int, context_groups: Optional[int] = None,
                     num_samples: Optional[int] = None, temperature: Optional[float] = None,
                     seed: Optional[int] = None, conditions: Optional[dict[str, Any]] = None,
-                    pattern: Optional[list[str]] = None) -> _Continuation:
-    """The checks `WorldModel.rollout` makes, then the row's continuation (raises `DataError` for bad input)."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise DataError(f"`steps` must be a positive integer, got {steps!r}.")
-    sampling = _sampling(num_samples, temperature, seed)
-    given = model._conditions(conditions)
-    if pattern is not None:
-        unknown = [name for name in pattern if name not in model.config.stream_dims]
-        if not pattern or unknown or not model.config.multi_stream:
-            raise DataError(f"`pattern` {pattern!r}: name streams of this model ({list(model.config.stream_dims)}); "
-                            "a model of one stream has no pattern to choose.")
-    features = model._rollout_features(row, steps, None, context_groups)
-    return _Continuation(model, features, steps, sampling, given, pattern, _Layout.of(model))
+                    pattern: Optional[list[str]] = None, from_last_vector: bool = False) -> PreparedRollout:
+    """The checks `WorldModel.rollout` makes (raises `DataError`), and the row encoded."""
+    check_steps(steps)
+    sampling = sampling_of(num_samples, temperature, seed)
+    given = checked_conditions(model, conditions)
+    check_pattern(model, pattern)
+    features = rollout_features(model, row, steps, None, context_groups, from_last_vector)
+    return PreparedRollout(features, steps, sampling, given, pattern)
 
 
 class Cohort:
-    """Rows (continuations with the same number of trajectories each) stepped together. `step()` advances every
-    live row by one position; per row, `on_vector(i, stream, vector)` for each predicted vector (`[d]`, or `[S, d]`
-    with samples), then `on_done(i, result)` (what `rollout` returns) or `on_error(i, DataError)`; a row for which
-    `stopped(i)` is true is dropped at its next step."""
+    """Rows with the same number of trajectories, stepped together (one `Session`, one KV cache). `step()` advances
+    every live row by one position; per row, `on_vector(i, stream, vector)` for each predicted vector (`[d]`, or
+    `[S, d]` with samples), then `on_done(i, result)` (what `rollout` returns) or `on_error(i, DataError)`; a row for
+    which `stopped(i)` is true ends at its next step without a result."""
 
-    def __init__(self, model, rows: list[_Continuation], on_vector: Callable, on_done: Callable,
+    def __init__(self, model, rows: list[PreparedRollout], on_vector: Callable, on_done: Callable,
                  on_error: Callable, stopped: Callable[[int], bool]):
-        self.model, self.rows = model, rows
         self.on_vector, self.on_done, self.on_error, self.stopped = on_vector, on_done, on_error, stopped
+        session = Session(model, [row.features for row in rows])
+        self.steps = session.stream([row.steps for row in rows], conditions=[row.conditions for row in rows],
+                                    sampling=[row.sampling for row in rows], pattern=[row.pattern for row in rows],
+                                    isolate_errors=True)
         self.live = [True] * len(rows)
-        self.count = rows[0].count
-        with torch.no_grad():
-            ids, lengths = _right_padded([row.row.input_ids for row in rows])
-            slots = torch.cat([torch.stack([torch.full_like(row.row.positions, b), row.row.positions], dim=1)
-                               for b, row in enumerate(rows)])
-            vectors = torch.cat([row.row.vectors for row in rows])
-            streams = torch.cat([row.row.streams for row in rows])
-            self.embeds = model.embed(ids, vectors, slots, embedding_streams=streams)  # [b, t, h]
-            self.stream = _Stream(model)
-            self.stream.feed(self.embeds, lengths)
-            self.stream.repeat(self.count)
 
     @property
     def done(self) -> bool:
         return not any(self.live)
 
-    @torch.no_grad()
     def step(self) -> None:
-        hidden = self.stream.last_hidden.view(len(self.rows), self.count, -1)  # [rows, S, h]
-        empty = self.embeds.new_zeros((self.count, 0, self.embeds.shape[-1]))
-        segments = []
-        for i, (row, row_hidden) in enumerate(zip(self.rows, hidden)):
-            if self.live[i] and self.stopped(i):
-                self.live[i] = False
+        continuations = next(self.steps)
+        for i, continuation in enumerate(continuations):
             if not self.live[i]:
-                segments.append(empty)
                 continue
-            made = row.generated
-            try:
-                name, vector = row.next_vector(row_hidden)
-            except DataError as err:  # e.g. the given conditions run out: that row fails, the others go on
+            if continuation.latest is not None:
+                name, vector = continuation.latest
+                out = vector.float().cpu().numpy()  # [S, d]
+                self.on_vector(i, name, out if continuation.sampling else out[0])
+            if continuation.error is not None:
                 self.live[i] = False
-                self.on_error(i, err)
-                segments.append(empty)
-                continue
-            if row.generated > made:  # a predicted vector, not a given condition
-                out = vector.float().cpu().numpy()
-                self.on_vector(i, name, out if row.sampling else out[0])
-            if row.done:
+                self.on_error(i, continuation.error)
+            elif continuation.done:
                 self.live[i] = False
-                self.on_done(i, row.result())
-                segments.append(empty)
-            else:
-                segments.append(self.model.project(vector, stream=name)[:, None].to(self.embeds.dtype))  # [S, 1, h]
-        if not self.done:
-            self.stream.feed(*_padded_segments(segments))
-
+                self.on_done(i, continuation.result())
+            elif self.stopped(i):
+                self.live[i] = False
+                continuation.stop()

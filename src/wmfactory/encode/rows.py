@@ -13,6 +13,16 @@ from .items import Item, entry_item
 OPENAI_TAGS = {**CHAT_TAGS, "system_tag": "system"}  # the tags of the rows wmfactory writes: OpenAI's, with system
 
 
+def _reason(err: Exception) -> str:
+    if isinstance(err, json.JSONDecodeError):
+        return f"{err.msg} at line {err.lineno}"
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8: byte 0x{err.object[err.start]:02x} at offset {err.start}"
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    return str(err).split(":")[0]
+
+
 def read_json_rows(path: str, name: str) -> list[Any]:
     """The rows of a .json (a list) or .jsonl file, read with `json` (raw entries mix strings and objects, which
     Arrow cannot hold in one column)."""
@@ -23,15 +33,14 @@ def read_json_rows(path: str, name: str) -> list[Any]:
                 if line.strip():
                     try:
                         rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
+                    except (ValueError, RecursionError) as err:  # a number of thousands of digits, too
                         raise DataError(f"dataset '{name}', file '{path}', line {number}: not valid JSON "
-                                        f"({err.msg})") from None
+                                        f"({_reason(err)})") from None
             return rows
         try:
             rows = json.load(f)
-        except json.JSONDecodeError as err:
-            raise DataError(f"dataset '{name}', file '{path}': not valid JSON ({err.msg} at line {err.lineno})"
-                            ) from None
+        except (ValueError, RecursionError) as err:
+            raise DataError(f"dataset '{name}', file '{path}': not valid JSON ({_reason(err)})") from None
     if not isinstance(rows, list):
         raise DataError(f"dataset '{name}', file '{path}': a .json dataset must hold a list of rows")
     return rows
@@ -63,7 +72,8 @@ def dataset_rows(name: str, dataset_dir: str, media_dir: str) -> tuple[list[dict
             where = f"dataset '{name}', row {index}, key '{key}'"
             if not isinstance(entries, list):
                 raise DataError(f"{where}: expected a list of entries, got {type(entries).__name__}")
-            items.extend(entry_item(entry_value, media_dir, where) for entry_value in entries)
+            items.extend(entry_item(entry_value, media_dir, where, attr.allow_outside_media_dir)
+                         for entry_value in entries)
     if not items:
         raise DataError(f"dataset '{name}': no `{attr.embeddings}` entry to encode")
     return rows, entry, items, attr.embeddings
@@ -107,21 +117,3 @@ def dataset_entry(file_name: str, input_entry: dict, record: dict) -> dict:
             entry[key] = input_entry[key]
     entry["encoder"] = record
     return entry
-
-
-def write_rows(output_dir: str, name: str, rows: list[dict], entry: dict) -> str:
-    """`<output_dir>/<name>.jsonl` and its entry in `<output_dir>/dataset_info.json` (other entries kept)."""
-    path = os.path.join(output_dir, f"{name}.jsonl")
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    info_path = os.path.join(output_dir, "dataset_info.json")
-    info = {}
-    if os.path.isfile(info_path):
-        with open(info_path, encoding="utf-8") as f:
-            info = json.load(f)
-    info[name] = entry
-    with open(info_path, "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    return path

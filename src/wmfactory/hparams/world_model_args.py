@@ -1,4 +1,5 @@
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
@@ -29,11 +30,12 @@ class WorldModelArguments:
         default="mlp",
         metadata={"help": "Projector embedding_dim -> hidden: `mlp` (Linear-GELU-Linear) or `linear`."},
     )
-    prediction_head_type: Literal["mlp", "linear", "mixture", "diffusion"] = field(
+    prediction_head_type: Literal["mlp", "linear", "mixture", "diffusion", "quantile"] = field(
         default="mlp",
         metadata={"help": "Prediction head hidden -> next vector: `mlp` (Linear-GELU-Linear) or `linear` predict one "
-                          "vector; `mixture` (a Gaussian mixture, trained by likelihood) and `diffusion` (a denoising "
-                          "MLP conditioned on the hidden state) predict a distribution to sample from."},
+                          "vector; `mixture` (a Gaussian mixture, trained by likelihood), `diffusion` (a denoising "
+                          "MLP conditioned on the hidden state) and `quantile` (the quantiles 0.1, ..., 0.9 of each "
+                          "dimension, trained by the pinball loss) predict a distribution to sample from."},
     )
     mixture_components: int = field(
         default=8, metadata={"help": "`mixture` head: number of Gaussian components (diagonal covariances)."}
@@ -145,8 +147,11 @@ class WorldModelArguments:
             raise ConfigError("`scheduled_sampling_prob` must be in [0, 1].")
         if self.mixture_components < 1 or self.diffusion_steps < 1:
             raise ConfigError("`mixture_components` and `diffusion_steps` must be at least 1.")
-        if not self.sampling_temperature > 0:
-            raise ConfigError("`sampling_temperature` must be > 0.")
+        for key, most in (("mixture_components", 1024), ("diffusion_steps", 10_000)):  # before any allocation
+            if getattr(self, key) > most:
+                raise ConfigError(f"`{key}` must be at most {most}, got {getattr(self, key)}.")
+        if not (self.sampling_temperature > 0 and math.isfinite(self.sampling_temperature)):
+            raise ConfigError(f"`sampling_temperature` must be a positive finite number, got {self.sampling_temperature}.")
         if self.embedding_noise_std < 0 or self.ridge_history < 1 or self.ridge_lambda < 0:
             raise ConfigError("`embedding_noise_std` and `ridge_lambda` must be >= 0, `ridge_history` >= 1.")
 
@@ -167,14 +172,19 @@ def parse_dim_spec(value: Any) -> DimSpec:
             value = int(text)
         elif text.startswith("{"):
             try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
+                pairs = json.loads(text, object_pairs_hook=list)
+            except (ValueError, RecursionError):
                 raise ConfigError(f"`embedding_dim` '{value}' is not valid JSON.") from None
+            value = _unique_streams(pairs, value) if isinstance(pairs, list) and all(
+                isinstance(p, tuple) for p in pairs) else pairs
         else:
             try:
-                value = dict(item.split("=", 1) for item in text.split(",") if item.strip())
+                pairs = [tuple(item.split("=", 1)) for item in text.split(",") if item.strip()]
+                if any(len(pair) != 2 for pair in pairs):
+                    raise ValueError
             except ValueError:
                 raise ConfigError(f"`embedding_dim` must be a number or `stream=dim,...`, got '{value}'.") from None
+            value = _unique_streams(pairs, value)
     if isinstance(value, dict):
         dims = {}
         for stream, dim in value.items():
@@ -192,6 +202,17 @@ def parse_dim_spec(value: Any) -> DimSpec:
         raise ConfigError(f"`embedding_dim` must be a positive integer or a mapping stream -> dimension, got "
                           f"{value!r}.")
     return value
+
+
+def _unique_streams(pairs: list[tuple], given: str) -> dict:
+    """`[(stream, dim), ...]` -> a dict; a stream given twice (`s=2,s=3`) is refused rather than the last kept."""
+    dims: dict = {}
+    for stream, dim in pairs:
+        name = str(stream).strip()
+        if name in dims:
+            raise ConfigError(f"`embedding_dim` gives stream '{name}' twice in '{given}': give each stream once.")
+        dims[name] = dim
+    return dims
 
 
 def parse_patterns(value: Any) -> tuple[str, ...]:

@@ -11,7 +11,6 @@ library's own.
 
 import contextlib
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -24,10 +23,11 @@ from transformers.utils import ModelOutput
 
 from ..data.collator import lm_label_index as lm_label_positions
 from ..data.collator import lm_label_mask
+from ..extras.compat import base_model_kwargs, quiet_gradient_checkpointing_warning
 from ..extras.errors import ConfigError, DataError
-from .config import WorldModelConfig
+from . import tables
+from .config import WorldModelConfig, check_config_dict, check_weights_hold
 from .files import damaged_weights
-from .generation import Sampling, context_features, continue_rows, teacher_forced
 from .heads import (
     Frame,
     build_head,
@@ -346,8 +346,7 @@ class WorldModel(PreTrainedModel):
             embedding_target_index = embedding_is_target.nonzero().squeeze(1)
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)  # [v, W]
-        rows = embedding_positions if embedding_rows is None else torch.stack(
-            [embedding_rows, embedding_positions[:, 1]], dim=1)  # (row, position): whose previous vectors
+        rows = frame_rows(embedding_positions, embedding_rows)
         previous, has_previous = self.frame_inputs(embedding_vectors, rows, streams)
         targets = embedding_is_target
         inputs = z
@@ -445,14 +444,20 @@ class WorldModel(PreTrainedModel):
         embedding_is_target: torch.Tensor,
         attention_mask: Optional[torch.Tensor] = None,
         embedding_streams: Optional[torch.Tensor] = None,
-        **unused,
+        position_ids: Optional[torch.Tensor] = None,
+        embedding_rows: Optional[torch.Tensor] = None,
+        **losses_only,
     ) -> list[tuple[str, Any, Frame, torch.Tensor]]:
-        """Per predicted stream, the head's distribution over each target vector of a collated batch, from the true
-        vectors before it (no training noise): (stream, `params`, `frame`, the targets `[n, d]` normalised)."""
+        """Per predicted stream, the head's distribution over each target vector of a collated batch (packed or not,
+        as `forward` reads it), from the true vectors before it (no training noise): (stream, `params`, `frame`,
+        the targets `[n, d]` normalised). `losses_only`: the batch's keys that only the losses read (labels,
+        counts)."""
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)
-        previous, has_previous = self.frame_inputs(embedding_vectors, embedding_positions, streams)
-        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask)
+        previous, has_previous = self.frame_inputs(embedding_vectors,
+                                                   frame_rows(embedding_positions, embedding_rows), streams)
+        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask,
+                                    position_ids)
         out = []
         for name, d, chosen, _ in self._target_heads(streams, embedding_is_target):
             _, params, frame = self._head_on(name, d, chosen, hidden, embedding_positions, previous, has_previous)
@@ -533,7 +538,7 @@ class WorldModel(PreTrainedModel):
                 from peft import PeftModel
 
                 # AutoModel's own keys for a plain adapter folder do not apply to the base model
-                kwargs = {k: v for k, v in kwargs.items() if k != "adapter_kwargs" and not k.startswith("_")}
+                kwargs = base_model_kwargs(kwargs)
                 base = AutoModelForCausalLM.from_pretrained(
                     base_model_name_or_path or config.base_model_name_or_path, **kwargs)
                 model = PeftModel.from_pretrained(cls(config, base), path, is_trainable=is_trainable, **hub)
@@ -547,93 +552,43 @@ class WorldModel(PreTrainedModel):
             model.requires_grad_(False)
         return model
 
-    # ---- inference on rows in the dataset format ----------------------------------
+    # ---- inference on rows in the dataset format (the inference engine: `wmfactory.inference`) -----------------
     def rollout(self, row: Row | list[Row], steps: int, dataset_dir: Optional[str] = None,
                 context_groups: Optional[int] = None, num_samples: Optional[int] = None,
                 temperature: Optional[float] = None, seed: Optional[int] = None,
-                conditions: Optional[dict[str, Any]] = None,
-                pattern: Optional[list[str]] = None) -> np.ndarray | dict[str, np.ndarray] | list:
-        """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for
-        `steps` vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`, the
-        head's mean at each step; with `num_samples` S, `[S, steps, d]`: S trajectories, each feeding back its own
-        draws from the head's distribution (`temperature` scales the spread, default the calibrated
-        `config.sampling_temperature`; `seed` makes them reproducible),
-        computed as one batch. `row`: a dict in the dataset format, or `(dataset_name, row_index)`.
+                conditions: Optional[dict[str, Any]] = None, pattern: Optional[list[str]] = None,
+                from_last_vector: bool = False) -> np.ndarray | dict[str, np.ndarray] | list:
+        """Continue the latent stream after the end of `row` for `steps` vectors; see
+        `wmfactory.inference.row_api.rollout`."""
+        from ..inference.row_api import rollout
 
-        Condition streams (`condition_streams`, e.g. actions): `conditions={"a": array [k, d_a]}` gives their
-        vectors, taken in turn wherever the stream pattern calls for one; the pattern is the row's own (s, a, s, a,
-        ... continues a, s, a, s, ...) or `pattern` (e.g. `["a", "s"]`, repeated). `steps` counts the predicted
-        vectors; with several predicted streams the result is a dict `{stream: array}`.
+        return rollout(self, row, steps, dataset_dir, context_groups, num_samples, temperature, seed, conditions,
+                       pattern, from_last_vector)
 
-        A list of rows runs as one batch (right-padded, one KV cache) and gives a list, one result per row, each equal
-        to that row's rollout alone (the draws too: each row draws with its own generator seeded by `seed`)."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise DataError(f"`steps` must be a positive integer, got {steps!r}.")
-        sampling = _sampling(num_samples, temperature, seed)
-        given = self._conditions(conditions)
-        if pattern is not None:
-            unknown = [name for name in pattern if name not in self.config.stream_dims]
-            if not pattern or unknown or not self.config.multi_stream:
-                raise DataError(f"`pattern` {pattern!r}: name streams of this model ({list(self.config.stream_dims)}); "
-                                "a model of one stream has no pattern to choose.")
-        rows = row if isinstance(row, list) else [row]
-        batch = [self._rollout_features(one, steps, dataset_dir, context_groups) for one in rows]
-        results = continue_rows(self, batch, steps, sampling, given, pattern) if batch else []
-        return results if isinstance(row, list) else results[0]
-
-    def _rollout_features(self, row: Row, steps: int, dataset_dir: Optional[str],
-                          context_groups: Optional[int]) -> dict[str, Any]:
-        features = self.encode_row(row, dataset_dir)
-        if context_groups is not None:
-            features = context_features(features, context_groups)
-        if not features["embedding_groups"]:
-            raise DataError("the row holds no embedding vector (before `context_groups`): there is no stream to "
-                            "continue.")
-        limit = getattr(self.config.text_config.get_text_config(), "max_position_embeddings", None)
-        if limit and len(features["input_ids"]) + steps > limit:
-            raise DataError(f"a rollout of {steps} vectors after this row ({len(features['input_ids'])} positions) "
-                            f"needs {len(features['input_ids']) + steps} positions; the model has {limit}.")
-        return features
-
-    def _conditions(self, conditions: Optional[dict[str, Any]]) -> Optional[dict[str, torch.Tensor]]:
-        """`{stream: array-like [k, d]}` checked against the model's condition streams -> float32 tensors."""
-        if not conditions:
-            return None
-        if not isinstance(conditions, dict):
-            raise DataError(f"`conditions` must be a dict {{stream: array [k, d]}}, got {type(conditions).__name__}.")
-        out = {}
-        for name, values in conditions.items():
-            if name not in self.config.stream_dims or not self.config.is_condition(name):
-                raise DataError(f"`conditions['{name}']`: '{name}' is not a condition stream of this model (its "
-                                f"condition streams: {[s for s in self.config.stream_dims if self.config.is_condition(s)]}"
-                                ").")
-            array = np.asarray(values, dtype=np.float32)
-            d = self.config.stream_dims[name]
-            if array.ndim == 1:
-                array = array[None]
-            if array.ndim != 2 or array.shape[1] != d or not np.isfinite(array).all():
-                raise DataError(f"`conditions['{name}']` must be finite numbers of shape [k, {d}], got shape "
-                                f"{list(array.shape)}.")
-            out[name] = torch.from_numpy(array)
-        return out
+    def predict_df(self, df, future_df=None, **options):
+        """Forecasts of every series of the long table `df` as a long table with quantiles (`model/tables.py`)."""
+        return tables.predict_df(self, df, future_df, **options)
 
     def predict_next(self, row: Row, dataset_dir: Optional[str] = None, num_samples: Optional[int] = None,
                      temperature: Optional[float] = None, seed: Optional[int] = None) -> list:
-        """Teacher-forced predictions for every target group of `row` (a list of `GroupPrediction`: `predicted`
-        `[n, d]`, the head's mean; with `num_samples`, `samples` `[S, n, d]` too)."""
-        return teacher_forced(self, self.encode_row(row, dataset_dir), _sampling(num_samples, temperature, seed))
+        """Teacher-forced predictions for every target group of `row`; see `wmfactory.inference.row_api`."""
+        from ..inference.row_api import predict_next
+
+        return predict_next(self, row, dataset_dir, num_samples, temperature, seed)
+
+    def plan(self, row: Row, horizon: int, **options):
+        """Choose a sequence of actions (a condition stream) by model-predictive control; see
+        `wmfactory.inference.planning.plan` for the options."""
+        from ..inference.planning import plan
+
+        return plan(self, row, horizon, **options)
 
     @staticmethod
     def nearest(vectors, bank, k: int = 5) -> list[list[dict[str, Any]]] | tuple[np.ndarray, np.ndarray]:
-        """Decoding by retrieval: the k items of `bank` most cosine-similar to each predicted vector `[q, d]`. `bank`:
-        the output folder of `wmfactory encode` (or a loaded `Bank`) -> per vector, `{"id", "score", "text" or
-        "path"}` best first; or a matrix `[b, d]` -> `(indices [q, k], scores [q, k])`."""
-        from ..encode.retrieval import Bank, load_bank, nearest
+        """Decoding by retrieval: the k items of `bank` most cosine-similar to each predicted vector `[q, d]`; see
+        `wmfactory.inference.row_api.nearest`."""
+        from ..inference.row_api import nearest
 
-        if isinstance(bank, (str, os.PathLike)):
-            bank = load_bank(str(bank))
-        if isinstance(bank, Bank):
-            return bank.neighbours(vectors, k)
         return nearest(vectors, bank, k)
 
     def encode_row(self, row: Row, dataset_dir: Optional[str] = None) -> dict[str, Any]:
@@ -650,14 +605,12 @@ class WorldModel(PreTrainedModel):
 AutoModel.register(WorldModelConfig, WorldModel)
 
 
-def _sampling(num_samples: Optional[int], temperature: Optional[float], seed: Optional[int]) -> Optional[Sampling]:
-    if num_samples is None:
-        return None
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise DataError(f"`num_samples` must be a positive integer, got {num_samples!r}.")
-    if temperature is not None and not temperature > 0:
-        raise DataError(f"`temperature` must be positive, got {temperature!r}.")
-    return Sampling(num_samples, temperature, seed)
+def frame_rows(embedding_positions: torch.Tensor, embedding_rows: Optional[torch.Tensor]) -> torch.Tensor:
+    """(row, position) of each vector `[v, 2]`: the row whose previous vectors it reads; with packed rows the packed
+    row (`embedding_rows`), not the shared sequence it sits in."""
+    if embedding_rows is None:
+        return embedding_positions
+    return torch.stack([embedding_rows, embedding_positions[:, 1]], dim=1)
 
 
 @contextlib.contextmanager
@@ -670,9 +623,7 @@ def quiet_loading():
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
-                                    category=FutureWarning)
+        with quiet_gradient_checkpointing_warning():
             yield
     finally:
         if was_enabled:
@@ -693,6 +644,9 @@ def _world_model_config(path: str, hub: dict) -> WorldModelConfig:
     if config_dict.get("model_type") != WorldModelConfig.model_type:
         raise DataError(f"'{path}' is not a world model written by wmfactory (its config.json describes a "
                         f"'{config_dict.get('model_type')}' model): point at the output_dir of a training run.")
+    check_config_dict(config_dict, path)  # before anything is built from it
+    if os.path.isdir(path):
+        check_weights_hold(config_dict, path)
     return WorldModelConfig.from_dict(config_dict)
 
 
