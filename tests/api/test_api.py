@@ -288,7 +288,6 @@ def test_rollout_under_given_actions_equals_the_in_process_one(trained):
 PLAN = {"horizon": 3, "goal": [0.5, -0.5], "candidates": 16, "iterations": 2, "elites": 4, "seed": 0}
 
 
-@pytest.mark.skipif(not hasattr(WorldModel, "plan"), reason="this wmfactory has no WorldModel.plan")
 def test_plan_equals_the_in_process_plan(trained):
     model, row = trained["control_model"], trained["control_rows"][0]
     url = trained["servers"]["control"].url
@@ -309,14 +308,6 @@ def test_plan_equals_the_in_process_plan(trained):
                  "unknown field `cost`")
     assert_error(httpx.post(f"{url}/v1/plan", json={"row": row, **PLAN, "goal": [1.0, 2.0, 3.0]}), 422)
     assert_error(httpx.post(f"{url}/v1/plan", json={"row": row, **PLAN, "method": "random"}), 422, "`method`")
-
-
-@pytest.mark.skipif(hasattr(WorldModel, "plan"), reason="WorldModel.plan exists")
-def test_without_world_model_plan_the_plan_endpoint_says_so(trained):
-    url = trained["servers"]["control"].url
-    row = trained["control_rows"][0]
-    assert_error(httpx.post(f"{url}/v1/plan", json={"row": row, **PLAN}), 501, "no WorldModel.plan")
-    assert_error(httpx.post(f"{url}/v1/plan", json={"row": row, **PLAN, "cost": "x"}), 422, "unknown field `cost`")
 
 
 # ---- limits ------------------------------------------------------------------------------------------------------

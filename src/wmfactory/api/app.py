@@ -160,9 +160,6 @@ def create_app(model, engine: Engine, limits: Limits, api_key: Optional[str] = N
     async def plan(request: Request):
         started = time.monotonic()
         body: PlanRequest = parse_body(await request.body(), PlanRequest)
-        if not hasattr(model, "plan"):
-            raise ApiError(501, "this wmfactory has no WorldModel.plan: upgrade wmfactory to plan over HTTP",
-                           "no_plan")
         check_samples(body.num_samples)
         arguments = dict(
             horizon=body.horizon, goal=decode_streams(body.goal, "goal", (1,)),
@@ -269,7 +266,7 @@ def model_card(model, model_id: str, bank) -> dict:
             "context_length": getattr(text, "max_position_embeddings", None),
             "normalisation": config.embedding_norm, "template": config.template,
             "base_model": config.base_model_name_or_path, "trained_with": config.wmfactory_version,
-            "wmfactory_version": __version__, "plan": hasattr(model, "plan")}
+            "wmfactory_version": __version__}
     card["bank"] = None if bank is None else {"items": len(bank.items), "dim": int(bank.vectors.shape[1])}
     return card
 
