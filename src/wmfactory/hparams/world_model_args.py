@@ -54,6 +54,13 @@ class WorldModelArguments:
         metadata={"help": "Temperature of sampled predictions when `temperature` is not given at inference (set by "
                           "`calibrate_temperature`)."},
     )
+    missing_values: Literal["refuse", "mask"] = field(
+        default="refuse",
+        metadata={"help": "NaN entries of the vectors: `refuse` (an error naming the row and file) or `mask` "
+                          "(missing values: excluded from the loss and from the normalisation statistics; each "
+                          "stream's projector reads [z * observed, observed], twice the stream's width, so that a "
+                          "missing entry enters as 0 beside an indicator 0; eval scores the observed entries only)."},
+    )
     embedding_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the embedding loss."})
     lm_loss_weight: float = field(
         default=0.1, metadata={"help": "Weight of the LM loss; 0 skips the LM head entirely."}
@@ -148,6 +155,11 @@ class WorldModelArguments:
             raise ConfigError("`mixture_components` and `diffusion_steps` must be at least 1.")
         if not self.sampling_temperature > 0:
             raise ConfigError("`sampling_temperature` must be > 0.")
+        if self.missing_values not in ("refuse", "mask"):
+            raise ConfigError(f"`missing_values` must be refuse or mask, got '{self.missing_values}'.")
+        if self.missing_values == "mask" and self.prediction_head_type == "diffusion":
+            raise ConfigError("`missing_values: mask` needs a head whose loss can leave out single entries (mlp, "
+                              "linear, mixture or quantile); the diffusion head denoises whole vectors.")
         if self.embedding_noise_std < 0 or self.ridge_history < 1 or self.ridge_lambda < 0:
             raise ConfigError("`embedding_noise_std` and `ridge_lambda` must be >= 0, `ridge_history` >= 1.")
 

@@ -209,9 +209,13 @@ def _squared_errors(inputs: dict, predicted: torch.Tensor, config) -> dict[str, 
     else:
         dims = torch.tensor(list(config.stream_dims.values()), device=target.device)[streams[is_target]]
     inside = (torch.arange(target.shape[-1], device=target.device)[None, :] < dims[:, None]).float()
+    observed = ~torch.isnan(target)  # `missing_values: mask`: the observed entries only
+    inside = inside * observed
+    target = torch.nan_to_num(target)
+    dims = inside.sum(dim=-1).clamp_min(1)
 
     def errors(forecast: torch.Tensor) -> torch.Tensor:  # [v_target]
-        return ((forecast.float() - target).pow(2) * inside).sum(dim=-1) / dims
+        return ((torch.nan_to_num(forecast.float()) - target).pow(2) * inside).sum(dim=-1) / dims
 
     error = errors(predicted)
     if inputs.get("embedding_rows") is not None:  # packed rows: the previous vector of the same row
