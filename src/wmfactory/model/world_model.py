@@ -385,7 +385,7 @@ class WorldModel(PreTrainedModel):
                 head, params, frame = self._head_on(name, d, chosen, hidden, embedding_positions, previous,
                                                     has_previous)
                 target = z[chosen][:, :d]
-                embedding_sum = embedding_sum + head.loss(params, target, frame, self._observed(target)).sum()
+                embedding_sum = embedding_sum + self._head_loss(head, params, target, frame).sum()
                 if not self.training or head.mean_is_cheap:
                     means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             if means:
@@ -436,16 +436,19 @@ class WorldModel(PreTrainedModel):
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 head, params, frame = self._head_on(name, d, chosen, hidden, positions, previous, has_previous)
                 target = truth[chosen][:, :d]
-                total = total + head.loss(params, target, frame, self._observed(target)).sum()
+                total = total + self._head_loss(head, params, target, frame).sum()
                 if number < passes - 1:  # the last pass's forecasts feed nothing
                     means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             if means:
                 own = self._in_target_order(means, streams, targets, len(own))
             yield total
 
-    def _observed(self, target: torch.Tensor) -> Optional[torch.Tensor]:
-        """`missing_values: mask`: which entries of the targets `[n, d]` are observed (not NaN); else None (all)."""
-        return ~torch.isnan(target) if self.config.missing_values == "mask" else None
+    def _head_loss(self, head, params, target: torch.Tensor, frame: Frame) -> torch.Tensor:
+        """The head's loss `[n]` on targets `[n, d]`; with `missing_values: mask`, on their observed (not NaN)
+        entries only (a head registered without the `observed` argument is then called with it and must take it)."""
+        if self.config.missing_values != "mask":
+            return head.loss(params, target, frame)
+        return head.loss(params, target, frame, ~torch.isnan(target))
 
     def _in_target_order(self, parts: list[torch.Tensor], streams, targets, count: int) -> torch.Tensor:
         """Per-stream results `[n_s, d_s]` (in `_target_heads` order) -> `[count, W]` in the order of the targets."""
