@@ -48,12 +48,12 @@ def test_statistics_leave_missing_entries_out():
     z = [(x - np.nanmean(values, 0)) / np.nanstd(values, 0) for x in rows]
     steps = np.concatenate([np.diff(r, axis=0) for r in z])  # NaN where either end is missing
     np.testing.assert_allclose(stats.delta_scale.numpy(), np.nanstd(steps, axis=0), rtol=1e-4)
-    # the ridge on one vector: the transitions whose target is whole, a missing input taking the training mean
+    # the ridge on one vector: the transitions whose input and target are whole
     inputs, targets = [], []
     for x in rows:
         for t in range(1, len(x)):
-            if not np.isnan(x[t]).any():
-                inputs.append(np.where(np.isnan(x[t - 1]), np.nanmean(values, 0), x[t - 1]))
+            if not np.isnan(x[t]).any() and not np.isnan(x[t - 1]).any():
+                inputs.append(x[t - 1])
                 targets.append(x[t])
     features = np.concatenate([np.array(inputs), np.ones((len(inputs), 1))], axis=1)
     n, variance = len(features), np.var(np.array(inputs), axis=0)
@@ -98,9 +98,19 @@ def test_frames_fill_a_missing_entry_from_the_older_vectors_then_the_mean():
     nan = float("nan")
     history = torch.tensor([[[nan, 1.0], [nan, nan], [3.0, nan]],     # most recent first, three real
                             [[nan, 2.0], [nan, nan], [0.0, 0.0]]])    # two real, one padding
-    filled = fill_missing_history(history, torch.tensor([3, 2]), torch.tensor([10.0, 20.0]))
+    count, mean = torch.tensor([3, 2]), torch.tensor([10.0, 20.0])
+    filled = fill_missing_history(history, count, mean)  # no ridge: the older vector's value
     assert filled[0].tolist() == [[3.0, 1.0], [3.0, 20.0], [3.0, 20.0]]
     assert filled[1].tolist() == [[10.0, 2.0], [10.0, 20.0], [0.0, 0.0]]
+    # with ridges: the one-step forecast from the filled older vectors; ridge j: x_next = 2 * x_last + j (per dim)
+    ridges = {j: torch.cat([2 * torch.eye(2), torch.zeros(2 * (j - 1), 2), torch.full((1, 2), float(j))])
+              for j in (1, 2)}
+    filled = fill_missing_history(history, count, mean, ridges.__getitem__)
+    oldest = [3.0, 20.0]                                   # no older vector in the window: the mean
+    middle = [2 * 3.0 + 1, 2 * 20.0 + 1]                   # ridge 1 on the oldest
+    recent = [2 * middle[0] + 2, 1.0]                      # ridge 2 on the two older ones (weights on the last)
+    assert filled[0].tolist() == [recent, middle, oldest]
+    assert filled[1].tolist() == [[2 * 10.0 + 1, 2.0], [10.0, 20.0], [0.0, 0.0]]
 
 
 def test_eval_scores_observed_entries_and_baselines_read_a_filled_history():

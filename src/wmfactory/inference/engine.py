@@ -127,7 +127,7 @@ class Continuation:
             else:
                 previous, count = (recent[0] if recent else None), None
             vector = next_vectors(self.model, hidden, previous, self.sampling, self.generator, name, self.dims[name],
-                                  count)
+                                  count, horizon=len(self.out.get(name, [])) + 1)
             self.out.setdefault(name, []).append(vector)
             self.generated += 1
         self.recent.setdefault(name, []).insert(0, vector)

@@ -116,6 +116,13 @@ class _Generation:
         self.frame_conditions = model.config.frame_conditions  # [(stream, d)] the frame's ridge reads
         self.condition_index = row.condition_index(self.k, [name for name, _ in self.frame_conditions])
         self.events = [(i, position) for i, position in enumerate(row.positions.tolist()) if not self.given[i]]
+        groups_so_far: dict[str, list[int]] = {}  # the generated groups of each stream, for each event's horizon
+        self.horizons = []
+        for i, _ in self.events:
+            seen = groups_so_far.setdefault(row.stream_names[i] if model.config.multi_stream else "", [])
+            if row.groups[i] not in seen:
+                seen.append(row.groups[i])
+            self.horizons.append(len(seen))
         for name in set(row.stream_names):  # the given vectors of each stream through its projector at once
             index = [i for i, (kept, other) in enumerate(zip(self.given, row.stream_names)) if kept and other == name]
             if index:
@@ -180,7 +187,8 @@ def generate_rows(model, rows_features: list[dict[str, Any]], context_groups: in
             i, position = row.events[step]
             name, d = row.row.stream_names[i], row.row.dims[i]
             previous, known = row.frame_inputs(i, d)
-            row.vectors[:, i, :d] = next_vectors(model, row_hidden, previous, sampling, row.generator, name, d, known)
+            row.vectors[:, i, :d] = next_vectors(model, row_hidden, previous, sampling, row.generator, name, d, known,
+                                                 row.horizons[step])
             row.inputs[:, position] = model.project(row.vectors[:, i, :d], stream=name).to(row.inputs.dtype)
             row.fed = position
     return [row.results(sampling, model.config.multi_stream) for row in rows]

@@ -168,10 +168,11 @@ def with_conditions(history: torch.Tensor, conditions: list[torch.Tensor], k: in
 
 def next_vectors(model, hidden: torch.Tensor, previous: Optional[torch.Tensor], sampling: Optional[Sampling],
                   generator: Optional[torch.Generator], stream: str, dim: int,
-                  count: Optional[int] = None) -> torch.Tensor:
+                  count: Optional[int] = None, horizon: Optional[int] = None) -> torch.Tensor:
     """The next vector of `stream` `[b, dim]` (data units) after each hidden state `[b, h]`: the head's mean, or one
-    draw per row when `sampling`. `previous` `[b, dim]` is the vector before in the stream (None: there is none); for
-    a ridge frame, the last k vectors `[b, k, dim]` of which `count` are there."""
+    draw per row when `sampling` (at the calibrated temperature of rollout `horizon` unless `sampling` sets one).
+    `previous` `[b, dim]` is the vector before in the stream (None: there is none); for a ridge frame, the last k
+    vectors `[b, k, dim]` of which `count` are there."""
     if count is not None:
         has_previous = torch.full((hidden.shape[0],), count, dtype=torch.long, device=hidden.device)
     else:
@@ -180,7 +181,8 @@ def next_vectors(model, hidden: torch.Tensor, previous: Optional[torch.Tensor], 
         previous = hidden.new_zeros((hidden.shape[0], dim), dtype=torch.float32)
     if sampling is None:
         return model.vectors_from_hidden(hidden, previous, has_previous, stream)[1]
-    return model.sample_vectors(hidden, previous, has_previous, 1, sampling.temperature, generator, stream)[0]
+    return model.sample_vectors(hidden, previous, has_previous, 1, sampling.temperature, generator, stream,
+                                horizon)[0]
 
 
 def row_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

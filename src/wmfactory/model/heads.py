@@ -81,23 +81,35 @@ def condition_history(vectors: torch.Tensor, positions: torch.Tensor, is_conditi
     return out
 
 
-def fill_missing_history(history: torch.Tensor, count: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+def fill_missing_history(history: torch.Tensor, count: torch.Tensor, fallback: torch.Tensor,
+                         ridge_on: Optional[Callable[[int], torch.Tensor]] = None) -> torch.Tensor:
     """`missing_values: mask`: the last k vectors before each vector `[n, k, d]` (most recent first, `count` `[n]` of
-    them real) with each missing (NaN) entry replaced by the same dimension of the next older vector of the window,
-    after its own filling, and by `fallback` `[d]` (the training mean) where no older one is observed; padding beyond
-    `count` becomes 0, as without missing values. The one rule of the frames' inputs, in training and in rollouts (the ridges are fitted
-    on windows filled the same way: `statistics.fill_windows`)."""
+    them real, data units) with each missing (NaN) entry filled, oldest first: by the one-step forecast of the ridge
+    on the (filled) older vectors of the window (`ridge_on(j)`: weights `[j*d + 1, d]` on the last j), or, without
+    ridges, by the same dimension of the next older vector; by `fallback` `[d]` (the training mean) in the oldest
+    vector of the window. Padding beyond `count` becomes 0, as without missing values. The one rule of the frames'
+    inputs, in training and in rollouts."""
     if not torch.isnan(history).any():
         return history
-    k = history.shape[1]
+    n, k, d = history.shape
     real = torch.arange(k, device=history.device)[None, :] < count[:, None]  # [n, k]
-    older = fallback.to(history.dtype).expand(history.shape[0], -1)
-    columns = [None] * k
-    for j in range(k - 1, -1, -1):
-        filled = torch.where(torch.isnan(history[:, j]), older, history[:, j])
-        columns[j] = torch.where(real[:, j:j + 1], filled, 0.0)
-        older = torch.where(real[:, j:j + 1], filled, older)
-    return torch.stack(columns, dim=1)
+    filled = torch.where(real[..., None], history.float(), 0.0)
+    ones = filled.new_ones((n, 1))
+    for p in range(k - 1, -1, -1):  # from the oldest position of the window to the most recent
+        older = (count - 1 - p).clamp(min=0)  # how many real vectors of the window precede position p
+        guess = fallback.float().expand(n, d)
+        for j in range(1, k - p):
+            if ridge_on is None:
+                forecast = filled[:, p + 1]
+            else:
+                features = torch.cat([filled[:, p + 1: p + 1 + j].reshape(n, j * d), ones], dim=1)
+                forecast = features @ ridge_on(min(j, k)).float()
+            guess = torch.where((older.clamp(max=k - 1 - p) == j)[:, None] if ridge_on is not None
+                                else (older >= 1)[:, None], forecast, guess)
+            if ridge_on is None:
+                break
+        filled[:, p] = torch.where(torch.isnan(filled[:, p]), guess, filled[:, p])
+    return filled
 
 
 def within_streams(fn: Callable[..., tuple[torch.Tensor, ...]], vectors: torch.Tensor, positions: torch.Tensor,

@@ -141,19 +141,21 @@ class EmbeddingStatistics(nn.Module):
             held = np.full(len(x), number % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1) if by_row else (
                 np.arange(len(x)) >= len(x) - len(x) // HOLD_OUT_EVERY)  # per target index
             held &= select  # without a choice to make, nothing is held out (and no held-out equations are summed)
-            complete = ~np.isnan(x).any(axis=1)  # a ridge learns from the transitions whose target is whole
+            # with missing values (NaN), a ridge learns from the transitions whose window and target are whole
+            complete = ~np.isnan(x).any(axis=1)
             for j in range(1, k + 1):
                 if len(x) <= j:
                     continue
                 windows = np.stack([x[i: len(x) - j + i] for i in range(j)], axis=1)  # [n, j, d], oldest first
-                windows, use = fill_windows(windows, mean), complete[j:]
+                use = complete[j:] & complete[np.arange(len(x) - j)[:, None] + np.arange(j)[None, :]].all(axis=1)
                 normal[j].add(ridge_features(windows[use]), x[j:][use], held[j:][use])
                 if c:
                     framed[j].add(ridge_features(windows[use], np.nan_to_num(history[j:, :j][use])), x[j:][use],
                                   held[j:][use])
             if len(x) > k:
-                target_squares += (x[k:][complete[k:]] ** 2).sum(axis=0)
-                held_squares += (x[k:][held[k:] & complete[k:]] ** 2).sum(axis=0)
+                use = complete[k:] & complete[np.arange(len(x) - k)[:, None] + np.arange(k)[None, :]].all(axis=1)
+                target_squares += (x[k:][use] ** 2).sum(axis=0)
+                held_squares += (x[k:][held[k:] & use] ** 2).sum(axis=0)
         if steps.sum():
             steps = np.maximum(steps, 1)
             step_mean = step_sum / steps
@@ -185,19 +187,6 @@ class EmbeddingStatistics(nn.Module):
         if low is not None:
             self.low.copy_(torch.from_numpy(low))
             self.high.copy_(torch.from_numpy(high))
-
-
-def fill_windows(windows: np.ndarray, fallback: np.ndarray) -> np.ndarray:
-    """Windows of the last j vectors `[n, j, d]` (most recent last) with each missing (NaN) entry replaced by the same
-    dimension of the vector before it in the window (after its own filling), and by `fallback` `[d]` (the training
-    mean) in the oldest one: the rule of `heads.fill_missing_history`, which fills the frames' inputs."""
-    if not np.isnan(windows).any():
-        return windows
-    windows = np.array(windows, dtype=np.float64)
-    windows[:, 0] = np.where(np.isnan(windows[:, 0]), fallback, windows[:, 0])
-    for i in range(1, windows.shape[1]):
-        windows[:, i] = np.where(np.isnan(windows[:, i]), windows[:, i - 1], windows[:, i])
-    return windows
 
 
 def ridge_features(windows: np.ndarray, conditions: Optional[np.ndarray] = None) -> np.ndarray:

@@ -226,7 +226,8 @@ class WorldModel(PreTrainedModel):
             if previous.dim() == 2:
                 previous = torch.where(torch.isnan(previous), statistics.mean.to(previous.dtype), previous)
             else:
-                previous = fill_missing_history(previous, has_previous, statistics.mean)
+                ridges = statistics.ridge_on if self.config.predict_residual == "ridge" else None
+                previous = fill_missing_history(previous, has_previous, statistics.mean, ridges)
             conditions = None if conditions is None else torch.nan_to_num(conditions)
         if previous.dim() == 2:
             shift = statistics.normalize(previous) * has_previous[:, None].float()
@@ -261,13 +262,13 @@ class WorldModel(PreTrainedModel):
     def sample_vectors(
         self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor, num_samples: int,
         temperature: Optional[float] = None, generator: Optional[torch.Generator] = None,
-        stream: Optional[str] = None,
+        stream: Optional[str] = None, horizon: Optional[int] = None,
     ) -> torch.Tensor:
         """Draws from the head's distribution on hidden states `[n, h]` -> `[num_samples, n, d]`, data units. A
-        deterministic head gives its mean in every draw. `temperature` defaults to the config's
-        `sampling_temperature` (calibrated after training)."""
+        deterministic head gives its mean in every draw. `temperature` defaults to the calibrated one at rollout
+        `horizon` (`config.temperature_at`: `sampling_temperature` for a teacher-forced draw)."""
         if temperature is None:
-            temperature = self.config.sampling_temperature
+            temperature = self.config.temperature_at(horizon)
         frame = self.head_frame(previous, has_previous, stream)
         head = self.stream_part("prediction_head", stream)
         draws = head.sample(head(hidden.float()), frame, num_samples, temperature, generator)

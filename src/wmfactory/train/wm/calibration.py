@@ -25,7 +25,8 @@ def interval_hits(draws: torch.Tensor, target: torch.Tensor) -> list[float]:
     `draws` `[S, n, d]`, counted from each value's rank among the draws as `wmfactory eval` counts them
     (`rank_coverage`: unbiased whatever the number of draws)."""
     below = (draws < target[None]).sum(0).cpu().numpy()
-    return [float(rank_coverage(below, draws.shape[0], level).sum()) for level in LEVELS]
+    observed = ~torch.isnan(target).cpu().numpy()  # `missing_values: mask`: missing entries are not counted
+    return [float(rank_coverage(below, draws.shape[0], level)[observed].sum()) for level in LEVELS]
 
 
 def coverage_by_temperature(model, batches: Iterable[dict], seed: int = 0, reduce=None,
@@ -51,7 +52,7 @@ def coverage_by_temperature(model, batches: Iterable[dict], seed: int = 0, reduc
                     draws = head.sample(params, frame, NUM_SAMPLES, float(temperature), generator)
                 counts[i, :-1] += torch.tensor(interval_hits(draws.float(), target.float()), dtype=torch.float64,
                                                device=device)
-                counts[i, -1] += target.numel()
+                counts[i, -1] += int((~torch.isnan(target)).sum())
     if reduce is not None:
         counts = reduce(counts)
     total = counts[:, -1:].clamp_min(1)
