@@ -25,6 +25,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "examples", "models", "tiny-llama")
 HEADS = ("mlp", "mixture", "diffusion")
+VAL_SIZE = 0.1  # `--val_size`; 0: train with the defaults (every tenth training row held out to calibrate)
 
 
 def double_well(out: str, rows: int, test_rows: int, steps: int = 10, dim: int = 16, seed: int = 0) -> None:
@@ -73,7 +74,7 @@ def train_and_eval(work: str, data_dir: str, train: str, test: str, head: str, s
          "--lm_loss_weight", "0", "--prediction_head_type", head, "--per_device_train_batch_size", "16",
          "--learning_rate", "3e-3", "--max_steps", str(steps), "--lr_scheduler_type", "cosine",
          "--warmup_steps", "0.05", "--save_strategy", "no", "--logging_steps", str(steps), "--report_to", "none",
-         "--seed", str(seed), "--val_size", "0.1"])
+         "--seed", str(seed)] + (["--val_size", str(VAL_SIZE)] if VAL_SIZE else []))
     with open(os.path.join(out, "train_results.json")) as f:
         samples_per_second = json.load(f)["train_samples_per_second"]
     result = {"out": out, "train_samples_per_second": samples_per_second}
@@ -131,7 +132,10 @@ def main() -> None:
     parser.add_argument("--skip_pendulum", action="store_true")
     parser.add_argument("--seed", type=int, default=0, help="training seed (the data and eval seeds stay 0)")
     parser.add_argument("--heads", default=",".join(HEADS), help="comma-separated; mlp is always trained")
+    parser.add_argument("--val_size", type=float, default=0.1, help="0: no evaluation split (the defaults)")
     args = parser.parse_args()
+    global VAL_SIZE
+    VAL_SIZE = args.val_size
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "steps": args.steps,
               "samples": args.samples, "double_well": {}, "pendulum": {}}
     with tempfile.TemporaryDirectory() as work:
@@ -146,6 +150,8 @@ def main() -> None:
                 "train_samples_per_second": output["train_samples_per_second"],
                 "energy_score_h4": h4["model"]["energy_score"], "crps_h4": h4["model"]["crps"],
                 "coverage_90_h4": h4["model"]["coverage_90"], "coverage_50_h4": h4["model"]["coverage_50"],
+                "coverage_90_by_horizon": {h: r["model"].get("coverage_90")
+                                           for h, r in output["report"]["rollout"]["horizons"].items()},
                 "mse_of_mean_h4": h4["model"]["mse"],
                 "sampling_temperature": output.get("sampling_temperature"),
                 "coverage_90_h4_at_temperature_1": (output["report_at_1"]["rollout"]["horizons"]["4"]["model"][
