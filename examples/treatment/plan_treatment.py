@@ -64,7 +64,8 @@ def row_of(states: list, doses: list) -> dict:
 
 def write_data(folder: str, patients: int, visits: int, seed: int) -> None:
     sys.path.insert(0, os.path.join(REPO, "src"))
-    from wmfactory.encode.rows import OPENAI_TAGS, write_rows
+    from wmfactory.data.registry import write_rows
+    from wmfactory.encode.rows import OPENAI_TAGS
 
     rng = np.random.default_rng(seed)
     os.makedirs(os.path.join(folder, "vectors"), exist_ok=True)

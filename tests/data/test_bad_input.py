@@ -154,7 +154,7 @@ def test_check_summarises_and_lists_every_problem(tmp_path, capsys):
     write_embedding(data_dir / "e" / "3b.json", [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]], modality="ecg")
     (data_dir / "e" / "2b.json").unlink()
     rows[4]["embeddings"]["m1"] = ["../../x.json"]
-    rows[1]["embeddings"]["m2"] = [str(data_dir / "e" / "1b.json")]  # absolute: allowed, and listed
+    rows[1]["embeddings"]["m2"] = [str(data_dir / "e" / "1b.json")]  # absolute, inside media_dir: read, and listed
     write_dataset(data_dir, "d", rows)
     code = cli.main(["check", "--model_name_or_path", TINY_MODEL, "--dataset", "d", "--dataset_dir", str(data_dir),
                      "--cutoff_len", "20"])

@@ -1,5 +1,6 @@
 import io
 import json
+import os
 
 import numpy as np
 import pytest
@@ -53,8 +54,15 @@ def test_missing_file_and_escaping_path(tmp_path):
     (tmp_path / "media").mkdir()
     with pytest.raises(DataError, match="escapes media_dir"):
         load_embedding("../outside.json", str(tmp_path / "media"))
-    # an absolute path is the user's explicit choice
-    assert load_embedding(str(tmp_path / "outside.json"), str(tmp_path / "media")).shape == (1, 1)
+    # outside media_dir only when the dataset's entry allows it: an absolute path, `..`, or a symlink out
+    os.symlink(tmp_path / "outside.json", tmp_path / "media" / "link.json")
+    for name in (str(tmp_path / "outside.json"), "../outside.json", "link.json"):
+        with pytest.raises(DataError, match="media_dir .* set `allow_outside_media_dir: true`"):
+            load_embedding(name, str(tmp_path / "media"))
+        assert load_embedding(name, str(tmp_path / "media"), allow_outside=True).shape == (1, 1)
+    # an absolute path inside media_dir is inside
+    (tmp_path / "media" / "inside.json").write_text(json.dumps({"embedding": [2.0]}))
+    assert load_embedding(str(tmp_path / "media" / "inside.json"), str(tmp_path / "media")).tolist() == [[2.0]]
 
 
 def test_pickled_payloads_are_refused(tmp_path):

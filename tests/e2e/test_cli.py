@@ -96,7 +96,7 @@ def test_each_command_has_its_own_help(capsys):
     assert cli.main(["eval", "--help"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("usage: wmfactory eval ") and "score predictions" in text
-    assert text.index("predict, eval and export") < text.index("--context_groups") < text.index("model: the base LLM")
+    assert text.index("predict, eval, plan and export") < text.index("--context_groups") < text.index("model: the base LLM")
     assert "learning_rate" not in text
     assert cli.main(["train", "--help"]) == 0
     text = capsys.readouterr().out

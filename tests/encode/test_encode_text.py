@@ -68,7 +68,7 @@ def test_encoding_resumes_and_refuses_another_encoder_in_the_same_folder(tmp_pat
     assert all(after[name] == before[name] for name in before if name != files[2].name)  # untouched
     again, original = read_safetensors(files[2])[0], np.frombuffer(before[files[2].name][1][-128:], dtype="<f4")
     np.testing.assert_allclose(again[0], original, rtol=1e-5, atol=1e-6)  # alone in its batch this time
-    assert not list((tmp_path / "out").rglob("*.partial"))
+    assert not list((tmp_path / "out").rglob("*.partial*"))
 
     with pytest.raises(ConfigError, match=r"holds embeddings of another encoder .*pooling mean.*pooling cls"):
         encode_story(tmp_path, "out", pooling="cls")

@@ -163,7 +163,7 @@ def test_output_dir_is_required_and_sft_says_which_keys_it_ignores(tmp_path, cap
     (["--interleave_probs", "0.5,0.6"], "`interleave_probs` needs one probability per dataset"),
     (["--resume_from_checkpoint", "/no/such/checkpoint"], "`resume_from_checkpoint` '/no/such/checkpoint' is not"),
     (["--report_to", "wandb"], "`report_to` names wandb, which is not installed"),
-    (["--lr_scheduler_type", "bogus"], "bogus is not a valid SchedulerType"),
+    (["--lr_scheduler_type", "bogus"], "`lr_scheduler_type` must be one of linear, cosine"),
 ])
 def test_values_no_run_can_train_with_are_named(tmp_path, extra, message):
     with pytest.raises(ConfigError) as err:

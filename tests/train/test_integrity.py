@@ -2,11 +2,10 @@
 
 import os
 import socket
-import subprocess
 
 import pytest
 import torch
-from conftest import train_args, write_dynamics_dataset
+from conftest import hold_lock, train_args, write_dynamics_dataset
 from transformers import TrainerCallback
 
 from wmfactory.extras.errors import ConfigError, DataError
@@ -34,19 +33,18 @@ def test_a_nan_loss_stops_the_run_and_nothing_from_it_is_saved(tmp_path):
     assert LOCK_FILE not in names  # released on the error too
 
 
-def test_one_run_per_output_dir_and_a_dead_holder_is_taken_over(tmp_path, capsys):
+def test_one_command_per_output_dir_and_a_killed_holder_frees_it(tmp_path):
     data_dir = write_dynamics_dataset(tmp_path / "data", rows=8)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / LOCK_FILE).write_text(f"{os.getppid()}@{socket.gethostname()}")  # a live process holds it
-    with pytest.raises(ConfigError, match=r"is in use by another training run \(process \d+@"):
+    holder = hold_lock(out, "predict run")
+    with pytest.raises(ConfigError, match=rf"is in use by another predict run \(process {holder.pid}@"
+                                          rf"{socket.gethostname()}, see .*{LOCK_FILE}\)"):
         run_exp(train_args(out, data_dir, max_steps=1))
-    finished = subprocess.Popen(["true"])
-    finished.wait()
-    (out / LOCK_FILE).write_text(f"{finished.pid}@{socket.gethostname()}")  # its holder is gone
+    holder.kill()  # SIGKILL: the operating system releases its lock
+    holder.wait()
+    assert (out / LOCK_FILE).exists()  # the file a killed holder leaves is no lock
     trainer = run_exp(train_args(out, data_dir, max_steps=1))
     assert trainer.state.global_step == 1 and not (out / LOCK_FILE).exists()
-    assert f"locked by process {finished.pid}, which no longer runs" in capsys.readouterr().err
 
 
 def test_a_world_model_run_without_targets_is_refused_and_partial_loss_is_counted(tmp_path, capsys):

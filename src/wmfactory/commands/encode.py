@@ -6,12 +6,14 @@ from typing import Any, Union
 from ..encode.pipeline import EncodeResult, encode
 from ..hparams.encode_args import EncodeArguments
 from ..hparams.parser import parse_dict, read_args
+from ..train.lock import output_dir_lock
 
 
 def run_encode(args: Union[dict[str, Any], list[str], None] = None) -> EncodeResult:
     """Encodes every item that has no file yet in `output_dir`; prints what it wrote and returns it."""
     (parsed,) = parse_dict(read_args(args), (EncodeArguments,))
-    result = encode(parsed)
+    with output_dir_lock(parsed.output_dir, command="encode run"):
+        result = encode(parsed)
     record = result.encoder
     print(f"encoded {result.encoded} item(s), skipped {result.skipped} already encoded, with {record['name']} "
           f"({record['type']}, pooling {record['pooling']}, dimension {record['dimension']}) into {result.output_dir}")

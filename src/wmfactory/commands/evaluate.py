@@ -8,8 +8,10 @@ import numpy as np
 
 from ..eval.plots import plot_horizon, plot_pit, plot_trajectories
 from ..eval.report import evaluate_rows, format_report, save_report
+from ..extras.atomic import remove_partials
 from ..hparams import get_predict_args
 from ..inference import generate_groups, stream_sequence, vector_stream
+from ..train.lock import output_dir_lock
 from .common import load_model_and_rows, sampling_of
 
 
@@ -18,7 +20,13 @@ def run_eval(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, A
     distribution scores and `eval_pit.png`; over several datasets, each dataset's scores and the geometric mean of
     their scale-free scores); prints the table."""
     parsed = get_predict_args(args)
+    with output_dir_lock(parsed.training.output_dir, command="eval run"):
+        return _run_eval(parsed)
+
+
+def _run_eval(parsed) -> dict[str, Any]:
     model, dataset, output_dir = load_model_and_rows(parsed)
+    remove_partials(output_dir)
     context_groups = parsed.inference.context_groups
     report = evaluate_rows(model, dataset, context_groups, sampling_of(parsed),
                            parsed.training.per_device_eval_batch_size, parsed.inference.seasonality,

@@ -9,10 +9,12 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..data.embeddings import load_embedding
+from ..extras.atomic import staged_outputs
 from ..extras.errors import ConfigError, DataError
 from ..extras.logging import get_logger
 from ..hparams import get_predict_args
 from ..inference.planning import plan_features
+from ..train.lock import output_dir_lock
 from .common import load_model_and_rows
 
 logger = get_logger(__name__)
@@ -24,6 +26,11 @@ def run_plan(args: Union[dict[str, Any], list[str], None] = None) -> str:
     `num_samples`, `state_samples` `[S, horizon, d_s]`. Each row's vectors are the history (its first
     `context_groups` groups when that key is given). Returns the path of plans.jsonl."""
     parsed = get_predict_args(args)
+    with output_dir_lock(parsed.training.output_dir, command="plan run"):
+        return _run_plan(parsed)
+
+
+def _run_plan(parsed) -> str:
     inference = parsed.inference
     if not inference.goal:
         raise ConfigError("`goal` is required: an embedding file holding the goal state.")
@@ -50,9 +57,11 @@ def run_plan(args: Union[dict[str, Any], list[str], None] = None) -> str:
     )
     context = inference.context_groups if "context_groups" in parsed.given else None
     folder = os.path.join(output_dir, "plans")
-    os.makedirs(folder, exist_ok=True)
     path = os.path.join(output_dir, "plans.jsonl")
-    with open(path, "w", encoding="utf-8") as f:
+    # written into a hidden staging folder, then moved into place with plans.jsonl last: old plans or new, never a mix
+    with staged_outputs(output_dir, ["plans", "plans.jsonl"], "plans.jsonl") as staging, \
+            open(os.path.join(staging, "plans.jsonl"), "w", encoding="utf-8") as f:
+        os.makedirs(os.path.join(staging, "plans"))
         for features in tqdm(dataset, desc="plan", unit="row"):
             if context is not None:
                 from ..inference import context_features
@@ -67,7 +76,7 @@ def run_plan(args: Union[dict[str, Any], list[str], None] = None) -> str:
                       "costs": [float(c) for c in result.costs], "horizon": inference.horizon,
                       "action_stream": options["action_stream"] or _only_condition(cfg), "state_stream": stream,
                       "file": f"plans/{name}.safetensors"}
-            _write_plan(os.path.join(output_dir, record["file"]), result, stream)
+            _write_plan(os.path.join(staging, record["file"]), result, stream)
             f.write(json.dumps(record) + "\n")
     logger.info(f"Wrote the plans of {len(dataset)} rows to {path} and {folder}/")
     return path

@@ -7,10 +7,12 @@ from typing import Any, Iterator, Union
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..extras.atomic import remove_partials, staged_outputs
 from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from ..hparams import get_predict_args
 from ..inference import generate_rows, row_batches, teacher_forced_rows
+from ..train.lock import output_dir_lock
 from .common import load_model_and_rows, sampling_of
 
 logger = get_logger(__name__)
@@ -27,33 +29,52 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
     `output_format: csv|parquet`, one long table `predictions.csv|parquet` instead (`prediction_table.py`), whose
     path is returned."""
     parsed = get_predict_args(args)
+    with output_dir_lock(parsed.training.output_dir, command="predict run"):
+        return _run_predict(parsed)
+
+
+def _run_predict(parsed) -> str:
     bank = None
     if parsed.inference.bank:
         from ..encode.retrieval import load_bank
 
         bank = load_bank(parsed.inference.bank)
     model, dataset, output_dir = load_model_and_rows(parsed)
-    mode, context_groups = parsed.inference.predict_mode, parsed.inference.context_groups
-    sampling = sampling_of(parsed)
+    predicted = {model.config.stream_dims[name] for name in model.config.predicted_streams}
+    if bank is not None and bank.vectors.shape[1] not in predicted:
+        raise DataError(f"`bank` '{parsed.inference.bank}' holds vectors of dimension {bank.vectors.shape[1]}, the "
+                        f"model predicts dimension {', '.join(map(str, sorted(predicted)))}: encode the bank with the "
+                        "encoder of the training data.")
+    remove_partials(output_dir)
     if parsed.inference.output_format != "jsonl":
-        return _predict_table(parsed, model, dataset, output_dir, sampling)
-    embeddings_dir = os.path.join(output_dir, "predicted_embeddings")
-    os.makedirs(embeddings_dir, exist_ok=True)
+        return _predict_table(parsed, model, dataset, output_dir, sampling_of(parsed))
+    # written into a hidden staging folder, then moved into place with predictions.jsonl last
+    with staged_outputs(output_dir, ["predicted_embeddings", "predictions.jsonl"], "predictions.jsonl") as staging:
+        os.makedirs(os.path.join(staging, "predicted_embeddings"))
+        lines = _predict_into(staging, model, dataset, parsed, sampling_of(parsed), bank)
     path = os.path.join(output_dir, "predictions.jsonl")
+    embeddings_dir = os.path.join(output_dir, "predicted_embeddings")
+    logger.info(f"Wrote {lines} predicted groups to {path} and {embeddings_dir}/")
+    return path
+
+
+def _predict_into(folder: str, model, dataset, parsed, sampling, bank) -> int:
+    """predictions.jsonl and predicted_embeddings/ of every row, written into `folder`; the number of lines."""
+    mode, context_groups = parsed.inference.predict_mode, parsed.inference.context_groups
     lines = 0
-    batch_size = parsed.training.per_device_eval_batch_size
     bar = tqdm(total=len(dataset), desc=f"predict ({mode})", unit="row")
-    with open(path, "w", encoding="utf-8") as f, bar:
-        for batch in row_batches(dataset, batch_size):
+    with open(os.path.join(folder, "predictions.jsonl"), "w", encoding="utf-8") as f, bar:
+        for batch in row_batches(dataset, parsed.training.per_device_eval_batch_size):
             if mode == "rollout":
                 predictions = generate_rows(model, batch, context_groups, sampling)
             else:
                 predictions = teacher_forced_rows(model, batch, sampling)
             for features, groups in zip(batch, predictions):
-                lines += _write_row(output_dir, f, features, groups, mode, bank, parsed.inference.top_k)
+                lines += _write_row(folder, f, features, groups, mode, bank, parsed.inference.top_k)
             bar.update(len(batch))
-    logger.info(f"Wrote {lines} predicted groups to {path} and {embeddings_dir}/")
-    return path
+        f.flush()
+        os.fsync(f.fileno())
+    return lines
 
 
 def _predict_table(parsed, model, dataset, output_dir: str, sampling) -> str:

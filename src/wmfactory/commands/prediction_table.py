@@ -13,6 +13,7 @@ from typing import Any, Optional
 from ..data.loader import load_raw
 from ..data.registry import get_dataset_attrs
 from ..data.tables import TARGET_STREAM, require_pandas
+from ..extras.atomic import save_with
 from ..extras.errors import ConfigError
 from ..model.tables import sample_quantiles
 
@@ -69,10 +70,10 @@ def write_table(lines: list[dict[str, Any]], path: str, output_format: str) -> s
     pd = require_pandas()
     frame = pd.DataFrame(lines)
     if output_format == "csv":
-        frame.to_csv(path, index=False)
+        save_with(path, lambda temporary: frame.to_csv(temporary, index=False))  # whole or not at all
         return path
     try:
-        frame.to_parquet(path, index=False)
+        save_with(path, lambda temporary: frame.to_parquet(temporary, index=False))
     except ImportError:
         raise ConfigError("`output_format: parquet` needs pyarrow: pip install 'wmfactory[tables]'") from None
     return path

@@ -61,16 +61,16 @@ def prediction_arrays(prediction: dict, folder: str):
     `file` it names (a .safetensors holding `embedding` and `target`), relative to predictions.jsonl."""
     if "predicted" in prediction:
         target = prediction.get("target")
-        return load_embedding(prediction["predicted"], "."), load_embedding(target, ".") if target else None
+        return load_embedding(prediction["predicted"], ".", True), load_embedding(target, ".", True) if target else None
     path = os.path.join(folder, prediction["file"])
-    predicted = load_embedding(os.path.abspath(path), ".")
+    predicted = load_embedding(os.path.abspath(path), ".", True)
     target = None
     if path.endswith(".safetensors"):
         from safetensors import safe_open
 
         with safe_open(path, framework="np") as f:
             if "target" in f.keys():
-                target = load_embedding(f.get_tensor("target"), ".")
+                target = load_embedding(f.get_tensor("target"), ".", True)
     return predicted, target
 
 
@@ -85,7 +85,7 @@ def file_records(source: str, bank: Bank, k: int):
         raise DataError(f"predictions '{source}': no embedding file in the folder")
     for file in files:
         try:
-            vectors = load_embedding(os.path.abspath(file), ".")
+            vectors = load_embedding(os.path.abspath(file), ".", True)
         except DataError as err:
             raise DataError(f"file '{file}': {err}") from None
         yield {"file": os.path.basename(file), "neighbours": located(bank.neighbours, vectors, k, file, None)}

@@ -47,6 +47,8 @@ def read_json(path: str) -> np.ndarray:
         raise DataError(f"malformed JSON ({err})") from None
     except RecursionError:
         raise DataError("malformed JSON (nested too deeply)") from None
+    except ValueError as err:  # an integer of more digits than Python converts (`sys.get_int_max_str_digits`)
+        raise DataError(f"malformed JSON ({str(err).split(':')[0]})") from None
     if not isinstance(content, dict) or "embedding" not in content:
         raise DataError("no `embedding` field")
     if isinstance(content["embedding"], str):
@@ -230,30 +232,38 @@ def _short(err: Any) -> str:
     return text[:200] or type(err).__name__
 
 
-def resolve_path(entry: str, media_dir: str) -> str:
-    """Relative paths resolve against `media_dir` and may not leave it; absolute paths are the user's choice."""
-    if os.path.isabs(entry):
-        return entry
+def resolve_path(entry: str, media_dir: str, allow_outside: bool = False) -> str:
+    """The file a row names. Paths resolve against `media_dir` (symlinks followed) and must stay inside it, unless
+    `allow_outside` (the dataset's entry says `allow_outside_media_dir: true`): then absolute paths are read as given
+    and relative ones may leave the folder."""
+    if "\0" in entry:
+        raise DataError("the path holds a NUL byte, which no file name can")
+    if allow_outside:
+        return entry if os.path.isabs(entry) else os.path.join(media_dir, entry)
     root = os.path.realpath(media_dir)
     path = os.path.realpath(os.path.join(root, entry))
     if os.path.commonpath([root, path]) != root:
-        raise DataError(f"relative path escapes media_dir '{media_dir}'")
+        kind = "absolute path is outside" if os.path.isabs(entry) else "relative path escapes"
+        raise DataError(f"{kind} media_dir '{media_dir}' (symlinks followed); set `allow_outside_media_dir: true` in "
+                        "the dataset's entry of dataset_info.json to read files elsewhere")
     return path
 
 
 MISSING_VALUES = ("refuse", "mask")  # NaN entries: an error, or missing values the model masks
 
 
-def load_embedding(entry: Any, media_dir: str, missing_values: str = "refuse") -> np.ndarray:
-    """One entry of a row's `embeddings` list -> `[n, d]`. An entry is a file path, or (from Python) array-like.
-    With `missing_values: mask` a NaN entry is a missing value and is kept as NaN; otherwise it is refused."""
-    matrix = _load(entry, media_dir)
+def load_embedding(entry: Any, media_dir: str, allow_outside: bool = False, missing_values: str = "refuse"
+                   ) -> np.ndarray:
+    """One entry of a row's `embeddings` list -> `[n, d]`. An entry is a file path (see `resolve_path`), or (from
+    Python) array-like. With `missing_values: mask` a NaN entry is a missing value and is kept as NaN; otherwise it
+    is refused."""
+    matrix = _load(entry, media_dir, allow_outside)
     if missing_values != "mask" and np.isnan(matrix).any():
         raise DataError("values are not all finite (NaN or Inf)")
     return matrix
 
 
-def _load(entry: Any, media_dir: str) -> np.ndarray:
+def _load(entry: Any, media_dir: str, allow_outside: bool) -> np.ndarray:
     if not isinstance(entry, str):
         if isinstance(entry, (list, tuple)):
             return _from_lists(entry)
@@ -262,7 +272,7 @@ def _load(entry: Any, media_dir: str) -> np.ndarray:
         except (TypeError, ValueError) as err:
             raise DataError(f"values are not a numeric matrix ({_short(err)})") from None
         return _to_matrix(array)
-    path = resolve_path(entry, media_dir)
+    path = resolve_path(entry, media_dir, allow_outside)
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in EMBEDDING_READERS:
         raise DataError(f"unsupported file type '{suffix}' (supported: {', '.join(sorted(EMBEDDING_READERS))})")

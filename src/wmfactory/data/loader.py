@@ -230,7 +230,7 @@ def files_signature(raw: Dataset, attr: DatasetAttr, media_dir: str) -> str:
                 try:
                     stat = os.stat(os.path.join(media_dir, name))
                     digest.update(f"{name}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-                except OSError:
+                except (OSError, ValueError):  # missing, or a name no file can have (a NUL byte): reported per row
                     digest.update(f"{name}\0missing\n".encode())
     return digest.hexdigest()
 
@@ -278,6 +278,9 @@ def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, 
             features["problem"] = problem
             for name in FEATURES:
                 out[name].append(features[name])
+        vectors = out["embedding_vectors"]
+        if any(isinstance(v, list) for v in vectors):  # rows of mixed widths beside rows of one: one layout for Arrow
+            out["embedding_vectors"] = [list(v) if isinstance(v, np.ndarray) else v for v in vectors]
         return out
 
     dataset = raw.map(

@@ -73,7 +73,7 @@ class RowProcessor:
 
     def _load(self, entry: Any, index: int, key: str) -> np.ndarray:
         try:
-            return load_embedding(entry, self.media_dir, self.missing_values)
+            return load_embedding(entry, self.media_dir, self.attr.allow_outside_media_dir, self.missing_values)
         except DataError as err:
             file = entry if isinstance(entry, str) else None
             raise row_error(str(err), self.attr.name, index, key, file) from None

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from typing import Optional
 
+from ..extras.atomic import write_text
 from ..extras.errors import DataError
 
 DATA_FILE_SUFFIXES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
@@ -31,6 +32,8 @@ class DatasetAttr:
     system_tag: str = "system"
     observation_tag: str = "observation"
     function_tag: str = "function_call"
+    allow_outside_media_dir: bool = False  # rows may name files outside media_dir (absolute paths, `..`, symlinks)
+    named_columns: tuple[str, ...] = ()  # the column roles the entry names itself (no fallback for those)
 
 
 def get_dataset_attrs(names: list[str], dataset_dir: str) -> list[DatasetAttr]:
@@ -40,8 +43,14 @@ def get_dataset_attrs(names: list[str], dataset_dir: str) -> list[DatasetAttr]:
     try:
         with open(info_path, encoding="utf-8") as f:
             info = json.load(f)
+    except UnicodeDecodeError as err:
+        raise DataError(f"'{info_path}' is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start}): "
+                        "save it as UTF-8.") from None
     except json.JSONDecodeError as err:
         raise DataError(f"'{info_path}' is not valid JSON: {err}") from None
+    except (ValueError, RecursionError) as err:  # a number of more digits than Python converts, or deep nesting
+        reason = "nested too deeply" if isinstance(err, RecursionError) else str(err).split(":")[0]
+        raise DataError(f"'{info_path}' is not valid JSON: {reason}.") from None
     return [_parse_entry(name, info, dataset_dir, info_path) for name in names]
 
 
@@ -67,6 +76,8 @@ def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> Dat
         bad = [k for k, v in entry.get(key, {}).items() if not isinstance(v, str)]
         if bad:
             raise fail(f"`{key}.{bad[0]}` must be a string.")
+    if not isinstance(entry.get("allow_outside_media_dir", False), bool):
+        raise fail("`allow_outside_media_dir` must be true or false.")
     formatting = entry.get("formatting", "sharegpt")
     if formatting != "sharegpt":
         raise fail(f"formatting '{formatting}' is not supported; world-model data is sharegpt.")
@@ -74,17 +85,26 @@ def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> Dat
         attr = DatasetAttr(name, "file", os.path.join(dataset_dir, entry["file_name"]))
         if not os.path.exists(attr.path):
             raise DataError(f"Dataset '{name}': file '{attr.path}' not found.")
+        if not (os.path.isfile(attr.path) or os.path.isdir(attr.path)):  # /dev/null, a pipe, a socket
+            raise DataError(f"Dataset '{name}': '{attr.path}' is not a regular file (nor a folder of data files); "
+                            "`file_name` must name a .json, .jsonl, .csv, .parquet or .arrow file, or a folder of them.")
+        root, found = os.path.realpath(dataset_dir), os.path.realpath(attr.path)
+        if os.path.commonpath([root, found]) != root and entry.get("allow_outside_media_dir") is not True:
+            raise fail(f"`file_name` '{entry['file_name']}' is outside dataset_dir (symlinks followed); set "
+                       "`allow_outside_media_dir: true` in the entry to read it.")
     elif "hf_hub_url" in entry:
         attr = DatasetAttr(name, "hf_hub", entry["hf_hub_url"])
     else:
         raise fail("needs `file_name` (or `hf_hub_url`).")
     attr.formatting = formatting
+    attr.allow_outside_media_dir = entry.get("allow_outside_media_dir", False)
     attr.split = entry.get("split", "train")
     attr.subset = entry.get("subset")
     for key, value in entry.get("columns", {}).items():
         if key not in ("messages", "embeddings", "system"):
             raise DataError(f"Dataset '{name}': unknown column role '{key}' (use messages, embeddings, system).")
         setattr(attr, key, value)
+    attr.named_columns = tuple(entry.get("columns", {}))
     for key, value in entry.get("tags", {}).items():
         if not hasattr(attr, key) or not key.endswith("_tag"):
             raise DataError(f"Dataset '{name}': unknown tag '{key}'.")
@@ -94,8 +114,14 @@ def _parse_entry(name: str, info: dict, dataset_dir: str, info_path: str) -> Dat
 
 def resolve_columns(attr: DatasetAttr, column_names: list[str]) -> DatasetAttr:
     """LLaMA-Factory's ShareGPT column is `conversations`; data in the OpenAI layout calls it `messages`. When the
-    registered column is absent and `messages` is there, read that one."""
-    if attr.messages not in column_names and "messages" in column_names:
+    registered column is absent and `messages` is there, read that one, unless the entry named its column itself: then
+    that column must be there."""
+    if attr.messages in column_names:
+        return attr
+    if "messages" in attr.named_columns:
+        raise DataError(f"dataset '{attr.name}': `columns.messages` names '{attr.messages}', which the rows do not have "
+                        f"(they have: {', '.join(sorted(column_names))}); name one of those.")
+    if "messages" in column_names:
         return dataclasses.replace(attr, messages="messages")
     return attr
 
@@ -103,16 +129,12 @@ def resolve_columns(attr: DatasetAttr, column_names: list[str]) -> DatasetAttr:
 def write_rows(output_dir: str, name: str, rows: list[dict], entry: dict) -> str:
     """`<output_dir>/<name>.jsonl` and its entry in `<output_dir>/dataset_info.json` (other entries kept)."""
     path = os.path.join(output_dir, f"{name}.jsonl")
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))  # whole or not at all
     info_path = os.path.join(output_dir, "dataset_info.json")
     info = {}
     if os.path.isfile(info_path):
         with open(info_path, encoding="utf-8") as f:
             info = json.load(f)
     info[name] = entry
-    with open(info_path, "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2, ensure_ascii=False)
-        f.write("\n")
+    write_text(info_path, json.dumps(info, indent=2, ensure_ascii=False) + "\n")
     return path

@@ -18,12 +18,13 @@ OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user",
 
 def row_attr(row: dict[str, Any], name: str = "row") -> DatasetAttr:
     """The columns and tags of a row given from Python, read off the row itself."""
-    attr = resolve_columns(DatasetAttr(name=name, load_from="python", path=""), list(row))
+    attr = resolve_columns(DatasetAttr(name=name, load_from="python", path="", allow_outside_media_dir=True), list(row))
     messages = row.get(attr.messages)
     first = next((m for m in messages if isinstance(m, dict)), {}) if isinstance(messages, list) else {}
     if attr.role_tag in first or attr.content_tag in first:  # ShareGPT's from/value
         return attr
-    return DatasetAttr(name=name, load_from="python", path="", messages=attr.messages, **OPENAI_TAGS)
+    return DatasetAttr(name=name, load_from="python", path="", messages=attr.messages, allow_outside_media_dir=True,
+                       **OPENAI_TAGS)
 
 
 def dataset_row(name: str, index: int, dataset_dir: str) -> tuple[dict[str, Any], DatasetAttr]:

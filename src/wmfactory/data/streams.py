@@ -60,3 +60,24 @@ def resolve_streams(found: dict[str, int], spec: DimSpec, patterns: tuple[str, .
                 raise DataError(f"stream name '{stream}' (from keys like <{stream}1>) is reserved in a model of several "
                                 "streams: rename those placeholder keys.")
     return dict(sorted(found.items()))
+
+
+def conditions_never_followed(dataset, patterns: tuple[str, ...]) -> list[str]:
+    """The condition streams of a preprocessed dataset that no row follows by a group of a predicted stream: they
+    would condition no prediction (e.g. each row ends with its only action). One pass over `group_keys`."""
+    if not patterns:
+        return []
+    seen: set[str] = set()
+    followed: set[str] = set()
+    for batch in dataset.select_columns(["group_keys"]).iter(batch_size=10000):
+        for keys in batch["group_keys"]:
+            pending = set()
+            for key in keys:
+                stream = stream_of(key)
+                if is_condition(stream, patterns):
+                    seen.add(stream)
+                    pending.add(stream)
+                else:
+                    followed |= pending
+                    pending = set()
+    return sorted(seen - followed)

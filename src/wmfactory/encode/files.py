@@ -3,9 +3,10 @@
 a temporary name and renamed when complete, so a file that exists is whole (what resuming relies on)."""
 
 import json
-import os
 
 import numpy as np
+
+from ..extras.atomic import write_bytes
 
 EMBEDDING_FORMATS = ("safetensors", "npy")
 
@@ -32,16 +33,9 @@ def npy_bytes(matrix: np.ndarray) -> bytes:
 def write_embedding_file(path: str, matrix: np.ndarray, metadata: dict[str, str]) -> None:
     """`matrix [n, d]` float32 -> `path` (.safetensors or .npy), atomically."""
     content = safetensors_bytes(matrix, metadata) if path.endswith(".safetensors") else npy_bytes(matrix)
-    write_atomically(path, content)
-
-
-def write_atomically(path: str, content: bytes) -> None:
-    temporary = f"{path}.partial"
-    with open(temporary, "wb") as f:
-        f.write(content)
-    os.replace(temporary, path)
+    write_bytes(path, content)
 
 
 def write_json(path: str, content) -> None:
     """Indented, keys in their given order, a final newline: the same bytes for the same content."""
-    write_atomically(path, (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    write_bytes(path, (json.dumps(content, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))

@@ -57,11 +57,11 @@ def modality_of_file(name: str, where: str) -> str:
 
 
 def file_item(item_id: str, modality: str, name: Any, media_dir: str, where: str,
-              sequence: Optional[str] = None) -> Item:
+              sequence: Optional[str] = None, allow_outside: bool = False) -> Item:
     if not isinstance(name, str) or not name:
         raise DataError(f"{where}: a {modality} entry must be a file path (a non-empty string)")
     try:
-        path = resolve_path(name, media_dir)
+        path = resolve_path(name, media_dir, allow_outside)
     except DataError as err:
         raise DataError(f"{where}, file '{name}': {err}") from None
     if not os.path.isfile(path):
@@ -86,17 +86,17 @@ def content_id(modality: str, value: str) -> str:
     return f"{stem or modality}-{digest}"
 
 
-def entry_item(entry: Any, media_dir: str, where: str) -> Item:
+def entry_item(entry: Any, media_dir: str, where: str, allow_outside: bool = False) -> Item:
     """One entry of a row's `embeddings` list: a path (modality from its suffix) or {"text"|"image"|"audio": ...}."""
     if isinstance(entry, str):
         modality = modality_of_file(entry, where)
-        return file_item(content_id("file", entry), modality, entry, media_dir, where)
+        return file_item(content_id("file", entry), modality, entry, media_dir, where, allow_outside=allow_outside)
     if isinstance(entry, dict) and len(entry) == 1 and next(iter(entry)) in ("text", "image", "audio"):
         modality, value = next(iter(entry.items()))
         if modality == "text":
             return text_item(content_id("text", value if isinstance(value, str) else ""), value, where)
         return file_item(content_id("file", value if isinstance(value, str) else ""), modality, value, media_dir,
-                         where)
+                         where, allow_outside=allow_outside)
     raise DataError(f"{where}: an entry must be a raw file path or one of {{\"text\": ...}}, {{\"image\": path}}, "
                     f"{{\"audio\": path}}; got {json.dumps(entry)[:60]}")
 

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..data.provenance import ENCODER_RECORD_FILE, describe_encoder, encoder_identity
 from ..data.registry import write_rows
+from ..extras.atomic import remove_partials, write_text
 from ..extras.errors import ConfigError, DataError
 from ..extras.logging import get_logger
 from ..hparams.encode_args import EncodeArguments
@@ -61,6 +62,8 @@ def encode(args: EncodeArguments) -> EncodeResult:
     record = encoder.record()
     output_dir = args.output_dir
     os.makedirs(os.path.join(output_dir, EMBEDDINGS_FOLDER), exist_ok=True)
+    remove_partials(output_dir)  # what a killed run left (the caller holds the folder's lock)
+    remove_partials(os.path.join(output_dir, EMBEDDINGS_FOLDER))
     check_output_encoder(output_dir, record, args.overwrite_output_dir)
     write_json(os.path.join(output_dir, ENCODER_RECORD_FILE), record)
 
@@ -143,8 +146,7 @@ def write_items(output_dir: str, items: list[Item], file_of) -> None:
                 if old and old["id"] not in current and os.path.isfile(os.path.join(output_dir, old["file"])):
                     lines.append(line.rstrip("\n"))
     lines += [json.dumps({**item.describe(), "file": file_of(item)}, ensure_ascii=False) for item in items]
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in lines))
+    write_text(path, "".join(line + "\n" for line in lines))
 
 
 def write_source_rows(output_dir: str, source: Source, file_of, record: dict) -> list[str]:

@@ -32,6 +32,16 @@ def nearest(vectors, bank, k: int = 5) -> tuple[np.ndarray, np.ndarray]:
     `vectors [q, d]` (or `[d]`), `bank [b, d]` -> `(indices [q, k'], scores [q, k'])`, k' = min(k, b); scores are
     cosine similarities in [-1, 1]; equal scores keep the bank's order."""
     vectors, bank = np.atleast_2d(vectors), np.atleast_2d(bank)
+    for what, matrix in (("vectors", vectors), ("bank", bank)):
+        if matrix.ndim != 2 or matrix.dtype.kind not in "iuf":
+            raise DataError(f"the {what} must be a numeric matrix [n, d], got {matrix.dtype} of shape "
+                            f"{list(matrix.shape)}")
+        if not np.isfinite(matrix).all():
+            row = int(np.flatnonzero(~np.isfinite(matrix).all(axis=1))[0])
+            verb = "hold" if what == "vectors" else "holds"
+            raise DataError(f"the {what} {verb} a value that is not finite (NaN or Inf) in row {row}")
+    if len(bank) == 0:
+        raise DataError("the bank holds no vector")
     if vectors.shape[1] != bank.shape[1]:
         raise DataError(f"vectors of dimension {vectors.shape[1]} against a bank of dimension {bank.shape[1]}: "
                         "they come from different encoders")
@@ -83,16 +93,26 @@ def load_bank(folder: str) -> Bank:
     items_path = os.path.join(folder, "items.jsonl")
     if not os.path.isfile(items_path):
         raise DataError(f"bank '{folder}': no items.jsonl (a bank is the output_dir of `wmfactory encode`)")
-    rows, items, positions, sizes = [], [], [], {}
+    rows, items, positions, sizes, seen = [], [], [], {}, {}
     with open(items_path, encoding="utf-8") as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            item = json.loads(line)
+            where = f"bank '{folder}', items.jsonl line {number}"
+            try:
+                item = json.loads(line)
+            except (ValueError, RecursionError):
+                raise DataError(f"{where}: not valid JSON") from None
+            if not (isinstance(item, dict) and isinstance(item.get("id"), str) and isinstance(item.get("file"), str)):
+                raise DataError(f"{where}: an item must be a JSON object with the strings `id` and `file`")
+            if item["id"] in seen:
+                raise DataError(f"{where}: id '{item['id']}' is listed twice (first on line {seen[item['id']]}); "
+                                "each item once")
+            seen[item["id"]] = number
             try:
                 matrix = load_embedding(item["file"], folder)
             except DataError as err:
-                raise DataError(f"bank '{folder}', items.jsonl line {number}, file '{item['file']}': {err}") from None
+                raise DataError(f"{where}, file '{item['file']}': {err}") from None
             rows.append(matrix)
             items.extend([item] * len(matrix))
             sizes[item["id"]] = len(matrix)
@@ -103,6 +123,9 @@ def load_bank(folder: str) -> Bank:
         raise DataError(f"bank '{folder}': vectors of different dimensions {sorted({m.shape[1] for m in rows})}")
     encoder = {}
     if os.path.isfile(os.path.join(folder, ENCODER_RECORD_FILE)):
-        with open(os.path.join(folder, ENCODER_RECORD_FILE), encoding="utf-8") as f:
-            encoder = json.load(f)
+        try:
+            with open(os.path.join(folder, ENCODER_RECORD_FILE), encoding="utf-8") as f:
+                encoder = json.load(f)
+        except (ValueError, RecursionError):
+            raise DataError(f"bank '{folder}': {ENCODER_RECORD_FILE} is not valid JSON") from None
     return Bank(folder, np.concatenate(rows), items, positions, encoder, sizes)

@@ -7,10 +7,21 @@ from typing import Any, Callable
 
 from ..data.registry import DATA_FILE_SUFFIXES, get_dataset_attrs
 from ..data.rows import OPENAI_TAGS as CHAT_TAGS
+from ..extras.atomic import write_text
 from ..extras.errors import DataError
 from .items import Item, entry_item
 
 OPENAI_TAGS = {**CHAT_TAGS, "system_tag": "system"}  # the tags of the rows wmfactory writes: OpenAI's, with system
+
+
+def _reason(err: Exception) -> str:
+    if isinstance(err, json.JSONDecodeError):
+        return f"{err.msg} at line {err.lineno}"
+    if isinstance(err, UnicodeDecodeError):
+        return f"not UTF-8: byte 0x{err.object[err.start]:02x} at offset {err.start}"
+    if isinstance(err, RecursionError):
+        return "nested too deeply"
+    return str(err).split(":")[0]
 
 
 def read_json_rows(path: str, name: str) -> list[Any]:
@@ -23,15 +34,14 @@ def read_json_rows(path: str, name: str) -> list[Any]:
                 if line.strip():
                     try:
                         rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
+                    except (ValueError, RecursionError) as err:  # a number of thousands of digits, too
                         raise DataError(f"dataset '{name}', file '{path}', line {number}: not valid JSON "
-                                        f"({err.msg})") from None
+                                        f"({_reason(err)})") from None
             return rows
         try:
             rows = json.load(f)
-        except json.JSONDecodeError as err:
-            raise DataError(f"dataset '{name}', file '{path}': not valid JSON ({err.msg} at line {err.lineno})"
-                            ) from None
+        except (ValueError, RecursionError) as err:
+            raise DataError(f"dataset '{name}', file '{path}': not valid JSON ({_reason(err)})") from None
     if not isinstance(rows, list):
         raise DataError(f"dataset '{name}', file '{path}': a .json dataset must hold a list of rows")
     return rows
@@ -63,7 +73,8 @@ def dataset_rows(name: str, dataset_dir: str, media_dir: str) -> tuple[list[dict
             where = f"dataset '{name}', row {index}, key '{key}'"
             if not isinstance(entries, list):
                 raise DataError(f"{where}: expected a list of entries, got {type(entries).__name__}")
-            items.extend(entry_item(entry_value, media_dir, where) for entry_value in entries)
+            items.extend(entry_item(entry_value, media_dir, where, attr.allow_outside_media_dir)
+                         for entry_value in entries)
     if not items:
         raise DataError(f"dataset '{name}': no `{attr.embeddings}` entry to encode")
     return rows, entry, items, attr.embeddings

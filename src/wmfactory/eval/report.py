@@ -1,6 +1,5 @@
 """Evaluation of a world model on rows: teacher-forced and rollout (per horizon), beside the baselines."""
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator, Optional
@@ -326,5 +325,6 @@ def _cell(value) -> str:
 
 
 def save_report(report: dict[str, Any], path: str) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(report, f, indent=2)
+    from ..extras.atomic import write_json  # the old file or the new one, never half of one
+
+    write_json(path, report, indent=2)

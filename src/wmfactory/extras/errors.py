@@ -14,8 +14,9 @@ class DataError(ValueError):
     `reason` is the message without the location (used to count skipped rows by reason)."""
 
     def __init__(self, message: str, reason: Optional[str] = None):
+        message = shown(message)  # one line, whatever value or file name the message quotes
         super().__init__(message)
-        self.reason = reason or message
+        self.reason = shown(reason) if reason else message
 
     def __reduce__(self):  # keep `reason` across the processes of a multi-worker `datasets.map`
         return (type(self), (str(self), self.reason))
@@ -32,17 +33,25 @@ class ConfigError(DataError):
         super().__init__(message, reason)
 
 
+def shown(text: str) -> str:
+    """`text` for a one-line message: control characters (a newline, a NUL byte) written as escapes, so that a file
+    name holding one can neither break the line nor hide what it is."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def where(dataset: str | None = None, row: int | None = None, key: str | None = None, file: str | None = None) -> str:
     """Format the location of a data problem: ``dataset 'wm_demo', row 3, key 'm2', file 'a.json'``."""
     parts = []
     if dataset is not None:
-        parts.append(f"dataset '{dataset}'")
+        parts.append(f"dataset '{shown(dataset)}'")
     if row is not None:
         parts.append(f"row {row}")
     if key is not None:
-        parts.append(f"key '{key}'")
+        parts.append(f"key '{shown(key)}'")
     if file is not None:
-        parts.append(f"file '{file}'")
+        parts.append(f"file '{shown(file)}'")
     return ", ".join(parts)
 
 

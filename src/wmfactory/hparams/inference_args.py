@@ -1,7 +1,10 @@
+import math
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from ..extras.errors import ConfigError
+
+MAX_SAMPLES = 100_000  # draws per prediction: beyond, the samples alone would fill memory for any real row
 
 
 @dataclass
@@ -107,8 +110,10 @@ class InferenceArguments:
         if any(not 0 < v < 1 for v in values) or len(set(values)) != len(values):
             raise ConfigError(f"`quantile_levels` must be distinct numbers strictly between 0 and 1, got {levels!r}.")
         self.quantile_levels = ",".join(str(v) for v in sorted(values))
-        if self.num_samples < 0 or (self.temperature is not None and not self.temperature > 0):
-            raise ConfigError("`num_samples` must be >= 0 and `temperature` > 0.")
+        if not 0 <= self.num_samples <= MAX_SAMPLES:
+            raise ConfigError(f"`num_samples` must be in [0, {MAX_SAMPLES}] (0: the mean only), got {self.num_samples}.")
+        if self.temperature is not None and not (self.temperature > 0 and math.isfinite(self.temperature)):
+            raise ConfigError(f"`temperature` must be a positive finite number, got {self.temperature}.")
 
     @property
     def levels(self) -> list[float]:

@@ -3,6 +3,7 @@ or a dict. All of them become one flat dict of LLaMA-Factory keys, checked again
 
 import dataclasses
 import difflib
+import enum
 import importlib.util
 import json
 import math
@@ -18,7 +19,7 @@ from typing import Any, Literal, Union
 import yaml
 from transformers import HfArgumentParser
 
-from ..extras.errors import ConfigError, DataError
+from ..extras.errors import ConfigError, DataError, shown
 from ..extras.logging import get_logger
 from .data_args import DataArguments
 from .encode_args import EncodeArguments, RetrieveArguments
@@ -82,7 +83,11 @@ def read_args(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, 
             if "=" not in item or item.startswith("-"):
                 raise ConfigError(f"Override '{item}' must look like key=value (e.g. learning_rate=1e-4).")
             key, value = item.split("=", 1)
-            config[key.strip()] = load_yaml(value) if value.strip() else ""
+            try:
+                config[key.strip()] = load_yaml(value) if value.strip() else ""
+            except (ValueError, yaml.YAMLError) as err:
+                raise ConfigError(f"Override '{shown(item)[:200]}': the value cannot be parsed "
+                                  f"({' '.join(str(err).split())[:200]}).") from None
         return config
     i = 0
     while i < len(argv):
@@ -136,15 +141,25 @@ def _field_types(classes) -> dict[str, Any]:
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
     """Give a string (or YAML scalar) the type its field declares, so that `1e-4`, `true` and `8` work anywhere."""
+    if isinstance(value, str) and "\0" in value:
+        raise ConfigError(f"`{key}` '{shown(value)}' holds a NUL byte, which no path, name or value can.")
     origin = typing.get_origin(annotation)
     if origin is Literal:
         choices = typing.get_args(annotation)
         if value not in choices:
             raise ConfigError(f"`{key}` must be one of {', '.join(map(str, choices))}, got '{value}'.")
         return value
+    enum_type = _enum_member(annotation)
+    if enum_type is not None and isinstance(value, str):
+        choices = [member.value for member in enum_type]
+        if value not in choices:
+            raise ConfigError(f"`{key}` must be one of {', '.join(map(str, choices))}, got '{value}'.")
+        return value
     if origin in (Union, types.UnionType):
         members = [a for a in typing.get_args(annotation) if a is not type(None)]
         optional = len(members) < len(typing.get_args(annotation))
+        if optional and value is None:
+            return None
         if optional and str not in members and isinstance(value, str) and value.lower() in ("none", "null"):
             return None
         literal = [a for a in members if typing.get_origin(a) is Literal]
@@ -159,6 +174,10 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
             for candidate in (bool, int, float):
                 if candidate in members:
                     return _coerce(key, value, candidate)
+        kinds = tuple(typing.get_origin(m) or m for m in members if isinstance(typing.get_origin(m) or m, type))
+        if kinds and not isinstance(value, kinds):  # e.g. a number where a mapping or a file name goes
+            names = " or ".join(sorted({KIND_NAMES.get(k, k.__name__) for k in kinds}))
+            raise ConfigError(f"`{key}` must be {names}, got {type(value).__name__} '{_short(value)}'.")
         return value
     if annotation is bool:
         if isinstance(value, bool):
@@ -176,11 +195,32 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
                     raise ValueError
                 return int(number)
             return number
-        except (TypeError, ValueError):
-            raise ConfigError(f"`{key}` must be a number ({annotation.__name__}), got '{value}'.") from None
-    if annotation is str and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return str(value)
+        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float, or inf as an int
+            raise ConfigError(f"`{key}` must be a number ({annotation.__name__}), got '{_short(value)}'.") from None
+    if annotation is str and not isinstance(value, str):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"`{key}` must be a string, got {type(value).__name__} '{_short(value)}'.")
     return value
+
+
+KIND_NAMES = {dict: "a mapping", list: "a list", str: "a string"}
+
+
+def _short(value: Any) -> str:
+    """A value for a one-line message: at most 60 characters, control characters escaped."""
+    try:
+        text = str(value)
+    except ValueError:  # an integer of more digits than Python prints
+        text = "a number of thousands of digits"
+    return shown(text if len(text) <= 60 else text[:57] + "...")
+
+
+def _enum_member(annotation: Any):
+    """The Enum class a field takes (`lr_scheduler_type: SchedulerType | str`), or None."""
+    candidates = typing.get_args(annotation) if typing.get_origin(annotation) in (Union, types.UnionType) else \
+        (annotation,)
+    return next((a for a in candidates if isinstance(a, type) and issubclass(a, enum.Enum)), None)
 
 
 def normalize_args(config: dict[str, Any], classes=ALL_DATACLASSES) -> dict[str, Any]:
@@ -192,7 +232,7 @@ def normalize_args(config: dict[str, Any], classes=ALL_DATACLASSES) -> dict[str,
         if key not in known:
             close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
             hint = f" Did you mean `{close[0]}`?" if close else ""
-            raise ConfigError(f"Unknown key `{key}`.{hint}")
+            raise ConfigError(f"Unknown key `{shown(str(key))}`.{hint}")
         normalized[key] = _coerce(key, value, known[key])
     return normalized
 
@@ -207,8 +247,10 @@ def parse_dict(config: dict[str, Any], classes=ALL_DATACLASSES) -> tuple:
         return parser.parse_dict(normalize_args(config, classes), allow_extra_keys=False)
     except DataError:
         raise
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
+    except (ValueError, OverflowError) as err:
+        raise ConfigError(" ".join(str(err).split())) from None
+    except OSError as err:  # a key naming a file Hugging Face reads (accelerator_config, deepspeed, fsdp_config)
+        raise ConfigError(f"cannot read '{err.filename}': {err.strerror or err}.") from None
 
 
 @dataclass
@@ -260,17 +302,30 @@ def _parse(args, train: bool) -> tuple[dict[str, Any], tuple]:
         config.setdefault("do_train", True)  # LLaMA-Factory configs say it; the seed's command line does not
     else:
         config["do_train"] = False
+    if config.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:  # before transformers trips on it
+        raise ConfigError("`deepspeed` is set but DeepSpeed is not installed: `pip install deepspeed`, or unset it.")
     if "use_cpu" not in config and not _has_accelerator():
         # On a machine without GPU, run on the CPU (so `bf16` means CPU autocast and torchrun uses gloo DDP).
         config["use_cpu"] = True
-    return config, parse_dict(config)
+    parsed = parse_dict(config)
+    _check_common_values(parsed[2])
+    return config, parsed
+
+
+def _check_common_values(training: TrainingArguments) -> None:
+    """Values every command reads that Hugging Face checks only when it uses them, deep inside a run."""
+    for key in ("seed", "data_seed"):
+        value = getattr(training, key)
+        if value is not None and not 0 <= value <= 2**32 - 1:
+            raise ConfigError(f"`{key}` must be in [0, 2**32 - 1], got {value}.")
+    if training.dataloader_num_workers < 0:
+        raise ConfigError(f"`dataloader_num_workers` must be at least 0 (0: load in the main process), got "
+                          f"{training.dataloader_num_workers}.")
 
 
 def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> TrainArgs:
     config, parsed = _parse(args, train=True)
     model, data, training, finetuning, world_model, _ = parsed
-    if config.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError("`deepspeed` is set but DeepSpeed is not installed: `pip install deepspeed`.")
     if not data.dataset_names and training.do_train:
         raise ConfigError("`dataset` is required for training (a name registered in dataset_info.json).")
     if "output_dir" not in config:  # transformers would train into ./trainer_output

@@ -1,4 +1,5 @@
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
@@ -153,8 +154,11 @@ class WorldModelArguments:
             raise ConfigError("`scheduled_sampling_prob` must be in [0, 1].")
         if self.mixture_components < 1 or self.diffusion_steps < 1:
             raise ConfigError("`mixture_components` and `diffusion_steps` must be at least 1.")
-        if not self.sampling_temperature > 0:
-            raise ConfigError("`sampling_temperature` must be > 0.")
+        for key, most in (("mixture_components", 1024), ("diffusion_steps", 10_000)):  # before any allocation
+            if getattr(self, key) > most:
+                raise ConfigError(f"`{key}` must be at most {most}, got {getattr(self, key)}.")
+        if not (self.sampling_temperature > 0 and math.isfinite(self.sampling_temperature)):
+            raise ConfigError(f"`sampling_temperature` must be a positive finite number, got {self.sampling_temperature}.")
         if self.missing_values not in ("refuse", "mask"):
             raise ConfigError(f"`missing_values` must be refuse or mask, got '{self.missing_values}'.")
         if self.missing_values == "mask" and self.prediction_head_type == "diffusion":
@@ -180,14 +184,19 @@ def parse_dim_spec(value: Any) -> DimSpec:
             value = int(text)
         elif text.startswith("{"):
             try:
-                value = json.loads(text)
-            except json.JSONDecodeError:
+                pairs = json.loads(text, object_pairs_hook=list)
+            except (ValueError, RecursionError):
                 raise ConfigError(f"`embedding_dim` '{value}' is not valid JSON.") from None
+            value = _unique_streams(pairs, value) if isinstance(pairs, list) and all(
+                isinstance(p, tuple) for p in pairs) else pairs
         else:
             try:
-                value = dict(item.split("=", 1) for item in text.split(",") if item.strip())
+                pairs = [tuple(item.split("=", 1)) for item in text.split(",") if item.strip()]
+                if any(len(pair) != 2 for pair in pairs):
+                    raise ValueError
             except ValueError:
                 raise ConfigError(f"`embedding_dim` must be a number or `stream=dim,...`, got '{value}'.") from None
+            value = _unique_streams(pairs, value)
     if isinstance(value, dict):
         dims = {}
         for stream, dim in value.items():
@@ -205,6 +214,17 @@ def parse_dim_spec(value: Any) -> DimSpec:
         raise ConfigError(f"`embedding_dim` must be a positive integer or a mapping stream -> dimension, got "
                           f"{value!r}.")
     return value
+
+
+def _unique_streams(pairs: list[tuple], given: str) -> dict:
+    """`[(stream, dim), ...]` -> a dict; a stream given twice (`s=2,s=3`) is refused rather than the last kept."""
+    dims: dict = {}
+    for stream, dim in pairs:
+        name = str(stream).strip()
+        if name in dims:
+            raise ConfigError(f"`embedding_dim` gives stream '{name}' twice in '{given}': give each stream once.")
+        dims[name] = dim
+    return dims
 
 
 def parse_patterns(value: Any) -> tuple[str, ...]:

@@ -10,7 +10,16 @@ import torch
 
 from ..extras.errors import DataError
 from .decoder import IncrementalDecoder, length_mask, padded_segments, right_padded
-from .rows import GroupPrediction, Layout, RowTensors, Sampling, next_vectors, padded_history, with_conditions
+from .rows import (
+    GroupPrediction,
+    Layout,
+    RowTensors,
+    Sampling,
+    frame_tensors,
+    next_vectors,
+    padded_history,
+    with_conditions,
+)
 
 @torch.no_grad()
 def teacher_forced(model, features: dict[str, Any], sampling: Optional[Sampling] = None) -> list[GroupPrediction]:
@@ -106,6 +115,7 @@ class _Generation:
     def __init__(self, model, features: dict[str, Any], context_groups: int, count: int,
                  sampling: Optional[Sampling], layout: Optional[Layout] = None):
         row = self.row = RowTensors(model, features, layout)
+        self.model = model
         self.generator = sampling.generator(row.input_ids.device) if sampling else None
         inputs = model.get_input_embeddings()(row.input_ids).clone()  # [t, h]
         condition = {name: model.config.is_condition(name) for name in set(row.stream_names)}
@@ -150,6 +160,14 @@ class _Generation:
         end = self.events[step][1] if step < len(self.events) else self.fed
         return self.inputs[:sequences, self.fed:end]
 
+    def feed_back(self, step: int, vector: torch.Tensor) -> None:
+        """Generated vector number `step` `[S, d]`: kept, and written through its projector at its position."""
+        i, position = self.events[step]
+        name, d = self.row.stream_names[i], self.row.dims[i]
+        self.vectors[:, i, :d] = vector
+        self.inputs[:, position] = self.model.project(vector, stream=name).to(self.inputs.dtype)
+        self.fed = position
+
     def results(self, sampling: Optional[Sampling], multi_stream: bool) -> list[GroupPrediction]:
         row, out = self.row, []
         horizon: dict[str, int] = {}  # per stream: generated groups so far
@@ -181,14 +199,22 @@ def generate_rows(model, rows_features: list[dict[str, Any]], context_groups: in
         if first:
             stream.fork(count)
         hidden = stream.last_hidden.view(len(active), count, -1)  # [rows, S, h]
-        for row, row_hidden in zip(active, hidden):
+        waiting: dict[str, list[tuple[int, torch.Tensor, torch.Tensor]]] = {}  # stream -> (row, frame inputs)
+        for j, (row, row_hidden) in enumerate(zip(active, hidden)):
             if step >= len(row.events):
                 continue
-            i, position = row.events[step]
+            i, _ = row.events[step]
             name, d = row.row.stream_names[i], row.row.dims[i]
             previous, known = row.frame_inputs(i, d)
-            row.vectors[:, i, :d] = next_vectors(model, row_hidden, previous, sampling, row.generator, name, d, known,
-                                                 row.horizons[step])
-            row.inputs[:, position] = model.project(row.vectors[:, i, :d], stream=name).to(row.inputs.dtype)
-            row.fed = position
+            if sampling is None and model.stream_part("prediction_head", name).mean_is_cheap:
+                waiting.setdefault(name, []).append((j, *frame_tensors(previous, known, count, d, row_hidden)))
+            else:
+                row.feed_back(step, next_vectors(model, row_hidden, previous, sampling, row.generator, name, d, known,
+                                                 row.horizons[step]))
+        for name, chosen in waiting.items():  # the head's means of one stream for every row at once
+            means = model.vectors_from_hidden(hidden[[j for j, _, _ in chosen]].flatten(0, 1),
+                                              torch.cat([p for _, p, _ in chosen]),
+                                              torch.cat([k for _, _, k in chosen]), name)[1]
+            for (j, _, _), vector in zip(chosen, means.view(len(chosen), count, -1)):
+                active[j].feed_back(step, vector)
     return [row.results(sampling, model.config.multi_stream) for row in rows]

@@ -1,6 +1,7 @@
 """The row-level API of a world model (`WorldModel.rollout`, `predict_next`, `nearest`): rows in the dataset format
 are checked and encoded with the model's tokenizer and template, then run by the inference engine."""
 
+import math
 import os
 from typing import Any, Optional, Union
 
@@ -8,6 +9,7 @@ import numpy as np
 import torch
 
 from ..extras.errors import DataError
+from ..hparams.inference_args import MAX_SAMPLES
 from .engine import continue_rows
 from .generation import teacher_forced
 from .rows import Sampling, context_features, through_last_vector
@@ -136,8 +138,8 @@ def sampling_of(num_samples: Optional[int], temperature: Optional[float], seed: 
     """The sampling that `num_samples`, `temperature` and `seed` ask for (None: the head's mean), checked."""
     if num_samples is None:
         return None
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise DataError(f"`num_samples` must be a positive integer, got {num_samples!r}.")
-    if temperature is not None and not temperature > 0:
-        raise DataError(f"`temperature` must be positive, got {temperature!r}.")
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or not 1 <= num_samples <= MAX_SAMPLES:
+        raise DataError(f"`num_samples` must be a positive integer (at most {MAX_SAMPLES}), got {num_samples!r}.")
+    if temperature is not None and not (temperature > 0 and math.isfinite(temperature)):
+        raise DataError(f"`temperature` must be a positive finite number, got {temperature!r}.")
     return Sampling(num_samples, temperature, seed)

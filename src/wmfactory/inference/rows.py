@@ -166,19 +166,27 @@ def with_conditions(history: torch.Tensor, conditions: list[torch.Tensor], k: in
     return torch.cat([history.float()] + [padded_history(c.float(), k) for c in conditions], dim=-1)
 
 
+def frame_tensors(previous: Optional[torch.Tensor], count: Optional[int], b: int, dim: int,
+                  like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frame inputs of b vectors as the head reads them: `previous` `[b, dim]` (None: there is none) -> itself or
+    zeros, and whether there is one `[b]`; with a ridge frame, the last k vectors `[b, k, dim]` and `count`, how many
+    of them are there `[b]`."""
+    if count is not None:
+        known = torch.full((b,), count, dtype=torch.long, device=like.device)
+    else:
+        known = torch.full((b,), previous is not None, dtype=torch.bool, device=like.device)
+    if previous is None:
+        previous = like.new_zeros((b, dim), dtype=torch.float32)
+    return previous, known
+
+
 def next_vectors(model, hidden: torch.Tensor, previous: Optional[torch.Tensor], sampling: Optional[Sampling],
-                  generator: Optional[torch.Generator], stream: str, dim: int,
-                  count: Optional[int] = None, horizon: Optional[int] = None) -> torch.Tensor:
+                 generator: Optional[torch.Generator], stream: str, dim: int,
+                 count: Optional[int] = None, horizon: Optional[int] = None) -> torch.Tensor:
     """The next vector of `stream` `[b, dim]` (data units) after each hidden state `[b, h]`: the head's mean, or one
     draw per row when `sampling` (at the calibrated temperature of rollout `horizon` unless `sampling` sets one).
-    `previous` `[b, dim]` is the vector before in the stream (None: there is none); for a ridge frame, the last k
-    vectors `[b, k, dim]` of which `count` are there."""
-    if count is not None:
-        has_previous = torch.full((hidden.shape[0],), count, dtype=torch.long, device=hidden.device)
-    else:
-        has_previous = torch.full((hidden.shape[0],), previous is not None, dtype=torch.bool, device=hidden.device)
-    if previous is None:
-        previous = hidden.new_zeros((hidden.shape[0], dim), dtype=torch.float32)
+    `previous` and `count`: as `frame_tensors` takes them."""
+    previous, has_previous = frame_tensors(previous, count, hidden.shape[0], dim, hidden)
     if sampling is None:
         return model.vectors_from_hidden(hidden, previous, has_previous, stream)[1]
     return model.sample_vectors(hidden, previous, has_previous, 1, sampling.temperature, generator, stream,

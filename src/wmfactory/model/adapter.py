@@ -5,6 +5,7 @@ LoRA wraps the whole world model in a PEFT model, as for any composite Hugging F
 the language model's linear layers, and the projector, head and statistics are `modules_to_save` (trained in full
 and saved with the adapter). Saving, resuming and loading the best checkpoint are then PEFT's and the Trainer's."""
 
+import os
 import re
 
 from torch import nn
@@ -36,8 +37,15 @@ def setup_finetuning(model: WorldModel, model_args: ModelArguments, finetuning_a
                               "0.1, whose LoRA layout cannot be trained further; `WorldModel.from_pretrained` and "
                               "`wmfactory predict/eval/export` load it (converted), or train a new adapter.")
         logger.info(f"Loading adapter {model_args.adapter_name_or_path}")
-        with quiet_loading():
-            model = PeftModel.from_pretrained(model, model_args.adapter_name_or_path, is_trainable=True)
+        try:
+            with quiet_loading():
+                model = PeftModel.from_pretrained(model, model_args.adapter_name_or_path, is_trainable=True)
+        except (OSError, ValueError) as err:  # no such folder, nor such adapter on the hub (or offline)
+            path = model_args.adapter_name_or_path
+            kind = "a folder without adapter_config.json" if os.path.isdir(path) else "not a folder (nor an " \
+                "adapter the hub gives)"
+            raise ConfigError(f"`adapter_name_or_path` '{path}' is {kind}: name a LoRA adapter folder that "
+                              f"wmfactory or PEFT saved ({str(err).strip().splitlines()[0][:200]}).") from None
     else:
         model = _new_lora(model, finetuning_args)
     world_model = model.get_base_model() if hasattr(model, "get_base_model") else model
@@ -104,7 +112,13 @@ def _freeze(model: nn.Module, finetuning_args: FinetuningArguments) -> None:
         raise ConfigError(f"`freeze_trainable_layers` is {n} but the model has {len(layers)} layers.")
     chosen = range(len(layers) - n, len(layers)) if n > 0 else range(-n)
     modules = finetuning_args.freeze_trainable_modules
-    names = None if modules == "all" else {m.strip() for m in modules.split(",")}
+    names = None if modules == "all" else {m.strip() for m in modules.split(",") if m.strip()}
+    if names is not None:
+        found = {part for index in chosen for name, _ in layers[index].named_parameters() for part in name.split(".")
+                 if not part.isdigit() and part not in ("weight", "bias")}
+        if not names or names - found:
+            raise ConfigError(f"`freeze_trainable_modules`: no module named {sorted(names - found)} in the trainable "
+                              f"layers (they have {sorted(found)}; or `all`).")
     for index in chosen:
         for name, parameter in layers[index].named_parameters():
             if names is None or any(part in names for part in name.split(".")):

@@ -4,6 +4,9 @@ It nests the language model's own configuration (`text_config`, as LLaVA nests i
 world-model key of `WorldModelArguments` under the same name and default, plus where the weights came from."""
 
 import dataclasses
+import json
+import math
+import typing
 from typing import Any, Optional
 
 from transformers import AutoConfig, PretrainedConfig
@@ -75,6 +78,12 @@ class WorldModelConfig(PretrainedConfig):
             return self.sampling_temperature
         return self.horizon_temperatures[min(horizon_band(horizon), len(self.horizon_temperatures) - 1)]
 
+    def to_json_file(self, json_file_path, use_diff: bool = True) -> None:
+        """config.json written whole or not at all (a checkpoint counts as complete once its config.json parses)."""
+        from ..extras.atomic import write_text
+
+        write_text(str(json_file_path), self.to_json_string(use_diff=use_diff))
+
     @property
     def hidden_size(self) -> int:
         return self.text_config.get_text_config().hidden_size
@@ -121,3 +130,93 @@ def horizon_band(horizon: int) -> int:
 
 
 AutoConfig.register(WorldModelConfig.model_type, WorldModelConfig)
+
+
+# the largest value of each size key any real model has, with room to spare: beyond, config.json is damaged or hostile
+# (a 10**12-wide layer would be allocated before any weight is read)
+SIZE_LIMITS = {"hidden_size": 1 << 16, "intermediate_size": 1 << 19, "num_hidden_layers": 1024,
+               "num_attention_heads": 1024, "num_key_value_heads": 1024, "head_dim": 1 << 13, "vocab_size": 1 << 23,
+               "max_position_embeddings": 1 << 25}
+MAX_EMBEDDING_DIM = 1 << 20
+WORLD_MODEL_LIMITS = {"mixture_components": 1024, "diffusion_steps": 10_000, "ridge_history": 1024}
+
+
+def check_config_dict(config: dict, source: str) -> None:
+    """Refuse a `config.json` (a world model's, or a language model's) whose sizes are not positive integers within
+    what real models use, or whose world-model keys hold values wmfactory does not know, before anything is built."""
+    from ..extras.errors import DataError
+
+    def refuse(key: str, value, accepted: str):
+        raise DataError(f"'{source}': `{key}` is {json.dumps(value)[:60]} in config.json ({accepted}); the file is "
+                        "damaged or was not written for this model.")
+
+    def size(key: str, value, limit: int, optional: bool = False):
+        if value is None and optional:
+            return
+        if type(value) is not int or not 1 <= value <= limit:
+            refuse(key, value, f"a size must be an integer from 1 to {limit}")
+
+    world = config.get("model_type") == WorldModelConfig.model_type
+    texts = [config.get("text_config")] if world else [config, config.get("text_config")]  # and a VLM's text part
+    for text in [t for t in texts if isinstance(t, dict)]:
+        for key, limit in SIZE_LIMITS.items():
+            if key in text:
+                size(key, text[key], limit, optional=key in ("head_dim", "num_key_value_heads"))
+    if not world:
+        return
+    if not isinstance(config.get("text_config"), dict) or not isinstance(config["text_config"].get("model_type"), str):
+        refuse("text_config", config.get("text_config"), "the language model's configuration, with its model_type")
+    size("embedding_dim", config.get("embedding_dim"), MAX_EMBEDDING_DIM)
+    streams = config.get("streams")
+    if streams is not None:
+        if not isinstance(streams, dict) or not streams:
+            refuse("streams", streams, "a mapping of stream names to dimensions")
+        for name, dim in streams.items():
+            size(f"streams.{name}", dim, MAX_EMBEDDING_DIM)
+    for key, limit in WORLD_MODEL_LIMITS.items():
+        if key in config:
+            size(key, config[key], limit)
+    from .heads import PREDICTION_HEADS
+    from .loss import EMBEDDING_LOSSES
+
+    hints = typing.get_type_hints(WorldModelArguments)
+    registered = {"prediction_head_type": tuple(PREDICTION_HEADS), "world_model_loss_type": tuple(EMBEDDING_LOSSES)}
+    for key in WORLD_MODEL_KEYS:  # heads and losses may be registered beside the built-in ones
+        choices = typing.get_args(hints[key]) if typing.get_origin(hints[key]) is typing.Literal else ()
+        choices = registered.get(key, choices)
+        if key in config and choices and config[key] not in choices:
+            refuse(key, config[key], f"one of {', '.join(sorted(choices))}")
+    for key in ("embedding_loss_weight", "lm_loss_weight", "sampling_temperature"):
+        value = config.get(key, 1.0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            refuse(key, value, "a finite number >= 0")
+
+
+def check_weights_hold(config: dict, folder: str) -> None:
+    """A local folder's safetensors weights must hold at least the embedding table and one h x h matrix per layer
+    that config.json claims: a config claiming far more than the file holds is refused before it is built."""
+    import os
+
+    from safetensors import safe_open
+
+    from ..extras.errors import DataError
+
+    text = config.get("text_config", config) if config.get("model_type") == WorldModelConfig.model_type else config
+    names = [n for n in os.listdir(folder) if n.startswith("model") and n.endswith(".safetensors")]
+    if not names or not isinstance(text, dict):
+        return  # an adapter folder (its LM is elsewhere), or weights in another format
+    hidden, layers, vocab = (text.get(k) for k in ("hidden_size", "num_hidden_layers", "vocab_size"))
+    if not all(type(v) is int for v in (hidden, layers, vocab)):
+        return
+    held = 0
+    for name in names:
+        try:
+            with safe_open(os.path.join(folder, name), framework="np") as weights:
+                held += sum(math.prod(weights.get_slice(key).get_shape()) for key in weights.keys())
+        except Exception:  # a damaged file: reported by `damaged_weights` with its reason
+            return
+    claimed = vocab * hidden + layers * hidden * hidden
+    if claimed > held:
+        raise DataError(f"'{folder}': config.json claims at least {claimed:,} weights (vocab_size {vocab}, "
+                        f"hidden_size {hidden}, {layers} layers) but the weights files hold {held:,}; config.json "
+                        "does not describe these weights.")

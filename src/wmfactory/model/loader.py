@@ -6,10 +6,11 @@ from typing import Optional
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from ..extras.errors import ConfigError
+from ..extras.errors import ConfigError, DataError
 from ..extras.logging import get_logger
 from ..hparams import ModelArguments, WorldModelArguments
-from .config import WorldModelConfig
+from .config import WorldModelConfig, check_config_dict, check_weights_hold
+from .files import damaged_weights
 from .world_model import WorldModel, quiet_loading
 
 logger = get_logger(__name__)
@@ -60,9 +61,33 @@ def build_world_model(
 def _from_pretrained(auto_class, what: str, model_args: ModelArguments, **kwargs):
     """`auto_class.from_pretrained(model_name_or_path)`; a path or hub id that holds no such thing is one line."""
     path = model_args.model_name_or_path
+    if what == "model" and os.path.isdir(path):
+        if damage := damaged_weights(path):  # before safetensors' own error
+            raise ConfigError(f"`model_name_or_path` '{path}': {damage}; copy or download the model again.")
+        _check_local_config(path)
     try:
         return auto_class.from_pretrained(path, **hub_kwargs(model_args), **kwargs)
     except (OSError, ValueError) as err:
         where = "a local folder" if os.path.isdir(path) else "not a local folder, so a hub id"
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"`model_name_or_path` '{path}' ({where}): cannot load its {what}: {detail}") from None
+
+
+def _check_local_config(folder: str) -> None:
+    """The base model's config.json, checked for sizes no model has before transformers allocates them."""
+    import json
+
+    path = os.path.join(folder, "config.json")
+    if not os.path.isfile(path):
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return  # transformers reports it, with its reason
+    if isinstance(config, dict):
+        try:
+            check_config_dict(config, folder)
+            check_weights_hold(config, folder)
+        except DataError as err:
+            raise ConfigError(f"`model_name_or_path` {err}") from None

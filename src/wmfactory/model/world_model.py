@@ -26,7 +26,7 @@ from ..data.collator import lm_label_index as lm_label_positions
 from ..data.collator import lm_label_mask
 from ..extras.errors import ConfigError, DataError
 from . import tables
-from .config import WorldModelConfig
+from .config import WorldModelConfig, check_config_dict, check_weights_hold
 from .files import damaged_weights
 from .heads import (
     Frame,
@@ -361,8 +361,7 @@ class WorldModel(PreTrainedModel):
             embedding_target_index = embedding_is_target.nonzero().squeeze(1)
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)  # [v, W]
-        rows = embedding_positions if embedding_rows is None else torch.stack(
-            [embedding_rows, embedding_positions[:, 1]], dim=1)  # (row, position): whose previous vectors
+        rows = frame_rows(embedding_positions, embedding_rows)
         previous, has_previous = self.frame_inputs(embedding_vectors, rows, streams)
         targets = embedding_is_target
         inputs = z
@@ -469,14 +468,20 @@ class WorldModel(PreTrainedModel):
         embedding_is_target: torch.Tensor,
         attention_mask: Optional[torch.Tensor] = None,
         embedding_streams: Optional[torch.Tensor] = None,
-        **unused,
+        position_ids: Optional[torch.Tensor] = None,
+        embedding_rows: Optional[torch.Tensor] = None,
+        **losses_only,
     ) -> list[tuple[str, Any, Frame, torch.Tensor]]:
-        """Per predicted stream, the head's distribution over each target vector of a collated batch, from the true
-        vectors before it (no training noise): (stream, `params`, `frame`, the targets `[n, d]` normalised)."""
+        """Per predicted stream, the head's distribution over each target vector of a collated batch (packed or not,
+        as `forward` reads it), from the true vectors before it (no training noise): (stream, `params`, `frame`,
+        the targets `[n, d]` normalised). `losses_only`: the batch's keys that only the losses read (labels,
+        counts)."""
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)
-        previous, has_previous = self.frame_inputs(embedding_vectors, embedding_positions, streams)
-        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask)
+        previous, has_previous = self.frame_inputs(embedding_vectors,
+                                                   frame_rows(embedding_positions, embedding_rows), streams)
+        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask,
+                                    position_ids)
         out = []
         for name, d, chosen, _ in self._target_heads(streams, embedding_is_target):
             _, params, frame = self._head_on(name, d, chosen, hidden, embedding_positions, previous, has_previous)
@@ -624,6 +629,14 @@ class WorldModel(PreTrainedModel):
 AutoModel.register(WorldModelConfig, WorldModel)
 
 
+def frame_rows(embedding_positions: torch.Tensor, embedding_rows: Optional[torch.Tensor]) -> torch.Tensor:
+    """(row, position) of each vector `[v, 2]`: the row whose previous vectors it reads; with packed rows the packed
+    row (`embedding_rows`), not the shared sequence it sits in."""
+    if embedding_rows is None:
+        return embedding_positions
+    return torch.stack([embedding_rows, embedding_positions[:, 1]], dim=1)
+
+
 @contextlib.contextmanager
 def quiet_loading():
     """Loading without noise that says nothing to a wmfactory user: the "Loading weights" bar of a local model
@@ -657,6 +670,9 @@ def _world_model_config(path: str, hub: dict) -> WorldModelConfig:
     if config_dict.get("model_type") != WorldModelConfig.model_type:
         raise DataError(f"'{path}' is not a world model written by wmfactory (its config.json describes a "
                         f"'{config_dict.get('model_type')}' model): point at the output_dir of a training run.")
+    check_config_dict(config_dict, path)  # before anything is built from it
+    if os.path.isdir(path):
+        check_weights_hold(config_dict, path)
     return WorldModelConfig.from_dict(config_dict)
 
 

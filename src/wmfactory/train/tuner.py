@@ -7,6 +7,7 @@ from typing import Any, Optional, Union
 
 from transformers import TrainerCallback, set_seed
 
+from ..extras.atomic import as_os_error
 from ..extras.errors import DataError, guarded
 from ..hparams import get_train_args
 from .callbacks import LogCallback
@@ -28,8 +29,9 @@ def run_exp(args: Union[dict[str, Any], list[str], None] = None, callbacks: Opti
     try:
         with output_dir_lock(training.output_dir, is_main_process=training.process_index == 0):
             return STAGES[train_args.finetuning.stage](train_args, callbacks)
-    except OSError as err:
-        if not _cannot_write(err, training.output_dir):
+    except Exception as caught:  # an OSError, or safetensors' error around one
+        err = as_os_error(caught)
+        if err is None or not _cannot_write(err, training.output_dir):
             raise
         last = newest_complete_checkpoint(training.output_dir)
         raise DataError(f"cannot write '{err.filename or training.output_dir}': {err.strerror}. The checkpoints "
@@ -38,8 +40,8 @@ def run_exp(args: Union[dict[str, Any], list[str], None] = None, callbacks: Opti
 
 
 def _cannot_write(err: OSError, output_dir: str) -> bool:
-    """A full disk or quota, a read-only file system, or no permission on a file of `output_dir`."""
-    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+    """A full disk or quota, a read-only file system, a file size limit, or no permission on a file of `output_dir`."""
+    if err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG):  # EFBIG: RLIMIT_FSIZE, a file too big
         return True
     inside = err.filename and os.path.abspath(str(err.filename)).startswith(os.path.abspath(output_dir))
     return err.errno in (errno.EACCES, errno.EPERM) and bool(inside)

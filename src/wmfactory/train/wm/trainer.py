@@ -1,12 +1,15 @@
 """`transformers.Trainer` with the world-model loss. The loop, checkpointing, resuming, distribution and mixed
 precision are the base class's; this class changes how the loss is normalised and how it is logged."""
 
+import json
+import os
 from typing import Optional
 
 import torch
 from transformers import Trainer, TrainerCallback
 
 from ...eval.metrics import skill
+from ...extras.atomic import write_json
 from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
 from ...inference import generate_rows, rollout_windows
@@ -169,6 +172,19 @@ class WorldModelTrainer(Trainer):
                 logs["eval_skill"] = skill(totals["model_error_after_previous"], totals["persistence_error"])
             self._eval_sums = {}
         super().log(logs, start_time)
+
+    def save_metrics(self, split: str, metrics: dict, combined: bool = True) -> None:
+        """`<split>_results.json` (train, calibration) and `all_results.json`, each written whole or not at all."""
+        if not self.is_world_process_zero():
+            return
+        write_json(os.path.join(self.args.output_dir, f"{split}_results.json"), metrics, indent=4, sort_keys=True)
+        if combined:
+            path = os.path.join(self.args.output_dir, "all_results.json")
+            everything = {}
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    everything = json.load(f)
+            write_json(path, {**everything, **metrics}, indent=4, sort_keys=True)
 
 
 LOSS_BALANCE = 10.0  # the weighted LM loss this many times the weighted embedding loss is warned about

@@ -11,7 +11,7 @@ from transformers import ProgressCallback, TrainerCallback
 from ...data import WorldModelDataCollator, get_dataset, get_template
 from ...data.loader import rows_with_targets
 from ...data.collator import collator_view
-from ...data.streams import resolve_streams
+from ...data.streams import conditions_never_followed, resolve_streams
 from ...hparams.world_model_args import parse_patterns
 from ...eval.plots import plot_loss
 from ...extras.errors import ConfigError, DataError
@@ -48,6 +48,11 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
                         "set `val_size` or `eval_dataset`.")
     if training_args.do_train and args.world_model.embedding_loss_weight > 0:
         _check_targets(dataset_module.train_dataset, args)
+        unused = conditions_never_followed(dataset_module.train_dataset, parse_patterns(args.world_model.condition_streams))
+        if unused:
+            raise DataError(f"`condition_streams`: stream(s) {unused} are never followed by a vector of a predicted "
+                            "stream in any training row, so they would condition no prediction; place each condition "
+                            "before the state it acts on (e.g. <s1><a1><s2>), or drop it from `condition_streams`.")
     world_model = build_world_model(args.model, args.world_model, streams, args.finetuning.finetuning_type,
                                     args.data.template)
     calibration_rows = dataset_module.eval_dataset
