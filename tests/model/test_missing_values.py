@@ -24,11 +24,11 @@ def test_nan_is_refused_with_todays_message_unless_masked(tmp_path):
     np.save(tmp_path / "inf.npy", np.array([[1.0, np.inf, 2.0]], dtype=np.float32))
     with pytest.raises(DataError, match=r"values are not all finite \(NaN or Inf\)"):
         load_embedding("gap.npy", str(tmp_path))
-    kept = load_embedding("gap.npy", str(tmp_path), "mask")
+    kept = load_embedding("gap.npy", str(tmp_path), missing_values="mask")
     assert kept[0, 0] == 1.0 and math.isnan(kept[0, 1]) and kept[0, 2] == 2.0
     for policy in ("refuse", "mask"):  # an infinity is never a missing value
         with pytest.raises(DataError, match="not all finite"):
-            load_embedding("inf.npy", str(tmp_path), policy)
+            load_embedding("inf.npy", str(tmp_path), missing_values=policy)
     with pytest.raises(ConfigError, match="diffusion head denoises whole vectors"):
         WorldModelArguments(missing_values="mask", prediction_head_type="diffusion")
     with pytest.raises(ConfigError, match="`missing_values` must be refuse or mask"):
@@ -179,7 +179,7 @@ def test_tables_accept_missing_targets_when_asked(tmp_path):
         from_dataframe(df, "id", "t", "y", out_dir=str(tmp_path / "a"), context_length=3, prediction_length=1)
     from_dataframe(df, "id", "t", "y", out_dir=str(tmp_path / "b"), context_length=3, prediction_length=1,
                    missing_values="mask")
-    written = load_embedding("table_vectors/0/y1.safetensors", str(tmp_path / "b"), "mask")
+    written = load_embedding("table_vectors/0/y1.safetensors", str(tmp_path / "b"), missing_values="mask")
     assert written.shape == (1, 1) and math.isnan(written[0, 0])
     with pytest.raises(DataError, match="column 'x' has a missing or infinite value"):  # covariates: never
         from_dataframe(df.assign(x=[np.nan] + [1.0] * 5), "id", "t", "y", known_covariates=["x"],
