@@ -9,8 +9,10 @@
 2. Coupled pendulums (examples/dynamics): deterministic, so a distributional head must not lose accuracy: MSE of
    its mean against the deterministic head's, teacher-forced and at horizon 4.
 Each head (`mlp`, `mixture`, `diffusion`) trains with the same model, data, steps and seed (10% of the training rows
-held out, on which the distributional heads calibrate their sampling temperature); training samples/s are the
-Trainer's. The distributional heads are scored at their calibrated temperature and at temperature 1. Prints JSON and writes docs/images/distributional_rollouts.png (sampled rollouts against the truth)."""
+held out, on which the distributional heads calibrate their sampling temperature; `--val_size 0`: no evaluation
+split, the defaults, which hold out every tenth training row to calibrate); training samples/s are the Trainer's.
+`--well_steps` and `--context` set the double well's states per trajectory and the states eval's rollouts are given
+(with the ridge frame choosing 3 past states, `--well_steps 11 --context 3` scores horizons 1 to 8). The distributional heads are scored at their calibrated temperature and at temperature 1. Prints JSON and writes docs/images/distributional_rollouts.png (sampled rollouts against the truth)."""
 
 import argparse
 import json
@@ -133,6 +135,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed (the data and eval seeds stay 0)")
     parser.add_argument("--heads", default=",".join(HEADS), help="comma-separated; mlp is always trained")
     parser.add_argument("--val_size", type=float, default=0.1, help="0: no evaluation split (the defaults)")
+    parser.add_argument("--well_steps", type=int, default=10, help="states per double-well trajectory")
+    parser.add_argument("--context", type=int, default=2, help="double well: states given to eval's rollouts")
     args = parser.parse_args()
     global VAL_SIZE
     VAL_SIZE = args.val_size
@@ -140,12 +144,14 @@ def main() -> None:
               "samples": args.samples, "double_well": {}, "pendulum": {}}
     with tempfile.TemporaryDirectory() as work:
         well = os.path.join(work, "well")
-        double_well(well, rows=256, test_rows=64)
+        double_well(well, rows=256, test_rows=64, steps=args.well_steps)
         heads = ["mlp"] + [h for h in args.heads.split(",") if h in HEADS and h != "mlp"]
-        outputs = {head: train_and_eval(work, well, "well_train", "well_test", head, args.steps, args.samples, 2,
-                                        args.seed) for head in heads}
+        outputs = {head: train_and_eval(work, well, "well_train", "well_test", head, args.steps, args.samples,
+                                        args.context, args.seed) for head in heads}
         for head, output in outputs.items():
             h4 = output["report"]["rollout"]["horizons"]["4"]
+            if "model" not in h4:
+                raise SystemExit(f"horizon 4 is not scored (too few states given: raise --context); {h4}")
             result["double_well"][head] = {
                 "train_samples_per_second": output["train_samples_per_second"],
                 "energy_score_h4": h4["model"]["energy_score"], "crps_h4": h4["model"]["crps"],
