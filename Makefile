@@ -36,6 +36,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/cpu_threads.py | tee saves/benchmarks/cpu_threads.txt
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) benchmarks/encode_throughput.py | tee saves/benchmarks/encode_throughput.txt
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) benchmarks/batched_inference.py | tee saves/benchmarks/batched_inference.txt
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) benchmarks/planning.py | tee saves/benchmarks/planning.txt
 
 # The quality suite behind docs/quality.md: five datasets from PyPI packages, the world model against the classical
 # baselines and a GRU (about 30 minutes on 2 CPU cores); tables in saves/quality/quality.md

@@ -6,6 +6,7 @@ own normalisation and, unless it is a condition, its own prediction head. A cond
 actions, treatments) is an input and never a target."""
 
 import fnmatch
+from dataclasses import dataclass
 from typing import Optional
 
 from torch import nn
@@ -18,8 +19,45 @@ def stream_of(key: str) -> str:
     return key.rstrip("0123456789") or key
 
 
+@dataclass(frozen=True)
+class StreamKind:
+    """What a kind of stream is to the model. `predicted`: it has a prediction head and its groups can be targets.
+    `given_in_future`: a rollout past the history takes its vectors from the caller (`conditions`); a stream that is
+    neither predicted nor given is read in the history only, and a rollout leaves it out. `config_key`: the
+    world-model key whose patterns select streams of this kind (None for the default kind, `state`)."""
+
+    name: str
+    predicted: bool
+    given_in_future: bool
+    config_key: Optional[str] = None
+
+
+STREAM_KINDS: dict[str, StreamKind] = {}
+
+
+def register_stream_kind(kind: StreamKind) -> StreamKind:
+    STREAM_KINDS[kind.name] = kind
+    return kind
+
+
+STATE = register_stream_kind(StreamKind("state", predicted=True, given_in_future=False))
+CONDITION = register_stream_kind(StreamKind("condition", predicted=False, given_in_future=True,
+                                            config_key="condition_streams"))
+
+
+def kind_of(stream: str, patterns_by_key: dict[str, tuple[str, ...]]) -> StreamKind:
+    """The kind of `stream`: the first registered kind whose config key's patterns (`fnmatch`) match it, else
+    `state`."""
+    for kind in STREAM_KINDS.values():
+        patterns = patterns_by_key.get(kind.config_key, ()) if kind.config_key else ()
+        if any(fnmatch.fnmatchcase(stream, pattern) for pattern in patterns):
+            return kind
+    return STATE
+
+
 def is_condition(stream: str, patterns: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(stream, pattern) for pattern in patterns)
+    """Whether `stream` is an input only (not predicted), with `condition_streams` = `patterns`."""
+    return not kind_of(stream, {"condition_streams": patterns}).predicted
 
 
 def requested_dim(spec: DimSpec, stream: str) -> Optional[int]:

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ..extras.compat import frame_lengths, has_frame_lengths
 from ..extras.errors import ConfigError, DataError
 from ..hparams.encode_args import EncodeArguments
 from .encoders import Encoder, Loaded, resolved_revision, from_pretrained, hidden_size, inference, load_model, register_encoder, require
@@ -41,7 +42,7 @@ class AudioEncoder(Encoder):
         self.extractor = from_pretrained(AutoFeatureExtractor, "feature extractor", args)
         self.model = load_model(args, loaded)
         self.revision = resolved_revision(args, self.model)
-        if not hasattr(self.model, "_get_feat_extract_output_lengths"):
+        if not has_frame_lengths(self.model):
             raise ConfigError(f"'{args.encoder}' is not a wav2vec2-style audio model (no frame lengths to pool "
                               "over); use a wav2vec2, HuBERT or WavLM model.")
         self.sampling_rate = int(self.extractor.sampling_rate)
@@ -53,7 +54,7 @@ class AudioEncoder(Encoder):
     def encode_raw(self, raws: list[Any]) -> list[np.ndarray]:
         inputs = self.extractor(raws, sampling_rate=self.sampling_rate, padding=True, return_attention_mask=True,
                                 return_tensors="pt")
-        lengths = self.model._get_feat_extract_output_lengths(inputs["attention_mask"].sum(-1))  # frames per item
+        lengths = frame_lengths(self.model, inputs["attention_mask"].sum(-1))  # frames per item
         values = inputs["input_values"].to(self.device, self.dtype)
         with inference():
             hidden = self.model(input_values=values, attention_mask=inputs["attention_mask"].to(self.device)

@@ -10,6 +10,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ..extras.compat import resolved_commit
 from ..extras.errors import ConfigError, DataError
 from ..extras.registry import registrar
 from ..hparams.encode_args import POOLINGS, EncodeArguments
@@ -136,7 +137,7 @@ def load_model(args: EncodeArguments, loaded: Loaded):
 
 def resolved_revision(args: EncodeArguments, model) -> Optional[str]:
     """The revision asked for, else the commit a hub download resolved to (None for a local folder)."""
-    return args.revision or getattr(model.config, "_commit_hash", None)
+    return args.revision or resolved_commit(model.config)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ from typing import Any, Callable
 
 from ..data.registry import DATA_FILE_SUFFIXES, get_dataset_attrs
 from ..data.rows import OPENAI_TAGS as CHAT_TAGS
-from ..extras.atomic import write_text
 from ..extras.errors import DataError
 from .items import Item, entry_item
 

@@ -5,11 +5,12 @@ each sequence becomes several identical continuations that share what was fed be
 prefix can be copied so that the prefix is encoded once and forked many times (`copy`)."""
 
 import copy
-import inspect
 from typing import Optional
 
 import torch
 from transformers import DynamicCache
+
+from ..extras.compat import cache_argument
 
 def right_padded(sequences: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Sequences `[t_i, ...]` -> (`[b, max t_i, ...]` zero-padded at the end, lengths `[b]`)."""
@@ -32,8 +33,7 @@ class IncrementalDecoder:
         self.decoder = model.get_decoder()
         # the decoder fills this cache in place; transformers renamed its argument `past_key_values` -> `cache`
         self.cache = DynamicCache()
-        parameters = inspect.signature(self.decoder.forward).parameters
-        self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
+        self.cache_argument = cache_argument(self.decoder)
         self.last_hidden: Optional[torch.Tensor] = None  # [b, h] at the last position fed to each sequence
         self.mask: Optional[torch.Tensor] = None  # [b, positions in the cache]
         self.lengths: Optional[torch.Tensor] = None  # [b] positions of each sequence so far (padding excluded)

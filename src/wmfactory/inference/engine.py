@@ -72,6 +72,9 @@ class Continuation:
         group_streams = [row.stream_of_group(g) for g in sorted(set(row.groups))]
         if not cfg.multi_stream:
             group_streams, pattern = [next(iter(self.dims))] * len(group_streams), None
+        # a stream read in the history only (neither predicted nor given in the future) is left out of the rollout
+        kinds = {name: cfg.stream_kind(name) for name in set(group_streams)}
+        group_streams = [n for n in group_streams if kinds[n].predicted or kinds[n].given_in_future] or group_streams
         self.pattern = pattern or group_streams
         self.order = emission_order(group_streams, pattern)
         self.k = cfg.ridge_history if cfg.predict_residual == "ridge" else 1
@@ -252,7 +255,7 @@ class Session:
                 continue
             try:
                 name = row.next_stream()
-                if row.config.is_condition(name):
+                if row.config.stream_kind(name).given_in_future:
                     fed[i] = (name, row.condition_vector(name))
                 elif row.sampling is None and self.model.stream_part("prediction_head", name).mean_is_cheap:
                     waiting.setdefault(name, []).append(i)

@@ -12,7 +12,7 @@ from typing import Any, Optional
 from transformers import AutoConfig, PretrainedConfig
 
 from .. import __version__
-from ..data.streams import is_condition
+from ..data.streams import STREAM_KINDS, StreamKind, is_condition, kind_of
 from ..hparams.world_model_args import WorldModelArguments, parse_patterns
 
 WORLD_MODEL_KEYS = tuple(f.name for f in dataclasses.fields(WorldModelArguments))
@@ -102,8 +102,15 @@ class WorldModelConfig(PretrainedConfig):
     def condition_patterns(self) -> tuple[str, ...]:
         return parse_patterns(self.condition_streams)
 
+    def stream_kind(self, stream: str) -> StreamKind:
+        """The kind of `stream` (`data.streams.STREAM_KINDS`: state, condition, ...), from the world-model keys that
+        select kinds (`condition_streams`)."""
+        keys = {kind.config_key for kind in STREAM_KINDS.values() if kind.config_key}
+        return kind_of(stream, {key: parse_patterns(getattr(self, key, None)) for key in keys})
+
     def is_condition(self, stream: str) -> bool:
-        return is_condition(stream, self.condition_patterns)
+        """An input only: the model has no head for it and never predicts it."""
+        return not self.stream_kind(stream).predicted
 
     @property
     def frame_conditions(self) -> list[tuple[str, int]]:

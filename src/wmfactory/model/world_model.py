@@ -11,7 +11,6 @@ library's own.
 
 import contextlib
 import os
-import warnings
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -24,6 +23,7 @@ from transformers.utils import ModelOutput
 
 from ..data.collator import lm_label_index as lm_label_positions
 from ..data.collator import lm_label_mask
+from ..extras.compat import base_model_kwargs, quiet_gradient_checkpointing_warning
 from ..extras.errors import ConfigError, DataError
 from . import tables
 from .config import WorldModelConfig, check_config_dict, check_weights_hold
@@ -562,7 +562,7 @@ class WorldModel(PreTrainedModel):
                 from peft import PeftModel
 
                 # AutoModel's own keys for a plain adapter folder do not apply to the base model
-                kwargs = {k: v for k, v in kwargs.items() if k != "adapter_kwargs" and not k.startswith("_")}
+                kwargs = base_model_kwargs(kwargs)
                 base = AutoModelForCausalLM.from_pretrained(
                     base_model_name_or_path or config.base_model_name_or_path, **kwargs)
                 model = PeftModel.from_pretrained(cls(config, base), path, is_trainable=is_trainable, **hub)
@@ -647,9 +647,7 @@ def quiet_loading():
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
-                                    category=FutureWarning)
+        with quiet_gradient_checkpointing_warning():
             yield
     finally:
         if was_enabled:

@@ -10,6 +10,7 @@ from transformers import Trainer, TrainerCallback
 
 from ...eval.metrics import skill
 from ...extras.atomic import write_json
+from ...extras.compat import prepare_inputs
 from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
 from ...inference import generate_rows, rollout_windows
@@ -141,7 +142,7 @@ class WorldModelTrainer(Trainer):
         return (total[0] / total[1]).item()
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
-        inputs = self._prepare_inputs(inputs)
+        inputs = prepare_inputs(self, inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
             loss = self.compute_loss(model, inputs)
         return loss.detach(), None, None

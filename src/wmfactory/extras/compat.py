@@ -1,0 +1,51 @@
+"""The library API that wmfactory needs and that has no public form, in one place. Each function says what it
+relies on; `tests/extras/test_compat.py` fails when the installed transformers changes it, so that a new release
+breaks one test here instead of a run somewhere else."""
+
+import contextlib
+import inspect
+import warnings
+from typing import Any, Optional
+
+# transformers 5 warns when PEFT reads `model.is_gradient_checkpointing` (renamed `is_activation_checkpointing`);
+# the warning says nothing a wmfactory user can act on
+GRADIENT_CHECKPOINTING_WARNING = "`is_gradient_checkpointing` is deprecated"
+
+
+def cache_argument(decoder) -> str:
+    """The name under which `decoder.forward` takes its KV cache: `past_key_values`, or `cache` in the releases that
+    renamed it."""
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
+def resolved_commit(config) -> Optional[str]:
+    """The hub commit a `from_pretrained` download resolved to (`config._commit_hash`; None for a local folder)."""
+    return getattr(config, "_commit_hash", None)
+
+
+def has_frame_lengths(model) -> bool:
+    """Whether an audio model maps sample counts to frame counts (wav2vec2, HuBERT, WavLM)."""
+    return hasattr(model, "_get_feat_extract_output_lengths")
+
+
+def frame_lengths(model, sample_lengths):
+    """Frames per item of an audio model for inputs of `sample_lengths` samples (`_get_feat_extract_output_lengths`)."""
+    return model._get_feat_extract_output_lengths(sample_lengths)
+
+
+def prepare_inputs(trainer, inputs: dict[str, Any]) -> dict[str, Any]:
+    """A batch moved to the trainer's device as `Trainer` itself prepares it (`Trainer._prepare_inputs`)."""
+    return trainer._prepare_inputs(inputs)
+
+
+def base_model_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The `from_pretrained` keys that `AutoModel` passed for the world model, less the ones that are AutoModel's
+    own (`adapter_kwargs` and the private `_...` keys): they do not apply to the base model under an adapter."""
+    return {k: v for k, v in kwargs.items() if k != "adapter_kwargs" and not k.startswith("_")}
+
+
+@contextlib.contextmanager
+def quiet_gradient_checkpointing_warning():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=GRADIENT_CHECKPOINTING_WARNING, category=FutureWarning)
+        yield

@@ -1,0 +1,70 @@
+"""What `wmfactory.extras.compat` relies on in the installed transformers: each test fails when a release changes
+it, so that the change is found here."""
+
+import inspect
+import warnings
+
+import torch
+import transformers
+from conftest import TINY_MODEL
+from transformers import AutoConfig, AutoModelForCausalLM, Trainer, TrainingArguments, Wav2Vec2Config, Wav2Vec2Model
+
+from wmfactory.extras import compat
+
+
+def test_the_decoder_takes_its_cache_under_the_name_we_pass():
+    decoder = AutoModelForCausalLM.from_pretrained(TINY_MODEL).get_decoder()
+    name = compat.cache_argument(decoder)
+    assert name in inspect.signature(decoder.forward).parameters
+    out = decoder(inputs_embeds=torch.zeros((1, 2, decoder.config.hidden_size)), use_cache=True)
+    cache = out.past_key_values
+    again = decoder(inputs_embeds=torch.zeros((1, 1, decoder.config.hidden_size)), use_cache=True, **{name: cache})
+    assert again.past_key_values.get_seq_length() == 3  # the cache was read and extended, not ignored
+
+
+def test_the_commit_a_download_resolved_to_is_found_where_we_look():
+    config = AutoConfig.from_pretrained(TINY_MODEL)
+    assert compat.resolved_commit(config) is None  # a local folder has none
+    import transformers.utils.hub as hub
+
+    # transformers up to 5.2x kept the commit on the config; later releases resolve it once per load instead
+    # (`utils.hub.resolve_revision`) and no longer keep it: then `encode` records only the revision asked for
+    assert hasattr(config, "_commit_hash") or hasattr(hub, "resolve_revision")
+
+
+def test_audio_models_map_samples_to_frames():
+    model = Wav2Vec2Model(Wav2Vec2Config(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=32, conv_dim=(8, 8), conv_kernel=(10, 3),
+                                         conv_stride=(5, 2)))
+    assert compat.has_frame_lengths(model)
+    # two convolutions: (16000 - 10) // 5 + 1 = 3199 frames, then (3199 - 3) // 2 + 1 = 1599
+    assert int(compat.frame_lengths(model, torch.tensor([16000]))[0]) == 1599
+
+
+def test_the_trainer_prepares_inputs_as_the_world_model_trainer_expects(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    trainer = Trainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none"))
+    prepared = compat.prepare_inputs(trainer, {"x": torch.ones(2), "n": 3})
+    assert prepared["x"].device == trainer.args.device and prepared["n"] == 3
+
+
+def test_automodel_private_keys_start_with_an_underscore():
+    kwargs = compat.base_model_kwargs({"dtype": "float32", "adapter_kwargs": {}, "_from_auto": True})
+    assert kwargs == {"dtype": "float32"}
+    source = inspect.getsource(transformers.models.auto.auto_factory)
+    assert "_from_auto" in source and "adapter_kwargs" in source
+
+
+def test_the_gradient_checkpointing_warning_still_reads_as_we_filter_it():
+    model = AutoModelForCausalLM.from_pretrained(TINY_MODEL)
+    if not hasattr(type(model), "is_activation_checkpointing"):  # the old name is current: nothing to filter
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.is_gradient_checkpointing
+    assert any(compat.GRADIENT_CHECKPOINTING_WARNING in str(w.message) for w in caught)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with compat.quiet_gradient_checkpointing_warning():
+            model.is_gradient_checkpointing
+    assert not caught
