@@ -9,8 +9,9 @@ scaling) carried over to interval forecasts. The chosen T is saved as `sampling_
 
 A rollout feeds its own draws back, and a one-step temperature under-covers further out; so each horizon band of a
 rollout (1, 2-3, 4-7, 8-15, ...: `config.horizon_band`) gets its own temperature, chosen band after band: with the
-earlier bands' temperatures fixed, the one whose sampled rollouts (`NUM_SAMPLES` from each row's first group) hold
-closest to 90% of the true vectors at that band's horizons (`horizon_temperatures` in config.json).
+earlier bands' temperatures fixed, the one whose sampled rollouts (`NUM_SAMPLES` per row) hold
+closest to 90% of the true vectors at that band's horizons (`horizon_temperatures` in config.json), each rollout
+given the first groups of its row that the ridge frame reads (`rollout_context`).
 
 Without an evaluation split, every tenth training row (at most `MAX_CALIBRATION_ROWS`; the last row of a run with
 fewer than ten) is held out of training for this (`calibration_split`)."""
@@ -95,12 +96,22 @@ def choose_temperature(coverage: np.ndarray, temperatures: np.ndarray = TEMPERAT
     return float(temperatures[order[0]])
 
 
-def rollout_coverage(model, rows: list[dict], band: int, seed: int = 0) -> tuple[float, int]:
+def rollout_context(model) -> int:
+    """The groups a calibration rollout is given: the history the ridge frame reads (the chosen one, else
+    `ridge_history`; 1 without a ridge frame), so that its first forecasts are made as in use."""
+    config = model.config
+    if config.predict_residual != "ridge":
+        return 1
+    chosen = [int(choice.get("history", config.ridge_history)) for choice in config.ridge_choice.values()]
+    return max(chosen or [config.ridge_history])
+
+
+def rollout_coverage(model, rows: list[dict], band: int, seed: int = 0, context: int = 1) -> tuple[float, int]:
     """(the share of true values at the horizons of `band` inside the central 90% interval of `NUM_SAMPLES` sampled
-    rollouts from each row's first group, at the model's temperatures; the number of values scored)."""
+    rollouts from each row's first `context` groups, at the model's temperatures; the number of values scored)."""
     hits, values = 0.0, 0
     for batch in row_batches(rows, ROLLOUT_BATCH):
-        for features, groups in zip(batch, generate_rows(model, batch, 1, Sampling(NUM_SAMPLES, None, seed))):
+        for features, groups in zip(batch, generate_rows(model, batch, context, Sampling(NUM_SAMPLES, None, seed))):
             vectors = vector_stream(features, model.config.embedding_dim)
             for group in groups:
                 if group.samples is None or horizon_band(group.horizon) != band:
@@ -121,13 +132,14 @@ def calibrate_horizons(model, rows: list[dict], first: float, seed: int = 0,
     chosen, report = [float(first)], {}
     streams = len(config.stream_dims)
     rows = rows[:MAX_ROLLOUT_ROWS]
+    context = rollout_context(model)
     for band in itertools.count(1):
         last = 2 ** (band + 1) - 1  # the band's last horizon: cut the rows there (the rollout's cost)
-        cut = [context_features(features, 1 + last * streams) for features in rows]
+        cut = [context_features(features, (context + last) * streams) for features in rows]
         shares = []
         for temperature in temperatures:
             config.horizon_temperatures = chosen + [float(temperature)]
-            share, values = rollout_coverage(model, cut, band, seed)
+            share, values = rollout_coverage(model, cut, band, seed, context)
             if values == 0:
                 break
             shares.append(share)
