@@ -9,8 +9,10 @@
 2. Coupled pendulums (examples/dynamics): deterministic, so a distributional head must not lose accuracy: MSE of
    its mean against the deterministic head's, teacher-forced and at horizon 4.
 Each head (`mlp`, `mixture`, `diffusion`) trains with the same model, data, steps and seed (10% of the training rows
-held out, on which the distributional heads calibrate their sampling temperature); training samples/s are the
-Trainer's. The distributional heads are scored at their calibrated temperature and at temperature 1. Prints JSON and writes docs/images/distributional_rollouts.png (sampled rollouts against the truth)."""
+held out, on which the distributional heads calibrate their sampling temperature; `--val_size 0`: no evaluation
+split, the defaults, which hold out every tenth training row to calibrate); training samples/s are the Trainer's.
+`--well_steps` and `--context` set the double well's states per trajectory and the states eval's rollouts are given
+(with the ridge frame choosing 3 past states, `--well_steps 11 --context 3` scores horizons 1 to 8). The distributional heads are scored at their calibrated temperature and at temperature 1. Prints JSON and writes docs/images/distributional_rollouts.png (sampled rollouts against the truth)."""
 
 import argparse
 import json
@@ -25,6 +27,7 @@ import numpy as np
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "examples", "models", "tiny-llama")
 HEADS = ("mlp", "mixture", "diffusion")
+VAL_SIZE = 0.1  # `--val_size`; 0: train with the defaults (every tenth training row held out to calibrate)
 
 
 def double_well(out: str, rows: int, test_rows: int, steps: int = 10, dim: int = 16, seed: int = 0) -> None:
@@ -73,7 +76,7 @@ def train_and_eval(work: str, data_dir: str, train: str, test: str, head: str, s
          "--lm_loss_weight", "0", "--prediction_head_type", head, "--per_device_train_batch_size", "16",
          "--learning_rate", "3e-3", "--max_steps", str(steps), "--lr_scheduler_type", "cosine",
          "--warmup_steps", "0.05", "--save_strategy", "no", "--logging_steps", str(steps), "--report_to", "none",
-         "--seed", str(seed), "--val_size", "0.1"])
+         "--seed", str(seed)] + (["--val_size", str(VAL_SIZE)] if VAL_SIZE else []))
     with open(os.path.join(out, "train_results.json")) as f:
         samples_per_second = json.load(f)["train_samples_per_second"]
     result = {"out": out, "train_samples_per_second": samples_per_second}
@@ -131,21 +134,30 @@ def main() -> None:
     parser.add_argument("--skip_pendulum", action="store_true")
     parser.add_argument("--seed", type=int, default=0, help="training seed (the data and eval seeds stay 0)")
     parser.add_argument("--heads", default=",".join(HEADS), help="comma-separated; mlp is always trained")
+    parser.add_argument("--val_size", type=float, default=0.1, help="0: no evaluation split (the defaults)")
+    parser.add_argument("--well_steps", type=int, default=10, help="states per double-well trajectory")
+    parser.add_argument("--context", type=int, default=2, help="double well: states given to eval's rollouts")
     args = parser.parse_args()
+    global VAL_SIZE
+    VAL_SIZE = args.val_size
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "steps": args.steps,
               "samples": args.samples, "double_well": {}, "pendulum": {}}
     with tempfile.TemporaryDirectory() as work:
         well = os.path.join(work, "well")
-        double_well(well, rows=256, test_rows=64)
+        double_well(well, rows=256, test_rows=64, steps=args.well_steps)
         heads = ["mlp"] + [h for h in args.heads.split(",") if h in HEADS and h != "mlp"]
-        outputs = {head: train_and_eval(work, well, "well_train", "well_test", head, args.steps, args.samples, 2,
-                                        args.seed) for head in heads}
+        outputs = {head: train_and_eval(work, well, "well_train", "well_test", head, args.steps, args.samples,
+                                        args.context, args.seed) for head in heads}
         for head, output in outputs.items():
             h4 = output["report"]["rollout"]["horizons"]["4"]
+            if "model" not in h4:
+                raise SystemExit(f"horizon 4 is not scored (too few states given: raise --context); {h4}")
             result["double_well"][head] = {
                 "train_samples_per_second": output["train_samples_per_second"],
                 "energy_score_h4": h4["model"]["energy_score"], "crps_h4": h4["model"]["crps"],
                 "coverage_90_h4": h4["model"]["coverage_90"], "coverage_50_h4": h4["model"]["coverage_50"],
+                "coverage_90_by_horizon": {h: r["model"].get("coverage_90")
+                                           for h, r in output["report"]["rollout"]["horizons"].items()},
                 "mse_of_mean_h4": h4["model"]["mse"],
                 "sampling_temperature": output.get("sampling_temperature"),
                 "coverage_90_h4_at_temperature_1": (output["report_at_1"]["rollout"]["horizons"]["4"]["model"][

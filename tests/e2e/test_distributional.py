@@ -74,6 +74,54 @@ def test_sampling_temperature_is_calibrated_on_the_evaluation_split(trained):
     assert model.config.sampling_temperature == pytest.approx(report["sampling_temperature"], rel=1e-3)
     data_dir = str(tmp / "data")
     np.testing.assert_array_equal(
-        model.rollout(rows[0], steps=2, dataset_dir=data_dir, num_samples=4, seed=5),
-        model.rollout(rows[0], steps=2, dataset_dir=data_dir, num_samples=4, seed=5,
+        model.rollout(rows[0], steps=1, dataset_dir=data_dir, num_samples=4, seed=5),
+        model.rollout(rows[0], steps=1, dataset_dir=data_dir, num_samples=4, seed=5,
                       temperature=model.config.sampling_temperature))
+
+
+def test_each_rollout_horizon_band_has_its_calibrated_temperature(trained):
+    tmp, model, rows = trained
+    report = json.loads((tmp / "out" / "calibration_results.json").read_text())
+    bands = model.config.horizon_temperatures
+    assert bands == report["horizon_temperatures"] and len(bands) >= 2  # rows of 6 groups: horizons 1 to 5
+    assert bands[0] == pytest.approx(model.config.sampling_temperature, rel=1e-3)
+    for (name, band), temperature in zip(report["horizon_bands"].items(), bands[1:]):
+        shares = {float(t): share for t, share in band["coverage_90"].items()}
+        closest = min(abs(share - 0.9) for share in shares.values())
+        assert abs(shares[min(shares, key=lambda t: abs(t - temperature))] - 0.9) == pytest.approx(closest, abs=1e-6)
+    assert [model.config.temperature_at(h) for h in (None, 1, 2, 3)] == [
+        model.config.sampling_temperature, bands[0], bands[1], bands[1]]
+    assert model.config.temperature_at(100) == bands[-1]
+    # a rollout's second step draws at the band-1 temperature
+    data_dir = str(tmp / "data")
+    np.testing.assert_array_equal(
+        model.rollout(rows[0], steps=2, dataset_dir=data_dir, num_samples=4, seed=5),
+        _with_bands(model, [bands[0], bands[1]], lambda: model.rollout(rows[0], steps=2, dataset_dir=data_dir,
+                                                                       num_samples=4, seed=5)))
+    other = _with_bands(model, [bands[0], bands[1] * 3], lambda: model.rollout(rows[0], steps=2, dataset_dir=data_dir,
+                                                                               num_samples=4, seed=5))
+    default = model.rollout(rows[0], steps=2, dataset_dir=data_dir, num_samples=4, seed=5)
+    np.testing.assert_array_equal(other[:, 0], default[:, 0])
+    assert not np.array_equal(other[:, 1], default[:, 1])
+
+
+def _with_bands(model, bands, call):
+    saved = model.config.horizon_temperatures
+    model.config.horizon_temperatures = bands
+    try:
+        return call()
+    finally:
+        model.config.horizon_temperatures = saved
+
+
+def test_without_an_evaluation_split_every_tenth_row_calibrates(tmp_path, caplog):
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=23)
+    with caplog.at_level("INFO", logger="wmfactory"):
+        run_exp(train_args(tmp_path / "out", data_dir, prediction_head_type="quantile", max_steps=2))
+    said = [r.message for r in caplog.records if r.message.startswith("Calibration:")]
+    assert len(said) == 1 and "2 of 23 training rows (every 10th: rows 9, 19)" in said[0]
+    report = json.loads((tmp_path / "out" / "calibration_results.json").read_text())
+    assert report["values"] == 2 * 5 * 4  # two rows, five targets of four values each
+    model = WorldModel.from_pretrained(str(tmp_path / "out"))
+    assert model.config.horizon_temperatures == report["horizon_temperatures"]
+    assert model.config.sampling_temperature == pytest.approx(report["sampling_temperature"])

@@ -205,7 +205,8 @@ def _from_lists(value: Any) -> np.ndarray:
 
 
 def _to_matrix(array: np.ndarray) -> np.ndarray:
-    """Any array -> float32 `[n, d]`: real numbers only (integers included), all finite, all within float32's range."""
+    """Any array -> float32 `[n, d]`: real numbers only (integers included), no Inf, all within float32's range.
+    NaN (a missing value) passes here; `load_embedding` refuses it unless `missing_values` is `mask`."""
     if array.dtype.kind not in "iuf":
         reason = NON_REAL_KINDS.get(array.dtype.kind, "no numbers")
         raise DataError(f"dtype {array.dtype} is not a real number type (it holds {reason})")
@@ -215,12 +216,12 @@ def _to_matrix(array: np.ndarray) -> np.ndarray:
         raise DataError(f"expected a vector or a matrix [n, d], got {array.ndim} dimensions")
     if array.shape[0] == 0 or array.shape[1] == 0:
         raise DataError(f"empty embedding (shape {list(array.shape)})")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
+    if array.dtype.kind == "f" and np.isinf(array).any():
         raise DataError("values are not all finite (NaN or Inf)")
     with np.errstate(over="ignore"):
         matrix = array.astype(np.float32, copy=False)
-    if not np.isfinite(matrix).all():
-        largest = float(np.abs(array[~np.isfinite(matrix)]).max())
+    if np.isinf(matrix).any():
+        largest = float(np.abs(array[np.isinf(matrix)]).max())
         raise DataError(f"values do not fit in float32 (found {largest:.3g}; float32 holds up to 3.4e+38)")
     return matrix
 
@@ -248,9 +249,21 @@ def resolve_path(entry: str, media_dir: str, allow_outside: bool = False) -> str
     return path
 
 
-def load_embedding(entry: Any, media_dir: str, allow_outside: bool = False) -> np.ndarray:
+MISSING_VALUES = ("refuse", "mask")  # NaN entries: an error, or missing values the model masks
+
+
+def load_embedding(entry: Any, media_dir: str, allow_outside: bool = False, missing_values: str = "refuse"
+                   ) -> np.ndarray:
     """One entry of a row's `embeddings` list -> `[n, d]`. An entry is a file path (see `resolve_path`), or (from
-    Python) array-like."""
+    Python) array-like. With `missing_values: mask` a NaN entry is a missing value and is kept as NaN; otherwise it
+    is refused."""
+    matrix = _load(entry, media_dir, allow_outside)
+    if missing_values != "mask" and np.isnan(matrix).any():
+        raise DataError("values are not all finite (NaN or Inf)")
+    return matrix
+
+
+def _load(entry: Any, media_dir: str, allow_outside: bool) -> np.ndarray:
     if not isinstance(entry, str):
         if isinstance(entry, (list, tuple)):
             return _from_lists(entry)

@@ -251,6 +251,7 @@ def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, 
         train_on_prompt=data_args.train_on_prompt,
         embedding_dim=world_model_args.embedding_dim,
         condition_patterns=parse_patterns(world_model_args.condition_streams),
+        missing_values=world_model_args.missing_values,
         files_signature=files_signature(raw, attr, data_args.media_dir),
     )
 

@@ -28,6 +28,7 @@ class RowProcessor:
     train_on_prompt: bool = False
     embedding_dim: DimSpec = None  # one dimension for every stream, a mapping per stream, or None (inferred)
     condition_patterns: tuple[str, ...] = ()  # streams whose groups are inputs only
+    missing_values: str = "refuse"  # NaN entries: refused, or (`mask`) kept as missing values
     trace: bool = False  # log keys, files, shapes, slots and targets (TRANSFORMERS_VERBOSITY=debug)
     # size and modification time of every embedding file: part of the preprocessing cache's fingerprint, so that
     # editing a file invalidates the cache
@@ -72,7 +73,7 @@ class RowProcessor:
 
     def _load(self, entry: Any, index: int, key: str) -> np.ndarray:
         try:
-            return load_embedding(entry, self.media_dir, self.attr.allow_outside_media_dir)
+            return load_embedding(entry, self.media_dir, self.attr.allow_outside_media_dir, self.missing_values)
         except DataError as err:
             file = entry if isinstance(entry, str) else None
             raise row_error(str(err), self.attr.name, index, key, file) from None

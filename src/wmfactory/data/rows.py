@@ -38,7 +38,7 @@ def dataset_row(name: str, index: int, dataset_dir: str) -> tuple[dict[str, Any]
 
 def encode_row(row: Row, tokenizer, template: Optional[str], target_rule: TargetRule,
                embedding_dim: DimSpec, dataset_dir: Optional[str] = None,
-               condition_patterns: tuple[str, ...] = ()) -> dict[str, Any]:
+               condition_patterns: tuple[str, ...] = (), missing_values: str = "refuse") -> dict[str, Any]:
     """`row`: a dict (entries of `embeddings` are paths, relative to `dataset_dir`, default the current folder, or
     array-likes), or `(dataset_name, row_index)` of a dataset registered in `dataset_dir` (default `data`).
     `embedding_dim`: one dimension for every stream or one per stream."""
@@ -56,6 +56,7 @@ def encode_row(row: Row, tokenizer, template: Optional[str], target_rule: Target
         target_rule=target_rule,
         embedding_dim=embedding_dim,
         condition_patterns=condition_patterns,
+        missing_values=missing_values,
     )
     features, reason = processor(row, index)
     if features is None:

@@ -62,11 +62,12 @@ def require_pandas():
 
 
 def table_series(df, id_column: str, timestamp_column: str, numeric: list[str], freq: Optional[str] = None,
-                 what: str = "table", others: tuple = ()) -> tuple[dict[Any, Any], Optional[Any]]:
+                 what: str = "table", others: tuple = (), may_miss: tuple = ()) -> tuple[dict[Any, Any], Optional[Any]]:
     """Check a long table and split it: ({series id: its lines sorted by time stamp}, the step (a pandas offset, or
     a number for numeric time stamps; None when every series has one line)). One `DataError` line per problem: a
     missing column, a non-numeric or non-finite value, a time stamp twice in a series, steps that are not regular
-    (without `freq`) or that skip a step of `freq`."""
+    (without `freq`) or that skip a step of `freq`. The columns of `may_miss` may hold NaN (missing values, under
+    `missing_values: mask`), never infinities."""
     pd = require_pandas()
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{what}: expected a pandas DataFrame, got {type(df).__name__}.")
@@ -78,12 +79,15 @@ def table_series(df, id_column: str, timestamp_column: str, numeric: list[str], 
         if not pd.api.types.is_numeric_dtype(values):  # booleans are 0 and 1
             raise DataError(f"{what}: column '{column}' must be numeric, got dtype {values.dtype} (encode "
                             "categories as numbers, e.g. with pandas.get_dummies).")
-        bad = ~np.isfinite(values.to_numpy(dtype=np.float64))
+        numbers = values.to_numpy(dtype=np.float64)
+        bad = np.isinf(numbers) if column in may_miss else ~np.isfinite(numbers)
         if bad.any():
             at = int(bad.argmax())
-            raise DataError(f"{what}: column '{column}' has a missing or infinite value at line {df.index[at]} (id "
-                            f"{df[id_column].iloc[at]!r}, time stamp {df[timestamp_column].iloc[at]}); missing "
-                            "values are not supported yet.")
+            hint = ("" if column in may_miss else "; missing target values need `missing_values=\"mask\"` (and a "
+                    "model trained with `missing_values: mask`)")
+            raise DataError(f"{what}: column '{column}' has a {'missing or ' if column not in may_miss else ''}"
+                            f"infinite value at line {df.index[at]} (id {df[id_column].iloc[at]!r}, time stamp "
+                            f"{df[timestamp_column].iloc[at]}){hint}.")
     stamps = df[timestamp_column]
     if not (pd.api.types.is_datetime64_any_dtype(stamps) or pd.api.types.is_integer_dtype(stamps)):
         try:
@@ -168,12 +172,13 @@ def from_dataframe(df, id_column: str, timestamp_column: str, targets: list[str]
                    known_covariates: Optional[list[str]] = None, past_covariates: Optional[list[str]] = None,
                    text_column: Optional[str] = None, context_length: int = 32, prediction_length: int = 8,
                    out_dir: str = "data/table", name: str = "table", freq: Optional[str] = None,
-                   stride: Optional[int] = None) -> str:
+                   stride: Optional[int] = None, missing_values: str = "refuse") -> str:
     """Write the long table `df` as the dataset `name` in `out_dir` (rows `<name>.jsonl`, vector files under
     `<name>_vectors/`, the entry in `dataset_info.json`, with the layout as `table`). Targets become the stream
     `y` (`[k]` per step, in the order of `targets`), known covariates the condition stream `x` (`[c]` per step). Train
-    with `dataset: <name>`, `dataset_dir: <out_dir>` and, with known covariates, `condition_streams: x`. Returns
-    the path of the rows."""
+    with `dataset: <name>`, `dataset_dir: <out_dir>` and, with known covariates, `condition_streams: x`. With
+    `missing_values="mask"` a target may be NaN (a missing value; train with `missing_values: mask`); covariates
+    never. Returns the path of the rows."""
     targets = [targets] if isinstance(targets, str) else list(targets)
     known = list(known_covariates or [])
     if past_covariates:
@@ -191,8 +196,11 @@ def from_dataframe(df, id_column: str, timestamp_column: str, targets: list[str]
     overlap = sorted(set(targets) & set(known))
     if overlap:
         raise ConfigError(f"columns {overlap} are both targets and known covariates.")
+    if missing_values not in ("refuse", "mask"):
+        raise ConfigError(f"`missing_values` must be refuse or mask, got {missing_values!r}.")
     series, step = table_series(df, id_column, timestamp_column, targets + known, freq,
-                                others=(text_column,) if text_column else ())
+                                others=(text_column,) if text_column else (),
+                                may_miss=tuple(targets) if missing_values == "mask" else ())
     window = context_length + prediction_length
     vectors_dir = f"{name}_vectors"
     rows, short = [], 0

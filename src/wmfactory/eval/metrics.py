@@ -24,9 +24,13 @@ BLOCK_BYTES = 32 * 2**20  # float64 working memory of one block of sample scores
 
 
 def forecast_metrics(predicted: np.ndarray, target: np.ndarray, rows: np.ndarray, block: int = 1024) -> dict:
-    """`predicted`, `target`: `[n, d]`; `rows`: `[n]` row id of each vector (for the contrastive accuracy)."""
+    """`predicted`, `target`: `[n, d]`; `rows`: `[n]` row id of each vector (for the contrastive accuracy).
+    Missing target entries (NaN, `missing_values: mask`) are not scored: `mse` and `mae` are means over the observed
+    entries, and for the vector metrics a missing entry takes the forecast's own value (it adds no error)."""
     n = len(predicted)
     rows = np.asarray(rows)
+    observed = ~np.isnan(target)
+    target = np.where(observed, target, predicted)
     sums = {"mse": 0.0, "mae": 0.0, "cosine": 0.0, "l2": 0.0}
     own = np.empty(n)  # distance of each prediction to its own target
     for start in range(0, n, block):
@@ -41,7 +45,7 @@ def forecast_metrics(predicted: np.ndarray, target: np.ndarray, rows: np.ndarray
     has_others = compared > 0
     # undefined (None) when every scored vector comes from one row
     contrastive = float(np.mean(farther[has_others] / compared[has_others])) if has_others.any() else None
-    values = n * predicted.shape[1]
+    values = max(int(observed.sum()), 1)
     return {
         "mse": sums["mse"] / values,
         "mae": sums["mae"] / values,
@@ -119,9 +123,24 @@ def baseline_forecasts(stream: np.ndarray, origin: int, index: int, mean: np.nda
     }
 
 
+def forward_filled(stream: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """A stream `[n, d]` with each missing (NaN) entry replaced by the last observed value of its dimension before it,
+    and by `fallback` `[d]` (the training mean) before the first: the inputs of the baselines under
+    `missing_values: mask`."""
+    stream = np.array(stream, dtype=np.float64)
+    if not np.isnan(stream).any():
+        return stream
+    previous = np.asarray(fallback, dtype=np.float64)
+    for t in range(len(stream)):
+        stream[t] = np.where(np.isnan(stream[t]), previous, stream[t])
+        previous = stream[t]
+    return stream
+
+
 def seasonal_errors(stream: np.ndarray, origin: int, seasonality: int = 1) -> np.ndarray:
     """The in-sample errors of the seasonal naive forecast on the known part of a stream, x[t] - x[t - m] for
-    m <= t <= origin: `[origin - m + 1, d]` (empty when fewer than m + 1 vectors are known)."""
+    m <= t <= origin: `[origin - m + 1, d]` (empty when fewer than m + 1 vectors are known; NaN where either entry
+    is missing)."""
     known = np.asarray(stream[: origin + 1], dtype=np.float64)
     return known[seasonality:] - known[:-seasonality]
 
@@ -129,11 +148,10 @@ def seasonal_errors(stream: np.ndarray, origin: int, seasonality: int = 1) -> np
 def seasonal_scale(stream: np.ndarray, origin: int, seasonality: int = 1) -> np.ndarray:
     """The scale of MASE `[d]`: per dimension (each one a series of its own), the mean absolute in-sample error of
     the seasonal naive forecast on the vectors known at `origin`; 0 where the known part repeats exactly, NaN
-    with fewer than m + 1 known vectors."""
+    with fewer than m + 1 known vectors (or, with missing values, no observed pair in that dimension)."""
     errors = seasonal_errors(stream, origin, seasonality)
-    if not len(errors):
-        return np.full(np.shape(stream)[1], np.nan)
-    return np.abs(errors).mean(axis=0)
+    pairs = (~np.isnan(errors)).sum(axis=0)  # [d]: the observed pairs (all of them without missing values)
+    return np.where(pairs > 0, np.nansum(np.abs(errors), axis=0) / np.maximum(pairs, 1), np.nan)
 
 
 def rank_coverage(below: np.ndarray, num_samples: int, level: float) -> np.ndarray:
@@ -185,7 +203,7 @@ class DistributionScores:
 
     def result(self) -> dict:
         self._flush()
-        result = {name: self.sums[name] / max(self.vectors if name in ("crps", "energy_score") else self.values, 1)
+        result = {name: self.sums[name] / max(self.vectors if name == "energy_score" else self.values, 1)
                   for name in DISTRIBUTION_METRICS if name != "wql"}
         # 2 sum pinball / sum |y|, averaged over the levels (GluonTS's mean weighted quantile loss)
         result["wql"] = (2 * self.sums["wql"] / (len(self.levels) * self.absolute_target)
@@ -202,6 +220,10 @@ class DistributionScores:
             return
         x, y = np.asarray(self._samples, dtype=np.float64), np.asarray(self._target, dtype=np.float64)
         self._samples, self._target = [], []
+        # missing target entries (NaN) are not scored: the per-value scores count the observed ones, and the energy
+        # score's vector distance takes the draws' mean there
+        observed = ~np.isnan(y)
+        y = np.where(observed, y, x.mean(1))
         s = x.shape[1]
         error, error_norm = np.abs(x - y[:, None]).mean(1), np.linalg.norm(x - y[:, None], axis=-1).mean(1)
         if s > 1:  # E|X - X'| / 2 over the s (s - 1) ordered pairs of distinct samples: each unordered pair once
@@ -211,19 +233,19 @@ class DistributionScores:
                 spread += np.abs(pairs).sum(1)
                 spread_norm += np.linalg.norm(pairs, axis=-1).sum(1)
             error, error_norm = error - spread / (s * (s - 1)), error_norm - spread_norm / (s * (s - 1))
-        self.sums["crps"] += float(error.mean(1).sum())
+        self.sums["crps"] += float(error[observed].sum())
         self.sums["energy_score"] += float(error_norm.sum())
         if len(self.levels):
             quantiles = np.quantile(x, self.levels, axis=1)  # [Q, b, d]
             error = y[None] - quantiles
             levels = self.levels[:, None, None]
-            self.sums["wql"] += float(np.maximum(levels * error, (levels - 1) * error).sum())
-        self.absolute_target += float(np.abs(y).sum())
+            self.sums["wql"] += float(np.maximum(levels * error, (levels - 1) * error)[:, observed].sum())
+        self.absolute_target += float(np.abs(y[observed]).sum())
         below = (x < y[:, None]).sum(1)  # [b, d] the rank of each target value among its samples
         for level in (50, 90):
-            self.sums[f"coverage_{level}"] += float(rank_coverage(below, s, level).sum())
-        self.pit += np.histogram((x < y[:, None]).mean(1).ravel(), bins=PIT_BINS, range=(0, 1))[0]
-        self.vectors, self.values = self.vectors + len(x), self.values + y.size
+            self.sums[f"coverage_{level}"] += float(rank_coverage(below, s, level)[observed].sum())
+        self.pit += np.histogram((x < y[:, None]).mean(1)[observed], bins=PIT_BINS, range=(0, 1))[0]
+        self.vectors, self.values = self.vectors + len(x), self.values + int(observed.sum())
 
 
 def distribution_metrics(samples: np.ndarray, target: np.ndarray, quantile_levels=QUANTILE_LEVELS) -> dict:

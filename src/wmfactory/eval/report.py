@@ -27,6 +27,7 @@ from .metrics import (
     baseline_forecasts,
     baseline_samples,
     forecast_metrics,
+    forward_filled,
     seasonal_errors,
     seasonal_scale,
     skill,
@@ -91,6 +92,7 @@ class _Pool:
             result[name]["relative_mse"] = result[name]["mse"] / max(result["persistence"]["mse"], 1e-30)
         scales = stacked(self.scales)  # [n, d]
         scaled = np.isfinite(scales) & (scales > 0)
+        scaled &= ~np.isnan(target)  # missing entries (`missing_values: mask`) are not scored
         result["mase_values"] = int(scaled.sum())
         for name in ("model",) + BASELINES:  # each absolute error over its row's scale in that dimension
             errors = np.abs(stacked(self.forecasts[name]) - target)
@@ -125,6 +127,7 @@ class _RowStreams:
 
     vectors: dict[str, np.ndarray]
     local: list[int]
+    filled: dict[str, np.ndarray] = field(default_factory=dict)  # the baselines' inputs: missing entries filled
 
     @classmethod
     def of(cls, model, features: dict[str, Any]) -> "_RowStreams":
@@ -138,7 +141,10 @@ class _RowStreams:
             indices[name].append(i)
         dims = cfg.stream_dims
         vectors = {name: all_vectors[idx][:, : dims.get(name, all_vectors.shape[1])] for name, idx in indices.items()}
-        return cls(vectors, local)
+        filled = {name: forward_filled(stream, model.stream_part("statistics", name).mean.double().cpu().numpy())
+                  if np.isnan(stream).any() and not cfg.is_condition(name) else stream
+                  for name, stream in vectors.items()}
+        return cls(vectors, local, filled)
 
 
 def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1,
@@ -168,13 +174,15 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     known_of = {name: max(2, history[name], seasonality + 1) for name in streams}
     rng = np.random.default_rng(sampling.seed if sampling else 0)
 
-    def add(pool: _Pool, number, name, vectors, origin, index, predicted, drawn, dataset):
-        stats = statistics[name]
-        points = baseline_forecasts(vectors, origin, index, stats.mean.float().cpu().numpy(), ridges[name],
+    def add(pool: _Pool, number, name, row, origin, index, predicted, drawn, dataset):
+        stats, vectors = statistics[name], row.vectors[name]
+        # the baselines read the history with its missing entries filled (`forward_filled`); the scores read the
+        # observed entries only
+        points = baseline_forecasts(row.filled[name], origin, index, stats.mean.float().cpu().numpy(), ridges[name],
                                     history[name], seasonality)
         samples = None
         if drawn is not None:
-            seasonal_std = np.sqrt((seasonal_errors(vectors, origin, seasonality) ** 2).mean(0))
+            seasonal_std = np.sqrt((seasonal_errors(row.filled[name], origin, seasonality) ** 2).mean(0))
             samples = {"model": drawn, **baseline_samples(points, index - origin, stats, len(drawn), rng,
                                                           seasonal_std, seasonality)}
         pool.add(number, vectors[index], predicted, points, samples, dataset,
@@ -193,7 +201,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
                 if k < known_of[name]:
                     forced[name].exclude(dataset)
                     continue
-                add(forced[name], number, name, row.vectors[name], k - 1, k, predicted,
+                add(forced[name], number, name, row, k - 1, k, predicted,
                     None if group.samples is None else group.samples[:, j], dataset)
         origins = {}  # per stream, the last given vector before its first generated one
         for group in generated:
@@ -203,7 +211,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
                 if origins[name] < known_of[name] - 1:
                     horizons[name][group.horizon].exclude(dataset)
                     continue
-                add(horizons[name][group.horizon], number, name, row.vectors[name], origins[name],
+                add(horizons[name][group.horizon], number, name, row, origins[name],
                     row.local[index], predicted, None if group.samples is None else group.samples[:, j], dataset)
     distributional = any(model.stream_part("prediction_head", name).is_distributional for name in streams)
     reports = {name: pools_report(forced[name], horizons[name], context_groups) for name in streams}

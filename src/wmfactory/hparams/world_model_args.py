@@ -46,14 +46,23 @@ class WorldModelArguments:
     )
     calibrate_temperature: bool = field(
         default=True,
-        metadata={"help": "`mixture`/`diffusion` heads: after training, choose the sampling temperature whose central "
-                          "90 percent interval best holds the true next vectors of the evaluation split (`val_size` or "
-                          "`eval_dataset`), and save it as `sampling_temperature`."},
+        metadata={"help": "`mixture`/`diffusion`/`quantile` heads: after training, choose the sampling temperature whose "
+                          "central 90 percent interval best holds the true next vectors of the evaluation split "
+                          "(`val_size` or `eval_dataset`; without one, of every tenth training row, held out of "
+                          "training), save it as `sampling_temperature`, and one temperature per rollout horizon band "
+                          "(1, 2-3, 4-7, ...) as `horizon_temperatures`."},
     )
     sampling_temperature: float = field(
         default=1.0,
         metadata={"help": "Temperature of sampled predictions when `temperature` is not given at inference (set by "
                           "`calibrate_temperature`)."},
+    )
+    missing_values: Literal["refuse", "mask"] = field(
+        default="refuse",
+        metadata={"help": "NaN entries of the vectors: `refuse` (an error naming the row and file) or `mask` "
+                          "(missing values: excluded from the loss and from the normalisation statistics; each "
+                          "stream's projector reads [z * observed, observed], twice the stream's width, so that a "
+                          "missing entry enters as 0 beside an indicator 0; eval scores the observed entries only)."},
     )
     embedding_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the embedding loss."})
     lm_loss_weight: float = field(
@@ -152,6 +161,11 @@ class WorldModelArguments:
                 raise ConfigError(f"`{key}` must be at most {most}, got {getattr(self, key)}.")
         if not (self.sampling_temperature > 0 and math.isfinite(self.sampling_temperature)):
             raise ConfigError(f"`sampling_temperature` must be a positive finite number, got {self.sampling_temperature}.")
+        if self.missing_values not in ("refuse", "mask"):
+            raise ConfigError(f"`missing_values` must be refuse or mask, got '{self.missing_values}'.")
+        if self.missing_values == "mask" and self.prediction_head_type == "diffusion":
+            raise ConfigError("`missing_values: mask` needs a head whose loss can leave out single entries (mlp, "
+                              "linear, mixture or quantile); the diffusion head denoises whole vectors.")
         if self.embedding_noise_std < 0 or self.ridge_history < 1 or self.ridge_lambda < 0:
             raise ConfigError("`embedding_noise_std` and `ridge_lambda` must be >= 0, `ridge_history` >= 1.")
 

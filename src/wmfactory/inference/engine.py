@@ -264,7 +264,7 @@ class Session:
                     vector = (self.model.vectors_from_hidden(hidden[i], previous, known, name)[1]
                               if row.sampling is None else
                               self.model.sample_vectors(hidden[i], previous, known, 1, row.sampling.temperature,
-                                                        row.generator, name)[0])
+                                                        row.generator, name, horizon=len(row.out.get(name, [])) + 1)[0])
                     row.add_predicted(name, vector)
                     fed[i] = (name, vector)
             except DataError as err:

@@ -126,6 +126,13 @@ class _Generation:
         self.frame_conditions = model.config.frame_conditions  # [(stream, d)] the frame's ridge reads
         self.condition_index = row.condition_index(self.k, [name for name, _ in self.frame_conditions])
         self.events = [(i, position) for i, position in enumerate(row.positions.tolist()) if not self.given[i]]
+        groups_so_far: dict[str, list[int]] = {}  # the generated groups of each stream, for each event's horizon
+        self.horizons = []
+        for i, _ in self.events:
+            seen = groups_so_far.setdefault(row.stream_names[i] if model.config.multi_stream else "", [])
+            if row.groups[i] not in seen:
+                seen.append(row.groups[i])
+            self.horizons.append(len(seen))
         for name in set(row.stream_names):  # the given vectors of each stream through its projector at once
             index = [i for i, (kept, other) in enumerate(zip(self.given, row.stream_names)) if kept and other == name]
             if index:
@@ -202,7 +209,8 @@ def generate_rows(model, rows_features: list[dict[str, Any]], context_groups: in
             if sampling is None and model.stream_part("prediction_head", name).mean_is_cheap:
                 waiting.setdefault(name, []).append((j, *frame_tensors(previous, known, count, d, row_hidden)))
             else:
-                row.feed_back(step, next_vectors(model, row_hidden, previous, sampling, row.generator, name, d, known))
+                row.feed_back(step, next_vectors(model, row_hidden, previous, sampling, row.generator, name, d, known,
+                                                 row.horizons[step]))
         for name, chosen in waiting.items():  # the head's means of one stream for every row at once
             means = model.vectors_from_hidden(hidden[[j for j, _, _ in chosen]].flatten(0, 1),
                                               torch.cat([p for _, p, _ in chosen]),

@@ -182,13 +182,15 @@ def frame_tensors(previous: Optional[torch.Tensor], count: Optional[int], b: int
 
 def next_vectors(model, hidden: torch.Tensor, previous: Optional[torch.Tensor], sampling: Optional[Sampling],
                  generator: Optional[torch.Generator], stream: str, dim: int,
-                 count: Optional[int] = None) -> torch.Tensor:
+                 count: Optional[int] = None, horizon: Optional[int] = None) -> torch.Tensor:
     """The next vector of `stream` `[b, dim]` (data units) after each hidden state `[b, h]`: the head's mean, or one
-    draw per row when `sampling`. `previous` and `count`: as `frame_tensors` takes them."""
+    draw per row when `sampling` (at the calibrated temperature of rollout `horizon` unless `sampling` sets one).
+    `previous` and `count`: as `frame_tensors` takes them."""
     previous, has_previous = frame_tensors(previous, count, hidden.shape[0], dim, hidden)
     if sampling is None:
         return model.vectors_from_hidden(hidden, previous, has_previous, stream)[1]
-    return model.sample_vectors(hidden, previous, has_previous, 1, sampling.temperature, generator, stream)[0]
+    return model.sample_vectors(hidden, previous, has_previous, 1, sampling.temperature, generator, stream,
+                                horizon)[0]
 
 
 def row_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:

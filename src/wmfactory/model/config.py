@@ -46,6 +46,10 @@ class WorldModelConfig(PretrainedConfig):
         self.ridge_conditions = bool(kwargs.pop("ridge_conditions", False))
         # {stream: {"history": j, "penalty": p, ...}}: what the ridges fitted on the training split chose (`ridge_select`)
         self.ridge_choice = dict(kwargs.pop("ridge_choice", None) or {})
+        # the sampling temperature of each horizon band of a rollout (band b: horizons 2^b .. 2^(b+1) - 1, so 1, 2-3,
+        # 4-7, 8-15, ...), chosen after training (calibration.py); the last band's holds beyond; empty:
+        # `sampling_temperature` at every horizon
+        self.horizon_temperatures = [float(t) for t in kwargs.pop("horizon_temperatures", None) or []]
         kwargs.setdefault("tie_word_embeddings", False)  # the language model ties its own weights
         super().__init__(**kwargs)
         # set after the base class, whose attention-implementation setter would otherwise reset the LM's own
@@ -66,6 +70,13 @@ class WorldModelConfig(PretrainedConfig):
         kwargs.setdefault("ridge_conditions", arguments.predict_residual == "ridge"
                           and any(is_condition(name, patterns) for name in streams))
         return cls(text_config=text_config, streams=streams, **keys, **kwargs)
+
+    def temperature_at(self, horizon: Optional[int] = None) -> float:
+        """The calibrated sampling temperature at rollout `horizon` (1: the first generated group of the stream); a
+        teacher-forced draw (None) takes `sampling_temperature`."""
+        if horizon is None or not self.horizon_temperatures:
+            return self.sampling_temperature
+        return self.horizon_temperatures[min(horizon_band(horizon), len(self.horizon_temperatures) - 1)]
 
     def to_json_file(self, json_file_path, use_diff: bool = True) -> None:
         """config.json written whole or not at all (a checkpoint counts as complete once its config.json parses)."""
@@ -118,6 +129,11 @@ class WorldModelConfig(PretrainedConfig):
         """Whether the prediction head is run and trained: `stage: wm`. Under `stage: sft` the embedding loss weight
         is 0, the vectors are inputs only."""
         return self.embedding_loss_weight > 0
+
+
+def horizon_band(horizon: int) -> int:
+    """The band of a rollout horizon h >= 1: b with 2^b <= h < 2^(b+1)."""
+    return max(int(horizon), 1).bit_length() - 1
 
 
 AutoConfig.register(WorldModelConfig.model_type, WorldModelConfig)

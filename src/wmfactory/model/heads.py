@@ -9,7 +9,8 @@ z = shift + scale * u. Residual prediction and normalisation live outside the he
 
 A head has four parts:
 - `forward(hidden)` -> `params`: whatever parameterises its distribution (a deterministic head: its output `[n, d]`);
-- `loss(params, target, frame)` -> `[n]`: the training loss of each target vector `[n, d]` (z units);
+- `loss(params, target, frame, observed=None)` -> `[n]`: the training loss of each target vector `[n, d]` (z units);
+  `observed` `[n, d]` bool (`missing_values: mask`): only those entries count (a missing one is NaN in `target`);
 - `mean(params, frame)` -> `[n, d]`: the mean of the distribution (z units);
 - `sample(params, frame, num_samples, temperature, generator)` -> `[S, n, d]`: draws from it (z units).
 A new head is a subclass of `PredictionHead` registered with `@register_head("name")` (see docs/extending.md)."""
@@ -80,6 +81,37 @@ def condition_history(vectors: torch.Tensor, positions: torch.Tensor, is_conditi
     return out
 
 
+def fill_missing_history(history: torch.Tensor, count: torch.Tensor, fallback: torch.Tensor,
+                         ridge_on: Optional[Callable[[int], torch.Tensor]] = None) -> torch.Tensor:
+    """`missing_values: mask`: the last k vectors before each vector `[n, k, d]` (most recent first, `count` `[n]` of
+    them real, data units) with each missing (NaN) entry filled, oldest first: by the one-step forecast of the ridge
+    on the (filled) older vectors of the window (`ridge_on(j)`: weights `[j*d + 1, d]` on the last j), or, without
+    ridges, by the same dimension of the next older vector; by `fallback` `[d]` (the training mean) in the oldest
+    vector of the window. Padding beyond `count` becomes 0, as without missing values. The one rule of the frames'
+    inputs, in training and in rollouts."""
+    if not torch.isnan(history).any():
+        return history
+    n, k, d = history.shape
+    real = torch.arange(k, device=history.device)[None, :] < count[:, None]  # [n, k]
+    filled = torch.where(real[..., None], history.float(), 0.0)
+    ones = filled.new_ones((n, 1))
+    for p in range(k - 1, -1, -1):  # from the oldest position of the window to the most recent
+        older = (count - 1 - p).clamp(min=0)  # how many real vectors of the window precede position p
+        guess = fallback.float().expand(n, d)
+        for j in range(1, k - p):
+            if ridge_on is None:
+                forecast = filled[:, p + 1]
+            else:
+                features = torch.cat([filled[:, p + 1: p + 1 + j].reshape(n, j * d), ones], dim=1)
+                forecast = features @ ridge_on(min(j, k)).float()
+            guess = torch.where((older.clamp(max=k - 1 - p) == j)[:, None] if ridge_on is not None
+                                else (older >= 1)[:, None], forecast, guess)
+            if ridge_on is None:
+                break
+        filled[:, p] = torch.where(torch.isnan(filled[:, p]), guess, filled[:, p])
+    return filled
+
+
 def within_streams(fn: Callable[..., tuple[torch.Tensor, ...]], vectors: torch.Tensor, positions: torch.Tensor,
                    streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, ...]:
     """`fn(vectors, positions)` (each output `[n, ...]`, one row per vector) applied to the vectors of each stream
@@ -116,7 +148,8 @@ class PredictionHead(nn.Module):
     def forward(self, hidden: torch.Tensor) -> Any:
         raise NotImplementedError
 
-    def loss(self, params: Any, target: torch.Tensor, frame: Frame) -> torch.Tensor:
+    def loss(self, params: Any, target: torch.Tensor, frame: Frame,
+             observed: Optional[torch.Tensor] = None) -> torch.Tensor:
         raise NotImplementedError
 
     def mean(self, params: Any, frame: Frame) -> torch.Tensor:
@@ -150,8 +183,9 @@ class DeterministicHead(PredictionHead):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
-    def loss(self, params: torch.Tensor, target: torch.Tensor, frame: Frame) -> torch.Tensor:
-        return embedding_errors(frame.to_normalized(params), target, self.loss_type)
+    def loss(self, params: torch.Tensor, target: torch.Tensor, frame: Frame,
+             observed: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return embedding_errors(frame.to_normalized(params), target, self.loss_type, observed)
 
     def mean(self, params: torch.Tensor, frame: Frame) -> torch.Tensor:
         return frame.to_normalized(params)
@@ -187,14 +221,20 @@ class MixtureHead(PredictionHead):
         log_stds = self.log_stds(x).float().view(shape).clamp(*self.LOG_STD_RANGE)
         return self.logits(x).float(), self.means(x).float().view(shape), log_stds
 
-    def loss(self, params, target: torch.Tensor, frame: Frame) -> torch.Tensor:
+    def loss(self, params, target: torch.Tensor, frame: Frame, observed: Optional[torch.Tensor] = None
+             ) -> torch.Tensor:
+        """With `observed`, the likelihood of the observed entries: the mixture's marginal over them (a diagonal
+        Gaussian's marginal drops the missing dimensions), per observed dimension."""
         logits, means, log_stds = params
-        u = frame.to_head(target)[:, None, :]  # [n, 1, d]
-        log_density = (-0.5 * ((u - means) / log_stds.exp()).pow(2) - log_stds - 0.5 * math.log(2 * math.pi)).sum(-1)
+        keep = torch.ones_like(target) if observed is None else observed.float()  # [n, d]
+        u = torch.nan_to_num(frame.to_head(target))[:, None, :]  # [n, 1, d]; missing entries are left out below
+        per_dim = -0.5 * ((u - means) / log_stds.exp()).pow(2) - log_stds - 0.5 * math.log(2 * math.pi)
+        log_density = (per_dim * keep[:, None, :]).sum(-1)  # [n, K]
         log_likelihood = torch.logsumexp(torch.log_softmax(logits, dim=-1) + log_density, dim=-1)  # [n]
         # the density of z = shift + scale * u is the density of u over the scale
-        log_scale = torch.log(frame.scale * torch.ones_like(target)).sum(-1)
-        return (-log_likelihood + log_scale) / target.shape[-1]
+        log_scale = (torch.log(frame.scale * torch.ones_like(target)) * keep).sum(-1)
+        count = keep.sum(-1)
+        return (-log_likelihood + log_scale) / count.clamp_min(1) * (count > 0)
 
     def mean(self, params, frame: Frame) -> torch.Tensor:
         logits, means, _ = params
@@ -252,7 +292,10 @@ class DiffusionHead(PredictionHead):
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden.float()
 
-    def loss(self, params, target: torch.Tensor, frame: Frame) -> torch.Tensor:
+    def loss(self, params, target: torch.Tensor, frame: Frame, observed: Optional[torch.Tensor] = None
+             ) -> torch.Tensor:
+        if observed is not None:  # refused when the model is configured (`missing_values`)
+            raise ValueError("the diffusion head cannot leave out missing entries")
         u = frame.to_head(target).repeat(self.LOSS_REPEATS, 1)  # [r * n, d]
         condition = params.repeat(self.LOSS_REPEATS, 1)
         t = torch.rand(u.shape[0], device=u.device)
@@ -308,12 +351,19 @@ class QuantileHead(PredictionHead):
         quantiles = self.net(hidden).float().view(hidden.shape[0], len(self.LEVELS), self.embedding_dim)
         return quantiles.sort(dim=1).values  # [n, Q, d], non-decreasing in the level
 
-    def loss(self, params: torch.Tensor, target: torch.Tensor, frame: Frame) -> torch.Tensor:
-        """The pinball loss of each level, in normalised units, averaged over levels and dimensions: `[n]`."""
+    def loss(self, params: torch.Tensor, target: torch.Tensor, frame: Frame,
+             observed: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The pinball loss of each level, in normalised units, averaged over levels and (observed) dimensions:
+        `[n]`."""
         shift = frame.shift[:, None, :] if frame.shift.dim() == 2 else frame.shift
         error = target[:, None, :] - (shift + params * frame.scale)  # [n, Q, d]
         levels = self.levels[None, :, None]
-        return torch.maximum(levels * error, (levels - 1) * error).mean(dim=(1, 2))
+        pinball = torch.maximum(levels * error, (levels - 1) * error)
+        if observed is None:
+            return pinball.mean(dim=(1, 2))
+        keep = observed[:, None, :]
+        count = observed.sum(-1)
+        return torch.where(keep, pinball, 0.0).sum(dim=(1, 2)) / (len(self.LEVELS) * count.clamp_min(1)) * (count > 0)
 
     def mean(self, params: torch.Tensor, frame: Frame) -> torch.Tensor:
         return frame.to_normalized(params.mean(dim=1))

@@ -42,11 +42,21 @@ def cosine_error(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - torch.nn.functional.cosine_similarity(predicted, target, dim=-1, eps=1e-8)
 
 
-def embedding_errors(predicted: torch.Tensor, target: torch.Tensor, loss_type: str) -> torch.Tensor:
-    """Per-vector error `[v]` between `predicted` and `target`, both `[v, d]`."""
+def embedding_errors(predicted: torch.Tensor, target: torch.Tensor, loss_type: str,
+                     observed: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Per-vector error `[v]` between `predicted` and `target`, both `[v, d]`. `observed` `[v, d]` bool
+    (`missing_values: mask`): the error of the observed entries only. Both vectors are set to 0 at the missing
+    entries, so that they add nothing; a loss that is a mean over the dimensions is then rescaled to a mean over the
+    observed ones, the cosine loss is the cosine of the observed parts, and a vector with nothing observed costs 0."""
     if loss_type not in EMBEDDING_LOSSES:
         raise ValueError(f"Unknown world_model_loss_type '{loss_type}' (registered: {', '.join(EMBEDDING_LOSSES)}).")
-    return EMBEDDING_LOSSES[loss_type](predicted, target)
+    if observed is None:
+        return EMBEDDING_LOSSES[loss_type](predicted, target)
+    errors = EMBEDDING_LOSSES[loss_type](torch.where(observed, predicted, 0.0), torch.where(observed, target, 0.0))
+    count = observed.sum(dim=-1)
+    if loss_type != "cosine":
+        errors = errors * observed.shape[-1] / count.clamp_min(1)
+    return errors * (count > 0)
 
 
 @dataclass

@@ -82,30 +82,31 @@ class EmbeddingStatistics(nn.Module):
         left in `self.choice` (`history`, `penalty`, and `frame_history`, `frame_penalty` with conditions)."""
         d = self.mean.shape[0]
         k = self.ridge_history
-        total, squares, count, rows_seen = np.zeros(d), np.zeros(d), 0, 0
+        # missing entries (NaN, `missing_values: mask`) are left out of every sum: each dimension has its own count
+        total, squares, count, rows_seen = np.zeros(d), np.zeros(d), np.zeros(d), 0
         for stream in rows:
             rows_seen += 1
             if len(stream):
                 x = np.asarray(stream, dtype=np.float64)
-                total += x.sum(axis=0)
-                squares += (x**2).sum(axis=0)
-                count += len(x)
-        if count == 0:
+                total += np.nansum(x, axis=0)
+                squares += np.nansum(x**2, axis=0)
+                count += (~np.isnan(x)).sum(axis=0)
+        if count.sum() == 0:
             return
-        mean = total / count
-        std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+        mean = total / np.maximum(count, 1)
+        std = np.sqrt(np.maximum(squares / np.maximum(count, 1) - mean**2, 0.0))
         self.mean.copy_(torch.from_numpy(mean))
         self.std.copy_(torch.from_numpy(std))
         if norm == "standard":
             self._set(center=mean, scale=_safe(std))
         elif norm == "robust":
             rng = np.random.default_rng(seed)  # each vector kept with the same probability
-            keep = min(1.0, SAMPLE_SIZE / count)
+            keep = min(1.0, SAMPLE_SIZE / count.max())
             values = np.concatenate([np.asarray(s, dtype=np.float64)[rng.random(len(s)) < keep] for s in rows
                                      if len(s)] or [mean[None]])
-            low, high = np.quantile(values, ROBUST_QUANTILES, axis=0)
+            low, high = np.nanquantile(values, ROBUST_QUANTILES, axis=0)
             clipped = np.clip(values, low, high)
-            q1, median, q3 = np.quantile(clipped, (0.25, 0.5, 0.75), axis=0)
+            q1, median, q3 = np.nanquantile(clipped, (0.25, 0.5, 0.75), axis=0)
             self._set(center=median, scale=_safe(IQR_TO_STD * (q3 - q1)), low=low, high=high)
         elif norm != "none":
             raise ValueError(f"Unknown embedding_norm '{norm}' (none, standard or robust).")
@@ -113,7 +114,7 @@ class EmbeddingStatistics(nn.Module):
 
         # second pass: step sizes in normalised space, the ridge normal equations in data units, and the squares
         # behind the two baselines' one-step error spreads (persistence: the steps; ridge: from its normal equations)
-        step_sum, step_squares, raw_squares, steps = np.zeros(d), np.zeros(d), np.zeros(d), 0
+        step_sum, step_squares, raw_squares, steps = np.zeros(d), np.zeros(d), np.zeros(d), np.zeros(d)
         # the normal equations of the ridges on the last j = 1..k vectors (state-only: eval's baseline, and the frame
         # without conditions), and with conditions those of the frame's ridges, which also read the last j condition
         # vectors; each as [all training rows, the held-out rows] (the held-out ones choose history and penalty)
@@ -131,26 +132,32 @@ class EmbeddingStatistics(nn.Module):
                 continue
             x = np.asarray(stream, dtype=np.float64)
             z = self.normalize(torch.from_numpy(np.asarray(stream, dtype=np.float32))).numpy().astype(np.float64)
-            if len(z) > 1:
+            if len(z) > 1:  # the steps between two observed entries
                 delta = np.diff(z, axis=0)
-                step_sum += delta.sum(axis=0)
-                step_squares += (delta**2).sum(axis=0)
-                raw_squares += (np.diff(x, axis=0) ** 2).sum(axis=0)
-                steps += len(delta)
+                step_sum += np.nansum(delta, axis=0)
+                step_squares += np.nansum(delta**2, axis=0)
+                raw_squares += np.nansum(np.diff(x, axis=0) ** 2, axis=0)
+                steps += (~np.isnan(delta)).sum(axis=0)
             held = np.full(len(x), number % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1) if by_row else (
                 np.arange(len(x)) >= len(x) - len(x) // HOLD_OUT_EVERY)  # per target index
             held &= select  # without a choice to make, nothing is held out (and no held-out equations are summed)
+            # with missing values (NaN), a ridge learns from the transitions whose window and target are whole
+            complete = ~np.isnan(x).any(axis=1)
             for j in range(1, k + 1):
                 if len(x) <= j:
                     continue
                 windows = np.stack([x[i: len(x) - j + i] for i in range(j)], axis=1)  # [n, j, d], oldest first
-                normal[j].add(ridge_features(windows), x[j:], held[j:])
+                use = complete[j:] & complete[np.arange(len(x) - j)[:, None] + np.arange(j)[None, :]].all(axis=1)
+                normal[j].add(ridge_features(windows[use]), x[j:][use], held[j:][use])
                 if c:
-                    framed[j].add(ridge_features(windows, history[j:, :j]), x[j:], held[j:])
+                    framed[j].add(ridge_features(windows[use], np.nan_to_num(history[j:, :j][use])), x[j:][use],
+                                  held[j:][use])
             if len(x) > k:
-                target_squares += (x[k:] ** 2).sum(axis=0)
-                held_squares += (x[k:][held[k:]] ** 2).sum(axis=0)
-        if steps:
+                use = complete[k:] & complete[np.arange(len(x) - k)[:, None] + np.arange(k)[None, :]].all(axis=1)
+                target_squares += (x[k:][use] ** 2).sum(axis=0)
+                held_squares += (x[k:][held[k:] & use] ** 2).sum(axis=0)
+        if steps.sum():
+            steps = np.maximum(steps, 1)
             step_mean = step_sum / steps
             self.delta_scale.copy_(torch.from_numpy(_safe(np.sqrt(np.maximum(step_squares / steps - step_mean**2, 0)))))
             self.step_std.copy_(torch.from_numpy(np.sqrt(raw_squares / steps)))
@@ -189,9 +196,10 @@ def ridge_features(windows: np.ndarray, conditions: Optional[np.ndarray] = None)
     recent first, zeros where there are fewer) come after the vectors: `[n, k*d + k*c + 1]`."""
     windows = np.asarray(windows, dtype=np.float64)
     n = len(windows)
-    parts = [windows[:, ::-1].reshape(n, -1)]
+    parts = [windows[:, ::-1].reshape(n, windows.shape[1] * windows.shape[2])]
     if conditions is not None:
-        parts.append(np.asarray(conditions, dtype=np.float64).reshape(n, -1))
+        conditions = np.asarray(conditions, dtype=np.float64)
+        parts.append(conditions.reshape(n, conditions.shape[1] * conditions.shape[2]))
     return np.concatenate(parts + [np.ones((n, 1))], axis=1)
 
 

@@ -69,7 +69,8 @@ def predict_df(model, df, future_df=None, prediction_length: Optional[int] = Non
                             [c for c in future_df.columns if c not in (id_column, timestamp_column, *targets)])
     known = list(known_covariates)
     _check_streams(model.config, targets, known)
-    series, step = table_series(df, id_column, timestamp_column, targets + known, freq, what="df")
+    series, step = table_series(df, id_column, timestamp_column, targets + known, freq, what="df",
+                                may_miss=tuple(targets) if model.config.missing_values == "mask" else ())
     future = _future(series, step, future_df, id_column, timestamp_column, known, prediction_length, freq)
     lines = []
     for key, part in series.items():

@@ -33,6 +33,7 @@ from .heads import (
     build_head,
     build_mlp,
     condition_history,
+    fill_missing_history,
     history_vectors,
     previous_vectors,
     within_streams,
@@ -77,8 +78,10 @@ class WorldModel(PreTrainedModel):
             language_model = AutoModelForCausalLM.from_config(config.text_config)
         self.language_model = language_model
         h, dims = config.hidden_size, config.stream_dims
+        width = 2 if config.missing_values == "mask" else 1  # the projector reads [z * observed, observed]
         if config.multi_stream:  # one projector, statistics and (unless a condition) head per stream
-            self.projector = nn.ModuleDict({s: build_mlp(config.projector_type, d, h, h) for s, d in dims.items()})
+            self.projector = nn.ModuleDict({s: build_mlp(config.projector_type, width * d, h, h)
+                                            for s, d in dims.items()})
             self.prediction_head = nn.ModuleDict({s: build_head(config, dims[s]) for s in config.predicted_streams})
             short = config.predict_residual == "ridge"
             width = sum(d for _, d in config.frame_conditions)  # the conditions the frame's ridge reads
@@ -89,7 +92,7 @@ class WorldModel(PreTrainedModel):
                 statistics.active = config.embedding_norm != "none"
         else:
             d = config.embedding_dim
-            self.projector = build_mlp(config.projector_type, d, h, h)
+            self.projector = build_mlp(config.projector_type, width * d, h, h)
             self.prediction_head = build_head(config)
             self.statistics = EmbeddingStatistics(d, config.ridge_history, config.predict_residual == "ridge")
             self.statistics.active = config.embedding_norm != "none"
@@ -194,8 +197,13 @@ class WorldModel(PreTrainedModel):
 
     # ---- vectors in and out of one stream -------------------------------------------------------------------------
     def project(self, vectors: torch.Tensor, normalized: bool = False, stream: Optional[str] = None) -> torch.Tensor:
-        """Vectors `[v, d]` of `stream` (data units, or already normalised) -> projector inputs to the LLM `[v, h]`."""
+        """Vectors `[v, d]` of `stream` (data units, or already normalised) -> projector inputs to the LLM `[v, h]`.
+        With `missing_values: mask` the projector reads `[v, 2d]`: z with its missing (NaN) entries at 0, then the
+        indicator of the observed entries (1 observed, 0 missing)."""
         z = vectors.float() if normalized else self.stream_part("statistics", stream).normalize(vectors)
+        if self.config.missing_values == "mask":
+            observed = ~torch.isnan(z)
+            z = torch.cat([torch.where(observed, z, 0.0), observed.float()], dim=-1)
         return self.stream_part("projector", stream)(z)
 
     def head_frame(self, previous: torch.Tensor, has_previous: torch.Tensor, stream: Optional[str] = None) -> Frame:
@@ -214,6 +222,13 @@ class WorldModel(PreTrainedModel):
         d, c = statistics.mean.shape[0], statistics.condition_width
         conditions = previous[..., previous.shape[-1] - c:] if c else None  # [n, k, c]: the last columns
         previous = previous[..., :d]
+        if self.config.missing_values == "mask":  # missing entries of the frame's inputs (`fill_missing_history`)
+            if previous.dim() == 2:
+                previous = torch.where(torch.isnan(previous), statistics.mean.to(previous.dtype), previous)
+            else:
+                ridges = statistics.ridge_on if self.config.predict_residual == "ridge" else None
+                previous = fill_missing_history(previous, has_previous, statistics.mean, ridges)
+            conditions = None if conditions is None else torch.nan_to_num(conditions)
         if previous.dim() == 2:
             shift = statistics.normalize(previous) * has_previous[:, None].float()
             return Frame(shift=shift, scale=statistics.delta_scale)
@@ -247,13 +262,13 @@ class WorldModel(PreTrainedModel):
     def sample_vectors(
         self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor, num_samples: int,
         temperature: Optional[float] = None, generator: Optional[torch.Generator] = None,
-        stream: Optional[str] = None,
+        stream: Optional[str] = None, horizon: Optional[int] = None,
     ) -> torch.Tensor:
         """Draws from the head's distribution on hidden states `[n, h]` -> `[num_samples, n, d]`, data units. A
-        deterministic head gives its mean in every draw. `temperature` defaults to the config's
-        `sampling_temperature` (calibrated after training)."""
+        deterministic head gives its mean in every draw. `temperature` defaults to the calibrated one at rollout
+        `horizon` (`config.temperature_at`: `sampling_temperature` for a teacher-forced draw)."""
         if temperature is None:
-            temperature = self.config.sampling_temperature
+            temperature = self.config.temperature_at(horizon)
         frame = self.head_frame(previous, has_previous, stream)
         head = self.stream_part("prediction_head", stream)
         draws = head.sample(head(hidden.float()), frame, num_samples, temperature, generator)
@@ -369,7 +384,8 @@ class WorldModel(PreTrainedModel):
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 head, params, frame = self._head_on(name, d, chosen, hidden, embedding_positions, previous,
                                                     has_previous)
-                embedding_sum = embedding_sum + head.loss(params, z[chosen][:, :d], frame).sum()
+                target = z[chosen][:, :d]
+                embedding_sum = embedding_sum + self._head_loss(head, params, target, frame).sum()
                 if not self.training or head.mean_is_cheap:
                     means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             if means:
@@ -419,12 +435,20 @@ class WorldModel(PreTrainedModel):
             total, means = 0.0, []
             for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
                 head, params, frame = self._head_on(name, d, chosen, hidden, positions, previous, has_previous)
-                total = total + head.loss(params, truth[chosen][:, :d], frame).sum()
+                target = truth[chosen][:, :d]
+                total = total + self._head_loss(head, params, target, frame).sum()
                 if number < passes - 1:  # the last pass's forecasts feed nothing
                     means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             if means:
                 own = self._in_target_order(means, streams, targets, len(own))
             yield total
+
+    def _head_loss(self, head, params, target: torch.Tensor, frame: Frame) -> torch.Tensor:
+        """The head's loss `[n]` on targets `[n, d]`; with `missing_values: mask`, on their observed (not NaN)
+        entries only (a head registered without the `observed` argument is then called with it and must take it)."""
+        if self.config.missing_values != "mask":
+            return head.loss(params, target, frame)
+        return head.loss(params, target, frame, ~torch.isnan(target))
 
     def _in_target_order(self, parts: list[torch.Tensor], streams, targets, count: int) -> torch.Tensor:
         """Per-stream results `[n_s, d_s]` (in `_target_heads` order) -> `[count, W]` in the order of the targets."""
@@ -599,7 +623,7 @@ class WorldModel(PreTrainedModel):
         cfg = self.config
         dims = cfg.stream_dims if cfg.multi_stream else cfg.embedding_dim
         return encode_row(row, self.tokenizer, cfg.template, cfg.embedding_targets, dims, dataset_dir,
-                          cfg.condition_patterns)
+                          cfg.condition_patterns, cfg.missing_values)
 
 
 AutoModel.register(WorldModelConfig, WorldModel)

@@ -5,7 +5,18 @@ fewer than 90% of the true values, and a rollout that feeds its draws back inher
 spread by a temperature T (the component standard deviations of `mixture`, the starting noise of `diffusion`) and
 choosing T where the evaluation split's central 90% interval holds closest to 90% of the true next vectors
 (teacher-forced, every dimension) is the post-hoc calibration of classifiers (Guo et al., 2017, temperature
-scaling) carried over to interval forecasts. The chosen T is saved as `sampling_temperature` in config.json."""
+scaling) carried over to interval forecasts. The chosen T is saved as `sampling_temperature` in config.json.
+
+A rollout feeds its own draws back, and a one-step temperature under-covers further out; so each horizon band of a
+rollout (1, 2-3, 4-7, 8-15, ...: `config.horizon_band`) gets its own temperature, chosen band after band: with the
+earlier bands' temperatures fixed, the one whose sampled rollouts (`NUM_SAMPLES` per row) hold
+closest to 90% of the true vectors at that band's horizons (`horizon_temperatures` in config.json), each rollout
+given the first groups of its row that the ridge frame reads (`rollout_context`).
+
+Without an evaluation split, every tenth training row (at most `MAX_CALIBRATION_ROWS`; the last row of a run with
+fewer than ten) is held out of training for this (`calibration_split`)."""
+
+import itertools
 
 from typing import Iterable
 
@@ -13,11 +24,27 @@ import numpy as np
 import torch
 
 from ...eval.metrics import rank_coverage
+from ...inference import Sampling, generate_rows, row_batches, vector_stream
+from ...inference.rows import context_features
+from ...model.config import horizon_band
 
 TEMPERATURES = np.geomspace(0.5, 4.0, 19)  # ratio 1.12 between neighbours, 1.0 included
 LEVELS = (50, 90)
 NUM_SAMPLES = 32
 MAX_TARGETS = 4096  # enough to place a 90% interval to about 1%; bounds the cost on a large evaluation split
+CALIBRATION_EVERY = 10  # without an evaluation split, every tenth training row calibrates
+MAX_CALIBRATION_ROWS = 256
+MAX_ROLLOUT_ROWS = 64  # rows rolled out per band and temperature
+ROLLOUT_BATCH = 16
+
+
+def calibration_split(rows) -> tuple[object, object, list[int]]:
+    """(the training rows, the rows held out to calibrate, their indices): every `CALIBRATION_EVERY`-th row, at most
+    `MAX_CALIBRATION_ROWS`, or the last row of fewer than ten. `rows`: a `datasets.Dataset` of two rows or more."""
+    n = len(rows)
+    held = list(range(CALIBRATION_EVERY - 1, n, CALIBRATION_EVERY))[:MAX_CALIBRATION_ROWS] or [n - 1]
+    kept = sorted(set(range(n)) - set(held))
+    return rows.select(kept), rows.select(held), held
 
 
 def interval_hits(draws: torch.Tensor, target: torch.Tensor) -> list[float]:
@@ -25,7 +52,8 @@ def interval_hits(draws: torch.Tensor, target: torch.Tensor) -> list[float]:
     `draws` `[S, n, d]`, counted from each value's rank among the draws as `wmfactory eval` counts them
     (`rank_coverage`: unbiased whatever the number of draws)."""
     below = (draws < target[None]).sum(0).cpu().numpy()
-    return [float(rank_coverage(below, draws.shape[0], level).sum()) for level in LEVELS]
+    observed = ~torch.isnan(target).cpu().numpy()  # `missing_values: mask`: missing entries are not counted
+    return [float(rank_coverage(below, draws.shape[0], level)[observed].sum()) for level in LEVELS]
 
 
 def coverage_by_temperature(model, batches: Iterable[dict], seed: int = 0, reduce=None,
@@ -51,7 +79,7 @@ def coverage_by_temperature(model, batches: Iterable[dict], seed: int = 0, reduc
                     draws = head.sample(params, frame, NUM_SAMPLES, float(temperature), generator)
                 counts[i, :-1] += torch.tensor(interval_hits(draws.float(), target.float()), dtype=torch.float64,
                                                device=device)
-                counts[i, -1] += target.numel()
+                counts[i, -1] += int((~torch.isnan(target)).sum())
     if reduce is not None:
         counts = reduce(counts)
     total = counts[:, -1:].clamp_min(1)
@@ -66,3 +94,62 @@ def choose_temperature(coverage: np.ndarray, temperatures: np.ndarray = TEMPERAT
     gap = np.abs(coverage[:, LEVELS.index(90)] - 0.9)
     order = np.lexsort((np.abs(np.log(temperatures)), np.round(gap, 6)))
     return float(temperatures[order[0]])
+
+
+def rollout_context(model) -> int:
+    """The groups a calibration rollout is given: the history the ridge frame reads (the chosen one, else
+    `ridge_history`; 1 without a ridge frame), so that its first forecasts are made as in use."""
+    config = model.config
+    if config.predict_residual != "ridge":
+        return 1
+    chosen = [int(choice.get("history", config.ridge_history)) for choice in config.ridge_choice.values()]
+    return max(chosen or [config.ridge_history])
+
+
+def rollout_coverage(model, rows: list[dict], band: int, seed: int = 0, context: int = 1) -> tuple[float, int]:
+    """(the share of true values at the horizons of `band` inside the central 90% interval of `NUM_SAMPLES` sampled
+    rollouts from each row's first `context` groups, at the model's temperatures; the number of values scored)."""
+    hits, values = 0.0, 0
+    for batch in row_batches(rows, ROLLOUT_BATCH):
+        for features, groups in zip(batch, generate_rows(model, batch, context, Sampling(NUM_SAMPLES, None, seed))):
+            vectors = vector_stream(features, model.config.embedding_dim)
+            for group in groups:
+                if group.samples is None or horizon_band(group.horizon) != band:
+                    continue
+                draws = torch.as_tensor(np.asarray(group.samples), dtype=torch.float32)  # [S, n, d]
+                target = torch.as_tensor(vectors[group.vector_indices][:, : draws.shape[-1]], dtype=torch.float32)
+                hits += interval_hits(draws, target)[LEVELS.index(90)]
+                values += int((~torch.isnan(target)).sum())
+    return hits / max(values, 1), values
+
+
+def calibrate_horizons(model, rows: list[dict], first: float, seed: int = 0,
+                       temperatures: np.ndarray = TEMPERATURES) -> tuple[list[float], dict[str, dict]]:
+    """The temperature of each horizon band, band 0 (horizon 1) being `first` (the teacher-forced choice), and for
+    each later band the coverage at every temperature tried; sets `model.config.horizon_temperatures`. Stops at the
+    first band that no row reaches."""
+    config = model.config
+    chosen, report = [float(first)], {}
+    streams = len(config.stream_dims)
+    rows = rows[:MAX_ROLLOUT_ROWS]
+    context = rollout_context(model)
+    for band in itertools.count(1):
+        last = 2 ** (band + 1) - 1  # the band's last horizon: cut the rows there (the rollout's cost)
+        cut = [context_features(features, (context + last) * streams) for features in rows]
+        shares = []
+        for temperature in temperatures:
+            config.horizon_temperatures = chosen + [float(temperature)]
+            share, values = rollout_coverage(model, cut, band, seed, context)
+            if values == 0:
+                break
+            shares.append(share)
+        if not shares:
+            break
+        gap = np.abs(np.asarray(shares) - 0.9)
+        # among equally close ones, the nearest to the band before's
+        order = np.lexsort((np.abs(np.log(temperatures[: len(shares)] / chosen[-1])), np.round(gap, 6)))
+        chosen.append(float(temperatures[order[0]]))
+        report[f"{2 ** band}-{last}"] = {"temperature": chosen[-1], "values": values,
+                                         "coverage_90": {f"{t:.3g}": share for t, share in zip(temperatures, shares)}}
+    config.horizon_temperatures = [round(t, 4) for t in chosen]
+    return config.horizon_temperatures, report

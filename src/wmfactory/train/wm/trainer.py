@@ -201,10 +201,16 @@ def drowned_embedding_loss(logs: dict[str, float], config) -> Optional[str]:
     if lm <= LOSS_BALANCE * embedding:
         return None
     ratio = lm / max(embedding, 1e-30)
+    advice = "Lower `lm_loss_weight` (0 skips the LM head)"
+    if getattr(config, "embedding_norm", "none") == "none":  # normalising helps only where it is off
+        advice += (", or normalise the vectors (`embedding_norm: standard`) so that their loss is not tiny by their "
+                   "scale alone")
+    else:  # the vectors are normalised already: their loss is small because the model predicts them well
+        advice += (f"; the vectors are already normalised (`embedding_norm: {config.embedding_norm}`), so a small "
+                   "embedding loss means the head fits them well and the text dominates the gradient")
     return (f"The weighted LM loss ({config.lm_loss_weight:g} x {logs['lm_loss']:.4g}) is {ratio:.0f} times the "
             f"weighted embedding loss ({config.embedding_loss_weight:g} x {logs['embedding_loss']:.4g}): "
-            "the embedding loss is drowned. Lower `lm_loss_weight` (0 skips the LM head), or normalise the vectors "
-            "(`embedding_norm: standard`) so that their loss is not tiny by their scale alone.")
+            f"the embedding loss is drowned. {advice}.")
 
 
 def _squared_errors(inputs: dict, predicted: torch.Tensor, config) -> dict[str, torch.Tensor]:
@@ -220,9 +226,13 @@ def _squared_errors(inputs: dict, predicted: torch.Tensor, config) -> dict[str, 
     else:
         dims = torch.tensor(list(config.stream_dims.values()), device=target.device)[streams[is_target]]
     inside = (torch.arange(target.shape[-1], device=target.device)[None, :] < dims[:, None]).float()
+    observed = ~torch.isnan(target)  # `missing_values: mask`: the observed entries only
+    inside = inside * observed
+    target = torch.nan_to_num(target)
+    dims = inside.sum(dim=-1).clamp_min(1)
 
     def errors(forecast: torch.Tensor) -> torch.Tensor:  # [v_target]
-        return ((forecast.float() - target).pow(2) * inside).sum(dim=-1) / dims
+        return ((torch.nan_to_num(forecast.float()) - target).pow(2) * inside).sum(dim=-1) / dims
 
     error = errors(predicted)
     if inputs.get("embedding_rows") is not None:  # packed rows: the previous vector of the same row

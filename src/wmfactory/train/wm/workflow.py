@@ -21,7 +21,15 @@ from ...model import build_world_model, load_tokenizer, setup_finetuning
 from ..callbacks import LogFriendlyProgressCallback, WorldModelConfigCallback
 from ..checkpoints import checkpoint_step
 from ..preemption import PreemptionCallback
-from .calibration import LEVELS, TEMPERATURES, choose_temperature, coverage_by_temperature
+from .calibration import (
+    CALIBRATION_EVERY,
+    LEVELS,
+    TEMPERATURES,
+    calibrate_horizons,
+    calibration_split,
+    choose_temperature,
+    coverage_by_temperature,
+)
 from .trainer import FiniteLossGuard, WorldModelTrainer
 
 logger = get_logger(__name__)
@@ -47,6 +55,16 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
                             "before the state it acts on (e.g. <s1><a1><s2>), or drop it from `condition_streams`.")
     world_model = build_world_model(args.model, args.world_model, streams, args.finetuning.finetuning_type,
                                     args.data.template)
+    calibration_rows = dataset_module.eval_dataset
+    if (training_args.do_train and args.world_model.calibrate_temperature and calibration_rows is None
+            and _is_distributional(world_model) and len(dataset_module.train_dataset) >= 2):
+        train_rows, calibration_rows, held = calibration_split(dataset_module.train_dataset)
+        dataset_module.train_dataset = train_rows
+        shown = ", ".join(map(str, held[:5])) + (", ..." if len(held) > 5 else "")
+        logger.info(f"Calibration: {len(held)} of {len(held) + len(train_rows)} training rows (every "
+                    f"{CALIBRATION_EVERY}th: rows {shown}) are held out to calibrate the sampling temperatures of the "
+                    "distributional head; the model trains on the others. Set `val_size` or `eval_dataset` to choose "
+                    "the rows, or `calibrate_temperature: false` to train on every row.")
     if training_args.do_train and not args.model.adapter_name_or_path:
         config = world_model.config
         for name in streams:
@@ -103,7 +121,7 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         if start is not None:
             result.metrics.update(_keep_start_if_better(trainer, *start))
         if args.world_model.calibrate_temperature and _is_distributional(world_model):
-            _calibrate(trainer, world_model, dataset_module.eval_dataset is not None)
+            _calibrate(trainer, world_model, calibration_rows)
         trainer.save_model()
         if trainer.args.should_save:
             world_model.config.save_pretrained(training_args.output_dir)
@@ -157,10 +175,11 @@ def _keep_start_if_better(trainer: WorldModelTrainer, key: str, value: float, we
     return {f"start_{key}": value, "kept_start": float(better)}
 
 
-def _calibrate(trainer: WorldModelTrainer, world_model, has_eval_split: bool) -> None:
-    """Choose `sampling_temperature` on the evaluation split (see calibration.py) and save the coverage per
-    temperature as calibration_results.json."""
-    if not has_eval_split:
+def _calibrate(trainer: WorldModelTrainer, world_model, rows) -> None:
+    """Choose `sampling_temperature` and the temperature of each rollout horizon band on `rows` (the evaluation
+    split, or the training rows held out for it; see calibration.py) and save the coverage per temperature as
+    calibration_results.json."""
+    if rows is None:
         logger.warning("The sampling temperature stays 1.0 (not calibrated): set `val_size` or `eval_dataset` to "
                        "calibrate the intervals of the distributional head, or `calibrate_temperature: false`.")
         return
@@ -170,10 +189,10 @@ def _calibrate(trainer: WorldModelTrainer, world_model, has_eval_split: bool) ->
         return
     was_training = world_model.training
     world_model.eval()
-    coverage, values = coverage_by_temperature(world_model, trainer.get_eval_dataloader(),
+    coverage, values = coverage_by_temperature(world_model, trainer.get_eval_dataloader(collator_view(rows)),
                                                seed=trainer.args.seed, reduce=trainer.accelerator.reduce)
-    world_model.train(was_training)
     if values == 0:
+        world_model.train(was_training)
         logger.warning("The sampling temperature stays 1.0: the evaluation split holds no target vector.")
         return
     chosen = choose_temperature(coverage)
@@ -182,7 +201,14 @@ def _calibrate(trainer: WorldModelTrainer, world_model, has_eval_split: bool) ->
     holds = {row: " / ".join(f"{share:.2f}" for share in coverage[row]) for row in (index, one)}
     logger.info(f"Calibrated sampling temperature: {chosen:.3g} (central 50% / 90% intervals hold {holds[index]} "
                 f"of the evaluation split's values; at temperature 1: {holds[one]}).")
-    metrics = {"sampling_temperature": round(chosen, 4), "values": values}
+    bands, by_band = calibrate_horizons(world_model, list(rows), chosen, seed=trainer.args.seed)
+    world_model.train(was_training)
+    if len(bands) > 1:
+        logger.info("Calibrated temperature per rollout horizon band: " + ", ".join(
+            f"{band} -> {report['temperature']:.3g}" for band, report in {"1": {"temperature": bands[0]},
+                                                                           **by_band}.items()))
+    metrics = {"sampling_temperature": round(chosen, 4), "values": values, "horizon_temperatures": bands,
+               "horizon_bands": by_band}
     for row, temperature in enumerate(TEMPERATURES):
         for level, share in zip(LEVELS, coverage[row]):
             metrics[f"coverage_{level}_at_{temperature:.3g}"] = float(share)

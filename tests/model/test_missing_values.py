@@ -1,0 +1,186 @@
+"""`missing_values: mask`: NaN entries are read only when asked, left out of the statistics and of every head's loss,
+enter the projector as 0 beside an indicator, fill the frames from older vectors, and are not scored by eval."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import train_args, write_dataset
+
+from wmfactory.data import from_dataframe
+from wmfactory.data.embeddings import load_embedding
+from wmfactory.eval.metrics import distribution_metrics, forecast_metrics, forward_filled, seasonal_scale
+from wmfactory.extras.errors import ConfigError, DataError
+from wmfactory.hparams import WorldModelArguments
+from wmfactory.model.heads import Frame, MixtureHead, QuantileHead, fill_missing_history
+from wmfactory.model.loss import embedding_errors
+from wmfactory.model.statistics import EmbeddingStatistics
+
+
+def test_nan_is_refused_with_todays_message_unless_masked(tmp_path):
+    np.save(tmp_path / "gap.npy", np.array([[1.0, np.nan, 2.0]], dtype=np.float32))
+    np.save(tmp_path / "inf.npy", np.array([[1.0, np.inf, 2.0]], dtype=np.float32))
+    with pytest.raises(DataError, match=r"values are not all finite \(NaN or Inf\)"):
+        load_embedding("gap.npy", str(tmp_path))
+    kept = load_embedding("gap.npy", str(tmp_path), missing_values="mask")
+    assert kept[0, 0] == 1.0 and math.isnan(kept[0, 1]) and kept[0, 2] == 2.0
+    for policy in ("refuse", "mask"):  # an infinity is never a missing value
+        with pytest.raises(DataError, match="not all finite"):
+            load_embedding("inf.npy", str(tmp_path), missing_values=policy)
+    with pytest.raises(ConfigError, match="diffusion head denoises whole vectors"):
+        WorldModelArguments(missing_values="mask", prediction_head_type="diffusion")
+    with pytest.raises(ConfigError, match="`missing_values` must be refuse or mask"):
+        WorldModelArguments(missing_values="drop")
+
+
+def test_statistics_leave_missing_entries_out():
+    rng = np.random.default_rng(0)
+    rows = [rng.normal(size=(9, 2)) * [1.0, 3.0] + [0.0, 5.0] for _ in range(6)]
+    for x in rows:
+        x[rng.random(x.shape) < 0.25] = np.nan
+    stats = EmbeddingStatistics(2, ridge_history=1)
+    stats.fit(rows, "standard")
+    values = np.concatenate(rows)
+    np.testing.assert_allclose(stats.mean.numpy(), np.nanmean(values, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(stats.std.numpy(), np.nanstd(values, axis=0), rtol=1e-5)
+    z = [(x - np.nanmean(values, 0)) / np.nanstd(values, 0) for x in rows]
+    steps = np.concatenate([np.diff(r, axis=0) for r in z])  # NaN where either end is missing
+    np.testing.assert_allclose(stats.delta_scale.numpy(), np.nanstd(steps, axis=0), rtol=1e-4)
+    # the ridge on one vector: the transitions whose input and target are whole
+    inputs, targets = [], []
+    for x in rows:
+        for t in range(1, len(x)):
+            if not np.isnan(x[t]).any() and not np.isnan(x[t - 1]).any():
+                inputs.append(x[t - 1])
+                targets.append(x[t])
+    features = np.concatenate([np.array(inputs), np.ones((len(inputs), 1))], axis=1)
+    n, variance = len(features), np.var(np.array(inputs), axis=0)
+    penalty = np.diag(np.append(1e-3 * n * variance, 0.0))
+    expected = np.linalg.solve(features.T @ features + penalty, features.T @ np.array(targets))
+    np.testing.assert_allclose(stats.ridge.numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+@torch.no_grad()
+def test_every_head_scores_the_observed_entries_only():
+    torch.manual_seed(0)
+    target = torch.tensor([[0.5, float("nan"), -1.0], [float("nan")] * 3])
+    observed = ~torch.isnan(target)
+    predicted = torch.tensor([[0.0, 9.0, 1.0], [2.0, 2.0, 2.0]])
+    identity = Frame(shift=torch.zeros(()), scale=torch.ones(()))
+    l2 = embedding_errors(predicted, target, "l2", observed)
+    assert l2.tolist() == pytest.approx([(0.25 + 4.0) / 2, 0.0])  # the mean over the observed entries; none: 0
+    l1 = embedding_errors(predicted, target, "l1", observed)
+    assert l1.tolist() == pytest.approx([(0.5 + 2.0) / 2, 0.0])
+
+    # the mixture's loss on the observed entries = the loss of the same mixture cut to those dimensions
+    head = MixtureHead(8, 3, components=2)
+    params = head(torch.randn(1, 8))
+    masked = head.loss(params, target[:1], identity, observed[:1])
+    logits, means, log_stds = params
+    cut = MixtureHead(8, 2, components=2)
+    expected = cut.loss((logits, means[..., [0, 2]], log_stds[..., [0, 2]]), target[:1, [0, 2]], identity)
+    assert masked.item() == pytest.approx(expected.item(), rel=1e-6)
+
+    quantile = QuantileHead(8, 3)
+    q = quantile(torch.randn(1, 8))  # [1, Q, 3]
+    levels = torch.tensor(QuantileHead.LEVELS)
+    pinball = []
+    for dim in (0, 2):
+        error = target[0, dim] - q[0, :, dim]
+        pinball.append(torch.maximum(levels * error, (levels - 1) * error).mean())
+    got = quantile.loss(q, target[:1], identity, observed[:1])
+    assert got.item() == pytest.approx(float(sum(pinball) / 2), rel=1e-6)
+
+
+def test_frames_fill_a_missing_entry_from_the_older_vectors_then_the_mean():
+    nan = float("nan")
+    history = torch.tensor([[[nan, 1.0], [nan, nan], [3.0, nan]],     # most recent first, three real
+                            [[nan, 2.0], [nan, nan], [0.0, 0.0]]])    # two real, one padding
+    count, mean = torch.tensor([3, 2]), torch.tensor([10.0, 20.0])
+    filled = fill_missing_history(history, count, mean)  # no ridge: the older vector's value
+    assert filled[0].tolist() == [[3.0, 1.0], [3.0, 20.0], [3.0, 20.0]]
+    assert filled[1].tolist() == [[10.0, 2.0], [10.0, 20.0], [0.0, 0.0]]
+    # with ridges: the one-step forecast from the filled older vectors; ridge j: x_next = 2 * x_last + j (per dim)
+    ridges = {j: torch.cat([2 * torch.eye(2), torch.zeros(2 * (j - 1), 2), torch.full((1, 2), float(j))])
+              for j in (1, 2)}
+    filled = fill_missing_history(history, count, mean, ridges.__getitem__)
+    oldest = [3.0, 20.0]                                   # no older vector in the window: the mean
+    middle = [2 * 3.0 + 1, 2 * 20.0 + 1]                   # ridge 1 on the oldest
+    recent = [2 * middle[0] + 2, 1.0]                      # ridge 2 on the two older ones (weights on the last)
+    assert filled[0].tolist() == [recent, middle, oldest]
+    assert filled[1].tolist() == [[2 * 10.0 + 1, 2.0], [10.0, 20.0], [0.0, 0.0]]
+
+
+def test_eval_scores_observed_entries_and_baselines_read_a_filled_history():
+    target = np.array([[1.0, np.nan], [2.0, 4.0]])
+    predicted = np.array([[0.0, 100.0], [2.0, 1.0]])
+    scores = forecast_metrics(predicted, target, np.array([0, 1]))
+    assert scores["mse"] == pytest.approx((1.0 + 0.0 + 9.0) / 3)
+    assert scores["mae"] == pytest.approx((1.0 + 0.0 + 3.0) / 3)
+    samples = np.stack([predicted, predicted + 1.0], axis=1)  # [n, S, d]
+    crps = distribution_metrics(samples, target)["crps"]
+    fair = np.abs(samples - target[:, None]).mean(1) - 0.5 * np.abs(samples[:, 1] - samples[:, 0])  # [n, d]
+    assert crps == pytest.approx(np.nanmean(fair))
+    stream = np.array([[np.nan, 1.0], [2.0, np.nan], [np.nan, 3.0]])
+    assert forward_filled(stream, np.array([7.0, 8.0])).tolist() == [[7.0, 1.0], [2.0, 1.0], [2.0, 3.0]]
+    scale = seasonal_scale(np.array([[1.0, 1.0], [np.nan, 2.0], [4.0, 4.0], [6.0, np.nan]]), 3)
+    assert scale.tolist() == pytest.approx([2.0, 1.5])  # the observed pairs of each dimension
+
+
+def _gappy_dataset(path, rows=16, steps=8, d=3, seed=0):
+    rng = np.random.default_rng(seed)
+    (path / "v").mkdir(parents=True)
+    data = []
+    for r in range(rows):
+        x = np.cumsum(rng.normal(size=(steps, d)), axis=0)
+        x[rng.random(x.shape) < 0.2] = np.nan
+        files = {}
+        for t in range(steps):
+            np.save(path / "v" / f"{r}_{t}.npy", x[t].astype(np.float32))
+            files[f"m{t + 1}"] = [f"v/{r}_{t}.npy"]
+        content = "".join(f"<m{t + 1}>" for t in range(steps))
+        data.append({"messages": [{"role": "user", "content": content}], "embeddings": files})
+    return write_dataset(path, "dynamics", data)
+
+
+def test_a_masked_model_trains_saves_and_rolls_out_from_a_gappy_history(tmp_path):
+    from wmfactory.eval.report import evaluate_rows
+    from wmfactory.model import WorldModel
+    from wmfactory.train.tuner import run_exp
+
+    data = tmp_path / "data"
+    _gappy_dataset(data)
+    with pytest.raises(DataError, match="values are not all finite"):  # without the key: today's refusal
+        run_exp(train_args(tmp_path / "refused", data, embedding_targets="all"))
+    run_exp(train_args(tmp_path / "out", data, embedding_targets="all", missing_values="mask", max_steps=4))
+    model = WorldModel.from_pretrained(str(tmp_path / "out"))
+    assert model.config.missing_values == "mask"
+    assert model.projector[0].in_features == 2 * 3  # [z * observed, observed]
+    # the projector's input at a vector with a missing entry, computed by hand
+    vector = torch.tensor([[1.0, float("nan"), -2.0]])
+    z = model.statistics.normalize(vector)
+    by_hand = model.projector(torch.tensor([[z[0, 0].item(), 0.0, z[0, 2].item(), 1.0, 0.0, 1.0]]))
+    torch.testing.assert_close(model.project(vector), by_hand)
+    features = model.encode_row(("dynamics", 0), str(data))
+    assert np.isnan(np.asarray(features["embedding_vectors"], dtype=np.float32)).any()
+    future = model.rollout(("dynamics", 0), 3, dataset_dir=str(data))
+    assert future.shape == (3, 3) and np.isfinite(future).all()
+    report = evaluate_rows(model, [features], context_groups=4)
+    scored = report["teacher_forced"]
+    assert scored["vectors"] > 0 and np.isfinite(scored["model"]["mse"]) and np.isfinite(scored["ridge"]["mse"])
+
+
+def test_tables_accept_missing_targets_when_asked(tmp_path):
+    df = pd.DataFrame({"id": "a", "t": pd.date_range("2021-01-01", periods=6, freq="D"),
+                       "y": [1.0, np.nan, 3.0, 4.0, 5.0, 6.0], "x": np.arange(6.0)})
+    with pytest.raises(DataError, match=r"column 'y' has a missing or infinite value .*missing_values=\"mask\""):
+        from_dataframe(df, "id", "t", "y", out_dir=str(tmp_path / "a"), context_length=3, prediction_length=1)
+    from_dataframe(df, "id", "t", "y", out_dir=str(tmp_path / "b"), context_length=3, prediction_length=1,
+                   missing_values="mask")
+    written = load_embedding("table_vectors/0/y1.safetensors", str(tmp_path / "b"), missing_values="mask")
+    assert written.shape == (1, 1) and math.isnan(written[0, 0])
+    with pytest.raises(DataError, match="column 'x' has a missing or infinite value"):  # covariates: never
+        from_dataframe(df.assign(x=[np.nan] + [1.0] * 5), "id", "t", "y", known_covariates=["x"],
+                       out_dir=str(tmp_path / "c"), context_length=3, prediction_length=1, missing_values="mask")
