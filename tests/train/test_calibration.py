@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from wmfactory.train.wm.calibration import LEVELS, TEMPERATURES, choose_temperature, interval_hits
+from wmfactory.train.wm.calibration import TEMPERATURES, choose_temperature, interval_hits
 
 
 def test_interval_hits_count_each_value_by_its_rank():

@@ -2,7 +2,7 @@
 micro-batches, with padding and with rows holding different numbers of target vectors and labelled tokens."""
 
 import torch
-from conftest import TINY_MODEL, tiny_world_model, train_args, write_dynamics_dataset
+from conftest import tiny_world_model, train_args, write_dynamics_dataset
 from transformers import set_seed
 
 

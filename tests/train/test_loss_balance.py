@@ -1,6 +1,5 @@
 """The warning when the weighted LM loss drowns the embedding loss."""
 
-import pytest
 from conftest import train_args, write_dynamics_dataset
 
 from wmfactory.train.tuner import run_exp
