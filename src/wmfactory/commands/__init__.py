@@ -40,3 +40,5 @@ register_command("retrieve", "read predicted vectors as the nearest items of an 
                  "wmfactory.commands.retrieve", "run_retrieve")
 register_command("export", "merge a LoRA adapter into the base weights (export_dir)", "wmfactory.commands.export",
                  "run_export")
+register_command("webui", "a web board: train from a form and watch the curves, evaluate, explore rollouts and "
+                          "counterfactuals, compare runs (gradio)", "wmfactory.commands.webui", "run_webui")

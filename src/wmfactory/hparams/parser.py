@@ -26,6 +26,7 @@ from .finetuning_args import FinetuningArguments
 from .inference_args import InferenceArguments
 from .model_args import ModelArguments
 from .training_args import TrainingArguments
+from .webui_args import WebuiArguments
 from .world_model_args import WorldModelArguments
 
 logger = get_logger(__name__)
@@ -390,6 +391,7 @@ HELP_GROUPS = {
     "export": (InferenceArguments, ModelArguments),
     "encode": (EncodeArguments,),
     "retrieve": (RetrieveArguments,),
+    "webui": (WebuiArguments,),
 }
 
 
