@@ -182,7 +182,9 @@ def config_yaml(config: dict[str, Any]) -> str:
 
 def config_path(board_folder: str, output_dir: Optional[str]) -> str:
     """Where the board writes the YAML of a run: `<saves_dir>/.webui/<output_dir as a name>.yaml`."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.normpath(output_dir or "run")).strip("_.") or "run"
+    folder = os.path.normpath(output_dir or "run")
+    inside = os.path.relpath(os.path.abspath(folder), os.path.abspath(os.path.dirname(board_folder)))
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", folder if inside.startswith("..") else inside).strip("_.") or "run"
     return os.path.join(board_folder, f"{name}.yaml")
 
 

@@ -11,6 +11,7 @@ from typing import Optional
 from ..extras.errors import DataError
 
 ERROR_PREFIX = "wmfactory: error: "
+START_MARK = "==> wmfactory "  # the line the board writes into the console log before each run
 
 
 class TrainingJob:
@@ -32,7 +33,9 @@ class TrainingJob:
             raise DataError(f"a training run is going on (into '{self.output_dir}'): stop it first.")
         command = [sys.executable, "-m", "wmfactory.cli", "train", config_path]
         os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-        with open(log_path, "w", encoding="utf-8") as log:
+        with open(log_path, "a", encoding="utf-8") as log:  # a resumed run's console follows the stopped one's
+            log.write(f"{START_MARK}{' '.join(command[3:])}\n")
+            log.flush()
             self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.output_dir, self.log_path, self.stop_requested = output_dir, log_path, False
@@ -58,6 +61,7 @@ class TrainingJob:
             return ""
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             text = f.read()[-20000:]
+        text = text[text.rfind(START_MARK):] if START_MARK in text else text  # this run's console only
         # tqdm redraws its bar with carriage returns: keep the last state of each line
         kept = [line.rsplit("\r", 1)[-1] for line in text.splitlines()]
         return "\n".join([line for line in kept if line.strip()][-lines:])
