@@ -73,7 +73,7 @@ def main() -> None:
     from wmfactory.commands.common import load_model_and_rows
     from wmfactory.commands.predict import run_predict
     from wmfactory.hparams import get_predict_args
-    from wmfactory.model.generation import generate_rows, row_batches, teacher_forced_rows
+    from wmfactory.inference import generate_rows, row_batches, teacher_forced_rows
     from wmfactory.train.tuner import run_exp
 
     folder = tempfile.mkdtemp(prefix="wm_batched_")

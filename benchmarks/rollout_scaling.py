@@ -25,7 +25,7 @@ from transformers import AutoTokenizer  # noqa: E402
 
 from wmfactory.hparams import ModelArguments, WorldModelArguments  # noqa: E402
 from wmfactory.model import build_world_model  # noqa: E402
-from wmfactory.model.generation import continue_stream  # noqa: E402
+from wmfactory.inference import continue_stream  # noqa: E402
 
 ROW = {
     "messages": [{"role": "user", "content": "<m1>Patient at day 1."},

@@ -137,7 +137,7 @@ def world_model_forecasts(data: Dataset, folder: str, out: str) -> tuple[dict, d
     {(row, c, h): [d]} for h = 1..horizon after c given states, for each origin c."""
     from wmfactory.commands.common import load_model_and_rows
     from wmfactory.hparams import get_predict_args
-    from wmfactory.model.generation import generate_rows, row_batches, teacher_forced_rows
+    from wmfactory.inference import generate_rows, row_batches, teacher_forced_rows
 
     def load(split):
         return load_model_and_rows(get_predict_args({"model_name_or_path": out, "dataset": split,

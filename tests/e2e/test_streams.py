@@ -11,7 +11,7 @@ from conftest import train_args, write_controlled_dataset
 from wmfactory import WorldModel
 from wmfactory.data.collator import WorldModelDataCollator
 from wmfactory.extras.errors import DataError
-from wmfactory.model.generation import context_features, generate_groups
+from wmfactory.inference import context_features, generate_groups
 from wmfactory.train.tuner import run_exp
 
 
@@ -140,7 +140,7 @@ def test_eval_scores_the_state_stream_with_baselines_inside_it(trained, capsys):
 
 
 def test_rows_of_two_streams_in_one_batch_predict_what_each_predicts_alone(trained):
-    from wmfactory.model.generation import generate_rows, teacher_forced, teacher_forced_rows
+    from wmfactory.inference import generate_rows, teacher_forced, teacher_forced_rows
 
     tmp, model, rows = trained
     features = [model.encode_row(row, str(tmp / "data")) for row in rows[:5]]

@@ -8,7 +8,7 @@ import torch
 from conftest import train_args, write_dynamics_dataset
 
 from wmfactory import WorldModel
-from wmfactory.model.generation import (
+from wmfactory.inference import (
     Sampling,
     continue_rows,
     continue_stream,

@@ -10,7 +10,7 @@ from conftest import train_args, write_dynamics_dataset
 
 from wmfactory import WorldModel
 from wmfactory.eval.metrics import ridge_path
-from wmfactory.model.generation import generate_groups
+from wmfactory.inference import generate_groups
 from wmfactory.train.tuner import run_exp
 
 

@@ -38,6 +38,8 @@ register_command("encode", "raw text, images or audio -> one embedding file per 
                            "dataset_info.json (resumable)", "wmfactory.commands.encode", "run_encode")
 register_command("retrieve", "read predicted vectors as the nearest items of an encoded bank (cosine, top k)",
                  "wmfactory.commands.retrieve", "run_retrieve")
+register_command("plan", "choose the actions after each row of a dataset that bring the predicted states to a goal "
+                         "(CEM or MPPI): plans.jsonl and plans/", "wmfactory.commands.plan", "run_plan")
 register_command("export", "merge a LoRA adapter into the base weights (export_dir)", "wmfactory.commands.export",
                  "run_export")
 register_command("webui", "a web board: train from a form and watch the curves, evaluate, explore rollouts and "

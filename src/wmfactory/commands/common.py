@@ -9,7 +9,7 @@ from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from ..hparams import ModelArguments, PredictArgs
 from ..model import WorldModel
-from ..model.generation import Sampling
+from ..inference import Sampling
 
 logger = get_logger(__name__)
 

@@ -9,7 +9,7 @@ import numpy as np
 from ..eval.plots import plot_horizon, plot_pit, plot_trajectories
 from ..eval.report import evaluate_rows, format_report, save_report
 from ..hparams import get_predict_args
-from ..model.generation import generate_groups, stream_sequence, vector_stream
+from ..inference import generate_groups, stream_sequence, vector_stream
 from .common import load_model_and_rows, sampling_of
 
 

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from ..hparams import get_predict_args
-from ..model.generation import generate_rows, row_batches, teacher_forced_rows
+from ..inference import generate_rows, row_batches, teacher_forced_rows
 from .common import load_model_and_rows, sampling_of
 
 logger = get_logger(__name__)

@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..model.statistics import ridge_sub_block
-from ..model.generation import (
+from ..inference import (
     Sampling,
     generate_rows,
     row_batches,

@@ -388,6 +388,7 @@ HELP_GROUPS = {
     "check": (ModelArguments, DataArguments, WorldModelArguments),
     "predict": (InferenceArguments, ModelArguments, DataArguments),
     "eval": (InferenceArguments, ModelArguments, DataArguments),
+    "plan": (InferenceArguments, ModelArguments, DataArguments),
     "export": (InferenceArguments, ModelArguments),
     "encode": (EncodeArguments,),
     "retrieve": (RetrieveArguments,),

@@ -27,7 +27,6 @@ from ..data.collator import lm_label_mask
 from ..extras.errors import ConfigError, DataError
 from .config import WorldModelConfig
 from .files import damaged_weights
-from .generation import Sampling, context_features, continue_rows, teacher_forced
 from .heads import (
     Frame,
     build_head,
@@ -547,93 +546,39 @@ class WorldModel(PreTrainedModel):
             model.requires_grad_(False)
         return model
 
-    # ---- inference on rows in the dataset format ----------------------------------
+    # ---- inference on rows in the dataset format (the inference engine: `wmfactory.inference`) -----------------
     def rollout(self, row: Row | list[Row], steps: int, dataset_dir: Optional[str] = None,
                 context_groups: Optional[int] = None, num_samples: Optional[int] = None,
                 temperature: Optional[float] = None, seed: Optional[int] = None,
-                conditions: Optional[dict[str, Any]] = None,
-                pattern: Optional[list[str]] = None) -> np.ndarray | dict[str, np.ndarray] | list:
-        """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for
-        `steps` vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`, the
-        head's mean at each step; with `num_samples` S, `[S, steps, d]`: S trajectories, each feeding back its own
-        draws from the head's distribution (`temperature` scales the spread, default the calibrated
-        `config.sampling_temperature`; `seed` makes them reproducible),
-        computed as one batch. `row`: a dict in the dataset format, or `(dataset_name, row_index)`.
+                conditions: Optional[dict[str, Any]] = None, pattern: Optional[list[str]] = None,
+                from_last_vector: bool = False) -> np.ndarray | dict[str, np.ndarray] | list:
+        """Continue the latent stream after the end of `row` for `steps` vectors; see
+        `wmfactory.inference.row_api.rollout`."""
+        from ..inference.row_api import rollout
 
-        Condition streams (`condition_streams`, e.g. actions): `conditions={"a": array [k, d_a]}` gives their
-        vectors, taken in turn wherever the stream pattern calls for one; the pattern is the row's own (s, a, s, a,
-        ... continues a, s, a, s, ...) or `pattern` (e.g. `["a", "s"]`, repeated). `steps` counts the predicted
-        vectors; with several predicted streams the result is a dict `{stream: array}`.
-
-        A list of rows runs as one batch (right-padded, one KV cache) and gives a list, one result per row, each equal
-        to that row's rollout alone (the draws too: each row draws with its own generator seeded by `seed`)."""
-        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise DataError(f"`steps` must be a positive integer, got {steps!r}.")
-        sampling = _sampling(num_samples, temperature, seed)
-        given = self._conditions(conditions)
-        if pattern is not None:
-            unknown = [name for name in pattern if name not in self.config.stream_dims]
-            if not pattern or unknown or not self.config.multi_stream:
-                raise DataError(f"`pattern` {pattern!r}: name streams of this model ({list(self.config.stream_dims)}); "
-                                "a model of one stream has no pattern to choose.")
-        rows = row if isinstance(row, list) else [row]
-        batch = [self._rollout_features(one, steps, dataset_dir, context_groups) for one in rows]
-        results = continue_rows(self, batch, steps, sampling, given, pattern) if batch else []
-        return results if isinstance(row, list) else results[0]
-
-    def _rollout_features(self, row: Row, steps: int, dataset_dir: Optional[str],
-                          context_groups: Optional[int]) -> dict[str, Any]:
-        features = self.encode_row(row, dataset_dir)
-        if context_groups is not None:
-            features = context_features(features, context_groups)
-        if not features["embedding_groups"]:
-            raise DataError("the row holds no embedding vector (before `context_groups`): there is no stream to "
-                            "continue.")
-        limit = getattr(self.config.text_config.get_text_config(), "max_position_embeddings", None)
-        if limit and len(features["input_ids"]) + steps > limit:
-            raise DataError(f"a rollout of {steps} vectors after this row ({len(features['input_ids'])} positions) "
-                            f"needs {len(features['input_ids']) + steps} positions; the model has {limit}.")
-        return features
-
-    def _conditions(self, conditions: Optional[dict[str, Any]]) -> Optional[dict[str, torch.Tensor]]:
-        """`{stream: array-like [k, d]}` checked against the model's condition streams -> float32 tensors."""
-        if not conditions:
-            return None
-        if not isinstance(conditions, dict):
-            raise DataError(f"`conditions` must be a dict {{stream: array [k, d]}}, got {type(conditions).__name__}.")
-        out = {}
-        for name, values in conditions.items():
-            if name not in self.config.stream_dims or not self.config.is_condition(name):
-                raise DataError(f"`conditions['{name}']`: '{name}' is not a condition stream of this model (its "
-                                f"condition streams: {[s for s in self.config.stream_dims if self.config.is_condition(s)]}"
-                                ").")
-            array = np.asarray(values, dtype=np.float32)
-            d = self.config.stream_dims[name]
-            if array.ndim == 1:
-                array = array[None]
-            if array.ndim != 2 or array.shape[1] != d or not np.isfinite(array).all():
-                raise DataError(f"`conditions['{name}']` must be finite numbers of shape [k, {d}], got shape "
-                                f"{list(array.shape)}.")
-            out[name] = torch.from_numpy(array)
-        return out
+        return rollout(self, row, steps, dataset_dir, context_groups, num_samples, temperature, seed, conditions,
+                       pattern, from_last_vector)
 
     def predict_next(self, row: Row, dataset_dir: Optional[str] = None, num_samples: Optional[int] = None,
                      temperature: Optional[float] = None, seed: Optional[int] = None) -> list:
-        """Teacher-forced predictions for every target group of `row` (a list of `GroupPrediction`: `predicted`
-        `[n, d]`, the head's mean; with `num_samples`, `samples` `[S, n, d]` too)."""
-        return teacher_forced(self, self.encode_row(row, dataset_dir), _sampling(num_samples, temperature, seed))
+        """Teacher-forced predictions for every target group of `row`; see `wmfactory.inference.row_api`."""
+        from ..inference.row_api import predict_next
+
+        return predict_next(self, row, dataset_dir, num_samples, temperature, seed)
+
+    def plan(self, row: Row, horizon: int, **options):
+        """Choose a sequence of actions (a condition stream) by model-predictive control; see
+        `wmfactory.inference.planning.plan` for the options."""
+        from ..inference.planning import plan
+
+        return plan(self, row, horizon, **options)
 
     @staticmethod
     def nearest(vectors, bank, k: int = 5) -> list[list[dict[str, Any]]] | tuple[np.ndarray, np.ndarray]:
-        """Decoding by retrieval: the k items of `bank` most cosine-similar to each predicted vector `[q, d]`. `bank`:
-        the output folder of `wmfactory encode` (or a loaded `Bank`) -> per vector, `{"id", "score", "text" or
-        "path"}` best first; or a matrix `[b, d]` -> `(indices [q, k], scores [q, k])`."""
-        from ..encode.retrieval import Bank, load_bank, nearest
+        """Decoding by retrieval: the k items of `bank` most cosine-similar to each predicted vector `[q, d]`; see
+        `wmfactory.inference.row_api.nearest`."""
+        from ..inference.row_api import nearest
 
-        if isinstance(bank, (str, os.PathLike)):
-            bank = load_bank(str(bank))
-        if isinstance(bank, Bank):
-            return bank.neighbours(vectors, k)
         return nearest(vectors, bank, k)
 
     def encode_row(self, row: Row, dataset_dir: Optional[str] = None) -> dict[str, Any]:
@@ -648,16 +593,6 @@ class WorldModel(PreTrainedModel):
 
 
 AutoModel.register(WorldModelConfig, WorldModel)
-
-
-def _sampling(num_samples: Optional[int], temperature: Optional[float], seed: Optional[int]) -> Optional[Sampling]:
-    if num_samples is None:
-        return None
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
-        raise DataError(f"`num_samples` must be a positive integer, got {num_samples!r}.")
-    if temperature is not None and not temperature > 0:
-        raise DataError(f"`temperature` must be positive, got {temperature!r}.")
-    return Sampling(num_samples, temperature, seed)
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from transformers import Trainer, TrainerCallback
 from ...eval.metrics import skill
 from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
-from ...model.generation import generate_rows, rollout_windows
+from ...inference import generate_rows, rollout_windows
 from ...model.heads import previous_in_streams
 from ...data.collator import lm_label_mask
 from ...model.loss import LossTerms, combine_losses
