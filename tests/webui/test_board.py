@@ -219,3 +219,20 @@ def test_runs_tab_lists_the_run(board, trained):
         [json.loads(line) for line in open(os.path.join(run_dir, "trainer_log.jsonl"))][-1]["loss"])
     curves, gallery = board["client"].predict(["ctl"], ["loss"], api_name="/runs_overlay")
     assert os.path.isfile(curves) and any("eval_horizon.png" in str(item) for item in gallery)
+
+
+def test_plan_tab_plans_as_the_model_does(board, trained):
+    run_dir, _ = trained
+    client = board["client"]
+    message, actions, _, states, _, picture, costs = client.predict(
+        run_dir, board["data"], "control", 2, "", 0, 4, "[0.0, 0.0]", "", "", "-1.0", "1.0", "cem", 32, 2, 4, 0,
+        "mean", 0.1, 7, api_name="/plan")
+    model = WorldModel.from_pretrained(run_dir)
+    expected = model.plan(("control", 2), horizon=4, goal=[0.0, 0.0], low=-1.0, high=1.0, method="cem", candidates=32,
+                          iterations=2, elites=4, seed=7, dataset_dir=board["data"])
+    np.testing.assert_allclose([row[1:] for row in actions["data"]], expected.actions, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([row[1:3] for row in states["data"]], expected.states, rtol=1e-5, atol=1e-6)
+    assert f"{expected.cost:.6g}" in message and os.path.isfile(picture) and os.path.isfile(costs)
+    with pytest.raises(AppError, match="goal"):
+        client.predict(run_dir, board["data"], "control", 2, "", 0, 4, "[0.0, 0.0, 0.0, 0.0]", "", "", "-1.0", "1.0",
+                       "cem", 32, 2, 4, 0, "mean", 0.1, 7, api_name="/plan")

@@ -41,7 +41,7 @@ def _table(values: np.ndarray, prefix: str) -> pd.DataFrame:
     return frame
 
 
-def plan(board: Board, run_dir, dataset_dir, dataset, index, pasted, horizon, goal, weights, action_stream, low,
+def plan(board: Board, run_dir, dataset_dir, dataset, index, pasted, context_groups, horizon, goal, weights, action_stream, low,
          high, method, candidates, iterations, elites, num_samples, risk, alpha, seed):
     model = board.model(run_dir)
     row = parse_row(pasted, dataset, index)
@@ -49,7 +49,7 @@ def plan(board: Board, run_dir, dataset_dir, dataset, index, pasted, horizon, go
     if goal_value is None:
         raise DataError("set a `goal`: the state to reach, a list [d_s] or an object {stream: [d]}.")
     result = model.plan(
-        row, horizon=int(horizon), goal=goal_value, weights=_json_value(weights, "weights"),
+        row, horizon=int(horizon), context_groups=int(context_groups) or None, goal=goal_value, weights=_json_value(weights, "weights"),
         action_stream=(action_stream or "").strip() or None, low=_json_value(low, "low"),
         high=_json_value(high, "high"), candidates=int(candidates), iterations=int(iterations), elites=int(elites),
         method=method, seed=int(seed), num_samples=int(num_samples) or None, risk=risk, alpha=float(alpha),
@@ -77,8 +77,10 @@ def build(board: Board) -> None:
         datasets = registered_datasets(board.dataset_dir)
         dataset = gr.Dropdown(datasets, value=datasets[0] if datasets else None, allow_custom_value=True,
                               label="dataset")
-        index = gr.Number(0, precision=0, label="row index (the plan starts after the row)")
+        index = gr.Number(0, precision=0, label="row index")
     pasted = gr.Textbox(label="or paste a row (JSON)", lines=2)
+    context_groups = gr.Number(0, precision=0, label="context_groups",
+                               info="the plan starts after this many groups of the row (0: after the whole row)")
     with gr.Row():
         goal = gr.Textbox(label="goal", info="the state to reach: [d_s], or {stream: [d]}")
         weights = gr.Textbox(label="weights", info="per-dimension cost weights (optional), same shape as the goal")
@@ -108,6 +110,6 @@ def build(board: Board) -> None:
     states = gr.Dataframe(label="predicted states", interactive=False)
     states_csv = gr.File(label="states (CSV)")
     go.click(shown_errors(lambda *a: plan(board, *a)),
-             inputs=[run, dataset_dir, dataset, index, pasted, horizon, goal, weights, action_stream, low, high,
+             inputs=[run, dataset_dir, dataset, index, pasted, context_groups, horizon, goal, weights, action_stream, low, high,
                      method, candidates, iterations, elites, num_samples, risk, alpha, seed],
              outputs=[message, actions, actions_csv, states, states_csv, picture, costs], api_name="plan")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..extras.errors import DataError
-from ..model.generation import stream_sequence, vector_stream
+from ..inference.rows import stream_sequence, vector_stream
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
