@@ -95,7 +95,8 @@ def build(board: Board) -> None:
     pasted = gr.Textbox(label="or paste a row (JSON in the dataset format; relative embedding paths resolve against "
                               "dataset_dir)", lines=2)
     with gr.Row():
-        context_groups = gr.Number(1, precision=0, label="context_groups", info="groups given before the rollout")
+        context_groups = gr.Number(1, precision=0, label="context_groups", info="groups given before the rollout",
+                                   elem_id="explore-context_groups")
         steps = gr.Number(0, precision=0, label="steps", info="vectors to generate (0: as many as the row has)")
         num_samples = gr.Number(32, precision=0, label="num_samples",
                                 info="sampled futures of a mixture or diffusion head (a fan chart)")

@@ -57,10 +57,11 @@ def rollout_figure(panels: list[dict[str, Any]], columns: int = 3) -> Figure:
         axis = figure.add_subplot(rows, min(columns, len(panels)), i + 1)
         start = panel["start"]
         context, future = np.asarray(panel["context"]), np.asarray(panel["future"])
-        axis.plot(np.arange(len(context)), context, color=TRUE, label="true (context)")
+        axis.plot(np.arange(len(context)), context, color=TRUE, marker="o", markersize=4, label="true (context)",
+                  zorder=3)
         if len(future):
-            axis.plot(start + np.arange(len(future)), future, color=TRUE, linestyle="--", marker=".",
-                      label="true (future)")
+            axis.plot(start + np.arange(len(future)), future, color=TRUE, linestyle="--", marker="o", markersize=4,
+                      fillstyle="none", label="true (future)", zorder=3)
         for name, color in (("factual", FACTUAL), ("counterfactual", COUNTERFACTUAL)):
             if panel.get(name) is not None:
                 _trajectory(axis, start, panel[name], color, name)

@@ -85,7 +85,7 @@ def conditions_from_table(model, table: Optional[pd.DataFrame]) -> dict[str, np.
         d = model.config.stream_dims[name]
         part = part.sort_values("k", key=lambda k: pd.to_numeric(k, errors="coerce")) if "k" in part else part
         try:
-            values = part[[str(j) for j in range(d)]].apply(pd.to_numeric, errors="raise").to_numpy(np.float32)
+            values = part[[str(j) for j in range(d)]].apply(pd.to_numeric, errors="raise").to_numpy(np.float32, copy=True)
         except (KeyError, ValueError, TypeError):
             raise DataError(f"the conditions of stream '{name}' need {d} numbers per row (columns 0 to "
                             f"{d - 1}).") from None
