@@ -10,7 +10,7 @@ from wmfactory.train.wm.trainer import WorldModelTrainer
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "wmfactory"
 # bottom to top; a module may import its own layer and the layers before it
-LAYERS = ["extras", "hparams", "data", "encode", "model", "eval", "train", "commands", "cli"]
+LAYERS = ["extras", "hparams", "data", "encode", "model", "eval", "train", "commands", "webui", "cli"]
 
 
 def layer_of(module: str) -> str:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from wmfactory.cli import main
-from wmfactory.commands.webui import is_loopback, webui_args
+from wmfactory.webui.command import is_loopback, webui_args
 from wmfactory.extras.errors import ConfigError
 
 

@@ -43,4 +43,4 @@ register_command("plan", "choose the actions after each row of a dataset that br
 register_command("export", "merge a LoRA adapter into the base weights (export_dir)", "wmfactory.commands.export",
                  "run_export")
 register_command("webui", "a web board: train from a form and watch the curves, evaluate, explore rollouts and "
-                          "counterfactuals, compare runs (gradio)", "wmfactory.commands.webui", "run_webui")
+                          "counterfactuals, compare runs (gradio)", "wmfactory.webui.command", "run_webui")

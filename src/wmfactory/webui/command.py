@@ -1,4 +1,5 @@
-"""`wmfactory webui`: the web board (gradio), on the loopback address unless `auth` guards it."""
+"""`wmfactory webui`: the web board (gradio), on the loopback address unless `auth` guards it. Registered in
+`commands/__init__.py` by name only: the board sits above the commands (it runs `eval`), so they never import it."""
 
 import ipaddress
 import importlib.util
@@ -34,7 +35,7 @@ def run_webui(args: Union[dict[str, Any], list[str], None] = None) -> int:
     parsed = webui_args(args)
     if importlib.util.find_spec("gradio") is None:
         raise ConfigError("the web board needs gradio: `pip install 'wmfactory[webui]'`.")
-    from ..webui import create_app, launch_app
+    from .app import create_app, launch_app
 
     app = create_app(saves_dir=parsed.saves_dir, dataset_dir=parsed.dataset_dir)
     launch_app(app, host=parsed.host, port=parsed.port, auth=parsed.auth, saves_dir=parsed.saves_dir, block=True)
