@@ -236,3 +236,28 @@ def test_plan_tab_plans_as_the_model_does(board, trained):
     with pytest.raises(AppError, match="goal"):
         client.predict(run_dir, board["data"], "control", 2, "", 0, 4, "[0.0, 0.0, 0.0, 0.0]", "", "", "-1.0", "1.0",
                        "cem", 32, 2, 4, 0, "mean", 0.1, 7, api_name="/plan")
+
+
+def test_explore_draws_a_fan_of_sampled_futures_for_a_mixture_head(board):
+    from conftest import train_args
+    from wmfactory.train.tuner import run_exp
+
+    run_dir = os.path.join(board["saves"], "mixture")
+    run_exp(train_args(run_dir, board["data"], dataset="control", condition_streams="a", max_steps=4,
+                       learning_rate=5e-3, lm_loss_weight=0, prediction_head_type="mixture", mixture_components=2,
+                       calibrate_temperature=False))
+    message, figure, numbers, _, _, _ = board["client"].predict(
+        run_dir, board["data"], "control", 3, "", 2, 0, 16, 5, {"headers": ["stream", "k"], "data": []}, "", 3,
+        api_name="/explore")
+    assert "16 sampled futures per rollout (median, 50% and 90% bands)" in message and os.path.isfile(figure)
+    column = {name: i for i, name in enumerate(numbers["headers"])}
+    assert "counterfactual_q50" not in column  # no table given: the factual rollout alone
+    model = WorldModel.from_pretrained(run_dir)
+    rows = json.load(open(os.path.join(board["data"], "control.json")))
+    actions = np.stack([np.load(os.path.join(board["data"], rows[3]["embeddings"][f"a{t}"][0]))[0] for t in (2, 3, 4)])
+    draws = model.rollout(("control", 3), 4, dataset_dir=board["data"], context_groups=2, num_samples=16, seed=5,
+                          conditions={"a": actions})  # [16, 4, 2]
+    assert draws.std(axis=0).max() > 0
+    for quantile, name in ((0.5, "factual_q50"), (0.05, "factual_q05"), (0.95, "factual_q95")):
+        shown = np.array([row[column[name]] for row in numbers["data"]]).reshape(4, 2)
+        np.testing.assert_allclose(shown, np.quantile(draws, quantile, axis=0), rtol=1e-4, atol=1e-6)
