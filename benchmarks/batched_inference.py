@@ -47,7 +47,8 @@ def make_data(folder: str, rows: int, d: int = 8) -> None:
         answer = "Next: " + " then ".join(f"<m{g + 1}>" for g in range(split, groups))
         data.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
                      "embeddings": files})
-    from wmfactory.encode.rows import OPENAI_TAGS, write_rows
+    from wmfactory.data.registry import write_rows
+    from wmfactory.encode.rows import OPENAI_TAGS
 
     write_rows(folder, "rows", data, {"file_name": "rows.jsonl", "formatting": "sharegpt",
                                       "columns": {"messages": "messages", "embeddings": "embeddings"},

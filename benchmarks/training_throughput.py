@@ -45,7 +45,8 @@ def make_data(folder: str, rows: int, answer_words: int) -> None:
         answer = " ".join(rng.choice(words, size=answer_words))
         data.append({"messages": [{"role": "user", "content": "History <m1> <m2>"},
                                   {"role": "assistant", "content": f"<m3> {answer}"}], "embeddings": files})
-    from wmfactory.encode.rows import OPENAI_TAGS, write_rows
+    from wmfactory.data.registry import write_rows
+    from wmfactory.encode.rows import OPENAI_TAGS
 
     write_rows(folder, "rows", data, {"file_name": "rows.jsonl", "formatting": "sharegpt",
                                       "columns": {"messages": "messages", "embeddings": "embeddings"},

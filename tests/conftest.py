@@ -131,3 +131,18 @@ def tiny_world_model(embedding_dim: int = 4, finetuning_type: str = "full", **wo
     model = build_world_model(model_args, WorldModelArguments(**world_model_keys), embedding_dim, finetuning_type)
     return setup_finetuning(model, model_args, FinetuningArguments(stage="wm", finetuning_type=finetuning_type,
                                                                    **finetuning))
+
+
+@pytest.fixture(scope="session")
+def action_model(tmp_path_factory):
+    """A world model with an action stream (the engine and planning tests): a state s (2) and an action a (3)
+    alternate, `<s1><a1>...<s5>`, a controlled linear system. (model, the first row, dataset_dir)."""
+    from wmfactory import WorldModel
+    from wmfactory.train.tuner import run_exp
+
+    tmp = tmp_path_factory.mktemp("action_model")
+    data_dir = write_controlled_dataset(tmp / "data")
+    run_exp(train_args(tmp / "out", data_dir, dataset="control", condition_streams="a", max_steps=6,
+                       learning_rate=5e-3, embedding_norm="standard", lm_loss_weight=0))
+    rows = json.loads((tmp / "data" / "control.json").read_text())
+    return WorldModel.from_pretrained(str(tmp / "out")), rows[0], str(tmp / "data")

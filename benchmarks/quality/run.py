@@ -85,7 +85,8 @@ def write_folder(data: Dataset, folder: str) -> None:
         **{f"rollout_{c}": [conversation("test", i, r, c + data.horizon, c) for i, r in enumerate(data.test)]
            for c in data.origins},
     }
-    from wmfactory.encode.rows import OPENAI_TAGS, write_rows
+    from wmfactory.data.registry import write_rows
+    from wmfactory.encode.rows import OPENAI_TAGS
 
     for split, rows in splits.items():
         write_rows(folder, split, rows, {"file_name": f"{split}.jsonl", "formatting": "sharegpt",

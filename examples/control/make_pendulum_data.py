@@ -16,7 +16,7 @@ import os
 import numpy as np
 
 
-def episodes(count: int, steps: int, hold: int, seed: int):
+def episodes(count: int, steps: int, hold: int, seed: int, speed_init: float = 1.0):
     """`count` trajectories: (states `[steps, 3]`, actions `[steps - 1, 1]`)."""
     try:
         import gymnasium
@@ -25,7 +25,8 @@ def episodes(count: int, steps: int, hold: int, seed: int):
     env = gymnasium.make("Pendulum-v1")
     rng = np.random.default_rng(seed)
     for episode in range(count):
-        state, _ = env.reset(seed=seed * 100_003 + episode)
+        # the angle uniform in [-pi, pi], the angular velocity in [-speed_init, speed_init] (the environment's own 1)
+        state, _ = env.reset(seed=seed * 100_003 + episode, options={"y_init": speed_init})
         states, actions = [state], []
         for t in range(steps - 1):
             if t % hold == 0:
@@ -37,10 +38,10 @@ def episodes(count: int, steps: int, hold: int, seed: int):
     env.close()
 
 
-def write(out: str, name: str, count: int, steps: int, hold: int, seed: int) -> None:
+def write(out: str, name: str, count: int, steps: int, hold: int, seed: int, speed_init: float = 1.0) -> None:
     os.makedirs(os.path.join(out, "vectors"), exist_ok=True)
     rows = []
-    for row, (states, actions) in enumerate(episodes(count, steps, hold, seed)):
+    for row, (states, actions) in enumerate(episodes(count, steps, hold, seed, speed_init)):
         files, text = {}, ""
         for t in range(steps):
             path = f"vectors/{name}_{row}_s{t + 1}.npy"
@@ -65,9 +66,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="states per row")
     parser.add_argument("--hold", type=int, default=1, help="steps each random torque is held")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--speed_init", type=float, default=1.0,
+                        help="initial angular velocities drawn from [-speed_init, speed_init]")
     args = parser.parse_args()
-    write(args.out, "pendulum_train", args.train_rows, args.steps, args.hold, args.seed)
-    write(args.out, "pendulum_test", args.test_rows, args.steps, args.hold, args.seed + 1)
+    write(args.out, "pendulum_train", args.train_rows, args.steps, args.hold, args.seed, args.speed_init)
+    write(args.out, "pendulum_test", args.test_rows, args.steps, args.hold, args.seed + 1, args.speed_init)
     info = {name: {"file_name": f"{name}.json", "formatting": "sharegpt",
                    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
                             "assistant_tag": "assistant"}}

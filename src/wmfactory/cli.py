@@ -1,4 +1,5 @@
-"""`wmfactory train | check | predict | eval | export | version`."""
+"""`wmfactory <command>`: train, check, predict, eval, plan, encode, retrieve, export (and those registered later in
+`wmfactory.commands`), and version."""
 
 import os
 import sys

@@ -62,5 +62,5 @@ def test_scale_free_score_per_dataset_and_geometric_mean():
     lines = text.splitlines()
     row_b = lines[lines.index(next(line for line in lines if line.strip().startswith("rollout h=1") and
                                    "linear" in line)) + 2]
-    assert row_b.split() == ["b", "0.0625", "1", "1", "1", "1"]
-    assert lines[-1].split() == ["geometric", "mean", "0.025", "1", "2", "2", "2"]
+    assert row_b.split() == ["b", "0.0625", "1", "1", "1", "1", "1"]  # model, then each baseline
+    assert lines[-1].split() == ["geometric", "mean", "0.025", "1", "2", "2", "2", "2"]

@@ -6,24 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from conftest import train_args, write_controlled_dataset
 
 from wmfactory import WorldModel
 from wmfactory.extras.errors import DataError
-from wmfactory.inference import Session
 from wmfactory.inference.planning import shift_plan
 from wmfactory.train.tuner import run_exp
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("planning")
-    data_dir = write_controlled_dataset(tmp / "data")
-    run_exp(train_args(tmp / "out", data_dir, dataset="control", condition_streams="a", max_steps=6,
-                       learning_rate=5e-3, embedding_norm="standard", lm_loss_weight=0))
-    rows = json.loads((tmp / "data" / "control.json").read_text())
-    return WorldModel.from_pretrained(str(tmp / "out")), rows[0], str(tmp / "data")
 
 
 GOAL = np.array([0.5, -0.25], dtype=np.float32)
@@ -34,22 +22,8 @@ def goal_cost(states: np.ndarray) -> float:
     return float(((states - GOAL) ** 2).sum())
 
 
-def test_forks_with_their_own_actions_equal_rollouts_of_each_alone(trained):
-    model, row, data_dir = trained
-    rng = np.random.default_rng(0)
-    actions = rng.normal(size=(5, 3, 3)).astype(np.float32)  # 5 candidates of 3 actions each
-    session = Session(model, [model.encode_row(row, data_dir)])
-    for _ in range(2):  # a second run starts from the same encoded prefix
-        states, fed = session.run(3, forks=5, conditions={"a": torch.from_numpy(actions)})[0].tensors()
-        assert states["s"].shape == (5, 3, 2) and fed["a"].shape == (5, 3, 3)
-        np.testing.assert_array_equal(fed["a"].numpy(), actions)
-        for i in range(5):
-            alone = model.rollout(row, 3, dataset_dir=data_dir, conditions={"a": actions[i]})
-            np.testing.assert_allclose(states["s"][i].numpy(), alone, rtol=1e-5, atol=1e-6)
-
-
-def test_the_plans_cost_is_the_cost_of_a_rollout_under_its_actions(trained):
-    model, row, data_dir = trained
+def test_the_plans_cost_is_the_cost_of_a_rollout_under_its_actions(action_model):
+    model, row, data_dir = action_model
     result = model.plan(row, horizon=4, goal=GOAL, low=-2.0, high=2.0, candidates=32, iterations=3, elites=4,
                         seed=0, dataset_dir=data_dir)
     assert result.actions.shape == (4, 3) and result.states.shape == (4, 2) and result.costs.shape == (3,)
@@ -66,8 +40,8 @@ def test_the_plans_cost_is_the_cost_of_a_rollout_under_its_actions(trained):
     assert result.cost < min(random_costs)
 
 
-def test_a_plan_is_reproducible_under_its_seed_and_a_custom_cost_sees_data_units(trained):
-    model, row, data_dir = trained
+def test_a_plan_is_reproducible_under_its_seed_and_a_custom_cost_sees_data_units(action_model):
+    model, row, data_dir = action_model
     seen = {}
 
     def cost(states, actions):
@@ -88,8 +62,8 @@ def test_a_plan_is_reproducible_under_its_seed_and_a_custom_cost_sees_data_units
     assert first.cost == pytest.approx(by_hand, rel=1e-5)
 
 
-def test_mppi_and_a_warm_start(trained):
-    model, row, data_dir = trained
+def test_mppi_and_a_warm_start(action_model):
+    model, row, data_dir = action_model
     first = model.plan(row, horizon=4, goal=GOAL, low=-2, high=2, candidates=32, iterations=3, method="mppi",
                        seed=0, dataset_dir=data_dir)
     middle = model.rollout(row, 4, dataset_dir=data_dir, conditions={"a": np.zeros((4, 3), np.float32)})
@@ -113,8 +87,8 @@ def test_mppi_and_a_warm_start(trained):
     (dict(method="random"), "`method` must be 'cem' or 'mppi'"),
     (dict(warm_start=np.zeros((2, 3))), r"`warm_start` must be finite numbers of shape \[3, 3\]"),
 ])
-def test_bad_plans_are_one_clear_error(trained, options, message):
-    model, row, data_dir = trained
+def test_bad_plans_are_one_clear_error(action_model, options, message):
+    model, row, data_dir = action_model
     arguments = dict(horizon=3, goal=GOAL, candidates=8, iterations=1, elites=2, seed=0, dataset_dir=data_dir)
     arguments.update(options)
     with pytest.raises(DataError, match=message):
@@ -140,12 +114,12 @@ def test_sampled_futures_score_a_candidate_by_their_mean_or_their_worst(tmp_path
     assert worst.cost >= mean.cost
 
 
-def test_the_plan_command_writes_a_plan_per_row(trained, tmp_path):
+def test_the_plan_command_writes_a_plan_per_row(action_model, tmp_path):
     from safetensors.numpy import load_file
 
     from wmfactory.cli import main
 
-    model, row, data_dir = trained
+    model, row, data_dir = action_model
     np.save(tmp_path / "goal.npy", GOAL[None])
     folder = str(Path(data_dir).parent / "out")  # the fixture's training output
     out = tmp_path / "plans"
@@ -163,18 +137,3 @@ def test_the_plan_command_writes_a_plan_per_row(trained, tmp_path):
     assert records[0]["cost"] == pytest.approx(goal_cost(alone), rel=1e-5)
     assert main(["plan", "--model_name_or_path", folder, "--dataset", "control", "--dataset_dir", data_dir,
                  "--output_dir", str(out), "--goal", str(tmp_path / "missing.npy")]) == 1
-
-
-def test_from_last_vector_continues_as_the_training_rows_go_on(trained):
-    model, row, data_dir = trained
-    files = row["embeddings"]
-    history = {"messages": [{"role": "user", "content": "<s1><a1><s2><a2><s3>"},
-                            {"role": "assistant", "content": "ok"}],
-               "embeddings": {key: files[key] for key in ("s1", "a1", "s2", "a2", "s3")}}
-    a3 = np.load(Path(data_dir) / files["a3"][0])
-    # in the whole row a3 follows s3 and s4 is predicted from a3's position: the same inputs as this continuation
-    s4 = next(g for g in model.predict_next(row, dataset_dir=data_dir) if g.key == "s4").predicted[0]
-    rolled = model.rollout(history, 1, dataset_dir=data_dir, conditions={"a": a3}, from_last_vector=True)[0]
-    np.testing.assert_allclose(rolled, s4, rtol=1e-5, atol=1e-6)
-    after_text = model.rollout(history, 1, dataset_dir=data_dir, conditions={"a": a3})[0]
-    assert np.abs(after_text - s4).max() > 1e-4  # after the row's text, the inputs differ

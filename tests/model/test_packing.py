@@ -80,3 +80,24 @@ def test_packing_two_streams_keeps_each_rows_previous_state():
     assert float(b.terms.embedding_sum) == pytest.approx(float(a.terms.embedding_sum), rel=1e-5)
     assert float(b.loss) == pytest.approx(float(a.loss), rel=1e-5)
     torch.testing.assert_close(b.predicted_embeddings, a.predicted_embeddings, rtol=1e-5, atol=1e-5)
+
+
+def test_packed_rows_are_calibrated_as_the_same_rows_unpacked():
+    from wmfactory.train.wm.calibration import coverage_by_temperature
+
+    torch.manual_seed(0)
+    model = tiny_world_model(embedding_dim=4, finetuning_type="full", prediction_head_type="mixture").eval()
+    plain = WorldModelDataCollator(pad_token_id=0, embedding_dim=4)(rows())
+    packed = WorldModelDataCollator(pad_token_id=0, embedding_dim=4, pack_length=16)(rows())
+    with torch.no_grad():
+        pairs = list(zip(model.target_distributions(**plain), model.target_distributions(**packed)))
+        assert len(pairs) == 1
+        for (_, params_a, frame_a, target_a), (_, params_b, frame_b, target_b) in pairs:
+            torch.testing.assert_close(target_b, target_a)
+            head = model.stream_part("prediction_head")
+            draws = [head.sample(p, f, 16, 1.0, torch.Generator().manual_seed(3))
+                     for p, f in ((params_a, frame_a), (params_b, frame_b))]
+            torch.testing.assert_close(draws[1], draws[0], rtol=1e-4, atol=1e-5)
+    (coverage_a, count_a), (coverage_b, count_b) = (coverage_by_temperature(model, [batch]) for batch in (plain, packed))
+    assert count_a == count_b == 7 * 4
+    np.testing.assert_allclose(coverage_b, coverage_a)

@@ -21,7 +21,8 @@ def run_eval(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, A
     model, dataset, output_dir = load_model_and_rows(parsed)
     context_groups = parsed.inference.context_groups
     report = evaluate_rows(model, dataset, context_groups, sampling_of(parsed),
-                           parsed.training.per_device_eval_batch_size)
+                           parsed.training.per_device_eval_batch_size, parsed.inference.seasonality,
+                           parsed.inference.levels)
     save_report(report, os.path.join(output_dir, "eval_results.json"))
     print(format_report(report))
     plot_horizon(report, output_dir)

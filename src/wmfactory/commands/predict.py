@@ -22,8 +22,10 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
     the file is an embedding file a dataset can list), beside `target` `[n, d]` and, with `num_samples`, `samples`
     `[S, n, d]` (in rollouts `embedding` is then their mean; teacher-forced, the head's mean). Returns the path of
     predictions.jsonl; `read_predictions` reads it back with the arrays. The rows run `per_device_eval_batch_size`
-    at a time, as one batch (`model.generation`). With `bank` (an `encode` output folder), each line also holds
-    `neighbours`: per predicted vector, its `top_k` nearest items `{"id", "score", "text" or "path"}`."""
+    at a time, as one batch (`wmfactory.inference`). With `bank` (an `encode` output folder), each line also holds
+    `neighbours`: per predicted vector, its `top_k` nearest items `{"id", "score", "text" or "path"}`. With
+    `output_format: csv|parquet`, one long table `predictions.csv|parquet` instead (`prediction_table.py`), whose
+    path is returned."""
     parsed = get_predict_args(args)
     bank = None
     if parsed.inference.bank:
@@ -33,6 +35,8 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
     model, dataset, output_dir = load_model_and_rows(parsed)
     mode, context_groups = parsed.inference.predict_mode, parsed.inference.context_groups
     sampling = sampling_of(parsed)
+    if parsed.inference.output_format != "jsonl":
+        return _predict_table(parsed, model, dataset, output_dir, sampling)
     embeddings_dir = os.path.join(output_dir, "predicted_embeddings")
     os.makedirs(embeddings_dir, exist_ok=True)
     path = os.path.join(output_dir, "predictions.jsonl")
@@ -49,6 +53,28 @@ def run_predict(args: Union[dict[str, Any], list[str], None] = None) -> str:
                 lines += _write_row(output_dir, f, features, groups, mode, bank, parsed.inference.top_k)
             bar.update(len(batch))
     logger.info(f"Wrote {lines} predicted groups to {path} and {embeddings_dir}/")
+    return path
+
+
+def _predict_table(parsed, model, dataset, output_dir: str, sampling) -> str:
+    """`output_format: csv|parquet`: one long table (`commands/prediction_table.py`) instead of the jsonl lines."""
+    from .prediction_table import TableRows, table_lines, write_table
+
+    inference = parsed.inference
+    tables = TableRows(parsed.data.dataset_dir, parsed.data.dataset_names)
+    lines = []
+    with tqdm(total=len(dataset), desc=f"predict ({inference.predict_mode})", unit="row") as bar:
+        for batch in row_batches(dataset, parsed.training.per_device_eval_batch_size):
+            if inference.predict_mode == "rollout":
+                predictions = generate_rows(model, batch, inference.context_groups, sampling)
+            else:
+                predictions = teacher_forced_rows(model, batch, sampling)
+            for features, groups in zip(batch, predictions):
+                lines.extend(table_lines(features, groups, inference.predict_mode, inference.levels, tables))
+            bar.update(len(batch))
+    path = write_table(lines, os.path.join(output_dir, f"predictions.{inference.output_format}"),
+                       inference.output_format)
+    logger.info(f"Wrote {len(lines)} predicted numbers to {path}")
     return path
 
 

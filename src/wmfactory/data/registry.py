@@ -98,3 +98,21 @@ def resolve_columns(attr: DatasetAttr, column_names: list[str]) -> DatasetAttr:
     if attr.messages not in column_names and "messages" in column_names:
         return dataclasses.replace(attr, messages="messages")
     return attr
+
+
+def write_rows(output_dir: str, name: str, rows: list[dict], entry: dict) -> str:
+    """`<output_dir>/<name>.jsonl` and its entry in `<output_dir>/dataset_info.json` (other entries kept)."""
+    path = os.path.join(output_dir, f"{name}.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    info_path = os.path.join(output_dir, "dataset_info.json")
+    info = {}
+    if os.path.isfile(info_path):
+        with open(info_path, encoding="utf-8") as f:
+            info = json.load(f)
+    info[name] = entry
+    with open(info_path, "w", encoding="utf-8") as f:
+        json.dump(info, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+    return path

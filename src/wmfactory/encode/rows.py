@@ -107,21 +107,3 @@ def dataset_entry(file_name: str, input_entry: dict, record: dict) -> dict:
             entry[key] = input_entry[key]
     entry["encoder"] = record
     return entry
-
-
-def write_rows(output_dir: str, name: str, rows: list[dict], entry: dict) -> str:
-    """`<output_dir>/<name>.jsonl` and its entry in `<output_dir>/dataset_info.json` (other entries kept)."""
-    path = os.path.join(output_dir, f"{name}.jsonl")
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    info_path = os.path.join(output_dir, "dataset_info.json")
-    info = {}
-    if os.path.isfile(info_path):
-        with open(info_path, encoding="utf-8") as f:
-            info = json.load(f)
-    info[name] = entry
-    with open(info_path, "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2, ensure_ascii=False)
-        f.write("\n")
-    return path

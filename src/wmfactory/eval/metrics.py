@@ -8,15 +8,18 @@ Every metric runs over blocks of vectors, so that its working memory does not gr
 contrastive accuracy compares every prediction with every target through a `[block, block]` matrix of squared
 distances, and the scores of samples are sums accumulated block by block (`DistributionScores`)."""
 
+from typing import Optional
+
 import numpy as np
 
 from ..model.statistics import ridge_features
 
 METRICS = ("mse", "mae", "cosine", "l2", "contrastive_accuracy")
 # scores of a forecast given as samples (proper scoring rules, lower is better, and interval coverage)
-DISTRIBUTION_METRICS = ("crps", "energy_score", "coverage_50", "coverage_90")
+DISTRIBUTION_METRICS = ("crps", "energy_score", "wql", "coverage_50", "coverage_90")
+QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # of the weighted quantile loss, by default
 PIT_BINS = 10
-BASELINES = ("persistence", "linear_extrapolation", "training_mean", "ridge")
+BASELINES = ("persistence", "seasonal_naive", "linear_extrapolation", "training_mean", "ridge")
 BLOCK_BYTES = 32 * 2**20  # float64 working memory of one block of sample scores
 
 
@@ -97,20 +100,40 @@ def skill(model_error: float, reference_error: float) -> float:
 
 
 def baseline_forecasts(stream: np.ndarray, origin: int, index: int, mean: np.ndarray, ridge: np.ndarray,
-                       history: int) -> dict[str, np.ndarray]:
+                       history: int, seasonality: int = 1) -> dict[str, np.ndarray]:
     """Forecasts of `stream[index]` made at `origin` (the last vector known, `origin < index`).
 
-    persistence: the last known vector; linear extrapolation: continue the last step, x[o] + k (x[o] - x[o-1]) for
-    k = index - origin (2 x[t-1] - x[t-2] one step ahead); training mean: the mean training vector; ridge: the
-    ridge regression on the last `history` known vectors, fitted on the training split, rolled forward."""
+    persistence: the last known vector; seasonal naive: the last known vector of the same season, x[i - m j] for
+    the smallest j that reaches the known part (m = `seasonality`; m = 1 is persistence); linear extrapolation:
+    continue the last step, x[o] + k (x[o] - x[o-1]) for k = index - origin (2 x[t-1] - x[t-2] one step ahead);
+    training mean: the mean training vector; ridge: the ridge regression on the last `history` known vectors,
+    fitted on the training split, rolled forward."""
     steps = index - origin
     last, before = stream[origin], stream[origin - 1]
     return {
         "persistence": last,
+        "seasonal_naive": stream[origin - seasonality + 1 + (steps - 1) % seasonality],
         "linear_extrapolation": last + steps * (last - before),
         "training_mean": mean,
         "ridge": ridge_path(ridge, stream[origin - history + 1: origin + 1], steps)[-1],
     }
+
+
+def seasonal_errors(stream: np.ndarray, origin: int, seasonality: int = 1) -> np.ndarray:
+    """The in-sample errors of the seasonal naive forecast on the known part of a stream, x[t] - x[t - m] for
+    m <= t <= origin: `[origin - m + 1, d]` (empty when fewer than m + 1 vectors are known)."""
+    known = np.asarray(stream[: origin + 1], dtype=np.float64)
+    return known[seasonality:] - known[:-seasonality]
+
+
+def seasonal_scale(stream: np.ndarray, origin: int, seasonality: int = 1) -> np.ndarray:
+    """The scale of MASE `[d]`: per dimension (each one a series of its own), the mean absolute in-sample error of
+    the seasonal naive forecast on the vectors known at `origin`; 0 where the known part repeats exactly, NaN
+    with fewer than m + 1 known vectors."""
+    errors = seasonal_errors(stream, origin, seasonality)
+    if not len(errors):
+        return np.full(np.shape(stream)[1], np.nan)
+    return np.abs(errors).mean(axis=0)
 
 
 def rank_coverage(below: np.ndarray, num_samples: int, level: float) -> np.ndarray:
@@ -131,8 +154,10 @@ class DistributionScores:
     over blocks whose float64 working memory stays near `BLOCK_BYTES`; `merge` adds another's sums (the scores of
     the union of their vectors)."""
 
-    def __init__(self):
+    def __init__(self, quantile_levels=QUANTILE_LEVELS):
         self.vectors, self.values = 0, 0  # vectors scored; values (vectors x d) for the per-value shares
+        self.levels = np.asarray(quantile_levels, dtype=np.float64)
+        self.absolute_target = 0.0  # the sum of |y|, the weight of the quantile loss
         self.num_samples = None
         self.sums = {name: 0.0 for name in DISTRIBUTION_METRICS}
         self.pit = np.zeros(PIT_BINS, dtype=np.int64)
@@ -152,6 +177,7 @@ class DistributionScores:
     def merge(self, other: "DistributionScores") -> None:
         other._flush()
         self.vectors, self.values = self.vectors + other.vectors, self.values + other.values
+        self.absolute_target += other.absolute_target
         self.num_samples = self.num_samples or other.num_samples
         for name in self.sums:
             self.sums[name] += other.sums[name]
@@ -160,7 +186,10 @@ class DistributionScores:
     def result(self) -> dict:
         self._flush()
         result = {name: self.sums[name] / max(self.vectors if name in ("crps", "energy_score") else self.values, 1)
-                  for name in DISTRIBUTION_METRICS}
+                  for name in DISTRIBUTION_METRICS if name != "wql"}
+        # 2 sum pinball / sum |y|, averaged over the levels (GluonTS's mean weighted quantile loss)
+        result["wql"] = (2 * self.sums["wql"] / (len(self.levels) * self.absolute_target)
+                         if self.absolute_target > 0 and len(self.levels) else None)
         result["pit"] = (self.pit / max(self.values, 1)).tolist()
         return result
 
@@ -184,6 +213,12 @@ class DistributionScores:
             error, error_norm = error - spread / (s * (s - 1)), error_norm - spread_norm / (s * (s - 1))
         self.sums["crps"] += float(error.mean(1).sum())
         self.sums["energy_score"] += float(error_norm.sum())
+        if len(self.levels):
+            quantiles = np.quantile(x, self.levels, axis=1)  # [Q, b, d]
+            error = y[None] - quantiles
+            levels = self.levels[:, None, None]
+            self.sums["wql"] += float(np.maximum(levels * error, (levels - 1) * error).sum())
+        self.absolute_target += float(np.abs(y).sum())
         below = (x < y[:, None]).sum(1)  # [b, d] the rank of each target value among its samples
         for level in (50, 90):
             self.sums[f"coverage_{level}"] += float(rank_coverage(below, s, level).sum())
@@ -191,18 +226,20 @@ class DistributionScores:
         self.vectors, self.values = self.vectors + len(x), self.values + y.size
 
 
-def distribution_metrics(samples: np.ndarray, target: np.ndarray) -> dict:
+def distribution_metrics(samples: np.ndarray, target: np.ndarray, quantile_levels=QUANTILE_LEVELS) -> dict:
     """Proper scores of forecasts given as samples `[n, S, d]` against targets `[n, d]`, means over vectors:
     - `crps`: the continuous ranked probability score per dimension, with the fair sample estimator
       E|X - y| - E|X - X'| / 2 over distinct pairs of samples (for S = 1, or identical samples, it is the MAE);
     - `energy_score`: its multivariate form on whole vectors, E||X - y|| - E||X - X'|| / 2;
+    - `wql`: the weighted quantile loss over `QUANTILE_LEVELS`, from the quantiles of the samples: the pinball
+      loss of each level summed over values, times 2 / the sum of |target|, averaged over the levels;
     - `coverage_50`, `coverage_90`: the share of target values inside the central 50% and 90% intervals of the
       forecast, from each value's rank among the samples (`rank_coverage`: 0.5 and 0.9 for a calibrated forecast,
       whatever the number of samples);
     - `pit`: the histogram (`PIT_BINS` bins, shares) of the probability integral transform, the share of samples
       below the target in each dimension: flat when the forecast is calibrated.
     Computed block by block (`DistributionScores`)."""
-    scores = DistributionScores()
+    scores = DistributionScores(quantile_levels)
     step = max(1, BLOCK_BYTES // (8 * samples.shape[1] * samples.shape[2]))
     for start in range(0, len(samples), step):
         scores.add(samples[start:start + step], target[start:start + step])
@@ -210,13 +247,17 @@ def distribution_metrics(samples: np.ndarray, target: np.ndarray) -> dict:
 
 
 def baseline_samples(points: dict[str, np.ndarray], steps: int, statistics, num_samples: int,
-                     rng: np.random.Generator) -> dict[str, np.ndarray]:
+                     rng: np.random.Generator, seasonal_std: Optional[np.ndarray] = None,
+                     seasonality: int = 1) -> dict[str, np.ndarray]:
     """The baselines as distributions `[S, d]`: persistence and ridge with a Gaussian spread of their one-step
     training errors, grown as sqrt(steps) (a random walk of errors), the training mean with the training standard
-    deviation; linear extrapolation stays a point (every sample the same)."""
+    deviation; seasonal naive with the root mean square of its in-sample errors on the row (`seasonal_std` `[d]`),
+    grown as sqrt(the seasons ahead); linear extrapolation stays a point (every sample the same)."""
     spreads = {"persistence": statistics.step_std.double().cpu().numpy() * np.sqrt(steps),
                "ridge": statistics.ridge_residual_std.double().cpu().numpy() * np.sqrt(steps),
                "training_mean": statistics.std.double().cpu().numpy()}
+    if seasonal_std is not None:
+        spreads["seasonal_naive"] = seasonal_std * np.sqrt(-(-steps // seasonality))
     out = {}
     for name, point in points.items():
         spread = spreads.get(name, 0.0)

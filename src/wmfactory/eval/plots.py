@@ -87,6 +87,8 @@ def plot_horizon(report: dict[str, Any], output_dir: str) -> str | None:
     steps = sorted(horizons)
     plt.figure(figsize=(6, 4))
     for name in ("model",) + BASELINES:
+        if name == "seasonal_naive" and report.get("seasonality", 1) == 1:
+            continue  # with m = 1 it is persistence, drawn already
         plt.plot(steps, [horizons[h][name]["mse"] for h in steps], marker="o", label=name,
                  linewidth=2.5 if name == "model" else 1.2)
     plt.yscale("log")

@@ -23,12 +23,17 @@ from .metrics import (
     BASELINES,
     DISTRIBUTION_METRICS,
     METRICS,
+    QUANTILE_LEVELS,
     DistributionScores,
     baseline_forecasts,
     baseline_samples,
     forecast_metrics,
+    seasonal_errors,
+    seasonal_scale,
     skill,
 )
+
+RELATIVE_SCORES = ("mse", "mase", "crps", "wql")  # given relative to seasonal naive for every forecaster
 
 
 @dataclass
@@ -39,22 +44,28 @@ class _Pool:
 
     rows: list[int] = field(default_factory=list)
     datasets: list[str] = field(default_factory=list)
+    scales: list[np.ndarray] = field(default_factory=list)  # MASE's scale of each vector `[d]` (NaN: none)
+    quantile_levels: tuple = QUANTILE_LEVELS
     target: list[np.ndarray] = field(default_factory=list)
     forecasts: dict[str, list[np.ndarray]] = field(default_factory=lambda: defaultdict(list))
     samples: dict[str, dict[str, DistributionScores]] = field(default_factory=dict)  # dataset -> forecaster -> sums
     excluded: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # dataset -> vectors not scored
 
     def add(self, row: int, target: np.ndarray, model: np.ndarray, baselines: dict[str, np.ndarray],
-            samples: Optional[dict[str, np.ndarray]] = None, dataset: str = "") -> None:
-        """`samples`: `[S, d]` draws of each forecaster, scored at once."""
+            samples: Optional[dict[str, np.ndarray]] = None, dataset: str = "",
+            scale: Optional[np.ndarray] = None) -> None:
+        """`samples`: `[S, d]` draws of each forecaster, scored at once. `scale` `[d]`: MASE's scale of the vector
+        (the in-sample seasonal naive error of its row's known part, per dimension; None: none)."""
         self.rows.append(row)
+        self.scales.append(np.full(len(target), np.nan) if scale is None else np.asarray(scale, dtype=np.float64))
         self.datasets.append(dataset)
         self.target.append(target)
         self.forecasts["model"].append(model)
         for name, value in baselines.items():
             self.forecasts[name].append(value)
         for name, value in (samples or {}).items():
-            self.samples.setdefault(dataset, {}).setdefault(name, DistributionScores()).add(value, target)
+            self.samples.setdefault(dataset, {}).setdefault(
+                name, DistributionScores(self.quantile_levels)).add(value, target)
 
     def exclude(self, dataset: str = "") -> None:
         """Count a vector that could not be scored."""
@@ -79,16 +90,33 @@ class _Pool:
             result[name] = forecast_metrics(stacked(self.forecasts[name]), target, rows)
         for name in ("model",) + BASELINES:  # scale-free, as MASE: the MSE in units of the persistence MSE
             result[name]["relative_mse"] = result[name]["mse"] / max(result["persistence"]["mse"], 1e-30)
+        scales = stacked(self.scales)  # [n, d]
+        scaled = np.isfinite(scales) & (scales > 0)
+        result["mase_values"] = int(scaled.sum())
+        for name in ("model",) + BASELINES:  # each absolute error over its row's scale in that dimension
+            errors = np.abs(stacked(self.forecasts[name]) - target)
+            result[name]["mase"] = float(np.mean(errors[scaled] / scales[scaled])) if scaled.any() else None
         result["skill"] = skill(result["model"]["mse"], result["persistence"]["mse"])
         parts = [scores for name, scores in self.samples.items() if dataset is None or name == dataset]
         if parts:
             for name in ("model",) + BASELINES:
-                total = DistributionScores()
+                total = DistributionScores(self.quantile_levels)
                 for scores in parts:
                     total.merge(scores[name])
                 result[name].update(total.result())
             result["num_samples"] = total.num_samples
+            result["quantile_levels"] = list(self.quantile_levels)
+        for name in ("model",) + BASELINES:
+            result[name]["relative_to_seasonal_naive"] = {
+                score: _ratio(result[name].get(score), result["seasonal_naive"].get(score))
+                for score in RELATIVE_SCORES if score in result[name]}
         return result
+
+
+def _ratio(value: Optional[float], reference: Optional[float]) -> Optional[float]:
+    if value is None or reference is None or reference <= 0:
+        return None
+    return value / reference
 
 
 @dataclass
@@ -115,14 +143,20 @@ class _RowStreams:
 
 
 def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1,
-                  sampling: Optional[Sampling] = None, batch_size: int = 8) -> dict[str, Any]:
+                  sampling: Optional[Sampling] = None, batch_size: int = 8, seasonality: int = 1,
+                  quantile_levels=QUANTILE_LEVELS) -> dict[str, Any]:
     """`rows`: preprocessed features (as the data pipeline writes them). Each predicted stream is scored on its own,
     and every baseline is computed inside the stream (persistence is the previous vector of the stream, the ridge
     and the training mean are the stream's). A vector is scored only where every baseline is defined
     (max(2, the ridge's history) known vectors of its stream before it); the others are `excluded_vectors`. With
     `sampling`, the model's draws and the baselines' distributions are scored too (`distribution_metrics`).
     A model of several streams reports each predicted stream under `streams` (and, when only one stream is
-    predicted, its scores at the top level as well). The model runs on `batch_size` rows at a time."""
+    predicted, its scores at the top level as well). The model runs on `batch_size` rows at a time.
+
+    Seasonal naive repeats the last known vector of the same season (`seasonality` m; 1 is persistence); MASE
+    divides each absolute error by its row's in-sample seasonal naive error in that dimension, on the vectors
+    known at the forecast's origin; WQL (with `sampling`) is the weighted quantile loss at `quantile_levels`, from the
+    quantiles of the draws; every forecaster's scores are also given relative to seasonal naive's."""
     cfg = model.config
     streams = cfg.predicted_streams if cfg.multi_stream else [cfg.predicted_streams[0]]
     statistics = {name: model.stream_part("statistics", name) for name in streams}
@@ -131,20 +165,26 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     history = {name: int(cfg.ridge_choice.get(name, {}).get("history", cfg.ridge_history)) for name in streams}
     ridges = {name: _ridge_weights(statistics[name].ridge, history[name]) for name in streams}
     # vectors a forecast needs before it, for every baseline to be defined
-    known_of = {name: max(2, history[name]) for name in streams}
+    # (seasonal naive and MASE's scale need m + 1)
+    known_of = {name: max(2, history[name], seasonality + 1) for name in streams}
     rng = np.random.default_rng(sampling.seed if sampling else 0)
 
     def add(pool: _Pool, number, name, vectors, origin, index, predicted, drawn, dataset):
         stats = statistics[name]
         points = baseline_forecasts(vectors, origin, index, stats.mean.float().cpu().numpy(), ridges[name],
-                                    history[name])
+                                    history[name], seasonality)
         samples = None
         if drawn is not None:
-            samples = {"model": drawn, **baseline_samples(points, index - origin, stats, len(drawn), rng)}
-        pool.add(number, vectors[index], predicted, points, samples, dataset)
+            seasonal_std = np.sqrt((seasonal_errors(vectors, origin, seasonality) ** 2).mean(0))
+            samples = {"model": drawn, **baseline_samples(points, index - origin, stats, len(drawn), rng,
+                                                          seasonal_std, seasonality)}
+        pool.add(number, vectors[index], predicted, points, samples, dataset,
+                 seasonal_scale(vectors, origin, seasonality))
 
-    forced = {name: _Pool() for name in streams}
-    horizons: dict[str, dict[int, _Pool]] = {name: defaultdict(_Pool) for name in streams}
+    levels = tuple(quantile_levels)
+    forced = {name: _Pool(quantile_levels=levels) for name in streams}
+    horizons: dict[str, dict[int, _Pool]] = {name: defaultdict(lambda: _Pool(quantile_levels=levels))
+                                             for name in streams}
     for number, features, forced_groups, generated in _predictions(model, rows, context_groups, sampling, batch_size):
         row, dataset = _RowStreams.of(model, features), features["dataset_name"]
         for group in forced_groups:
@@ -169,8 +209,8 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     distributional = any(model.stream_part("prediction_head", name).is_distributional for name in streams)
     reports = {name: pools_report(forced[name], horizons[name], context_groups) for name in streams}
     if not cfg.multi_stream:
-        return {"distributional_head": distributional, **reports[streams[0]]}
-    report: dict[str, Any] = {"distributional_head": distributional, "streams": reports}
+        return {"distributional_head": distributional, "seasonality": seasonality, **reports[streams[0]]}
+    report: dict[str, Any] = {"distributional_head": distributional, "seasonality": seasonality, "streams": reports}
     if len(streams) == 1:
         report.update(reports[streams[0]])
     return report
@@ -225,7 +265,8 @@ def format_report(report: dict[str, Any]) -> str:
         parts = []
         for name, scores in report["streams"].items():
             parts.append(f"== stream '{name}' (baselines computed inside the stream) ==")
-            parts.append(format_report({"distributional_head": report.get("distributional_head", False), **scores}))
+            parts.append(format_report({"distributional_head": report.get("distributional_head", False),
+                                        "seasonality": report.get("seasonality", 1), **scores}))
         return "\n".join(parts)
     model_is_distributional = report.get("distributional_head", False)
     lines = []
@@ -238,9 +279,10 @@ def format_report(report: dict[str, Any]) -> str:
             continue
         lines.append(f"{title}: {result['vectors']} vectors scored, {result['excluded_vectors']} excluded")
         lines.append(f"  {'':22}" + "".join(f"{name.replace('_accuracy', ''):>12}" for name in METRICS)
-                     + f"{'rel_mse':>12}")
+                     + f"{'rel_mse':>12}{'mase':>12}")
         for name in ("model",) + BASELINES:
-            lines.append(f"  {name:22}" + "".join(_cell(result[name][m]) for m in METRICS + ("relative_mse",)))
+            lines.append(f"  {name:22}" + "".join(_cell(result[name].get(m)) for m in
+                                                  METRICS + ("relative_mse", "mase")))
         verdict = "beats" if result["skill"] > 0 else "does NOT beat"
         lines.append(f"  skill vs persistence: {result['skill']:.4f} (the model {verdict} persistence)")
         if result["ridge"]["mse"] <= result["model"]["mse"]:
@@ -257,8 +299,15 @@ def format_report(report: dict[str, Any]) -> str:
                 lines.append(f"  {name:22}" + "".join(f" {_cell(result[name][m])}" for m in DISTRIBUTION_METRICS))
             if not model_is_distributional:
                 lines.append("  the head is deterministic: its samples are its mean, so its CRPS is its MAE")
+        scores = [score for score in RELATIVE_SCORES if score in result["model"]["relative_to_seasonal_naive"]]
+        lines.append(f"  relative to seasonal naive (m = {report.get('seasonality', 1)}; below 1 beats it):")
+        lines.append(f"  {'':22}" + "".join(f"{score:>12}" for score in scores))
+        for name in ("model",) + BASELINES:
+            relative = result[name]["relative_to_seasonal_naive"]
+            lines.append(f"  {name:22}" + "".join(_cell(relative[score]) for score in scores))
     if lines:
-        lines.append("rel_mse: MSE / persistence MSE (scale-free, as MASE; below 1 beats persistence)")
+        lines.append("rel_mse: MSE / persistence MSE (scale-free; below 1 beats persistence); mase: mean absolute "
+                     "error / the row's in-sample seasonal naive error, per dimension")
     if "datasets" in report:
         lines.extend(format_datasets(report))
     return "\n".join(lines)

@@ -35,6 +35,24 @@ class InferenceArguments:
                           "(cosine) are written beside it in predictions.jsonl (decoding by retrieval)."},
     )
     top_k: int = field(default=5, metadata={"help": "`predict` with `bank`: neighbours per predicted vector."})
+    output_format: Literal["jsonl", "csv", "parquet"] = field(
+        default="jsonl",
+        metadata={"help": "`predict`: `jsonl` (predictions.jsonl and one .safetensors per group), or `csv` / "
+                          "`parquet`: one long table, a line per predicted number, with `mean` and, with "
+                          "`num_samples`, one column per `quantile_levels` level (parquet needs pyarrow: "
+                          "pip install 'wmfactory[tables]')."},
+    )
+    quantile_levels: str = field(
+        default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+        metadata={"help": "Levels of the quantiles computed from the draws (`num_samples`): comma-separated or a YAML "
+                          "list. `predict --output_format csv|parquet` writes one column per level; `eval` scores "
+                          "the weighted quantile loss (WQL) at them."},
+    )
+    seasonality: int = field(
+        default=1,
+        metadata={"help": "`eval`: the season m of the seasonal naive baseline (the vector m steps back) and of MASE's "
+                          "scale (its in-sample error); 1 is persistence. E.g. 4 for quarterly data, 12 for monthly."},
+    )
     plot_rows: int = field(default=4, metadata={"help": "Rows drawn in eval_trajectories.png."})
     export_dir: Optional[str] = field(default=None, metadata={"help": "`export`: where the merged model goes."})
     horizon: int = field(default=15, metadata={"help": "`plan`: predicted vectors (states) planned after each row."})
@@ -76,7 +94,23 @@ class InferenceArguments:
     def __post_init__(self):
         if self.top_k < 1:
             raise ConfigError(f"`top_k` must be at least 1, got {self.top_k}.")
+        if isinstance(self.seasonality, bool) or not isinstance(self.seasonality, int) or self.seasonality < 1:
+            raise ConfigError(f"`seasonality` must be a positive integer, got {self.seasonality!r}.")
         if self.context_groups < 0:
             raise ConfigError("`context_groups` must be >= 0.")
+        levels = self.quantile_levels
+        items = levels if isinstance(levels, (list, tuple)) else str(levels).split(",")
+        try:
+            values = [float(item) for item in items if str(item).strip()]
+        except ValueError:
+            raise ConfigError(f"`quantile_levels` must be numbers between 0 and 1, got {levels!r}.") from None
+        if any(not 0 < v < 1 for v in values) or len(set(values)) != len(values):
+            raise ConfigError(f"`quantile_levels` must be distinct numbers strictly between 0 and 1, got {levels!r}.")
+        self.quantile_levels = ",".join(str(v) for v in sorted(values))
         if self.num_samples < 0 or (self.temperature is not None and not self.temperature > 0):
             raise ConfigError("`num_samples` must be >= 0 and `temperature` > 0.")
+
+    @property
+    def levels(self) -> list[float]:
+        """`quantile_levels` as numbers, ascending."""
+        return [float(item) for item in self.quantile_levels.split(",") if item]

@@ -29,11 +29,12 @@ class WorldModelArguments:
         default="mlp",
         metadata={"help": "Projector embedding_dim -> hidden: `mlp` (Linear-GELU-Linear) or `linear`."},
     )
-    prediction_head_type: Literal["mlp", "linear", "mixture", "diffusion"] = field(
+    prediction_head_type: Literal["mlp", "linear", "mixture", "diffusion", "quantile"] = field(
         default="mlp",
         metadata={"help": "Prediction head hidden -> next vector: `mlp` (Linear-GELU-Linear) or `linear` predict one "
-                          "vector; `mixture` (a Gaussian mixture, trained by likelihood) and `diffusion` (a denoising "
-                          "MLP conditioned on the hidden state) predict a distribution to sample from."},
+                          "vector; `mixture` (a Gaussian mixture, trained by likelihood), `diffusion` (a denoising "
+                          "MLP conditioned on the hidden state) and `quantile` (the quantiles 0.1, ..., 0.9 of each "
+                          "dimension, trained by the pinball loss) predict a distribution to sample from."},
     )
     mixture_components: int = field(
         default=8, metadata={"help": "`mixture` head: number of Gaussian components (diagonal covariances)."}

@@ -13,11 +13,12 @@ from .rows import (
     rollout_windows,
     row_batches,
     stream_sequence,
+    through_last_vector,
     vector_stream,
 )
 
 __all__ = [
     "Continuation", "GroupPrediction", "Sampling", "Session", "context_features", "continue_rows", "continue_stream",
     "emission_order", "generate_groups", "generate_rows", "rollout_windows", "row_batches", "stream_sequence",
-    "teacher_forced", "teacher_forced_rows", "vector_stream",
+    "teacher_forced", "teacher_forced_rows", "through_last_vector", "vector_stream",
 ]

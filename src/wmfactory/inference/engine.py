@@ -11,7 +11,7 @@ import torch
 
 from ..extras.errors import DataError
 from .decoder import IncrementalDecoder, padded_segments, right_padded
-from .rows import Layout, RowTensors, Sampling, next_vectors, padded_history, with_conditions
+from .rows import Layout, RowTensors, Sampling, padded_history, with_conditions
 
 def emission_order(streams: list[str], pattern: Optional[list[str]] = None) -> Iterator[str]:
     """The streams of the vectors after a row, one per vector: `pattern` repeated, or else the row's own pattern
@@ -85,6 +85,8 @@ class Continuation:
         self.given: dict[str, list[torch.Tensor]] = {}
         self.generated = 0
         self.turns_left = steps * (len(self.dims) + 1) + len(self.dims)  # bounded: a pattern without a predicted one
+        self.latest: Optional[tuple[str, torch.Tensor]] = None  # the predicted vector of the last step, if any
+        self.error: Optional[DataError] = None
 
     def _per_trajectory(self, name: str, values: torch.Tensor, samples: int) -> torch.Tensor:
         values = values.to(self.row.vectors.device, torch.float32)
@@ -96,43 +98,64 @@ class Continuation:
 
     @property
     def done(self) -> bool:
-        return self.generated == self.steps
+        return self.generated >= self.steps
 
-    def next_vector(self, hidden: torch.Tensor) -> tuple[str, torch.Tensor]:
-        """The next vector `[count, d]` after the hidden states `[count, h]` of the row's trajectories, and its
-        stream."""
+    def stop(self) -> None:
+        """End this continuation at the next step, with what it has made so far."""
+        self.steps = self.generated
+
+    def fail(self, error: DataError) -> None:
+        self.error = error
+        self.stop()
+
+    def next_stream(self) -> str:
+        """The stream of the next vector, by the row's pattern."""
         if self.turns_left == 0:
             raise DataError(f"the rollout pattern {self.pattern} holds no predicted stream.")
         self.turns_left -= 1
-        name = next(self.order)
-        if self.config.is_condition(name):
-            given = self.conditions.get(name)
-            if given is None or self.used[name] >= given.shape[1]:
-                have = 0 if given is None else given.shape[1]
-                raise DataError(f"the rollout needs condition vectors of stream '{name}' beyond the {have} given "
-                                f"(pass `conditions={{'{name}': array [k, {self.dims[name]}]}}` with enough rows for "
-                                f"{self.steps} steps).")
-            vector = given[:, self.used[name]]
-            self.used[name] += 1
-            self.given.setdefault(name, []).append(vector)
-        else:
-            recent = self.recent.get(name, [])
-            if self.config.predict_residual == "ridge":
-                previous = padded_history(torch.stack(recent, dim=1), self.k) if recent else hidden.new_zeros(
-                    (self.count, self.k, self.dims[name]), dtype=torch.float32)
-                if self.config.frame_conditions:
-                    previous = with_conditions(previous, [self._recent_of(c, dc) for c, dc in
-                                                          self.config.frame_conditions], self.k)
-                count = len(recent)
-            else:
-                previous, count = (recent[0] if recent else None), None
-            vector = next_vectors(self.model, hidden, previous, self.sampling, self.generator, name, self.dims[name],
-                                  count)
-            self.out.setdefault(name, []).append(vector)
-            self.generated += 1
+        return next(self.order)
+
+    def condition_vector(self, name: str) -> torch.Tensor:
+        """The next given vector of condition stream `name` `[count, d]`, taken and remembered."""
+        given = self.conditions.get(name)
+        if given is None or self.used[name] >= given.shape[1]:
+            have = 0 if given is None else given.shape[1]
+            raise DataError(f"the rollout needs condition vectors of stream '{name}' beyond the {have} given "
+                            f"(pass `conditions={{'{name}': array [k, {self.dims[name]}]}}` with enough rows for "
+                            f"{self.steps} steps).")
+        vector = given[:, self.used[name]]
+        self.used[name] += 1
+        self.given.setdefault(name, []).append(vector)
+        self._remember(name, vector)
+        return vector
+
+    def frame_inputs(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the head's frame reads before the next vector of `name`, for each trajectory: the previous vector of
+        the stream `[count, d]` and whether there is one `[count]`; with a ridge frame the last k vectors `[count,
+        k, d (+ the conditions' widths)]` and how many there are `[count]` (as `WorldModel.frame_inputs` lays them
+        out for a row)."""
+        recent = self.recent.get(name, [])
+        device = self.row.vectors.device
+        if self.config.predict_residual == "ridge":
+            previous = padded_history(torch.stack(recent, dim=1), self.k) if recent else torch.zeros(
+                (self.count, self.k, self.dims[name]), device=device)
+            if self.config.frame_conditions:
+                previous = with_conditions(previous, [self._recent_of(c, dc) for c, dc in
+                                                      self.config.frame_conditions], self.k)
+            return previous, torch.full((self.count,), len(recent), dtype=torch.long, device=device)
+        previous = recent[0] if recent else torch.zeros((self.count, self.dims[name]), device=device)
+        return previous, torch.full((self.count,), bool(recent), dtype=torch.bool, device=device)
+
+    def add_predicted(self, name: str, vector: torch.Tensor) -> None:
+        """Record the predicted vector `[count, d]` of stream `name`."""
+        self.out.setdefault(name, []).append(vector)
+        self.generated += 1
+        self.latest = (name, vector)
+        self._remember(name, vector)
+
+    def _remember(self, name: str, vector: torch.Tensor) -> None:
         self.recent.setdefault(name, []).insert(0, vector)
         del self.recent[name][self.k:]
-        return name, vector
 
     def _recent_of(self, name: str, d: int) -> torch.Tensor:
         """The last k vectors of stream `name` so far `[count, n, d]` (most recent first; n = 0 when none)."""
@@ -185,28 +208,85 @@ class Session:
         return rows
 
     @torch.no_grad()
-    def stream(self, steps: int | list[int], forks: int = 1, conditions=None, sampling: Optional[Sampling] = None,
-               pattern: Optional[list[str]] = None) -> Iterator[list[Continuation]]:
-        """`run`, yielding the rows' continuations after every step (a server sends each new vector as it is made;
-        a row that is done stays as it is). The last yield holds every row finished."""
+    def stream(self, steps: int | list[int], forks: int = 1, conditions=None, sampling=None, pattern=None,
+               isolate_errors: bool = False) -> Iterator[list[Continuation]]:
+        """`run`, yielding the rows' continuations after every step: a server sends each row's `latest` vector as it
+        is made, and may `stop()` a row (its client left) or hand a row its result once it is `done`. `steps`,
+        `conditions`, `sampling` and `pattern` are one for every row or a list, one per row (the rows' samplings
+        must draw the same number of samples; their seeds and temperatures may differ). With `isolate_errors`, a
+        row whose continuation fails (its given conditions run out) ends with its `error` and the others go on;
+        otherwise the error is raised. The last yield holds every row done."""
         count_rows = len(self.rows)
-        steps = [steps] * count_rows if isinstance(steps, int) else list(steps)
-        conditions = conditions if isinstance(conditions, list) else [conditions] * count_rows
-        rows = [Continuation(self.model, row, n, sampling, given, pattern, forks)
-                for row, n, given in zip(self.rows, steps, conditions)]
+
+        def per_row(value, scalar) -> list:
+            return list(value) if isinstance(value, list) and not scalar(value) else [value] * count_rows
+
+        steps = per_row(steps, lambda v: False)
+        conditions = per_row(conditions, lambda v: False)
+        sampling = per_row(sampling, lambda v: False)
+        pattern = per_row(pattern, lambda v: all(isinstance(name, str) for name in v))
+        rows = [Continuation(self.model, row, n, s, given, p, forks)
+                for row, n, s, given, p in zip(self.rows, steps, sampling, conditions, pattern)]
         count = rows[0].count
+        if any(row.count != count for row in rows):
+            raise DataError("the rows of one batch must draw the same number of samples.")
         decoder = self.prefix.copy()
         decoder.fork(count)
         width = decoder.last_hidden.shape[-1]
         while not all(row.done for row in rows):
             hidden = decoder.last_hidden.view(count_rows, count, -1)  # [rows, count, h]
-            segments = []
-            for row, row_hidden in zip(rows, hidden):
-                if row.done:
-                    segments.append(hidden.new_zeros((count, 0, width), dtype=self.dtype))
-                    continue
-                name, vector = row.next_vector(row_hidden)
-                segments.append(self.model.project(vector, stream=name)[:, None].to(self.dtype))  # [count, 1, h]
+            fed = self._step(rows, hidden, isolate_errors)
             if not all(row.done for row in rows):
-                decoder.feed(*padded_segments(segments))
+                decoder.feed(*self._segments(fed, count, width, decoder.last_hidden))
             yield rows
+
+    def _step(self, rows: list[Continuation], hidden: torch.Tensor, isolate_errors: bool) -> dict[int, tuple]:
+        """Every live row's next vector -> {row: (stream, vector [count, d])}. The head's means of one stream are
+        computed for all rows that need one at once; draws (each row has its own generator) and heads whose mean is
+        itself a Monte-Carlo average (diffusion: it depends on how many vectors it is given) row by row."""
+        fed: dict[int, tuple] = {}
+        waiting: dict[str, list[int]] = {}
+        for i, row in enumerate(rows):
+            row.latest = None
+            if row.done:
+                continue
+            try:
+                name = row.next_stream()
+                if row.config.is_condition(name):
+                    fed[i] = (name, row.condition_vector(name))
+                elif row.sampling is None and self.model.stream_part("prediction_head", name).mean_is_cheap:
+                    waiting.setdefault(name, []).append(i)
+                else:
+                    previous, known = row.frame_inputs(name)
+                    vector = (self.model.vectors_from_hidden(hidden[i], previous, known, name)[1]
+                              if row.sampling is None else
+                              self.model.sample_vectors(hidden[i], previous, known, 1, row.sampling.temperature,
+                                                        row.generator, name)[0])
+                    row.add_predicted(name, vector)
+                    fed[i] = (name, vector)
+            except DataError as err:
+                if not isolate_errors:
+                    raise
+                row.fail(err)
+        for name, chosen in waiting.items():
+            frames = [rows[i].frame_inputs(name) for i in chosen]
+            previous = torch.cat([p for p, _ in frames])
+            known = torch.cat([k for _, k in frames])
+            means = self.model.vectors_from_hidden(hidden[chosen].flatten(0, 1), previous, known, name)[1]
+            for i, vector in zip(chosen, means.view(len(chosen), -1, means.shape[-1])):
+                rows[i].add_predicted(name, vector)
+                fed[i] = (name, vector)
+        return fed
+
+    def _segments(self, fed: dict[int, tuple], count: int, width: int,
+                  like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next position of every row: its fed vector through its stream's projector (one call per stream),
+        nothing for a row that fed none -> (`[rows * count, 1 or 0, h]`, lengths)."""
+        projected: dict[int, torch.Tensor] = {}
+        for name in {name for name, _ in fed.values()}:
+            chosen = [i for i, (other, _) in fed.items() if other == name]
+            out = self.model.project(torch.cat([fed[i][1] for i in chosen]), stream=name).to(self.dtype)
+            for i, part in zip(chosen, out.view(len(chosen), count, -1)):
+                projected[i] = part[:, None]
+        empty = like.new_zeros((count, 0, width), dtype=self.dtype)
+        return padded_segments([projected.get(i, empty) for i in range(len(self.rows))])

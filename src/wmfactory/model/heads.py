@@ -283,6 +283,60 @@ class DiffusionHead(PredictionHead):
         return frame.to_normalized(x.view(num_samples, n, self.embedding_dim))
 
 
+class QuantileHead(PredictionHead):
+    """Quantiles of each dimension of the next vector at fixed levels (as Chronos-Bolt and TimesFM), trained by the
+    pinball loss: `params` = the quantiles `[n, Q, d]` in head units, sorted along the levels so that they never
+    cross. The distribution is the piecewise-linear quantile function through them, continued linearly from the
+    outer two levels to 0 and 1; the mean is its mean (the mean of the quantiles at the levels 0.1, ..., 0.9, which
+    are the midpoints of Q equal bins, is a close approximation; it is used as it is). Samples invert that function
+    at uniform draws, each dimension with its own draw; `temperature` scales them about the median."""
+
+    LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+    def __init__(self, hidden_size: int, embedding_dim: int):
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.net = build_mlp("mlp", hidden_size, hidden_size, len(self.LEVELS) * embedding_dim)
+        self.register_buffer("levels", torch.tensor(self.LEVELS), persistent=False)
+
+    def start_at_frame(self) -> None:
+        last = [m for m in self.net.modules() if isinstance(m, nn.Linear)][-1]
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        quantiles = self.net(hidden).float().view(hidden.shape[0], len(self.LEVELS), self.embedding_dim)
+        return quantiles.sort(dim=1).values  # [n, Q, d], non-decreasing in the level
+
+    def loss(self, params: torch.Tensor, target: torch.Tensor, frame: Frame) -> torch.Tensor:
+        """The pinball loss of each level, in normalised units, averaged over levels and dimensions: `[n]`."""
+        shift = frame.shift[:, None, :] if frame.shift.dim() == 2 else frame.shift
+        error = target[:, None, :] - (shift + params * frame.scale)  # [n, Q, d]
+        levels = self.levels[None, :, None]
+        return torch.maximum(levels * error, (levels - 1) * error).mean(dim=(1, 2))
+
+    def mean(self, params: torch.Tensor, frame: Frame) -> torch.Tensor:
+        return frame.to_normalized(params.mean(dim=1))
+
+    def sample(self, params, frame, num_samples=1, temperature=1.0, generator=None) -> torch.Tensor:
+        n, q, d = params.shape
+        levels = self.levels
+        # the quantile function at 0 and 1: the outer segments continued
+        low = params[:, :1] - levels[0] * (params[:, 1:2] - params[:, :1]) / (levels[1] - levels[0])
+        high = params[:, -1:] + (1 - levels[-1]) * (params[:, -1:] - params[:, -2:-1]) / (levels[-1] - levels[-2])
+        knots = torch.cat([low, params, high], dim=1)  # [n, Q + 2, d]
+        at = torch.cat([levels.new_zeros(1), levels, levels.new_ones(1)])  # [Q + 2]
+        draws = torch.rand((num_samples, n, d), generator=generator, device=params.device)
+        upper = torch.searchsorted(at, draws.clamp(0, 1).reshape(-1)).clamp(1, q + 1).view(num_samples, n, d)
+        left, right = at[upper - 1], at[upper]
+        rows = torch.arange(n, device=params.device)[None, :, None]
+        dims = torch.arange(d, device=params.device)[None, None, :]
+        value_left, value_right = knots[rows, upper - 1, dims], knots[rows, upper, dims]
+        u = value_left + (draws - left) / (right - left) * (value_right - value_left)  # [S, n, d]
+        median = params[:, q // 2][None]
+        return frame.to_normalized(median + temperature * (u - median))
+
+
 def build_mlp(kind: str, in_features: int, hidden: int, out_features: int) -> nn.Module:
     """`linear`: one Linear; `mlp`: Linear-GELU-Linear (the projector's and the deterministic heads' shapes)."""
     if kind == "linear":
@@ -311,6 +365,11 @@ def mixture_head(config, embedding_dim: int) -> PredictionHead:
 @register_head("diffusion")
 def diffusion_head(config, embedding_dim: int) -> PredictionHead:
     return DiffusionHead(config.hidden_size, embedding_dim, config.diffusion_steps)
+
+
+@register_head("quantile")
+def quantile_head(config, embedding_dim: int) -> PredictionHead:
+    return QuantileHead(config.hidden_size, embedding_dim)
 
 
 @register_head("linear")

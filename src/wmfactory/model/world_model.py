@@ -25,6 +25,7 @@ from transformers.utils import ModelOutput
 from ..data.collator import lm_label_index as lm_label_positions
 from ..data.collator import lm_label_mask
 from ..extras.errors import ConfigError, DataError
+from . import tables
 from .config import WorldModelConfig
 from .files import damaged_weights
 from .heads import (
@@ -345,8 +346,7 @@ class WorldModel(PreTrainedModel):
             embedding_target_index = embedding_is_target.nonzero().squeeze(1)
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)  # [v, W]
-        rows = embedding_positions if embedding_rows is None else torch.stack(
-            [embedding_rows, embedding_positions[:, 1]], dim=1)  # (row, position): whose previous vectors
+        rows = frame_rows(embedding_positions, embedding_rows)
         previous, has_previous = self.frame_inputs(embedding_vectors, rows, streams)
         targets = embedding_is_target
         inputs = z
@@ -444,14 +444,20 @@ class WorldModel(PreTrainedModel):
         embedding_is_target: torch.Tensor,
         attention_mask: Optional[torch.Tensor] = None,
         embedding_streams: Optional[torch.Tensor] = None,
-        **unused,
+        position_ids: Optional[torch.Tensor] = None,
+        embedding_rows: Optional[torch.Tensor] = None,
+        **losses_only,
     ) -> list[tuple[str, Any, Frame, torch.Tensor]]:
-        """Per predicted stream, the head's distribution over each target vector of a collated batch, from the true
-        vectors before it (no training noise): (stream, `params`, `frame`, the targets `[n, d]` normalised)."""
+        """Per predicted stream, the head's distribution over each target vector of a collated batch (packed or not,
+        as `forward` reads it), from the true vectors before it (no training noise): (stream, `params`, `frame`,
+        the targets `[n, d]` normalised). `losses_only`: the batch's keys that only the losses read (labels,
+        counts)."""
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)
-        previous, has_previous = self.frame_inputs(embedding_vectors, embedding_positions, streams)
-        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask)
+        previous, has_previous = self.frame_inputs(embedding_vectors,
+                                                   frame_rows(embedding_positions, embedding_rows), streams)
+        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask,
+                                    position_ids)
         out = []
         for name, d, chosen, _ in self._target_heads(streams, embedding_is_target):
             _, params, frame = self._head_on(name, d, chosen, hidden, embedding_positions, previous, has_previous)
@@ -559,6 +565,10 @@ class WorldModel(PreTrainedModel):
         return rollout(self, row, steps, dataset_dir, context_groups, num_samples, temperature, seed, conditions,
                        pattern, from_last_vector)
 
+    def predict_df(self, df, future_df=None, **options):
+        """Forecasts of every series of the long table `df` as a long table with quantiles (`model/tables.py`)."""
+        return tables.predict_df(self, df, future_df, **options)
+
     def predict_next(self, row: Row, dataset_dir: Optional[str] = None, num_samples: Optional[int] = None,
                      temperature: Optional[float] = None, seed: Optional[int] = None) -> list:
         """Teacher-forced predictions for every target group of `row`; see `wmfactory.inference.row_api`."""
@@ -593,6 +603,14 @@ class WorldModel(PreTrainedModel):
 
 
 AutoModel.register(WorldModelConfig, WorldModel)
+
+
+def frame_rows(embedding_positions: torch.Tensor, embedding_rows: Optional[torch.Tensor]) -> torch.Tensor:
+    """(row, position) of each vector `[v, 2]`: the row whose previous vectors it reads; with packed rows the packed
+    row (`embedding_rows`), not the shared sequence it sits in."""
+    if embedding_rows is None:
+        return embedding_positions
+    return torch.stack([embedding_rows, embedding_positions[:, 1]], dim=1)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,123 @@
+"""`from_dataframe`: a long table -> rows whose vectors are the table's values, windows as documented, and one clear
+line per bad table."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wmfactory.data import from_dataframe
+from wmfactory.data.rows import encode_row
+from wmfactory.data.tables import window_starts
+from wmfactory.extras.errors import ConfigError, DataError
+from wmfactory.inference import stream_sequence, vector_stream
+
+
+
+def table(n: int = 13, ids=("a", "b")) -> pd.DataFrame:
+    """Two monthly series with two targets and one known covariate, every value distinct."""
+    parts = []
+    for i, key in enumerate(ids):
+        t = np.arange(n)
+        parts.append(pd.DataFrame({"item_id": key, "timestamp": pd.date_range("2021-01-01", periods=n, freq="MS"),
+                                   "sales": 100.0 * i + t, "price": 0.5 * t - i, "promo": (t % 3 == 0) * 1.0 + i}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def rows_of(path: str) -> list[dict]:
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_windows_end_at_the_last_step_and_one_starts_at_the_first():
+    assert window_starts(13, 7, 3) == [0, 3, 6]
+    assert window_starts(14, 7, 3) == [0, 1, 4, 7]
+    assert window_starts(5, 7, 3) == [0]
+    assert window_starts(7, 7, 1) == [0]
+
+
+def test_rows_hold_the_tables_values_in_order(tmp_path, tokenizer):
+    df = table()
+    path = from_dataframe(df, "item_id", "timestamp", ["sales", "price"], known_covariates=["promo"],
+                          context_length=4, prediction_length=3, out_dir=str(tmp_path), name="shop")
+    rows = rows_of(path)
+    assert len(rows) == 2 * 3  # windows [0, 3, 6] of 7 steps in each series of 13
+    info = json.loads((tmp_path / "dataset_info.json").read_text())["shop"]
+    assert info["table"]["targets"] == ["sales", "price"] and info["table"]["freq"] == "MS"
+    assert info["table"]["stride"] == 3
+    for row in rows:
+        part = df[df.item_id == row["series"]].set_index("timestamp")
+        stamps = pd.to_datetime(row["timestamps"])
+        features = encode_row(row, tokenizer, "empty", "next", {"x": 1, "y": 2}, str(tmp_path), ("x",))
+        vectors = vector_stream(features)
+        streams = stream_sequence(features)
+        assert streams == ["x", "y"] * len(stamps)  # the covariate of each step before its target
+        np.testing.assert_array_equal(vectors[1::2, :2], part.loc[stamps, ["sales", "price"]].to_numpy(np.float32))
+        np.testing.assert_array_equal(vectors[0::2, :1], part.loc[stamps, ["promo"]].to_numpy(np.float32))
+        # every target after the first is a target; the covariates never are
+        assert features["embedding_is_target"] == [False, False] + [False, True] * (len(stamps) - 1)
+    last = [row for row in rows if row["series"] == "b"][-1]
+    assert last["timestamps"][-1] == "2022-01-01T00:00:00"
+
+
+def test_one_stream_without_covariates_and_integer_time_stamps(tmp_path, tokenizer):
+    df = pd.DataFrame({"id": 7, "t": np.arange(10, 30, 2), "v": np.linspace(-1, 1, 10)})
+    path = from_dataframe(df, "id", "t", "v", context_length=3, prediction_length=2, out_dir=str(tmp_path),
+                          name="ints", stride=1)
+    rows = rows_of(path)
+    assert len(rows) == 6 and rows[0]["timestamps"] == ["10", "12", "14", "16", "18"]
+    assert rows[0]["messages"][0]["content"] == "<y>" * 5
+    features = encode_row(rows[-1], tokenizer, "empty", "next", 1, str(tmp_path))
+    np.testing.assert_array_equal(vector_stream(features)[:, 0], df.v.to_numpy(np.float32)[-5:])
+
+
+def test_boolean_covariates_are_zero_and_one(tmp_path, tokenizer):
+    df = table(n=5).assign(promo=lambda d: d.promo > 0.5)
+    rows = rows_of(from_dataframe(df, "item_id", "timestamp", ["sales"], known_covariates=["promo"],
+                                  context_length=3, prediction_length=2, out_dir=str(tmp_path), name="flags"))
+    features = encode_row(rows[0], tokenizer, "empty", "next", {"x": 1, "y": 1}, str(tmp_path), ("x",))
+    np.testing.assert_array_equal(vector_stream(features)[0::2, 0], df.promo[df.item_id == "a"].to_numpy(float))
+
+
+def test_a_series_text_opens_its_rows(tmp_path):
+    df = table(n=6).assign(about=lambda d: "store " + d.item_id)
+    rows = rows_of(from_dataframe(df, "item_id", "timestamp", ["sales"], text_column="about", context_length=3,
+                                  prediction_length=3, out_dir=str(tmp_path), name="t"))
+    assert rows[0]["messages"][0]["content"] == "store a " + "<y>" * 6
+
+
+def bad(tmp_path, df, **options):
+    keys = {"id_column": "item_id", "timestamp_column": "timestamp", "targets": ["sales"],
+            "context_length": 4, "prediction_length": 2, "out_dir": str(tmp_path), "name": "bad", **options}
+    with pytest.raises(DataError) as caught:
+        from_dataframe(df, **keys)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+def test_each_bad_table_gives_one_clear_line(tmp_path):
+    df = table()
+    twice = pd.concat([df, df.iloc[[3]]], ignore_index=True)
+    assert "id 'a' has the time stamp 2021-04-01 00:00:00 more than once" in bad(tmp_path, twice)
+    words = df.assign(sales=df.sales.astype(str))
+    assert "column 'sales' must be numeric, got dtype" in bad(tmp_path, words)
+    gap = df.copy()
+    gap.loc[5, "sales"] = np.nan
+    assert "column 'sales' has a missing or infinite value at line 5 (id 'a'" in bad(tmp_path, gap)
+    irregular = df.drop(index=[4])
+    assert "the time stamps of id 'a' are not evenly spaced; pass `freq`" in bad(tmp_path, irregular)
+    assert ("id 'a' does not step by MS from 2021-04-01 00:00:00: the next time stamp is 2021-06-01 00:00:00, "
+            "expected 2021-05-01 00:00:00") in bad(tmp_path, irregular, freq="MS")
+    assert "column 'promo2' not found" in bad(tmp_path, df, known_covariates=["promo2"])
+    assert "column 'promo' must be numeric" in bad(tmp_path, df.assign(promo="yes"), known_covariates=["promo"])
+    assert "column 'note' not found" in bad(tmp_path, df, text_column="note")
+    ints = pd.DataFrame({"item_id": 1, "timestamp": [1, 2, 4, 5], "sales": 1.0})
+    assert "id 1 does not step by 1 from 2: the next time stamp is 4, expected 3" in bad(tmp_path, ints)
+
+
+def test_past_covariates_are_refused_until_they_have_a_stream_kind(tmp_path):
+    with pytest.raises(ConfigError, match="covariates seen only in the history are not supported yet"):
+        from_dataframe(table(), "item_id", "timestamp", ["sales"], past_covariates=["price"], out_dir=str(tmp_path))
+    assert not (tmp_path / "dataset_info.json").exists()
