@@ -1,5 +1,5 @@
-"""The Evaluate tab: `wmfactory eval` on a run folder and a dataset; the report as tables (model against
-persistence, linear extrapolation, the training mean and ridge; teacher-forced and per horizon; CRPS and coverage
+"""The Evaluate tab: `wmfactory eval` on a run folder and a dataset; the report as tables (the model against
+every baseline of `eval`; teacher-forced and per horizon; CRPS and coverage
 when samples are drawn) and its plots."""
 
 import os
