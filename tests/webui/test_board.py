@@ -85,6 +85,13 @@ def test_every_key_of_the_train_command_is_in_the_form(board):
     labels = {getattr(block, "label", None) for block in board["app"].blocks.values()}
     assert len(keys) > 150
     assert [key for key in keys if key not in labels] == []
+    from wmfactory.webui.forms import COMMON_TRAINING_KEYS, OTHER_TRAINING_SECTION
+    from wmfactory.hparams import TrainingArguments
+
+    assert set(COMMON_TRAINING_KEYS) <= {f.name for f in dataclasses.fields(TrainingArguments)}
+    sections = {f.name: f.section for f in form_fields()}
+    assert sections["learning_rate"] == "Output and training loop" and sections["adam_beta1"] == OTHER_TRAINING_SECTION
+    assert sections["condition_streams"] == "World model" and sections["lora_rank"] == "Model and method"
     helps = {f.name: f.help for f in form_fields()}
     assert helps["embedding_loss_weight"] == "Weight of the embedding loss."  # the dataclass's own help text
 

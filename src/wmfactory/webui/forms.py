@@ -161,8 +161,8 @@ def form_config(fields: list[FormField], values: list[Any]) -> dict[str, Any]:
         if text == field.default and field.name not in ALWAYS_WRITTEN:
             continue
         raw[field.name] = _value_of(text)
-    config = {key: value for key, value in normalize_args({k: v for k, v in raw.items() if v is not None},
-                                                          TRAIN_DATACLASSES).items()}
+    # an emptied input means "not set": the key keeps its default, as when a YAML file leaves it out
+    config = normalize_args({key: value for key, value in raw.items() if value is not None}, TRAIN_DATACLASSES)
     return {field.name: config[field.name] for field in fields if field.name in config}
 
 
