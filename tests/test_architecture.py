@@ -10,7 +10,8 @@ from wmfactory.train.wm.trainer import WorldModelTrainer
 
 SOURCE = Path(__file__).resolve().parents[1] / "src" / "wmfactory"
 # bottom to top; a module may import its own layer and the layers before it
-LAYERS = ["extras", "hparams", "data", "encode", "model", "inference", "eval", "train", "commands", "api", "cli"]
+LAYERS = ["extras", "hparams", "data", "encode", "model", "inference", "eval", "train", "commands", "api", "webui",
+          "cli"]
 # the one import upwards: WorldModel's row methods (rollout, predict_next, plan) are thin wrappers that import the
 # inference engine when called
 UPWARD = {("model/world_model.py", "inference")}

@@ -44,3 +44,5 @@ register_command("export", "merge a LoRA adapter into the base weights (export_d
                  "run_export")
 register_command("api", "serve a trained world model over HTTP (rollout, predict_next, nearest, plan; batched)",
                  "wmfactory.api.server", "run_api")
+register_command("webui", "a web board: train from a form and watch the curves, evaluate, explore rollouts and "
+                          "counterfactuals, compare runs (gradio)", "wmfactory.webui.command", "run_webui")

@@ -28,6 +28,7 @@ from .finetuning_args import FinetuningArguments
 from .inference_args import InferenceArguments
 from .model_args import ModelArguments
 from .training_args import TrainingArguments
+from .webui_args import WebuiArguments
 from .world_model_args import WorldModelArguments
 
 logger = get_logger(__name__)
@@ -464,6 +465,7 @@ HELP_GROUPS = {
     "encode": (EncodeArguments,),
     "retrieve": (RetrieveArguments,),
     "api": (ApiArguments, ModelArguments, InferenceArguments),
+    "webui": (WebuiArguments,),
 }
 
 
