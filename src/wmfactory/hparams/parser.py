@@ -202,6 +202,8 @@ def _coerce(key: str, value: Any, annotation: Any) -> Any:
     if annotation is str and not isinstance(value, str):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return str(value)
+        if key == "resume_from_checkpoint" and value is True:  # `resume_from_checkpoint: true`: the newest one
+            return "true"
         raise ConfigError(f"`{key}` must be a string, got {type(value).__name__} '{_short(value)}'.")
     return value
 
