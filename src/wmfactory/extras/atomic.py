@@ -64,14 +64,13 @@ def _remove(path: str) -> None:
             os.remove(path)
 
 
-def save_with(path: str, save: Callable[[str], Any]) -> None:
-    """`save(temporary_path)` writes the file (a library's own writer: safetensors, json), then it takes `path`'s
-    place. The writer must not infer the format from the temporary name's suffix."""
+@contextlib.contextmanager
+def _replacing(path: str) -> Iterator[str]:
+    """A temporary name beside `path`; when the block ends without error, the file written there takes `path`'s
+    place. On any error the temporary file is removed, and a full disk (or another write failure) is one line."""
     temporary = partial_name(path)
     try:
-        save(temporary)
-        with open(temporary, "rb+") as f:
-            os.fsync(f.fileno())
+        yield temporary
         os.replace(temporary, path)
     except BaseException as err:
         _remove(temporary)
@@ -79,24 +78,25 @@ def save_with(path: str, save: Callable[[str], Any]) -> None:
             raise cannot_write(path, failure) from None
         raise
     _sync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+def save_with(path: str, save: Callable[[str], Any]) -> None:
+    """`save(temporary_path)` writes the file (a library's own writer: safetensors, json), then it takes `path`'s
+    place. The writer must not infer the format from the temporary name's suffix."""
+    with _replacing(path) as temporary:
+        save(temporary)
+        with open(temporary, "rb+") as f:
+            os.fsync(f.fileno())
 
 
 @contextlib.contextmanager
 def open_atomic(path: str, mode: str = "w", encoding: str | None = "utf-8") -> Iterator:
     """`with open_atomic(path) as f: f.write(...)`: the file appears at `path` when the block ends without error."""
-    temporary = partial_name(path)
-    try:
+    with _replacing(path) as temporary:
         with open(temporary, mode, encoding=None if "b" in mode else encoding) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException as err:
-        _remove(temporary)
-        if (failure := as_os_error(err)) is not None and failure.errno in WRITE_FAILURES:
-            raise cannot_write(path, failure) from None
-        raise
-    _sync_folder(os.path.dirname(os.path.abspath(path)))
 
 
 def write_bytes(path: str, content: bytes) -> None:
