@@ -388,6 +388,9 @@ def _check_training_values(training: TrainingArguments, finetuning: FinetuningAr
     if resume and str(resume).lower() != "true" and not os.path.isdir(resume):
         raise ConfigError(f"`resume_from_checkpoint` '{resume}' is not a folder (use a checkpoint-N folder, or true "
                           "for the newest one in output_dir).")
+    if not all(isinstance(name, str) and name for name in training.report_to):
+        raise ConfigError(f"`report_to` must name trackers (tensorboard, wandb, trackio, ... or none), got "
+                          f"{training.report_to!r}.")
     missing = [name for name in training.report_to if name not in ("none", "all") and not _tracker_installed(name)]
     if missing:
         raise ConfigError(f"`report_to` names {', '.join(missing)}, which is not installed: `pip install "
