@@ -1,5 +1,6 @@
 """`report_to`: the trackers LLaMA-Factory offers beside tensorboard and wandb, trackio (local-first) and swanlab,
-are Hugging Face integrations; a missing package is one line naming what to install."""
+are Hugging Face integrations; a missing package is one line naming what to install. swanlab 0.8 and later raise
+where transformers' callback asks whether a run exists (`extras.compat.swanlab_callback` answers for them)."""
 
 import importlib.util
 import json
@@ -50,3 +51,25 @@ def test_trackio_records_the_loss_parts_locally(tmp_path):
     assert [m["train/global_step"] for m in logged] == [r["current_steps"] for r in ours] == [1, 2, 3]
     assert [m["train/embedding_loss"] for m in logged] == pytest.approx([r["embedding_loss"] for r in ours])
     assert [m["train/lm_loss"] for m in logged] == pytest.approx([r["lm_loss"] for r in ours])
+
+
+def test_swanlab_records_the_loss_parts_offline(tmp_path, monkeypatch):
+    swanlab = pytest.importorskip("swanlab")
+    from wmfactory.train.tuner import run_exp
+
+    logged = []
+    log = swanlab.log
+    monkeypatch.setattr(swanlab, "log", lambda data, *a, **k: (logged.append(dict(data)), log(data, *a, **k))[1])
+    monkeypatch.setenv("SWANLAB_MODE", "offline")
+    monkeypatch.chdir(tmp_path)  # the offline run's folder is ./swanlog
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=8)
+    try:
+        run_exp(train_args(tmp_path / "out", data_dir, report_to="swanlab", run_name="tiny"))
+    finally:
+        swanlab.finish()
+    steps = [m for m in logged if "train/embedding_loss" in m]
+    ours = [json.loads(line) for line in open(tmp_path / "out" / "trainer_log.jsonl")]
+    assert [m["train/global_step"] for m in steps] == [r["current_steps"] for r in ours] == [1, 2, 3]
+    assert [m["train/embedding_loss"] for m in steps] == pytest.approx([r["embedding_loss"] for r in ours])
+    assert [m["train/lm_loss"] for m in steps] == pytest.approx([r["lm_loss"] for r in ours])
+    assert any((tmp_path / "swanlog").iterdir())  # the offline run's folder

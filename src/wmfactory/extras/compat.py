@@ -49,3 +49,31 @@ def quiet_gradient_checkpointing_warning():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=GRADIENT_CHECKPOINTING_WARNING, category=FutureWarning)
         yield
+
+
+class _SwanLabWithoutRunIsNone:
+    """The swanlab module, except that `get_run()` before `swanlab.init` answers None (swanlab < 0.8) instead of
+    raising RuntimeError (0.8 and later)."""
+
+    def __init__(self, module):
+        self._module = module
+
+    def __getattr__(self, name):
+        return getattr(self._module, name)
+
+    def get_run(self):
+        try:
+            return self._module.get_run()
+        except RuntimeError:
+            return None
+
+
+def swanlab_callback():
+    """transformers' `SwanLabCallback`, able to start its run with every swanlab release. Its `setup` starts a run
+    only where `swanlab.get_run()` is None, which swanlab 0.8 and later raise instead of returning; the callback
+    holds the module as `_swanlab`, which is wrapped here."""
+    from transformers.integrations import SwanLabCallback
+
+    callback = SwanLabCallback()
+    callback._swanlab = _SwanLabWithoutRunIsNone(callback._swanlab)
+    return callback

@@ -7,6 +7,7 @@ from typing import Optional
 import numpy as np
 import torch
 from transformers import ProgressCallback, TrainerCallback
+from transformers.integrations import SwanLabCallback
 
 from ...data import WorldModelDataCollator, get_dataset, get_template
 from ...data.loader import rows_with_targets
@@ -14,6 +15,7 @@ from ...data.collator import collator_view
 from ...data.streams import conditions_never_followed, resolve_streams
 from ...hparams.world_model_args import parse_patterns
 from ...eval.plots import plot_loss
+from ...extras.compat import swanlab_callback
 from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
 from ...hparams import TrainArgs
@@ -100,6 +102,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
 
     if trainer.pop_callback(ProgressCallback) is not None:  # present unless `disable_tqdm`
         trainer.add_callback(LogFriendlyProgressCallback)
+    if trainer.pop_callback(SwanLabCallback) is not None:  # `report_to` names swanlab (or all)
+        trainer.add_callback(swanlab_callback())
     if training_args.do_train:
         preemption = PreemptionCallback()
         trainer.add_callback(preemption)
