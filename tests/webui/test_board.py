@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import TINY_MODEL, write_controlled_dataset
+from conftest import TINY_MODEL, rotation_matrix, write_controlled_dataset
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -19,6 +19,28 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from wmfactory import WorldModel  # noqa: E402
 from wmfactory.webui import create_app, launch_app  # noqa: E402
 from wmfactory.webui.forms import TRAIN_DATACLASSES, config_path  # noqa: E402
+from wmfactory.inference.environments import Environment, register_environment  # noqa: E402
+
+# the controlled linear system of `write_controlled_dataset(seed=2)`: s' = A s + B a
+A_MATRIX = 0.9 * rotation_matrix(2)
+B_MATRIX = np.random.default_rng(2).normal(size=(2, 3)) * 0.5
+
+
+class LinearSystem(Environment):
+    state_dim, action_dim = 2, 3
+    low, high = np.full(3, -1.0), np.full(3, 1.0)
+
+    def reset(self, seed):
+        self.state = np.random.default_rng(seed).normal(size=2)
+        return self.state.astype(np.float32)
+
+    def step(self, action):
+        cost = float(self.state @ self.state)
+        self.state = A_MATRIX @ self.state + B_MATRIX @ np.asarray(action, np.float64)
+        return self.state.astype(np.float32), cost
+
+    def cost(self, states, actions):
+        return (states ** 2).sum((1, 2))
 
 
 def free_port() -> int:
@@ -32,6 +54,7 @@ def board(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("board")
     data_dir = write_controlled_dataset(tmp / "data")
     saves = str(tmp / "saves")
+    register_environment("linear", LinearSystem)
     app = create_app(saves_dir=saves, dataset_dir=data_dir)
     launch_app(app, port=free_port(), saves_dir=saves, block=False)
     client = gradio_client.Client(app.local_url, verbose=False)
@@ -270,3 +293,39 @@ def test_explore_draws_a_fan_of_sampled_futures_for_a_mixture_head(board):
     for quantile, name in ((0.5, "factual_q50"), (0.05, "factual_q05"), (0.95, "factual_q95")):
         shown = np.array([row[column[name]] for row in numbers["data"]]).reshape(4, 2)
         np.testing.assert_allclose(shown, np.quantile(draws, quantile, axis=0), rtol=1e-4, atol=1e-6)
+
+
+def test_closed_loop_acts_in_the_environment_and_plans_from_what_it_lived(board, trained):
+    run_dir, _ = trained
+    client = board["client"]
+    message, table, csv, picture = client.predict(run_dir, "linear", 3, 2, 4, "", "cem", 16, 2, 4, 0, "mean", 0.1, 5,
+                                                  api_name="/closed_loop")
+    rows = np.asarray([row[1:] for row in table["data"]], dtype=np.float64)  # step | state[2] | action[3] | cost
+    states, actions, costs = rows[:, :2], rows[:, 2:5], rows[:, 5]
+    first = np.random.default_rng(5).normal(size=2)
+    lived = [first]
+    for action in actions:  # every state is the system's answer to the action taken before it
+        lived.append(A_MATRIX @ lived[-1] + B_MATRIX @ action)
+    np.testing.assert_allclose(states, np.stack(lived[1:]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(costs, [s @ s for s in lived[:-1]], rtol=1e-4, atol=1e-6)
+    assert np.all(np.abs(actions) <= 1.0)
+    # the first action is the first of the plan made on the first state alone, with seed + 0
+    model = WorldModel.from_pretrained(run_dir)
+    row = {"messages": [{"role": "user", "content": "<s1>"}, {"role": "assistant", "content": ""}],
+           "embeddings": {"s1": [first.astype(np.float32)[None]]}}
+    plan = model.plan(row, horizon=4, cost=LinearSystem().cost, low=[-1.0] * 3, high=[1.0] * 3, pattern=["a", "s"],
+                      from_last_vector=True, method="cem", candidates=16, iterations=2, elites=4, seed=5)
+    np.testing.assert_allclose(actions[0], plan.actions[0], rtol=1e-4, atol=1e-5)
+    # the second, on the two states and the action between them, warm-started with the first plan shifted by one
+    row = {"messages": [{"role": "user", "content": "<s1><a1><s2>"}, {"role": "assistant", "content": ""}],
+           "embeddings": {"s1": [first.astype(np.float32)[None]], "a1": [actions[0].astype(np.float32)[None]],
+                          "s2": [states[0].astype(np.float32)[None]]}}
+    warm = np.concatenate([plan.actions[1:], plan.actions[-1:]])
+    second = model.plan(row, horizon=4, cost=LinearSystem().cost, low=[-1.0] * 3, high=[1.0] * 3,
+                        pattern=["a", "s"], from_last_vector=True, method="cem", candidates=16, iterations=2,
+                        elites=4, seed=6, warm_start=warm)
+    np.testing.assert_allclose(actions[1], second.actions[0], rtol=1e-3, atol=1e-4)
+    total = float(costs.sum())
+    assert f"{total:.6g}" in message and os.path.isfile(csv) and os.path.isfile(picture)
+    with pytest.raises(AppError, match="not trained on this environment"):
+        client.predict(run_dir, "pendulum", 3, 2, 4, "", "cem", 16, 2, 4, 0, "mean", 0.1, 5, api_name="/closed_loop")

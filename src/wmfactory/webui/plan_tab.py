@@ -1,5 +1,6 @@
 """The Plan tab (when `WorldModel.plan` exists): a goal or cost weights, bounds, horizon and candidates; the
-planned actions and the states the model predicts under them."""
+planned actions and the states the model predicts under them; and a closed-loop run in a registered environment
+(`wmfactory.inference.environments`), against the policy that always takes the bounds' midpoint."""
 
 import json
 from typing import Any
@@ -69,6 +70,30 @@ def plan(board: Board, run_dir, dataset_dir, dataset, index, pasted, context_gro
             save_png(costs, board.file("plan_costs.png")))
 
 
+def closed_loop(board: Board, run_dir, environment, steps, context, horizon, action_stream, method, candidates,
+                iterations, elites, num_samples, risk, alpha, seed):
+    from ..inference.environments import closed_loop as run_closed_loop
+    from ..inference.environments import make_environment, run_policy
+
+    model = board.model(run_dir)
+    env = make_environment(environment)
+    options = dict(method=method, candidates=int(candidates), iterations=int(iterations), elites=int(elites),
+                   num_samples=int(num_samples) or None, risk=risk, alpha=float(alpha))
+    planned = run_closed_loop(model, env, steps=int(steps), horizon=int(horizon), context=int(context),
+                              seed=int(seed), action_stream=(action_stream or "").strip() or None, **options)
+    midpoint = (env.low + env.high) / 2
+    fixed = run_policy(env, lambda states, actions: midpoint, int(steps), int(seed))
+    table = pd.concat([_table(planned.states[1:], "state"), _table(planned.actions, "action").drop(columns="step")],
+                      axis=1).assign(cost=planned.costs)
+    path = board.file("closed_loop.csv")
+    table.to_csv(path, index=False)
+    figure = series_figure({"states (planner)": planned.states, "states (midpoint action)": fixed.states,
+                            "actions (planner)": planned.actions}, "", "step")
+    message = (f"Closed loop in `{environment}`: total cost {planned.total:.6g} over {int(steps)} steps with the "
+               f"planner, {fixed.total:.6g} taking the bounds' midpoint {midpoint.tolist()} every step.")
+    return message, table, path, save_png(figure, board.file("closed_loop.png"))
+
+
 def build(board: Board) -> None:
     with gr.Row():
         run = gr.Dropdown(model_runs(board.saves_dir), label="run folder (a model with a condition stream)",
@@ -113,3 +138,24 @@ def build(board: Board) -> None:
              inputs=[run, dataset_dir, dataset, index, pasted, context_groups, horizon, goal, weights, action_stream, low, high,
                      method, candidates, iterations, elites, num_samples, risk, alpha, seed],
              outputs=[message, actions, actions_csv, states, states_csv, picture, costs], api_name="plan")
+    from ..inference.environments import ENVIRONMENTS
+
+    with gr.Accordion("Closed loop in an environment", open=False):
+        gr.Markdown("Plan, take the first action in the environment, plan again from the history lived through "
+                    "(the horizon, method, candidates, ... above; the environment's own cost and action bounds). "
+                    "`pendulum` is gymnasium's Pendulum-v1, for a model trained as `examples/control` trains it; "
+                    "`register_environment` adds others.")
+        with gr.Row():
+            environment = gr.Dropdown(sorted(ENVIRONMENTS), value="pendulum", label="environment")
+            steps = gr.Number(20, precision=0, label="steps")
+            context = gr.Number(4, precision=0, label="context", info="states of history given to the planner")
+        go_loop = gr.Button("Run closed loop")
+        loop_message = gr.Markdown()
+        loop_picture = gr.Image(label="states and actions over time", type="filepath", interactive=False,
+                                buttons=["download", "fullscreen"])
+        loop_table = gr.Dataframe(label="the run, step by step", interactive=False)
+        loop_csv = gr.File(label="the run (CSV)")
+    go_loop.click(shown_errors(lambda *a: closed_loop(board, *a)),
+                  inputs=[run, environment, steps, context, horizon, action_stream, method, candidates, iterations,
+                          elites, num_samples, risk, alpha, seed],
+                  outputs=[loop_message, loop_table, loop_csv, loop_picture], api_name="closed_loop")
