@@ -141,9 +141,13 @@ def test_explore_a_counterfactual(page):
     cell = wait(driver, '#explore-conditions [data-testid="cell-0-2"]', timeout=60)  # the first action's a[0]
     ActionChains(driver).double_click(cell).perform()
     time.sleep(0.3)
-    ActionChains(driver).key_down(Keys.CONTROL).send_keys("a").key_up(Keys.CONTROL).send_keys("-3").send_keys(
-        Keys.ENTER).perform()
+    editor = driver.switch_to.active_element  # the cell's editor; typed keys do not reach it headless, so set it
+    assert editor.get_attribute("aria-label") == "Edit cell"
+    driver.execute_script("arguments[0].value = '-3'; arguments[0].dispatchEvent(new Event('input', {bubbles: true}))",
+                          editor)
+    editor.send_keys(Keys.ENTER)
     time.sleep(0.5)
+    assert wait(driver, '#explore-conditions [data-testid="cell-0-2"]').text.split("\n")[0] == "-3"
     wait(driver, "#explore-rollout").click()
     figure = wait(driver, "#explore-figure img", timeout=120)
     driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", figure)
@@ -151,4 +155,12 @@ def test_explore_a_counterfactual(page):
     driver.save_screenshot(str(IMAGES / "webui_explore.png"))
     text = driver.find_element(By.TAG_NAME, "body").text
     assert "Counterfactual" in text
+    header = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#explore-numbers [role='columnheader']")]
+    factual, counterfactual = header.index("factual"), header.index("counterfactual")
+    def column(col):
+        cells = driver.find_elements(By.CSS_SELECTOR, "#explore-numbers [data-testid^='cell-']")
+        return [float(c.text.split("\n")[0]) for c in cells if c.get_attribute("data-testid").endswith(f"-{col}")]
+    shown = list(zip(column(factual), column(counterfactual)))
+    assert len(shown) >= 2
+    assert max(abs(f - c) for f, c in shown) > 1e-3  # the states after the edited action moved
     assert console_errors(driver) == []

@@ -112,7 +112,7 @@ def build(board: Board) -> None:
     message = gr.Markdown()
     figure = gr.Image(label="rollout", type="filepath", interactive=False, buttons=["download", "fullscreen"],
                       elem_id="explore-figure")
-    numbers = gr.Dataframe(label="the rollout's numbers", interactive=False)
+    numbers = gr.Dataframe(label="the rollout's numbers", interactive=False, elem_id="explore-numbers")
     numbers_csv = gr.File(label="rollout table (CSV)")
     neighbours = gr.Dataframe(label="nearest items of the bank", interactive=False)
     neighbours_csv = gr.File(label="nearest items (CSV)")
