@@ -23,7 +23,7 @@ from transformers.utils import ModelOutput
 
 from ..data.collator import lm_label_index as lm_label_positions
 from ..data.collator import lm_label_mask
-from ..extras.compat import base_model_kwargs, quiet_gradient_checkpointing_warning
+from ..extras.compat import base_model_kwargs, lm_head_logits, quiet_gradient_checkpointing_warning
 from ..extras.errors import ConfigError, DataError
 from . import tables
 from .config import WorldModelConfig, check_config_dict, check_weights_hold
@@ -489,16 +489,9 @@ class WorldModel(PreTrainedModel):
         return out
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """LM head on hidden states `[n, h]` -> float32 logits `[n, vocab]`, with the post-processing some models
-        apply in their own forward (Cohere's `logit_scale`, Gemma's `final_logit_softcapping`)."""
-        logits = self.language_model.get_output_embeddings()(hidden).float()
-        config = self.language_model.config.get_text_config()
-        if getattr(config, "logit_scale", None):
-            logits = logits * config.logit_scale
-        cap = getattr(config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
+        """LM head on hidden states `[n, h]` -> float32 logits `[n, vocab]`, as the language model's own forward
+        computes them (its output head and whatever its class applies after it: `extras.compat.lm_head_logits`)."""
+        return lm_head_logits(self.language_model, hidden).float()
 
     def _scheduled_sampling(self, input_ids, attention_mask, inputs, positions, previous, has_previous, targets,
                             target_index, streams=None, position_ids=None):
