@@ -25,6 +25,8 @@ import tempfile
 
 import numpy as np
 
+from wmfactory.data.registry import write_rows
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "examples", "models", "tiny-llama")
 RIDGE_LAMBDA = 1e-3
@@ -40,8 +42,8 @@ def run(command: list[str]) -> None:
 
 def load_rows(data_dir: str, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(states `[rows, T, 3]`, actions `[rows, T - 1, 1]`) of a dataset written by make_pendulum_data.py."""
-    with open(os.path.join(data_dir, f"{name}.json")) as f:
-        rows = json.load(f)
+    with open(os.path.join(data_dir, f"{name}.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
     states, actions = [], []
     for row in rows:
         files = row["embeddings"]
@@ -93,12 +95,9 @@ def one_stream_copy(data_dir: str, out: str, name: str) -> None:
             files[f"m{n}"], text = [path], text + f"<m{n}>"
         row["embeddings"] = files
         row["messages"][0]["content"] = f"A pendulum under torques: {text}"
-    with open(os.path.join(out, f"{name}.json"), "w") as f:
-        json.dump(rows, f)
     with open(os.path.join(data_dir, "dataset_info.json")) as f:
-        info = json.load(f)
-    with open(os.path.join(out, "dataset_info.json"), "w") as f:
-        json.dump(info, f)
+        entry = json.load(f)[name]
+    write_rows(out, name, rows, entry)
 
 
 def train(data_dir: str, out: str, steps: int, extra: list[str]) -> float:
@@ -121,8 +120,8 @@ def picture(model_dir: str, data_dir: str, context: int, path: str) -> None:
 
     states, actions = load_rows(data_dir, "pendulum_test")
     model = WorldModel.from_pretrained(model_dir)
-    with open(os.path.join(data_dir, "pendulum_test.json")) as f:
-        row = json.load(f)[0]
+    with open(os.path.join(data_dir, "pendulum_test.jsonl")) as f:
+        row = json.loads(f.readline())
     horizon = states.shape[1] - context
     # the context ends with the torque after state `context`; the torques after states context + 1, ... follow
     rolled = model.rollout(row, steps=horizon, dataset_dir=data_dir, context_groups=2 * context,

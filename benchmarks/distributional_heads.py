@@ -24,6 +24,8 @@ import tempfile
 
 import numpy as np
 
+from wmfactory.data.registry import write_rows
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = os.path.join(REPO, "examples", "models", "tiny-llama")
 HEADS = ("mlp", "mixture", "diffusion")
@@ -36,7 +38,6 @@ def double_well(out: str, rows: int, test_rows: int, steps: int = 10, dim: int =
     offset = rng.normal(size=dim) * 0.5
     beta, dt, substeps = 6.0, 0.025, 4
     tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
-    info = {}
     for name, count in (("train", rows), ("test", test_rows)):
         data = []
         os.makedirs(os.path.join(out, "states"), exist_ok=True)
@@ -54,11 +55,7 @@ def double_well(out: str, rows: int, test_rows: int, steps: int = 10, dim: int =
             future = "".join(f"<m{t + 1}>" for t in range(2, steps))
             data.append({"messages": [{"role": "user", "content": f"A particle in a double well: {context} Continue."},
                                       {"role": "assistant", "content": future}], "embeddings": files})
-        with open(os.path.join(out, f"well_{name}.json"), "w") as f:
-            json.dump(data, f)
-        info[f"well_{name}"] = {"file_name": f"well_{name}.json", "tags": tags}
-    with open(os.path.join(out, "dataset_info.json"), "w") as f:
-        json.dump(info, f)
+        write_rows(out, f"well_{name}", data, {"file_name": f"well_{name}.jsonl", "tags": tags})
     np.save(os.path.join(out, "lift.npy"), np.concatenate([lift[:, 0], offset]))
 
 
@@ -107,8 +104,8 @@ def picture(work: str, data_dir: str, outputs: dict, path: str) -> None:
 
     lift = np.load(os.path.join(data_dir, "lift.npy"))
     direction, offset = lift[:16], lift[16:]
-    with open(os.path.join(data_dir, "well_test.json")) as f:
-        row = json.load(f)[0]
+    with open(os.path.join(data_dir, "well_test.jsonl")) as f:
+        row = json.loads(f.readline())
     truth = np.stack([np.load(os.path.join(data_dir, row["embeddings"][f"m{t + 1}"][0])) for t in range(10)])
     coordinate = (truth - offset) @ direction
     figure, axes = plt.subplots(1, len(outputs), figsize=(4 * len(outputs), 3.2), sharey=True, squeeze=False)

@@ -46,6 +46,7 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+    from wmfactory.data.registry import write_rows
     from wmfactory.train.tuner import run_exp
 
     work = tempfile.mkdtemp(prefix="wmfactory-mfu-")
@@ -75,12 +76,9 @@ def main() -> None:
         answer = " ".join(f"<m{g + 1}> {text}" for g in range(4, 8))
         rows.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
                      "embeddings": files})
-    with open(os.path.join(work, "data", "rows.json"), "w") as f:
-        json.dump(rows, f)
     tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
-    with open(os.path.join(work, "data", "dataset_info.json"), "w") as f:
-        json.dump({"rows": {"file_name": "rows.json", "columns": {"messages": "messages", "embeddings": "embeddings"},
-                            "tags": tags}}, f)
+    write_rows(os.path.join(work, "data"), "rows", rows, {
+        "file_name": "rows.jsonl", "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": tags})
 
     clock = step_clock()
     keys = {"stage": "wm", "model_name_or_path": model_dir, "torch_dtype": "bfloat16", "bf16": True,

@@ -25,6 +25,8 @@ TINY = os.path.join(REPO, "examples", "models", "tiny-llama")
 
 
 def generate(folder: str, rows: int, dim: int) -> None:
+    from wmfactory.data.registry import write_rows
+
     rng = np.random.default_rng(0)
     os.makedirs(os.path.join(folder, "e"), exist_ok=True)
     data, file_number = [], 0
@@ -46,12 +48,9 @@ def generate(folder: str, rows: int, dim: int) -> None:
         data.append({"messages": [{"role": "user", "content": user},
                                   {"role": "assistant", "content": f"Next: <m{groups}>"}],
                      "embeddings": files})
-    with open(os.path.join(folder, "bench.json"), "w") as f:
-        json.dump(data, f)
     tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
-    with open(os.path.join(folder, "dataset_info.json"), "w") as f:
-        json.dump({"bench": {"file_name": "bench.json", "columns": {"messages": "messages",
-                                                                      "embeddings": "embeddings"}, "tags": tags}}, f)
+    write_rows(folder, "bench", data, {"file_name": "bench.jsonl",
+                                       "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": tags})
 
 
 def main() -> None:

@@ -23,6 +23,15 @@ def tokenizer():
     return AutoTokenizer.from_pretrained(TINY_MODEL)
 
 
+def distribution_scores(samples, target, quantile_levels=None) -> dict:
+    """`eval.metrics.DistributionScores` of samples `[n, S, d]` against targets `[n, d]`, given all at once."""
+    from wmfactory.eval.metrics import QUANTILE_LEVELS, DistributionScores
+
+    scores = DistributionScores(QUANTILE_LEVELS if quantile_levels is None else quantile_levels)
+    scores.add(samples, target)
+    return scores.result()
+
+
 def write_embedding(path: Path, matrix, **extra) -> str:
     matrix = np.asarray(matrix, dtype=np.float32)
     if matrix.ndim == 1:

@@ -5,7 +5,7 @@
     pip install gymnasium
     python examples/control/make_pendulum_data.py --out data/pendulum
 
-Writes one .npy file per vector under <out>/vectors/, pendulum_train.json and pendulum_test.json (the rows), and
+Writes one .npy file per vector under <out>/vectors/, pendulum_train.jsonl and pendulum_test.jsonl (the rows), and
 dataset_info.json. Every episode starts from the environment's own random state (seeded), and each torque is drawn
 uniformly from the action space, held for `--hold` steps (a robot's actions change more slowly than its sensors)."""
 
@@ -14,6 +14,8 @@ import json
 import os
 
 import numpy as np
+
+from wmfactory.data.registry import write_rows
 
 
 def episodes(count: int, steps: int, hold: int, seed: int, speed_init: float = 1.0):
@@ -54,8 +56,8 @@ def write(out: str, name: str, count: int, steps: int, hold: int, seed: int, spe
         rows.append({"messages": [{"role": "user", "content": f"A pendulum under torques: {text}"},
                                   {"role": "assistant", "content": "Done."}],
                      "embeddings": files})
-    with open(os.path.join(out, f"{name}.json"), "w") as f:
-        json.dump(rows, f)
+    write_rows(out, name, rows, {"file_name": f"{name}.jsonl", "formatting": "sharegpt", "tags": {
+        "role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}})
 
 
 def main() -> None:
@@ -71,12 +73,6 @@ def main() -> None:
     args = parser.parse_args()
     write(args.out, "pendulum_train", args.train_rows, args.steps, args.hold, args.seed, args.speed_init)
     write(args.out, "pendulum_test", args.test_rows, args.steps, args.hold, args.seed + 1, args.speed_init)
-    info = {name: {"file_name": f"{name}.json", "formatting": "sharegpt",
-                   "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                            "assistant_tag": "assistant"}}
-            for name in ("pendulum_train", "pendulum_test")}
-    with open(os.path.join(args.out, "dataset_info.json"), "w") as f:
-        json.dump(info, f, indent=2)
     print(f"{args.train_rows} training and {args.test_rows} test trajectories of {args.steps} states in {args.out}")
 
 

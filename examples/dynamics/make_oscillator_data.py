@@ -8,7 +8,7 @@ stiffness c, with damping b:
 Starting angles reach +-2 rad, where sin(a) is far from a, so the dynamics are nonlinear (a linear model of the
 last states cannot follow them exactly). Integrated with fourth-order Runge-Kutta in steps of dt / 10 and sampled
 every dt = 0.5 s. Each row is one trajectory: `<m1>` ... `<mT>`, one state vector per snapshot, with random
-initial conditions. Writes `<out>/dataset_info.json`, `<out>/oscillator_train.json`, `<out>/oscillator_test.json`
+initial conditions. Writes `<out>/dataset_info.json`, `<out>/oscillator_train.jsonl`, `<out>/oscillator_test.jsonl`
 and the vectors under `<out>/states/` (.npy).
 
     python examples/dynamics/make_oscillator_data.py --out data_oscillator [--rows 256] [--steps 8]
@@ -19,6 +19,8 @@ import json
 import os
 
 import numpy as np
+
+from wmfactory.data.registry import write_rows
 
 
 def derivative(state: np.ndarray, c: float = 0.5, b: float = 0.1) -> np.ndarray:
@@ -58,8 +60,10 @@ def write_split(out: str, name: str, rows: int, steps: int, rng: np.random.Gener
             ],
             "embeddings": files,
         })
-    with open(os.path.join(out, f"oscillator_{name}.json"), "w") as f:
-        json.dump(data, f)
+    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
+    write_rows(out, f"oscillator_{name}", data, {"file_name": f"oscillator_{name}.jsonl", "formatting": "sharegpt",
+                                                 "columns": {"messages": "messages", "embeddings": "embeddings"},
+                                                 "tags": tags})
 
 
 def main() -> None:
@@ -73,12 +77,6 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     write_split(args.out, "train", args.rows, args.steps, rng)
     write_split(args.out, "test", args.test_rows, args.steps, rng)
-    tags = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
-    info = {f"oscillator_{name}": {"file_name": f"oscillator_{name}.json", "formatting": "sharegpt",
-                                   "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": tags}
-            for name in ("train", "test")}
-    with open(os.path.join(args.out, "dataset_info.json"), "w") as f:
-        json.dump(info, f, indent=2)
     print(f"wrote {args.rows} training and {args.test_rows} test trajectories of {args.steps} states to {args.out}/")
 
 

@@ -44,22 +44,26 @@ def test_retrieve_finds_the_item_a_prediction_was_made_from(tmp_path, capsys):
     run_encode({"encoder": TINY_BERT, "manifest": str(path), "output_dir": str(bank)})
     vectors = np.concatenate([load_embedding(f"embeddings/s{i}.safetensors", str(bank)) for i in range(len(STORY))])
     rng = np.random.default_rng(1)
-    lines = []
-    for row, target in enumerate([4, 0, 2]):
+    from safetensors.numpy import save_file
+
+    lines, predicted_vectors = [], []
+    (tmp_path / "pred" / "files").mkdir(parents=True)
+    for row, target in enumerate([4, 0, 2]):  # the layout `wmfactory predict` writes: one .safetensors per line
         noisy = vectors[target] + 0.01 * np.abs(vectors[target]).mean() * rng.normal(size=vectors.shape[1])
+        save_file({"embedding": noisy[None].astype(np.float32), "target": vectors[target][None].astype(np.float32)},
+                  str(tmp_path / "pred" / "files" / f"{row}.safetensors"))
+        predicted_vectors.append(noisy)
         lines.append({"dataset": "story", "row": row, "key": "m3", "occurrence": 0, "mode": "rollout", "horizon": 1,
-                      "predicted": [noisy.tolist()], "target": [vectors[target].tolist()]})
+                      "file": f"files/{row}.safetensors"})
     predictions = tmp_path / "pred" / "predictions.jsonl"
-    predictions.parent.mkdir()
     predictions.write_text("".join(json.dumps(line) + "\n" for line in lines))
     capsys.readouterr()
     output = run_retrieve({"bank": str(bank), "predictions": str(predictions), "top_k": 2})
     records = [json.loads(line) for line in open(output)]
     assert output == str(tmp_path / "pred" / "retrieved.jsonl")
-    for record, target, line in zip(records, [4, 0, 2], lines):
+    for record, target, predicted in zip(records, [4, 0, 2], predicted_vectors):
         best = record["neighbours"][0][0]
         assert (best["id"], best["text"]) == (f"s{target}", STORY[target])
-        predicted = np.asarray(line["predicted"][0])
         cosine = predicted @ vectors[target] / np.linalg.norm(predicted) / np.linalg.norm(vectors[target])
         assert best["score"] == pytest.approx(cosine, abs=1e-6)
         assert record["target_neighbours"][0][0]["id"] == f"s{target}"
@@ -70,9 +74,9 @@ def test_retrieve_finds_the_item_a_prediction_was_made_from(tmp_path, capsys):
     # the same from Python, on the model class: the bank folder gives items, a matrix gives indices and scores
     from wmfactory import WorldModel
 
-    found = WorldModel.nearest(np.asarray([lines[0]["predicted"][0]]), str(bank), k=2)
+    found = WorldModel.nearest(predicted_vectors[0][None], str(bank), k=2)
     assert found[0][0]["id"] == "s4" and found[0][0]["score"] == pytest.approx(records[0]["neighbours"][0][0]["score"])
-    indices, _ = WorldModel.nearest(np.asarray([lines[1]["predicted"][0]]), vectors, k=1)
+    indices, _ = WorldModel.nearest(predicted_vectors[1][None], vectors, k=1)
     assert indices.tolist() == [[0]]
 
 

@@ -4,7 +4,9 @@ the weighted quantile loss of samples, and every score relative to seasonal naiv
 import numpy as np
 import pytest
 
-from wmfactory.eval.metrics import BASELINES, baseline_forecasts, distribution_metrics, seasonal_scale
+from conftest import distribution_scores
+
+from wmfactory.eval.metrics import BASELINES, baseline_forecasts, seasonal_scale
 from wmfactory.eval.report import _Pool, format_report
 
 
@@ -32,11 +34,11 @@ def test_weighted_quantile_loss_by_hand():
     samples = np.array([[[0.0], [1.0], [2.0], [3.0]]])  # one vector, 4 samples, d = 1
     target = np.array([[2.5]])
     # median 1.5: pinball 0.5 * 1.0; WQL = 2 * 0.5 / |2.5|
-    assert distribution_metrics(samples, target, [0.5])["wql"] == pytest.approx(0.4)
+    assert distribution_scores(samples, target, [0.5])["wql"] == pytest.approx(0.4)
     # q0.1 = 0.3, q0.9 = 2.7: pinball 0.1 * 2.2 + (0.9 - 1) * (2.5 - 2.7); 2 * 0.24 / (2 levels * 2.5)
-    assert distribution_metrics(samples, target, [0.1, 0.9])["wql"] == pytest.approx(0.096)
+    assert distribution_scores(samples, target, [0.1, 0.9])["wql"] == pytest.approx(0.096)
     # two vectors, the second on the target: the loss adds 0, the weight |y| adds 2
-    two = distribution_metrics(np.concatenate([samples, np.full((1, 4, 1), -2.0)]), np.array([[2.5], [-2.0]]),
+    two = distribution_scores(np.concatenate([samples, np.full((1, 4, 1), -2.0)]), np.array([[2.5], [-2.0]]),
                                [0.5])
     assert two["wql"] == pytest.approx(2 * 0.5 / 4.5)
 

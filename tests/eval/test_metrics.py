@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from wmfactory.eval.metrics import baseline_forecasts, distribution_metrics, forecast_metrics, ridge_path
+from conftest import distribution_scores
+
+from wmfactory.eval.metrics import baseline_forecasts, forecast_metrics, ridge_path
 
 
 def test_metrics_by_hand():
@@ -43,7 +45,6 @@ def test_baselines():
 
 
 def test_proper_scores_of_samples_by_hand():
-    from wmfactory.eval.metrics import distribution_metrics
 
     samples = np.array([[[0.0, 0.0], [1.0, 2.0], [2.0, 4.0]]])  # one vector, 3 samples, d = 2
     target = np.array([[1.0, 1.0]])
@@ -53,16 +54,16 @@ def test_proper_scores_of_samples_by_hand():
     norms_to_target = [np.hypot(1, 1), np.hypot(0, 1), np.hypot(1, 3)]
     pair_norms = [np.hypot(1, 2), np.hypot(2, 4), np.hypot(1, 2)]  # (0,1), (0,2), (1,2)
     energy = np.mean(norms_to_target) - (2 * sum(pair_norms) / 6) / 2
-    result = distribution_metrics(samples, target)
+    result = distribution_scores(samples, target)
     assert result["crps"] == pytest.approx((crps0 + crps1) / 2)
     assert result["energy_score"] == pytest.approx(energy)
     # identical samples: the spread term vanishes and CRPS is the MAE
-    point = distribution_metrics(np.repeat(np.array([[[0.5, 3.0]]]), 4, axis=1), target)
+    point = distribution_scores(np.repeat(np.array([[[0.5, 3.0]]]), 4, axis=1), target)
     assert point["crps"] == pytest.approx((0.5 + 2.0) / 2)
     # coverage: in both dimensions one of 3 samples lies below 1, so its randomised PIT is uniform on [1/4, 2/4],
     # inside the central 50% [1/4, 3/4]; and 80% of it inside the central 90% [0.05, 0.95] (by hand: 0.2 / 0.25)
     assert result["coverage_50"] == 1.0 and sum(result["pit"]) == pytest.approx(1.0)
-    low = distribution_metrics(np.array([[[2.0], [3.0], [4.0]]]), np.array([[1.0]]))  # no sample below: [0, 1/4]
+    low = distribution_scores(np.array([[[2.0], [3.0], [4.0]]]), np.array([[1.0]]))  # no sample below: [0, 1/4]
     assert low["coverage_90"] == pytest.approx(0.8) and low["coverage_50"] == 0.0
 
 
@@ -70,7 +71,7 @@ def test_coverage_of_a_calibrated_forecast_is_nominal_whatever_the_number_of_sam
     rng = np.random.default_rng(0)
     for s in (4, 32):
         samples, target = rng.normal(size=(4000, s, 2)), rng.normal(size=(4000, 2))  # the same distribution
-        result = distribution_metrics(samples, target)
+        result = distribution_scores(samples, target)
         assert result["coverage_50"] == pytest.approx(0.5, abs=0.02)
         assert result["coverage_90"] == pytest.approx(0.9, abs=0.015)
     # the interval between sample quantiles would hold fewer: (S - 1) * 0.9 / (S + 1) on average
@@ -136,7 +137,7 @@ def test_block_by_block_equals_the_direct_computation(monkeypatch):
     expected = direct_distribution_metrics(samples, target)
     for block_bytes in (8 * 5 * d, 8 * 5 * d * 17, metrics.BLOCK_BYTES):  # 1 vector per block, 17, all at once
         monkeypatch.setattr(metrics, "BLOCK_BYTES", block_bytes)
-        got = metrics.distribution_metrics(samples, target)
+        got = distribution_scores(samples, target)
         for name in ("crps", "energy_score"):
             assert got[name] == pytest.approx(expected[name], rel=1e-9), (name, block_bytes)
         for name in ("coverage_50", "coverage_90"):  # the grid of the direct computation: 1 / 4000 of each range

@@ -40,7 +40,7 @@ def test_written_dataset_follows_the_map(tmp_path, monkeypatch):
     generator.main()
     info = json.loads((tmp_path / "dataset_info.json").read_text())
     assert set(info) == {"oscillator_train", "oscillator_test"}
-    row = json.loads((tmp_path / "oscillator_train.json").read_text())[0]
+    row = json.loads((tmp_path / "oscillator_train.jsonl").read_text().splitlines()[0])
     states = [np.load(tmp_path / row["embeddings"][f"m{t + 1}"][0]) for t in range(4)]
     for before, after in zip(states, states[1:]):
         np.testing.assert_allclose(after, generator.advance(before.astype(np.float64)), rtol=1e-5, atol=1e-5)

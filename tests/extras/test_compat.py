@@ -79,3 +79,31 @@ def test_swanlab_callback_holds_the_module_it_asks_for_a_run():
     callback = swanlab_callback()
     assert callback._swanlab._module is swanlab  # transformers' SwanLabCallback keeps the module as `_swanlab`
     assert callback._swanlab.get_run() is None  # no run started: None, whichever swanlab release raises here
+
+
+@pytest.mark.parametrize("model_type,post_processing", [
+    ("gemma2", {"final_logit_softcapping": 0.05}),  # tanh(x / c) * c, with c small enough to bend every logit
+    ("granite", {"logits_scaling": 8.0}),  # divides
+    ("cohere", {"logit_scale": 0.25}),  # multiplies
+    ("llama", {}),
+])
+def test_the_world_models_lm_logits_are_the_language_models_own(model_type, post_processing):
+    """`lm_logits` on the decoder's hidden states gives the logits of the causal LM's own forward, whatever its class
+    applies after the output head (random weights built from a config, nothing downloaded)."""
+    from wmfactory.model import WorldModel
+    from wmfactory.model.config import WorldModelConfig
+
+    text = AutoConfig.for_model(model_type, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                num_attention_heads=4, num_key_value_heads=2, head_dim=8, vocab_size=100,
+                                pad_token_id=0, bos_token_id=1, eos_token_id=2, **post_processing)
+    torch.manual_seed(0)
+    model = WorldModel(WorldModelConfig(text_config=text, streams={"m": 4}, embedding_dim=4)).eval()
+    ids = torch.randint(3, 100, (2, 7))
+    with torch.no_grad():
+        own = model.language_model(input_ids=ids).logits
+        hidden = model.get_decoder()(input_ids=ids).last_hidden_state
+        ours = model.lm_logits(hidden.flatten(0, 1)).view(2, 7, -1)
+    torch.testing.assert_close(ours, own.float(), rtol=1e-5, atol=1e-6)
+    raw = model.language_model.get_output_embeddings()(hidden)
+    if post_processing:  # the test would pass without the post-processing otherwise
+        assert (raw - own).abs().max() > 1e-3

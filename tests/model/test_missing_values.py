@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import train_args, write_dataset
+from conftest import distribution_scores, train_args, write_dataset
 
 from wmfactory.data import from_dataframe
 from wmfactory.data.embeddings import load_embedding
-from wmfactory.eval.metrics import distribution_metrics, forecast_metrics, forward_filled, seasonal_scale
+from wmfactory.eval.metrics import forecast_metrics, forward_filled, seasonal_scale
 from wmfactory.extras.errors import ConfigError, DataError
 from wmfactory.hparams import WorldModelArguments
 from wmfactory.model.heads import Frame, MixtureHead, QuantileHead, fill_missing_history
@@ -120,7 +120,7 @@ def test_eval_scores_observed_entries_and_baselines_read_a_filled_history():
     assert scores["mse"] == pytest.approx((1.0 + 0.0 + 9.0) / 3)
     assert scores["mae"] == pytest.approx((1.0 + 0.0 + 3.0) / 3)
     samples = np.stack([predicted, predicted + 1.0], axis=1)  # [n, S, d]
-    crps = distribution_metrics(samples, target)["crps"]
+    crps = distribution_scores(samples, target)["crps"]
     fair = np.abs(samples - target[:, None]).mean(1) - 0.5 * np.abs(samples[:, 1] - samples[:, 0])  # [n, d]
     assert crps == pytest.approx(np.nanmean(fair))
     stream = np.array([[np.nan, 1.0], [2.0, np.nan], [np.nan, 3.0]])

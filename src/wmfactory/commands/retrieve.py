@@ -57,11 +57,8 @@ def prediction_records(path: str, bank: Bank, k: int):
 
 
 def prediction_arrays(prediction: dict, folder: str):
-    """`(predicted [n, d], target [n, d] or None)` of one line: inline lists (`predicted`, `target`), or the
-    `file` it names (a .safetensors holding `embedding` and `target`), relative to predictions.jsonl."""
-    if "predicted" in prediction:
-        target = prediction.get("target")
-        return load_embedding(prediction["predicted"], ".", True), load_embedding(target, ".", True) if target else None
+    """`(predicted [n, d], target [n, d] or None)` of one line: the `file` it names (a .safetensors holding
+    `embedding` and `target`), relative to predictions.jsonl."""
     path = os.path.join(folder, prediction["file"])
     predicted = load_embedding(os.path.abspath(path), ".", True)
     target = None

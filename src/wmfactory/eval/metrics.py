@@ -168,9 +168,19 @@ def rank_coverage(below: np.ndarray, num_samples: int, level: float) -> np.ndarr
 
 
 class DistributionScores:
-    """The scores of `distribution_metrics`, accumulated over vectors given one or a few at a time (`add`), as sums
-    over blocks whose float64 working memory stays near `BLOCK_BYTES`; `merge` adds another's sums (the scores of
-    the union of their vectors)."""
+    """Proper scores of forecasts given as samples `[n, S, d]` against targets `[n, d]`, means over vectors:
+    - `crps`: the continuous ranked probability score per dimension, with the fair sample estimator
+      E|X - y| - E|X - X'| / 2 over distinct pairs of samples (for S = 1, or identical samples, it is the MAE);
+    - `energy_score`: its multivariate form on whole vectors, E||X - y|| - E||X - X'|| / 2;
+    - `wql`: the weighted quantile loss over `QUANTILE_LEVELS`, from the quantiles of the samples: the pinball
+      loss of each level summed over values, times 2 / the sum of |target|, averaged over the levels;
+    - `coverage_50`, `coverage_90`: the share of target values inside the central 50% and 90% intervals of the
+      forecast, from each value's rank among the samples (`rank_coverage`: 0.5 and 0.9 for a calibrated forecast,
+      whatever the number of samples);
+    - `pit`: the histogram (`PIT_BINS` bins, shares) of the probability integral transform, the share of samples
+      below the target in each dimension: flat when the forecast is calibrated.
+    Accumulated over vectors given one or a few at a time (`add`), as sums over blocks whose float64 working memory
+    stays near `BLOCK_BYTES`; `merge` adds another's sums (the scores of the union of their vectors)."""
 
     def __init__(self, quantile_levels=QUANTILE_LEVELS):
         self.vectors, self.values = 0, 0  # vectors scored; values (vectors x d) for the per-value shares
@@ -246,26 +256,6 @@ class DistributionScores:
             self.sums[f"coverage_{level}"] += float(rank_coverage(below, s, level)[observed].sum())
         self.pit += np.histogram((x < y[:, None]).mean(1)[observed], bins=PIT_BINS, range=(0, 1))[0]
         self.vectors, self.values = self.vectors + len(x), self.values + int(observed.sum())
-
-
-def distribution_metrics(samples: np.ndarray, target: np.ndarray, quantile_levels=QUANTILE_LEVELS) -> dict:
-    """Proper scores of forecasts given as samples `[n, S, d]` against targets `[n, d]`, means over vectors:
-    - `crps`: the continuous ranked probability score per dimension, with the fair sample estimator
-      E|X - y| - E|X - X'| / 2 over distinct pairs of samples (for S = 1, or identical samples, it is the MAE);
-    - `energy_score`: its multivariate form on whole vectors, E||X - y|| - E||X - X'|| / 2;
-    - `wql`: the weighted quantile loss over `QUANTILE_LEVELS`, from the quantiles of the samples: the pinball
-      loss of each level summed over values, times 2 / the sum of |target|, averaged over the levels;
-    - `coverage_50`, `coverage_90`: the share of target values inside the central 50% and 90% intervals of the
-      forecast, from each value's rank among the samples (`rank_coverage`: 0.5 and 0.9 for a calibrated forecast,
-      whatever the number of samples);
-    - `pit`: the histogram (`PIT_BINS` bins, shares) of the probability integral transform, the share of samples
-      below the target in each dimension: flat when the forecast is calibrated.
-    Computed block by block (`DistributionScores`)."""
-    scores = DistributionScores(quantile_levels)
-    step = max(1, BLOCK_BYTES // (8 * samples.shape[1] * samples.shape[2]))
-    for start in range(0, len(samples), step):
-        scores.add(samples[start:start + step], target[start:start + step])
-    return scores.result()
 
 
 def baseline_samples(points: dict[str, np.ndarray], steps: int, statistics, num_samples: int,

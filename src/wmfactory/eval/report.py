@@ -154,7 +154,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     and every baseline is computed inside the stream (persistence is the previous vector of the stream, the ridge
     and the training mean are the stream's). A vector is scored only where every baseline is defined
     (max(2, the ridge's history) known vectors of its stream before it); the others are `excluded_vectors`. With
-    `sampling`, the model's draws and the baselines' distributions are scored too (`distribution_metrics`).
+    `sampling`, the model's draws and the baselines' distributions are scored too (`metrics.DistributionScores`).
     A model of several streams reports each predicted stream under `streams` (and, when only one stream is
     predicted, its scores at the top level as well). The model runs on `batch_size` rows at a time.
 

@@ -7,6 +7,8 @@ import inspect
 import warnings
 from typing import Any, Optional
 
+import torch
+
 # transformers 5 warns when PEFT reads `model.is_gradient_checkpointing` (renamed `is_activation_checkpointing`);
 # the warning says nothing a wmfactory user can act on
 GRADIENT_CHECKPOINTING_WARNING = "`is_gradient_checkpointing` is deprecated"
@@ -31,6 +33,31 @@ def has_frame_lengths(model) -> bool:
 def frame_lengths(model, sample_lengths):
     """Frames per item of an audio model for inputs of `sample_lengths` samples (`_get_feat_extract_output_lengths`)."""
     return model._get_feat_extract_output_lengths(sample_lengths)
+
+
+class _Passthrough(torch.nn.Module):
+    """A decoder that returns its input embeddings as its last hidden states."""
+
+    def forward(self, inputs_embeds=None, **unused):
+        from transformers.modeling_outputs import BaseModelOutputWithPast
+
+        return BaseModelOutputWithPast(last_hidden_state=inputs_embeds)
+
+
+def lm_head_logits(language_model, hidden):
+    """The logits `[n, vocab]` that `language_model` (a transformers causal LM) gives for its decoder's last hidden
+    states `hidden` `[n, h]`, through its own forward: the output head and whatever the class applies after it
+    (Cohere's `logit_scale`, Gemma's `final_logit_softcapping`, Granite's `logits_scaling`, ...). The forward runs on
+    a shallow copy of the model whose decoder (the submodule under `base_model_prefix`) passes its input through.
+    Relies on the causal LM computing its logits from `self.<base_model_prefix>(...).last_hidden_state` with
+    `logits_to_keep=0` keeping every position, and on `nn.Module._modules` holding the submodules."""
+    head = object.__new__(type(language_model))
+    head.__dict__.update(language_model.__dict__)
+    head.__dict__["_modules"] = {**language_model._modules, language_model.base_model_prefix: _PASSTHROUGH}
+    return head(inputs_embeds=hidden[None], use_cache=False, logits_to_keep=0).logits[0]
+
+
+_PASSTHROUGH = _Passthrough()
 
 
 def prepare_inputs(trainer, inputs: dict[str, Any]) -> dict[str, Any]:

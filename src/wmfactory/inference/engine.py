@@ -77,7 +77,7 @@ class Continuation:
         group_streams = [n for n in group_streams if kinds[n].predicted or kinds[n].given_in_future] or group_streams
         self.pattern = pattern or group_streams
         self.order = emission_order(group_streams, pattern)
-        self.k = cfg.ridge_history if cfg.predict_residual == "ridge" else 1
+        self.k = cfg.ridge_history if cfg.ridge_frame else 1
         self.recent: dict[str, list[torch.Tensor]] = {}  # the last k vectors of each stream, [count, d], latest first
         for i, name in enumerate(row.stream_names):
             key = name if cfg.multi_stream else group_streams[0]
@@ -139,7 +139,7 @@ class Continuation:
         out for a row)."""
         recent = self.recent.get(name, [])
         device = self.row.vectors.device
-        if self.config.predict_residual == "ridge":
+        if self.config.ridge_frame:
             previous = padded_history(torch.stack(recent, dim=1), self.k) if recent else torch.zeros(
                 (self.count, self.k, self.dims[name]), device=device)
             if self.config.frame_conditions:

@@ -122,7 +122,7 @@ class _Generation:
         self.given = [g < context_groups or condition[name] for g, name in zip(row.groups, row.stream_names)]
         self.before = row.previous_index()
         self.k = model.config.ridge_history
-        self.history = row.history_index(self.k) if model.config.predict_residual == "ridge" else None
+        self.history = row.history_index(self.k) if model.config.ridge_frame else None
         self.frame_conditions = model.config.frame_conditions  # [(stream, d)] the frame's ridge reads
         self.condition_index = row.condition_index(self.k, [name for name, _ in self.frame_conditions])
         self.events = [(i, position) for i, position in enumerate(row.positions.tolist()) if not self.given[i]]

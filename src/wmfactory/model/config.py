@@ -94,6 +94,12 @@ class WorldModelConfig(PretrainedConfig):
         return self.streams or {"m": self.embedding_dim}
 
     @property
+    def ridge_frame(self) -> bool:
+        """`predict_residual: ridge`: the head's frame starts at the forecast of the ridge on the last `ridge_history`
+        vectors of the stream (and of the condition streams, with `ridge_conditions`)."""
+        return self.predict_residual == "ridge"
+
+    @property
     def multi_stream(self) -> bool:
         """Several streams: one projector, head and statistics per stream (`projector.<stream>`, ...)."""
         return len(self.stream_dims) > 1

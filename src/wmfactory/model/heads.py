@@ -5,6 +5,9 @@ z = shift + scale * u. Residual prediction and normalisation live outside the he
 - without `predict_residual` the frame is the identity (shift 0, scale 1);
 - with it, shift is the previous vector of the row and scale the standard deviation of the training steps, so that
   u = 0 is the persistence forecast;
+- with `predict_residual: ridge` (the default), shift is the forecast of the ridge fitted on the training split on
+  the last vectors of the stream (and of each condition stream), in steps of the same scale, so that u = 0 is the
+  ridge forecast (`WorldModel.head_frame`);
 - `embedding_norm` maps data units to z before the head sees a target, and the model maps means and samples back.
 
 A head has four parts:

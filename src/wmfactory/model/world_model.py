@@ -23,7 +23,7 @@ from transformers.utils import ModelOutput
 
 from ..data.collator import lm_label_index as lm_label_positions
 from ..data.collator import lm_label_mask
-from ..extras.compat import base_model_kwargs, quiet_gradient_checkpointing_warning
+from ..extras.compat import base_model_kwargs, lm_head_logits, quiet_gradient_checkpointing_warning
 from ..extras.errors import ConfigError, DataError
 from . import tables
 from .config import WorldModelConfig, check_config_dict, check_weights_hold
@@ -83,7 +83,7 @@ class WorldModel(PreTrainedModel):
             self.projector = nn.ModuleDict({s: build_mlp(config.projector_type, width * d, h, h)
                                             for s, d in dims.items()})
             self.prediction_head = nn.ModuleDict({s: build_head(config, dims[s]) for s in config.predicted_streams})
-            short = config.predict_residual == "ridge"
+            short = config.ridge_frame
             width = sum(d for _, d in config.frame_conditions)  # the conditions the frame's ridge reads
             self.statistics = nn.ModuleDict({
                 s: EmbeddingStatistics(d, config.ridge_history, short, 0 if config.is_condition(s) else width)
@@ -94,7 +94,7 @@ class WorldModel(PreTrainedModel):
             d = config.embedding_dim
             self.projector = build_mlp(config.projector_type, width * d, h, h)
             self.prediction_head = build_head(config)
-            self.statistics = EmbeddingStatistics(d, config.ridge_history, config.predict_residual == "ridge")
+            self.statistics = EmbeddingStatistics(d, config.ridge_history, config.ridge_frame)
             self.statistics.active = config.embedding_norm != "none"
         if config.unroll_steps > 1 and not all(
                 self.stream_part("prediction_head", name).mean_is_cheap for name in config.predicted_streams):
@@ -102,7 +102,7 @@ class WorldModel(PreTrainedModel):
                               f"`{config.prediction_head_type}` head's mean is a Monte-Carlo average: use "
                               "`scheduled_sampling_prob` with it instead.")
         self.post_init()
-        if config.predict_residual == "ridge":  # training starts at the ridge forecast
+        if config.ridge_frame:  # training starts at the ridge forecast
             for name in config.predicted_streams:
                 self.stream_part("prediction_head", name).start_at_frame()
 
@@ -184,7 +184,7 @@ class WorldModel(PreTrainedModel):
         (`config.frame_conditions`), the last k vectors of each condition stream before the vector follow in the
         last columns: `[v, k, W + sum d_c]`."""
         streams = streams if self.config.multi_stream else None
-        if self.config.predict_residual != "ridge":
+        if not self.config.ridge_frame:
             return within_streams(previous_vectors, vectors, positions, streams)
         k = self.config.ridge_history
         history, count = within_streams(lambda v, p: history_vectors(v, p, k), vectors, positions, streams)
@@ -226,7 +226,7 @@ class WorldModel(PreTrainedModel):
             if previous.dim() == 2:
                 previous = torch.where(torch.isnan(previous), statistics.mean.to(previous.dtype), previous)
             else:
-                ridges = statistics.ridge_on if self.config.predict_residual == "ridge" else None
+                ridges = statistics.ridge_on if self.config.ridge_frame else None
                 previous = fill_missing_history(previous, has_previous, statistics.mean, ridges)
             conditions = None if conditions is None else torch.nan_to_num(conditions)
         if previous.dim() == 2:
@@ -489,16 +489,9 @@ class WorldModel(PreTrainedModel):
         return out
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """LM head on hidden states `[n, h]` -> float32 logits `[n, vocab]`, with the post-processing some models
-        apply in their own forward (Cohere's `logit_scale`, Gemma's `final_logit_softcapping`)."""
-        logits = self.language_model.get_output_embeddings()(hidden).float()
-        config = self.language_model.config.get_text_config()
-        if getattr(config, "logit_scale", None):
-            logits = logits * config.logit_scale
-        cap = getattr(config, "final_logit_softcapping", None)
-        if cap:
-            logits = torch.tanh(logits / cap) * cap
-        return logits
+        """LM head on hidden states `[n, h]` -> float32 logits `[n, vocab]`, as the language model's own forward
+        computes them (its output head and whatever its class applies after it: `extras.compat.lm_head_logits`)."""
+        return lm_head_logits(self.language_model, hidden).float()
 
     def _scheduled_sampling(self, input_ids, attention_mask, inputs, positions, previous, has_previous, targets,
                             target_index, streams=None, position_ids=None):

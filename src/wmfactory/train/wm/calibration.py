@@ -100,7 +100,7 @@ def rollout_context(model) -> int:
     """The groups a calibration rollout is given: the history the ridge frame reads (the chosen one, else
     `ridge_history`; 1 without a ridge frame), so that its first forecasts are made as in use."""
     config = model.config
-    if config.predict_residual != "ridge":
+    if not config.ridge_frame:
         return 1
     chosen = [int(choice.get("history", config.ridge_history)) for choice in config.ridge_choice.values()]
     return max(chosen or [config.ridge_history])

@@ -153,7 +153,7 @@ def _evaluate_start(trainer: WorldModelTrainer, world_model, resumed: bool) -> O
     ridge regressions forecast) is a candidate too: its score on the evaluation split and its trainable weights
     (key, value, weights); None where it does not apply (another frame, a resumed run, sharded weights)."""
     targs = trainer.args
-    if (world_model.config.predict_residual != "ridge" or not targs.load_best_model_at_end or resumed
+    if (not world_model.config.ridge_frame or not targs.load_best_model_at_end or resumed
             or trainer.eval_dataset is None or trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled):
         return None
     metric = targs.metric_for_best_model or "loss"
