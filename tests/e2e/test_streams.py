@@ -100,18 +100,25 @@ def test_a_stream_of_inconsistent_dimension_is_named(tmp_path):
         run_exp(train_args(tmp_path / "out", data_dir, dataset="control", embedding_dim={"s": 5}))
 
 
-def test_padding_of_narrow_streams_does_not_leak_into_the_loss():
-    from conftest import tiny_world_model
-
-    torch.manual_seed(0)
-    model = tiny_world_model(embedding_dim=4, finetuning_type="full")
-    # a padded batch of one stream: the width equals the stream's dimension, nothing to leak; see the trained
-    # model above for two streams. Here: the collator pads to the width given and marks every vector stream 0.
-    batch = WorldModelDataCollator(0, 4)([{"input_ids": [1, 0, 0], "labels": [-100] * 3,
-                                           "embedding_positions": [1, 2], "embedding_vectors": [[1.0] * 4, [2.0] * 4],
-                                           "embedding_is_target": [False, True]}])
-    assert batch["embedding_streams"].tolist() == [0, 0]
-    assert torch.isfinite(model(**batch).loss)
+def test_padding_of_narrow_streams_does_not_leak_into_the_loss(trained):
+    """The state stream (2) is padded to the batch width (3, the action's): its loss is the mean squared error of
+    its 2 real dimensions in its own normalisation, computed here by hand, and noise in the padded lane changes
+    nothing."""
+    tmp, model, rows = trained
+    batch = WorldModelDataCollator(0, 3, ["a", "s"])([model.encode_row(row, str(tmp / "data")) for row in rows[:3]])
+    states = batch["embedding_streams"] == 1
+    assert states.any() and (~states).any() and (batch["embedding_vectors"][states, 2] == 0).all()
+    with torch.no_grad():
+        out = model(**batch)
+        noisy = {**batch, "embedding_vectors": batch["embedding_vectors"].clone()}
+        noisy["embedding_vectors"][states, 2] = 1e3 * torch.randn(int(states.sum()))
+        out_noisy = model(**noisy)
+    targets = batch["embedding_vectors"][batch["embedding_is_target"]][:, :2]
+    stats = model.statistics.s
+    expected = (((out.predicted_embeddings[:, :2] - targets) / stats.scale) ** 2).mean()
+    assert out.embedding_loss.item() == pytest.approx(expected.item(), rel=1e-4)
+    assert torch.equal(out_noisy.embedding_loss, out.embedding_loss)
+    torch.testing.assert_close(out_noisy.predicted_embeddings, out.predicted_embeddings)
 
 
 def test_eval_scores_the_state_stream_with_baselines_inside_it(trained, capsys):
