@@ -81,8 +81,8 @@ def ridge_rollout(weights, states, actions, context: int, horizons: int) -> np.n
 
 def one_stream_copy(data_dir: str, out: str, name: str) -> None:
     """The same rows with every torque zero-padded to 3 numbers and keyed as a state: one stream."""
-    with open(os.path.join(data_dir, f"{name}.json")) as f:
-        rows = json.load(f)
+    with open(os.path.join(data_dir, f"{name}.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
     os.makedirs(os.path.join(out, "vectors"), exist_ok=True)
     for i, row in enumerate(rows):
         files, text, n = {}, "", 0

@@ -41,8 +41,8 @@ def run(command: list[str]) -> None:
 
 def load_split(data_dir: str, split: str) -> tuple[list[dict], np.ndarray]:
     """The rows of a split and their states `[rows, STEPS, 4]`."""
-    with open(os.path.join(data_dir, f"oscillator_{split}.json")) as f:
-        rows = json.load(f)
+    with open(os.path.join(data_dir, f"oscillator_{split}.jsonl")) as f:
+        rows = [json.loads(line) for line in f]
     states = np.stack([[np.load(os.path.join(data_dir, row["embeddings"][f"m{t + 1}"][0])) for t in range(STEPS)]
                        for row in rows])
     return rows, states
@@ -53,7 +53,7 @@ def write_variant(source: str, out: str, states: dict[str, np.ndarray]) -> None:
     os.makedirs(os.path.join(out, "states"), exist_ok=True)
     shutil.copy(os.path.join(source, "dataset_info.json"), out)
     for split, values in states.items():
-        shutil.copy(os.path.join(source, f"oscillator_{split}.json"), out)
+        shutil.copy(os.path.join(source, f"oscillator_{split}.jsonl"), out)
         for row, trajectory in enumerate(values):
             for t, state in enumerate(trajectory):
                 np.save(os.path.join(out, "states", f"{split}_{row}_{t}.npy"), state.astype(np.float32))
