@@ -121,3 +121,45 @@ def test_past_covariates_are_refused_until_they_have_a_stream_kind(tmp_path):
     with pytest.raises(ConfigError, match="covariates seen only in the history are not supported yet"):
         from_dataframe(table(), "item_id", "timestamp", ["sales"], past_covariates=["price"], out_dir=str(tmp_path))
     assert not (tmp_path / "dataset_info.json").exists()
+
+
+def test_windows_of_series_are_held_out_by_time_and_score_only_unseen_steps(tmp_path, tokenizer):
+    """`val_size` on a table's rows: each series' latest windows, in the same proportion for series of different
+    lengths; a held-out window's steps that a training window holds too (stride-1 windows overlap) are history, not
+    targets, so every scored value is after the last step the model trains on."""
+    from test_loader import load
+
+    df = pd.concat([table(30, ids=("a",)), table(20, ids=("b",)).assign(item_id="b")], ignore_index=True)
+    from_dataframe(df, "item_id", "timestamp", ["sales"], context_length=3, prediction_length=2,
+                   out_dir=str(tmp_path), name="shop", stride=1)
+    module = load(tokenizer, tmp_path, dataset="shop", val_size=0.2)  # 26 + 16 windows of 5 steps: 9 held out
+    train, held = module.train_dataset, module.eval_dataset
+    assert (len(train), len(held)) == (42 - 9, 9)
+    trained_until = {}
+    for series, stamps in zip(train["series"], train["timestamps"]):
+        trained_until[series] = max(trained_until.get(series, stamps[-1]), stamps[-1])
+    counts = {"a": 0, "b": 0}
+    for row in held:
+        counts[row["series"]] += 1
+        stamps = row["timestamps"]
+        assert stamps[-1] > trained_until[row["series"]]  # ISO stamps of one format order as text
+        scored = [stamps[g] for g, is_target in zip(row["embedding_groups"], row["embedding_is_target"]) if is_target]
+        expected = [stamp for stamp in stamps[1:] if stamp > trained_until[row["series"]]]
+        assert scored == expected and scored  # exactly the steps after the training windows, the first excepted
+    assert counts == {"a": 6, "b": 3}  # shares 26:16 of 9, largest remainder first
+    # the last 6 and 3 steps of 2021-01..2023-06 and 2021-01..2022-08 (`datasets` reads the ISO stamps as times)
+    assert trained_until == {"a": "2022-12-01 00:00:00", "b": "2022-05-01 00:00:00"}
+
+
+def test_rows_that_are_not_windows_of_series_split_as_before():
+    from datasets import Dataset
+
+    from wmfactory.data.splits import time_split
+
+    assert time_split(Dataset.from_dict({"row_index": [0, 1, 2]}), 1) is None
+    mixed = Dataset.from_dict({"series": ["a", "", "a"], "timestamps": [["1", "2"], [], ["2", "3"]]})
+    assert time_split(mixed, 1) is None  # a row without its series: no time order for every row
+    numbers = Dataset.from_dict({"series": ["s"] * 4, "timestamps": [["9", "10"], ["10", "11"], ["2", "3"],
+                                                                      ["11", "12"]]})
+    split = time_split(numbers, 1)  # numeric stamps compare as numbers, not text ("10" after "9")
+    assert split.held == [3] and split.seen == [1] and split.train == [0, 1, 2]

@@ -67,7 +67,9 @@ def test_mppi_and_a_warm_start(action_model):
     first = model.plan(row, horizon=4, goal=GOAL, low=-2, high=2, candidates=32, iterations=3, method="mppi",
                        seed=0, dataset_dir=data_dir)
     middle = model.rollout(row, 4, dataset_dir=data_dir, conditions={"a": np.zeros((4, 3), np.float32)})
-    assert first.cost <= goal_cost(middle)
+    # the zero actions are one of MPPI's candidates; scored in a batch of candidates, their cost may differ from a
+    # lone rollout's in the last float32 digits
+    assert first.cost <= goal_cost(middle) * (1 + 1e-6)
     shifted = shift_plan(first.actions)
     np.testing.assert_array_equal(shifted, np.concatenate([first.actions[1:], first.actions[-1:]]))
     warm = model.plan(row, horizon=4, goal=GOAL, low=-2, high=2, candidates=8, iterations=1, seed=0,

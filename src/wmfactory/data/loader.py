@@ -32,6 +32,7 @@ from .converter import embedding_files
 from .processor import RowProcessor
 from .provenance import warn_if_encoders_differ
 from .registry import DATA_FILE_SUFFIXES, DatasetAttr, get_dataset_attrs, resolve_columns
+from .splits import SERIES, TIMESTAMPS, mask_seen_steps, time_split
 from .streams import stream_of
 
 logger = get_logger(__name__)
@@ -52,6 +53,8 @@ FEATURES = Features(
         "group_dims": List(Value("int32")),  # per group: the dimension of its vectors
         "row_index": Value("int64"),
         "dataset_name": Value("string"),
+        "series": Value("string"),  # the row's series and steps, where it is a window of a table (data/splits.py)
+        "timestamps": List(Value("string")),
         "drop_reason": Value("string"),  # why the row is dropped ("" when kept); removed after preprocessing
         "problem": Value("string"),  # the full message of an invalid row, with its location
     }
@@ -97,8 +100,13 @@ def get_dataset(
         if held_out >= len(train) or held_out < 1:
             raise ConfigError(f"`val_size` {data_args.val_size} holds out {held_out} of the {len(train)} training rows: "
                               "at least one row must remain on each side.")
-        split = train.train_test_split(test_size=test_size, seed=training_args.seed)
-        train, evaluation = split["train"], split["test"]
+        by_time = time_split(train, held_out)
+        if by_time is not None:
+            logger.info(f"`val_size`: {by_time.describe(len(train))}.")
+            train, evaluation = train.select(by_time.train), mask_seen_steps(train, by_time)
+        else:
+            split = train.train_test_split(test_size=test_size, seed=training_args.seed)
+            train, evaluation = split["train"], split["test"]
     if data_args.tokenized_path and training_args.should_save:
         splits = {name: data for name, data in (("train", train), ("validation", evaluation)) if data is not None}
         DatasetDict(splits).save_to_disk(data_args.tokenized_path)
@@ -215,7 +223,7 @@ def _empty_features(index: int, dataset_name: str) -> dict:
     return {"input_ids": [], "labels": [], "embedding_positions": [], "embedding_is_target": [],
             "embedding_vectors": np.zeros((0, 1), dtype=np.float32), "embedding_groups": [], "embedding_streams": [],
             "group_keys": [], "group_occurrences": [], "group_in_assistant": [], "group_dims": [], "row_index": index,
-            "dataset_name": dataset_name}
+            "dataset_name": dataset_name, "series": "", "timestamps": []}
 
 
 def files_signature(raw: Dataset, attr: DatasetAttr, media_dir: str) -> str:
@@ -233,6 +241,14 @@ def files_signature(raw: Dataset, attr: DatasetAttr, media_dir: str) -> str:
                 except (OSError, ValueError):  # missing, or a name no file can have (a NUL byte): reported per row
                     digest.update(f"{name}\0missing\n".encode())
     return digest.hexdigest()
+
+
+def window_of(row: dict) -> tuple[str, list[str]]:
+    """(series id, its steps) of a row that is a window of a table (`series` and a list `timestamps`), else ("", [])."""
+    series, stamps = row.get(SERIES), row.get(TIMESTAMPS)
+    if series is None or not isinstance(stamps, (list, tuple)):
+        return "", []
+    return str(series), [str(stamp) for stamp in stamps]
 
 
 def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, world_model_args,
@@ -276,6 +292,7 @@ def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, 
                 features = _empty_features(index, attr.name)
             features["drop_reason"] = reason or ""
             features["problem"] = problem
+            features["series"], features["timestamps"] = window_of(row)
             for name in FEATURES:
                 out[name].append(features[name])
         vectors = out["embedding_vectors"]

@@ -48,8 +48,8 @@ class WorldModelArguments:
         default=True,
         metadata={"help": "`mixture`/`diffusion`/`quantile` heads: after training, choose the sampling temperature whose "
                           "central 90 percent interval best holds the true next vectors of the evaluation split "
-                          "(`val_size` or `eval_dataset`; without one, of every tenth training row, held out of "
-                          "training), save it as `sampling_temperature`, and one temperature per rollout horizon band "
+                          "(`val_size` or `eval_dataset`; without one, of a tenth of the training rows, held out of "
+                          "training: each series' latest windows where rows are windows of series), save it as `sampling_temperature`, and one temperature per rollout horizon band "
                           "(1, 2-3, 4-7, ...) as `horizon_temperatures`."},
     )
     sampling_temperature: float = field(

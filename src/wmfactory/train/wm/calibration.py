@@ -13,8 +13,10 @@ earlier bands' temperatures fixed, the one whose sampled rollouts (`NUM_SAMPLES`
 closest to 90% of the true vectors at that band's horizons (`horizon_temperatures` in config.json), each rollout
 given the first groups of its row that the ridge frame reads (`rollout_context`).
 
-Without an evaluation split, every tenth training row (at most `MAX_CALIBRATION_ROWS`; the last row of a run with
-fewer than ten) is held out of training for this (`calibration_split`)."""
+Without an evaluation split, a tenth of the training rows (at most `MAX_CALIBRATION_ROWS`; the last row of a run with
+fewer than ten) is held out of training for this (`calibration_split`): every tenth row, or, where the rows are
+windows of time series (`data.splits`), each series' latest windows, scored only on their steps after the training
+windows' last step (a rollout starts at the first of them)."""
 
 import itertools
 
@@ -23,8 +25,9 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from ...data.splits import mask_seen_steps, time_split
 from ...eval.metrics import rank_coverage
-from ...inference import Sampling, generate_rows, row_batches, vector_stream
+from ...inference import Sampling, generate_rows, vector_stream
 from ...inference.rows import context_features
 from ...model.config import horizon_band
 
@@ -38,13 +41,21 @@ MAX_ROLLOUT_ROWS = 64  # rows rolled out per band and temperature
 ROLLOUT_BATCH = 16
 
 
-def calibration_split(rows) -> tuple[object, object, list[int]]:
-    """(the training rows, the rows held out to calibrate, their indices): every `CALIBRATION_EVERY`-th row, at most
-    `MAX_CALIBRATION_ROWS`, or the last row of fewer than ten. `rows`: a `datasets.Dataset` of two rows or more."""
+def calibration_split(rows) -> tuple[object, object, list[int], str]:
+    """(the training rows, the rows held out to calibrate, their indices, how they were chosen): as many rows as
+    every `CALIBRATION_EVERY`-th row (at most `MAX_CALIBRATION_ROWS`, at least one). Where the rows are windows of
+    time series (`data.splits`), they are each series' latest windows, scored only on their steps after the
+    training windows' last step; otherwise every `CALIBRATION_EVERY`-th row, or the last row of fewer than ten. `rows`: a
+    `datasets.Dataset` of two rows or more."""
     n = len(rows)
     held = list(range(CALIBRATION_EVERY - 1, n, CALIBRATION_EVERY))[:MAX_CALIBRATION_ROWS] or [n - 1]
+    by_time = time_split(rows, len(held))
+    if by_time is not None:
+        return rows.select(by_time.train), mask_seen_steps(rows, by_time), by_time.held, by_time.describe(n)
     kept = sorted(set(range(n)) - set(held))
-    return rows.select(kept), rows.select(held), held
+    shown = ", ".join(map(str, held[:5])) + (", ..." if len(held) > 5 else "")
+    return rows.select(kept), rows.select(held), held, (f"{len(held)} of {n} training rows (every "
+                                                        f"{CALIBRATION_EVERY}th: rows {shown}) held out")
 
 
 def interval_hits(draws: torch.Tensor, target: torch.Tensor) -> list[float]:
@@ -106,12 +117,23 @@ def rollout_context(model) -> int:
     return max(chosen or [config.ridge_history])
 
 
-def rollout_coverage(model, rows: list[dict], band: int, seed: int = 0, context: int = 1) -> tuple[float, int]:
+def first_target_group(model, features: dict) -> int:
+    """The first group of `features` that holds a target vector of a predicted stream (0 when none does)."""
+    return next((group for group, is_target, name in zip(features["embedding_groups"], features["embedding_is_target"],
+                                                        features["embedding_streams"])
+                 if is_target and not model.config.is_condition(name)), 0)
+
+
+def rollout_coverage(model, rows: list[dict], band: int, seed: int = 0,
+                     context: int | list[int] = 1) -> tuple[float, int]:
     """(the share of true values at the horizons of `band` inside the central 90% interval of `NUM_SAMPLES` sampled
-    rollouts from each row's first `context` groups, at the model's temperatures; the number of values scored)."""
+    rollouts from each row's first `context` groups (one count, or one per row), at the model's temperatures; the
+    number of values scored)."""
     hits, values = 0.0, 0
-    for batch in row_batches(rows, ROLLOUT_BATCH):
-        for features, groups in zip(batch, generate_rows(model, batch, context, Sampling(NUM_SAMPLES, None, seed))):
+    contexts = [context] * len(rows) if isinstance(context, int) else list(context)
+    for start in range(0, len(rows), ROLLOUT_BATCH):
+        batch, given = rows[start: start + ROLLOUT_BATCH], contexts[start: start + ROLLOUT_BATCH]
+        for features, groups in zip(batch, generate_rows(model, batch, given, Sampling(NUM_SAMPLES, None, seed))):
             vectors = vector_stream(features, model.config.embedding_dim)
             for group in groups:
                 if group.samples is None or horizon_band(group.horizon) != band:
@@ -133,13 +155,17 @@ def calibrate_horizons(model, rows: list[dict], first: float, seed: int = 0,
     streams = len(config.stream_dims)
     rows = rows[:MAX_ROLLOUT_ROWS]
     context = rollout_context(model)
+    # a row whose first target comes later (a held-out window of a series: its steps that training holds too are
+    # history) starts its rollout there, so that no scored value was trained on
+    starts = [max(context, first_target_group(model, features)) for features in rows]
     for band in itertools.count(1):
         last = 2 ** (band + 1) - 1  # the band's last horizon: cut the rows there (the rollout's cost)
-        cut = [context_features(features, (context + last) * streams) for features in rows]
+        cut = [context_features(features, start - context + (context + last) * streams)
+               for features, start in zip(rows, starts)]
         shares = []
         for temperature in temperatures:
             config.horizon_temperatures = chosen + [float(temperature)]
-            share, values = rollout_coverage(model, cut, band, seed, context)
+            share, values = rollout_coverage(model, cut, band, seed, starts)
             if values == 0:
                 break
             shares.append(share)

@@ -24,7 +24,6 @@ from ..callbacks import LogFriendlyProgressCallback, WorldModelConfigCallback
 from ..checkpoints import checkpoint_step
 from ..preemption import PreemptionCallback
 from .calibration import (
-    CALIBRATION_EVERY,
     LEVELS,
     TEMPERATURES,
     calibrate_horizons,
@@ -60,13 +59,11 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     calibration_rows = dataset_module.eval_dataset
     if (training_args.do_train and args.world_model.calibrate_temperature and calibration_rows is None
             and _is_distributional(world_model) and len(dataset_module.train_dataset) >= 2):
-        train_rows, calibration_rows, held = calibration_split(dataset_module.train_dataset)
+        train_rows, calibration_rows, held, how = calibration_split(dataset_module.train_dataset)
         dataset_module.train_dataset = train_rows
-        shown = ", ".join(map(str, held[:5])) + (", ..." if len(held) > 5 else "")
-        logger.info(f"Calibration: {len(held)} of {len(held) + len(train_rows)} training rows (every "
-                    f"{CALIBRATION_EVERY}th: rows {shown}) are held out to calibrate the sampling temperatures of the "
-                    "distributional head; the model trains on the others. Set `val_size` or `eval_dataset` to choose "
-                    "the rows, or `calibrate_temperature: false` to train on every row.")
+        logger.info(f"Calibration: {how}, to calibrate the sampling temperatures of the distributional head; the "
+                    "model trains on the others. Set `val_size` or `eval_dataset` to choose the rows, or "
+                    "`calibrate_temperature: false` to train on every row.")
     if training_args.do_train and not args.model.adapter_name_or_path:
         config = world_model.config
         for name in streams:
