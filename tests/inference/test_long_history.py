@@ -128,3 +128,19 @@ def test_predict_and_eval_cut_long_rows_and_take_context_length(models, capsys):
     with pytest.raises(DataError, match=r"long row 0: eval on this row .* the model has \d+\. Give more "
                                         r"`context_groups`"):
         run_eval({**keys, "output_dir": str(tmp / "eval2"), "context_groups": 1})
+
+
+def test_context_length_on_a_row_of_states_and_actions(action_model):
+    """Groups of every stream count; the first kept state has no state before it and is not predicted."""
+    model, row, data = action_model
+    names = ["s3", "a3", "s4", "a4", "s5"]  # the last 5 of s1 a1 s2 a2 s3 a3 s4 a4 s5
+    by_hand = {"messages": [{"role": "user", "content": "".join(f"<{n}>" for n in names)},
+                            row["messages"][1]], "embeddings": {n: row["embeddings"][n] for n in names}}
+    cut = model.predict_next(row, dataset_dir=data, context_length=5)
+    assert [g.key for g in cut] == ["s4", "s5"]
+    assert_same_groups(cut, model.predict_next(by_hand, dataset_dir=data))
+    actions = {"a": np.ones((2, 3), dtype=np.float32)}
+    np.testing.assert_allclose(
+        model.rollout(row, steps=2, dataset_dir=data, conditions=actions, from_last_vector=True, context_length=5),
+        model.rollout(by_hand, steps=2, dataset_dir=data, conditions=actions, from_last_vector=True),
+        rtol=1e-5, atol=1e-6)
