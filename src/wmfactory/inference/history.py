@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from ..extras.errors import DataError
 from ..extras.logging import get_logger
+from .rows import stream_sequence
 
 logger = get_logger(__name__)
 
@@ -47,8 +48,6 @@ def drop_groups(features: dict[str, Any], dropped: int, target_rule: str = "next
     for key in ("group_keys", "group_occurrences", "group_in_assistant", "group_dims"):
         if key in features:
             out[key] = list(features[key])[dropped:]
-    from .rows import stream_sequence
-
     streams, seen, targets = stream_sequence(out), set(), []
     for i, position in zip(keep, out["embedding_positions"]):
         stream = streams[len(targets)]
@@ -96,8 +95,8 @@ class LongRows:
                 least = length + steps - (starts[history - 1] - starts[0] if history else 0)
                 after = f" of {steps} vectors after this row" if steps else " on this row"
                 where = f"{features['dataset_name']} row {features['row_index']}: " if "row_index" in features else ""
-                raise DataError(f"{where}{self.what}{after} ({length} positions), even from its last group of history alone, "
-                                f"needs {least} positions; the model has {self.limit}.{self.hint}")
+                raise DataError(f"{where}{self.what}{after} ({length} positions), even from its last group of history "
+                                f"alone, needs {least} positions; the model has {self.limit}.{self.hint}")
         if need > asked:
             self.kept.append(len(starts) - need)
         return drop_groups(features, max(asked, need), self.target_rule), max(asked, need)
