@@ -9,7 +9,9 @@ from ..extras.errors import DataError
 from ..extras.logging import get_logger
 from ..hparams import ModelArguments, PredictArgs
 from ..model import WorldModel
+from ..data.encoder import NO_CUTOFF
 from ..inference import Sampling
+from ..inference.history import LongRows
 
 logger = get_logger(__name__)
 
@@ -28,9 +30,11 @@ def load_model_and_rows(args: PredictArgs):
     `embedding_targets`) come from the model's configuration, and so do its streams and condition streams."""
     model = load_trained_world_model(args.model, args.training.device)
     config = model.config
-    # the rows of `dataset` themselves: no validation split, and not a training run's saved `tokenized_path`
+    # the rows of `dataset` themselves: no validation split, not a training run's saved `tokenized_path`, and whole
+    # (unless `cutoff_len` is given): a row longer than the model's positions is cut at its start (`fit_rows`)
     data_args = dataclasses.replace(args.data, val_size=0.0, eval_dataset=None, tokenized_path=None,
-                                    template=args.data.template if "template" in args.given else config.template)
+                                    template=args.data.template if "template" in args.given else config.template,
+                                    cutoff_len=args.data.cutoff_len if "cutoff_len" in args.given else NO_CUTOFF)
     world_model_args = dataclasses.replace(
         args.world_model, embedding_dim=config.stream_dims if config.multi_stream else config.embedding_dim,
         condition_streams=config.condition_streams, missing_values=config.missing_values,
@@ -57,3 +61,22 @@ def sampling_of(args: PredictArgs) -> Optional[Sampling]:
     if inference.num_samples == 0:
         return None
     return Sampling(inference.num_samples, inference.temperature, args.training.seed)
+
+
+def long_rows_of(args: PredictArgs, model, what: str) -> LongRows:
+    """What fits the rows of a predict or eval run into the model's positions (and `context_length`)."""
+    targets = args.world_model.embedding_targets if "embedding_targets" in args.given else None
+    hint = (" Give more `context_groups` (fewer groups to generate), or cut the rows at their end with `cutoff_len`."
+            if args.inference.predict_mode == "rollout" or what == "eval" else "")
+    return LongRows(model, args.inference.context_length, targets, what, hint)
+
+
+def fit_rows(long_rows: LongRows, batch: list[dict], context_groups: Optional[int] = None) -> tuple[list, list[int]]:
+    """The rows of `batch` cut to fit (their history: the first `context_groups` groups, before a rollout; None:
+    the whole row), and each row's `context_groups` after its cut."""
+    rows, contexts = [], []
+    for features in batch:
+        cut, dropped = long_rows.fit(features, history=context_groups)
+        rows.append(cut)
+        contexts.append(max((context_groups or 0) - dropped, 0))
+    return rows, contexts

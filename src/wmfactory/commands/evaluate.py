@@ -12,7 +12,7 @@ from ..extras.atomic import remove_partials
 from ..hparams import get_predict_args
 from ..inference import generate_groups, stream_sequence, vector_stream
 from ..train.lock import output_dir_lock
-from .common import load_model_and_rows, sampling_of
+from .common import fit_rows, load_model_and_rows, long_rows_of, sampling_of
 
 
 def run_eval(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, Any]:
@@ -30,23 +30,26 @@ def _run_eval(parsed) -> dict[str, Any]:
     context_groups = parsed.inference.context_groups
     report = evaluate_rows(model, dataset, context_groups, sampling_of(parsed),
                            parsed.training.per_device_eval_batch_size, parsed.inference.seasonality,
-                           parsed.inference.levels)
+                           parsed.inference.levels, long_rows_of(parsed, model, "eval"))
     save_report(report, os.path.join(output_dir, "eval_results.json"))
     print(format_report(report))
     plot_horizon(report, output_dir)
     plot_pit(report, output_dir)
-    plot_trajectories(_trajectories(model, dataset, context_groups, parsed.inference.plot_rows), output_dir)
+    plot_trajectories(_trajectories(model, dataset, context_groups, parsed.inference.plot_rows,
+                                    long_rows_of(parsed, model, "eval")), output_dir)
     return report
 
 
-def _trajectories(model, dataset, context_groups: int, plot_rows: int) -> list[dict[str, Any]]:
-    """Rollouts of the first predicted stream against its true vectors (a model's other streams are not drawn)."""
+def _trajectories(model, dataset, context_groups: int, plot_rows: int, long_rows) -> list[dict[str, Any]]:
+    """Rollouts of the first predicted stream against its true vectors (a model's other streams are not drawn), each
+    row cut as the scores cut it (`long_rows`, whose warning the scores gave)."""
     trajectories = []
     stream = model.config.predicted_streams[0]
     for features in dataset:
         if len(trajectories) >= plot_rows or context_groups == 0:
             break
-        generated = [g for g in generate_groups(model, features, context_groups)
+        [features], [context] = fit_rows(long_rows, [features], context_groups)
+        generated = [g for g in generate_groups(model, features, context)
                      if g.stream == stream or not model.config.multi_stream]
         if not generated:
             continue

@@ -13,7 +13,7 @@ from ..extras.logging import get_logger
 from ..hparams import get_predict_args
 from ..inference import generate_rows, row_batches, teacher_forced_rows
 from ..train.lock import output_dir_lock
-from .common import load_model_and_rows, sampling_of
+from .common import fit_rows, load_model_and_rows, long_rows_of, sampling_of
 
 logger = get_logger(__name__)
 
@@ -60,21 +60,29 @@ def _run_predict(parsed) -> str:
 
 def _predict_into(folder: str, model, dataset, parsed, sampling, bank) -> int:
     """predictions.jsonl and predicted_embeddings/ of every row, written into `folder`; the number of lines."""
-    mode, context_groups = parsed.inference.predict_mode, parsed.inference.context_groups
+    mode = parsed.inference.predict_mode
+    long_rows = long_rows_of(parsed, model, f"predict ({mode})")
     lines = 0
     bar = tqdm(total=len(dataset), desc=f"predict ({mode})", unit="row")
     with open(os.path.join(folder, "predictions.jsonl"), "w", encoding="utf-8") as f, bar:
         for batch in row_batches(dataset, parsed.training.per_device_eval_batch_size):
-            if mode == "rollout":
-                predictions = generate_rows(model, batch, context_groups, sampling)
-            else:
-                predictions = teacher_forced_rows(model, batch, sampling)
+            batch, predictions = _predict_batch(model, batch, parsed.inference, sampling, long_rows)
             for features, groups in zip(batch, predictions):
                 lines += _write_row(folder, f, features, groups, mode, bank, parsed.inference.top_k)
             bar.update(len(batch))
         f.flush()
         os.fsync(f.fileno())
+    long_rows.warn()
     return lines
+
+
+def _predict_batch(model, batch: list[dict], inference, sampling, long_rows) -> tuple[list[dict], list[list]]:
+    """(the rows cut to fit the model's positions and `context_length`, their predictions)."""
+    if inference.predict_mode == "rollout":
+        batch, contexts = fit_rows(long_rows, batch, inference.context_groups)
+        return batch, generate_rows(model, batch, contexts, sampling)
+    batch, _ = fit_rows(long_rows, batch)
+    return batch, teacher_forced_rows(model, batch, sampling)
 
 
 def _predict_table(parsed, model, dataset, output_dir: str, sampling) -> str:
@@ -83,16 +91,15 @@ def _predict_table(parsed, model, dataset, output_dir: str, sampling) -> str:
 
     inference = parsed.inference
     tables = TableRows(parsed.data.dataset_dir, parsed.data.dataset_names)
+    long_rows = long_rows_of(parsed, model, f"predict ({inference.predict_mode})")
     lines = []
     with tqdm(total=len(dataset), desc=f"predict ({inference.predict_mode})", unit="row") as bar:
         for batch in row_batches(dataset, parsed.training.per_device_eval_batch_size):
-            if inference.predict_mode == "rollout":
-                predictions = generate_rows(model, batch, inference.context_groups, sampling)
-            else:
-                predictions = teacher_forced_rows(model, batch, sampling)
+            batch, predictions = _predict_batch(model, batch, inference, sampling, long_rows)
             for features, groups in zip(batch, predictions):
                 lines.extend(table_lines(features, groups, inference.predict_mode, inference.levels, tables))
             bar.update(len(batch))
+    long_rows.warn()
     path = write_table(lines, os.path.join(output_dir, f"predictions.{inference.output_format}"),
                        inference.output_format)
     logger.info(f"Wrote {len(lines)} predicted numbers to {path}")

@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..model.statistics import ridge_sub_block
+from ..inference.history import LongRows
 from ..inference import (
     Sampling,
     generate_rows,
@@ -149,7 +150,7 @@ class _RowStreams:
 
 def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1,
                   sampling: Optional[Sampling] = None, batch_size: int = 8, seasonality: int = 1,
-                  quantile_levels=QUANTILE_LEVELS) -> dict[str, Any]:
+                  quantile_levels=QUANTILE_LEVELS, long_rows: Optional[LongRows] = None) -> dict[str, Any]:
     """`rows`: preprocessed features (as the data pipeline writes them). Each predicted stream is scored on its own,
     and every baseline is computed inside the stream (persistence is the previous vector of the stream, the ridge
     and the training mean are the stream's). A vector is scored only where every baseline is defined
@@ -161,7 +162,11 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     Seasonal naive repeats the last known vector of the same season (`seasonality` m; 1 is persistence); MASE
     divides each absolute error by its row's in-sample seasonal naive error in that dimension, on the vectors
     known at the forecast's origin; WQL (with `sampling`) is the weighted quantile loss at `quantile_levels`, from the
-    quantiles of the draws; every forecaster's scores are also given relative to seasonal naive's."""
+    quantiles of the draws; every forecaster's scores are also given relative to seasonal naive's.
+
+    `long_rows` fits each row into the model's positions (and its `context_length`) before anything reads it: the
+    history before the rollouts (the first `context_groups` groups) is cut to its last groups, and the teacher-forced
+    scores and the baselines read the same cut row (default: cut only where a row does not fit, with a warning)."""
     cfg = model.config
     streams = cfg.predicted_streams if cfg.multi_stream else [cfg.predicted_streams[0]]
     statistics = {name: model.stream_part("statistics", name) for name in streams}
@@ -192,7 +197,9 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     forced = {name: _Pool(quantile_levels=levels) for name in streams}
     horizons: dict[str, dict[int, _Pool]] = {name: defaultdict(lambda: _Pool(quantile_levels=levels))
                                              for name in streams}
-    for number, features, forced_groups, generated in _predictions(model, rows, context_groups, sampling, batch_size):
+    long_rows = long_rows or LongRows(model, what="eval")
+    for number, features, forced_groups, generated in _predictions(model, rows, context_groups, sampling, batch_size,
+                                                                   long_rows):
         row, dataset = _RowStreams.of(model, features), features["dataset_name"]
         for group in forced_groups:
             name = group.stream if cfg.multi_stream else streams[0]
@@ -231,19 +238,24 @@ def _ridge_weights(ridge: torch.Tensor, history: int) -> np.ndarray:
 
 
 def _predictions(model, rows: Iterable[dict[str, Any]], context_groups: int, sampling: Optional[Sampling],
-                 batch_size: int) -> Iterator[tuple[int, dict[str, Any], list, list]]:
-    """(row number, features, teacher-forced groups, generated groups) of each row, the rows run in batches."""
+                 batch_size: int, long_rows: LongRows) -> Iterator[tuple[int, dict[str, Any], list, list]]:
+    """(row number, features cut by `long_rows`, teacher-forced groups, generated groups) of each row, the rows run
+    in batches."""
     total = len(rows) if hasattr(rows, "__len__") else None
     number = 0
     with tqdm(total=total, desc="eval", unit="row") as bar:
         for batch in row_batches(rows, batch_size):
+            cut = [long_rows.fit(features, history=context_groups or None) for features in batch]
+            batch = [features for features, _ in cut]
             forced = teacher_forced_rows(model, batch, sampling)
-            generated = generate_rows(model, batch, context_groups, sampling) if context_groups > 0 else [
+            contexts = [context_groups - dropped for _, dropped in cut]
+            generated = generate_rows(model, batch, contexts, sampling) if context_groups > 0 else [
                 [] for _ in batch]
             for features, forced_groups, generated_groups in zip(batch, forced, generated):
                 yield number, features, forced_groups, generated_groups
                 number += 1
             bar.update(len(batch))
+    long_rows.warn()
 
 
 def pools_report(forced: _Pool, horizons: dict[int, _Pool], context_groups: int) -> dict[str, Any]:

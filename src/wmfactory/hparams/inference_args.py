@@ -21,6 +21,14 @@ class InferenceArguments:
     context_groups: int = field(
         default=1, metadata={"help": "Groups given to the model before a rollout (predict and eval)."}
     )
+    context_length: Optional[int] = field(
+        default=None,
+        metadata={"help": "`predict` and `eval`: keep at most the last this many groups of each row's history (the "
+                          "row itself teacher-forced; the `context_groups` given before a rollout). Default: all "
+                          "of it, except that a row longer than the model's positions is cut to its last groups "
+                          "that fit, with a warning (the text before the first vector kept; the groups cut away "
+                          "are not predicted)."},
+    )
     num_samples: int = field(
         default=0,
         metadata={"help": "Draws from the head's distribution per prediction (0: the mean only). `predict` writes "
@@ -102,6 +110,8 @@ class InferenceArguments:
             raise ConfigError(f"`seasonality` must be a positive integer, got {self.seasonality!r}.")
         if self.context_groups < 0:
             raise ConfigError("`context_groups` must be >= 0.")
+        if self.context_length is not None and (isinstance(self.context_length, bool) or self.context_length < 1):
+            raise ConfigError(f"`context_length` must be a positive integer, got {self.context_length!r}.")
         levels = self.quantile_levels
         items = levels if isinstance(levels, (list, tuple)) else str(levels).split(",")
         try:

@@ -12,6 +12,7 @@ from ..extras.errors import DataError
 from ..hparams.inference_args import MAX_SAMPLES
 from .engine import continue_rows
 from .generation import teacher_forced
+from .history import LongRows
 from .rows import Sampling, context_features, through_last_vector
 
 Row = Union[dict[str, Any], tuple[str, int]]  # a row in the dataset format, or (dataset name, row index)
@@ -21,7 +22,8 @@ def rollout(model, row: Row | list[Row], steps: int, dataset_dir: Optional[str] 
             context_groups: Optional[int] = None, num_samples: Optional[int] = None,
             temperature: Optional[float] = None, seed: Optional[int] = None,
             conditions: Optional[dict[str, Any]] = None, pattern: Optional[list[str]] = None,
-            from_last_vector: bool = False) -> np.ndarray | dict[str, np.ndarray] | list:
+            from_last_vector: bool = False,
+            context_length: Optional[int] = None) -> np.ndarray | dict[str, np.ndarray] | list:
     """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for `steps`
     vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`, the head's mean
     at each step; with `num_samples` S, `[S, steps, d]`: S trajectories, each feeding back its own draws from the
@@ -37,13 +39,20 @@ def rollout(model, row: Row | list[Row], steps: int, dataset_dir: Optional[str] 
     training rows; the default continues after the whole row).
 
     A list of rows runs as one batch (right-padded, one KV cache) and gives a list, one result per row, each equal to
-    that row's rollout alone (the draws too: each row draws with its own generator seeded by `seed`)."""
+    that row's rollout alone (the draws too: each row draws with its own generator seeded by `seed`).
+
+    Long histories: `context_length` keeps at most the last that many groups of the history (after `context_groups`);
+    a history that does not fit in the model's positions with the `steps` after it is cut to its last groups that do
+    (`inference.history`), with one warning per call."""
     check_steps(steps)
     sampling = sampling_of(num_samples, temperature, seed)
     given = checked_conditions(model, conditions)
     check_pattern(model, pattern)
     rows = row if isinstance(row, list) else [row]
-    batch = [rollout_features(model, one, steps, dataset_dir, context_groups, from_last_vector) for one in rows]
+    long_rows = LongRows(model, context_length)
+    batch = [rollout_features(model, one, steps, dataset_dir, context_groups, from_last_vector, long_rows)
+             for one in rows]
+    long_rows.warn()
     results = continue_rows(model, batch, steps, sampling, given, pattern) if batch else []
     return results if isinstance(row, list) else results[0]
 
@@ -63,9 +72,9 @@ def check_pattern(model, pattern: Optional[list[str]]) -> None:
 
 
 def rollout_features(model, row: Row, steps: int, dataset_dir: Optional[str], context_groups: Optional[int],
-                     from_last_vector: bool = False) -> dict[str, Any]:
+                     from_last_vector: bool = False, long_rows: Optional[LongRows] = None) -> dict[str, Any]:
     """The features of `row` (cut after `context_groups` groups, or right after its last vector) for a continuation
-    of `steps` more positions, checked against the model's positions."""
+    of `steps` more positions, fitted into the model's positions by `long_rows` (without: checked against them)."""
     features = model.encode_row(row, dataset_dir)
     if context_groups is not None:
         features = context_features(features, context_groups)
@@ -74,8 +83,10 @@ def rollout_features(model, row: Row, steps: int, dataset_dir: Optional[str], co
     if not features["embedding_groups"]:
         raise DataError("the row holds no embedding vector (before `context_groups`): there is no stream to "
                         "continue.")
-    check_positions(model, features, steps)
-    return features
+    if long_rows is None:
+        check_positions(model, features, steps)
+        return features
+    return long_rows.fit(features, steps)[0]
 
 
 def check_positions(model, features: dict[str, Any], steps: int, what: str = "a rollout") -> None:
@@ -114,10 +125,17 @@ def checked_conditions(model, conditions: Optional[dict[str, Any]]) -> Optional[
 
 
 def predict_next(model, row: Row, dataset_dir: Optional[str] = None, num_samples: Optional[int] = None,
-                 temperature: Optional[float] = None, seed: Optional[int] = None) -> list:
+                 temperature: Optional[float] = None, seed: Optional[int] = None,
+                 context_length: Optional[int] = None) -> list:
     """Teacher-forced predictions for every target group of `row` (a list of `GroupPrediction`: `predicted` `[n, d]`,
-    the head's mean; with `num_samples`, `samples` `[S, n, d]` too)."""
-    return teacher_forced(model, model.encode_row(row, dataset_dir), sampling_of(num_samples, temperature, seed))
+    the head's mean; with `num_samples`, `samples` `[S, n, d]` too). `context_length` keeps at most the row's last
+    that many groups; a row longer than the model's positions is cut to its last groups that fit, with a warning
+    (the groups cut away are not predicted; `group` counts the kept groups, `occurrence` is the row's own)."""
+    sampling = sampling_of(num_samples, temperature, seed)
+    long_rows = LongRows(model, context_length, what="teacher-forced prediction")
+    features = long_rows.fit(model.encode_row(row, dataset_dir))[0]
+    long_rows.warn()
+    return teacher_forced(model, features, sampling)
 
 
 def nearest(vectors, bank, k: int = 5) -> list[list[dict[str, Any]]] | tuple[np.ndarray, np.ndarray]:

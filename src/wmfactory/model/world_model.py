@@ -574,24 +574,27 @@ class WorldModel(PreTrainedModel):
                 context_groups: Optional[int] = None, num_samples: Optional[int] = None,
                 temperature: Optional[float] = None, seed: Optional[int] = None,
                 conditions: Optional[dict[str, Any]] = None, pattern: Optional[list[str]] = None,
-                from_last_vector: bool = False) -> np.ndarray | dict[str, np.ndarray] | list:
-        """Continue the latent stream after the end of `row` for `steps` vectors; see
-        `wmfactory.inference.row_api.rollout`."""
+                from_last_vector: bool = False,
+                context_length: Optional[int] = None) -> np.ndarray | dict[str, np.ndarray] | list:
+        """Continue the latent stream after the end of `row` for `steps` vectors (from at most its last
+        `context_length` groups); see `wmfactory.inference.row_api.rollout`."""
         from ..inference.row_api import rollout
 
         return rollout(self, row, steps, dataset_dir, context_groups, num_samples, temperature, seed, conditions,
-                       pattern, from_last_vector)
+                       pattern, from_last_vector, context_length)
 
     def predict_df(self, df, future_df=None, **options):
         """Forecasts of every series of the long table `df` as a long table with quantiles (`model/tables.py`)."""
         return tables.predict_df(self, df, future_df, **options)
 
     def predict_next(self, row: Row, dataset_dir: Optional[str] = None, num_samples: Optional[int] = None,
-                     temperature: Optional[float] = None, seed: Optional[int] = None) -> list:
-        """Teacher-forced predictions for every target group of `row`; see `wmfactory.inference.row_api`."""
+                     temperature: Optional[float] = None, seed: Optional[int] = None,
+                     context_length: Optional[int] = None) -> list:
+        """Teacher-forced predictions for every target group of `row` (of at most its last `context_length` groups);
+        see `wmfactory.inference.row_api`."""
         from ..inference.row_api import predict_next
 
-        return predict_next(self, row, dataset_dir, num_samples, temperature, seed)
+        return predict_next(self, row, dataset_dir, num_samples, temperature, seed, context_length)
 
     def plan(self, row: Row, horizon: int, **options):
         """Choose a sequence of actions (a condition stream) by model-predictive control; see
