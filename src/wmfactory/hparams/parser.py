@@ -60,7 +60,10 @@ KIND_NAMES = {bool: "true or false", dict: "a mapping", list: "a list", str: "a 
 def load_yaml(text_or_stream) -> Any:
     """A YAML value (a form's input, a whole file) read as a `key=value` override reads its value."""
     text = text_or_stream.read() if hasattr(text_or_stream, "read") else text_or_stream
-    return OmegaConf.to_container(OmegaConf.from_dotlist([f"value={text}"]))["value"]
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist([f"value={text}"]))["value"]
+    except (OmegaConfBaseException, ValueError) as err:  # `${x`, `!!set {a}`: the error its callers catch
+        raise yaml.YAMLError(" ".join(str(err).split())) from None
 
 
 def read_args(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, Any]:
@@ -105,6 +108,7 @@ def _load_config_file(path: str) -> DictConfig:
     if not Path(path).is_file():
         raise ConfigError(f"Config file '{path}' not found.")
     not_a_mapping = ConfigError(f"Config file '{path}' must hold a mapping of keys to values.")
+    not_named = ConfigError(f"Config file '{path}': every key must be a string, such as learning_rate.")
     try:
         if path.endswith(".json"):
             with open(path, encoding="utf-8") as f:
@@ -118,7 +122,7 @@ def _load_config_file(path: str) -> DictConfig:
         place = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"Config file '{path}'{place}: {err.problem}{context}") from None
     except KeyValidationError:  # a `null:` key
-        raise ConfigError(f"Config file '{path}': every key must be a string, such as learning_rate.") from None
+        raise not_named from None
     except OSError as err:  # OmegaConf refuses a document that is a single number or date with an error of no errno
         if err.errno is None:
             raise not_a_mapping from None
@@ -127,10 +131,8 @@ def _load_config_file(path: str) -> DictConfig:
         raise ConfigError(f"Config file '{path}' cannot be parsed: {' '.join(str(err).split())}") from None
     if not isinstance(config, DictConfig):
         raise not_a_mapping
-    key = next((key for key in config if not isinstance(key, str)), None)
-    if key is not None:
-        raise ConfigError(f"Config file '{path}': every key must be a string, such as learning_rate; got "
-                          f"{type(key).__name__} {key!r}.")
+    if not all(isinstance(key, str) for key in config):  # `1:` or `true:`
+        raise not_named
     return config
 
 
