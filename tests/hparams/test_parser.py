@@ -1,5 +1,6 @@
 import pytest
 import torch
+import yaml
 from safetensors.torch import save_file
 
 from wmfactory.extras.errors import ConfigError, DataError, guarded
@@ -34,7 +35,8 @@ def test_yaml_with_overrides(tmp_path):
         "\n### train\nlearning_rate: 1.0e-4\nper_device_train_batch_size: 2\n"
     )
     args = read_args([str(config), "learning_rate=5e-5", "lm_loss_weight=0", "plot_loss=true"])
-    assert args["learning_rate"] == "5e-5" and args["lm_loss_weight"] == 0 and args["plot_loss"] is True
+    # OmegaConf reads `5e-5` as a number (PyYAML alone would keep the string)
+    assert args["learning_rate"] == 5e-5 and args["lm_loss_weight"] == 0 and args["plot_loss"] is True
     parsed = get_train_args([str(config), "learning_rate=5e-5", "lm_loss_weight=0"])
     assert parsed.data.dataset_names == ["a", "b"] and parsed.data.cutoff_len == 64
     assert parsed.training.learning_rate == 5e-5 and parsed.training.per_device_train_batch_size == 2
@@ -106,12 +108,22 @@ def test_existing_output_dir_resumes_from_its_newest_complete_checkpoint(tmp_pat
         resumed(BASE + [str(tmp_path / "p")])
 
 
-def test_yaml_reads_no_as_a_string_like_llamafactory(tmp_path):
+def test_yaml_no_is_the_strategy_no_and_booleans_stay_booleans(tmp_path):
     config = tmp_path / "cfg.yaml"
-    config.write_text("save_strategy: no\nplot_loss: true\ndisable_shuffling: False\nlearning_rate: 1.0e-4\n")
+    config.write_text("model_name_or_path: m\ndataset: d\noutput_dir: " + str(tmp_path / "o") + "\n"
+                      "save_strategy: no\nplot_loss: true\ndisable_shuffling: False\nlearning_rate: 1.0e-4\n")
     args = read_args([str(config), "eval_strategy=no", "bf16=true"])
-    assert args == {"save_strategy": "no", "plot_loss": True, "disable_shuffling": False, "learning_rate": 1e-4,
-                    "eval_strategy": "no", "bf16": True}
+    # OmegaConf reads YAML 1.1, where `no` is a boolean; the parser turns it back into the strategy "no"
+    assert {key: args[key] for key in ("save_strategy", "plot_loss", "disable_shuffling", "learning_rate",
+                                       "eval_strategy", "bf16")} == {
+        "save_strategy": False, "plot_loss": True, "disable_shuffling": False, "learning_rate": 1e-4,
+        "eval_strategy": False, "bf16": True}
+    parsed = get_train_args([str(config), "eval_strategy=no", "logging_strategy=off"])
+    assert parsed.training.save_strategy == "no" and parsed.training.eval_strategy == "no"
+    assert parsed.training.logging_strategy == "no" and parsed.finetuning.plot_loss is True
+    assert parsed.finetuning.disable_shuffling is False and parsed.training.learning_rate == 1e-4
+    with pytest.raises(ConfigError, match=r"`run_name` must be a string \(quote it\), got bool 'False'"):
+        get_train_args([str(config), "run_name=no"])
 
 
 def test_llamafactory_keys_that_transformers_5_renamed_or_we_restrict(tmp_path):
@@ -176,7 +188,7 @@ def test_output_dir_that_is_a_file_and_a_config_file_with_a_syntax_error(tmp_pat
     with pytest.raises(ConfigError, match="is a file, not a folder"):
         get_train_args(BASE + [str(tmp_path / "f")])
     (tmp_path / "bad.yaml").write_text("model_name_or_path: m\ndataset: [d\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml', line 3, column 1: expected ',' or ']'"):
+    with pytest.raises(ConfigError, match=r"bad.yaml', line 3, column 1: (did not find )?expected ',' or '\]'"):
         get_train_args([str(tmp_path / "bad.yaml")])
 
 
@@ -188,3 +200,79 @@ def test_errors_chosen_as_best_metric_are_minimised(tmp_path, metric, given, exp
     extra = [] if given is None else ["--greater_is_better", str(given).lower()]
     parsed = get_train_args(BASE + [str(tmp_path / "o"), "--stage", "wm", "--metric_for_best_model", metric] + extra)
     assert parsed.training.greater_is_better is expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("- model_name_or_path: m\n", "must hold a mapping of keys to values"),
+    ("3\n", "must hold a mapping of keys to values"),
+    ("1: m\n", "every key must be a string, such as learning_rate"),
+    ("null: m\n", "every key must be a string, such as learning_rate"),
+    ("dataset: a\ndataset: b\n", "line 2, column 1: found duplicate key dataset"),
+    ("dataset: !!set {a}\n", "cannot be parsed: Value 'set' is not a supported primitive type"),
+])
+def test_a_config_file_that_is_not_a_mapping_of_names_is_one_line(tmp_path, text, message):
+    (tmp_path / "cfg.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        get_train_args([str(tmp_path / "cfg.yaml")])
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_dict_key_that_is_not_a_string_and_an_override_that_does_not_parse(tmp_path):
+    with pytest.raises(ConfigError, match="Every key must be a string, such as learning_rate; got int '7'"):
+        get_train_args({"model_name_or_path": "m", "dataset": "d", "output_dir": str(tmp_path / "o"), 7: 1})
+    (tmp_path / "cfg.yaml").write_text("model_name_or_path: m\n")
+    with pytest.raises(ConfigError, match=r"Override 'dataset=\[d': the value cannot be parsed"):
+        read_args([str(tmp_path / "cfg.yaml"), "dataset=[d"])
+    with pytest.raises(ConfigError, match="Override 'dataset' must look like key=value"):
+        read_args([str(tmp_path / "cfg.yaml"), "dataset"])
+
+
+def test_overrides_replace_the_file_values_and_numbers_become_the_fields_types(tmp_path):
+    (tmp_path / "cfg.yaml").write_text("model_name_or_path: m\ndataset: d\noutput_dir: " + str(tmp_path / "o") +
+                                       "\nembedding_dim: {s: 3, a: 1}\nmax_steps: 1e3\n")
+    parsed = get_train_args([str(tmp_path / "cfg.yaml"), "embedding_dim=4", "run_name=123", "max_samples=null",
+                             "resume_from_checkpoint=false"])
+    assert parsed.world_model.embedding_dim == 4 and parsed.training.max_steps == 1000
+    assert parsed.training.run_name == "123" and parsed.data.max_samples is None
+    flags = get_train_args(BASE + [str(tmp_path / "o"), "--max_samples", "none", "--lora_dropout", "0.25",
+                                   "--plot_loss", "yes", "--seed", "-0"])
+    assert flags.data.max_samples is None and flags.finetuning.lora_dropout == 0.25
+    assert flags.finetuning.plot_loss is True and flags.training.seed == 0
+    with pytest.raises(ConfigError, match=r"`max_steps` must be a number \(int\), got '2.5'"):
+        get_train_args(BASE + [str(tmp_path / "o"), "--max_steps", "2.5"])
+    with pytest.raises(ConfigError, match="`plot_loss` must be true or false, got 'maybe'"):
+        get_train_args(BASE + [str(tmp_path / "o"), "--plot_loss", "maybe"])
+    with pytest.raises(ConfigError, match="`output_dir` must be a string, got list"):
+        get_train_args({"model_name_or_path": "m", "dataset": "d", "output_dir": [1]})
+
+
+def test_report_to_names_only_trackers_transformers_knows(tmp_path):
+    from transformers.integrations import INTEGRATION_TO_CALLBACK
+
+    with pytest.raises(ConfigError) as err:
+        get_train_args(BASE + [str(tmp_path / "o"), "--report_to", "tensorbord"])
+    assert "`report_to` names tensorbord, which transformers does not report to: use none, all or any of " \
+           "azure_ml, " in str(err.value)
+    assert all(name in str(err.value) for name in ("tensorboard", "wandb", "trackio", "swanlab"))
+    assert set(INTEGRATION_TO_CALLBACK) >= {"tensorboard", "wandb", "trackio", "swanlab", "mlflow"}
+    assert get_train_args(BASE + [str(tmp_path / "o"), "--report_to", "none"]).training.report_to == []
+    with pytest.raises(ConfigError, match="`report_to` names wandbb, which transformers does not report to"):
+        get_train_args(BASE + [str(tmp_path / "o"), "--report_to", "tensorboard, wandbb"])
+
+
+def test_the_cpu_is_used_when_torch_sees_no_accelerator(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: False)
+    assert get_train_args(BASE + [str(tmp_path / "o")]).training.use_cpu is True
+    monkeypatch.setattr(torch.accelerator, "is_available", lambda: True)
+    assert get_train_args(BASE + [str(tmp_path / "o")]).training.use_cpu is False
+    assert get_train_args(BASE + [str(tmp_path / "o"), "--use_cpu", "true"]).training.use_cpu is True
+
+
+def test_load_yaml_reads_a_value_as_an_override_does():
+    from wmfactory.hparams.parser import load_yaml
+
+    assert load_yaml("1e-4") == 1e-4 and load_yaml("[a, 2]") == ["a", 2] and load_yaml("s: 3") == {"s": 3}
+    assert load_yaml("2026-01-01") == "2026-01-01" and load_yaml("") is None
+    for text in ("${x", "!!set {a}"):  # a form's text that is no value: the YAML error the board catches
+        with pytest.raises(yaml.YAMLError):
+            load_yaml(text)

@@ -1,5 +1,6 @@
 """One parser for every way a run is configured: a YAML file with `key=value` overrides, `--flag value` arguments,
-or a dict. All of them become one flat dict of LLaMA-Factory keys, checked against the dataclasses, then parsed."""
+or a dict. All of them become one flat dict of LLaMA-Factory keys, checked against the dataclasses, then parsed.
+OmegaConf reads the files and overrides (as in LLaMA-Factory) and converts each value to its field's type."""
 
 import dataclasses
 import difflib
@@ -8,7 +9,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 import sys
 import types
 import typing
@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any, Literal, Union
 
 import yaml
+from omegaconf import BooleanNode, DictConfig, FloatNode, IntegerNode, OmegaConf, StringNode
+from omegaconf.errors import KeyValidationError, OmegaConfBaseException
 from transformers import HfArgumentParser
+from transformers.integrations import INTEGRATION_TO_CALLBACK, get_available_reporting_integrations
 
 from ..extras.errors import ConfigError, DataError, shown
 from ..extras.logging import get_logger
@@ -47,88 +50,90 @@ CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in
 if CHECKPOINTING == "activation_checkpointing":
     KEY_ALIASES.update(gradient_checkpointing="activation_checkpointing",
                        gradient_checkpointing_kwargs="activation_checkpointing_kwargs")
-_TRUE, _FALSE = {"true", "yes", "1", "on"}, {"false", "no", "0", "off"}
+# the OmegaConf node that converts a value to each plain field type (`"1e-4"` to 0.0001, `"true"` to True)
+NODES = {bool: BooleanNode, int: IntegerNode, float: FloatNode, str: StringNode}
+# OmegaConf reads YAML 1.1, where these words are booleans: `save_strategy: no` arrives as False
+YAML_BOOLEAN_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
+KIND_NAMES = {bool: "true or false", dict: "a mapping", list: "a list", str: "a string"}
 
 
-class _Yaml12Loader(yaml.SafeLoader):
-    """YAML with only true/false as booleans (YAML 1.2, as LLaMA-Factory's OmegaConf reads it): `no`, `off`,
-    `yes` and `on` stay strings, so that `eval_strategy: no` means the strategy "no"."""
-
-
-_Yaml12Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_Yaml12Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
-)
-
-
-def load_yaml(text_or_stream):
-    return yaml.load(text_or_stream, Loader=_Yaml12Loader)
+def load_yaml(text_or_stream) -> Any:
+    """A YAML value (a form's input, a whole file) read as a `key=value` override reads its value."""
+    text = text_or_stream.read() if hasattr(text_or_stream, "read") else text_or_stream
+    try:
+        return OmegaConf.to_container(OmegaConf.from_dotlist([f"value={text}"]))["value"]
+    except (OmegaConfBaseException, ValueError) as err:  # `${x`, `!!set {a}`: the error its callers catch
+        raise yaml.YAMLError(" ".join(str(err).split())) from None
 
 
 def read_args(args: Union[dict[str, Any], list[str], None] = None) -> dict[str, Any]:
     """Turn `args` (default: `sys.argv[1:]`) into one flat dict.
 
     - a dict is used as it is;
-    - `["cfg.yaml", "key=value", ...]`: the YAML file (or .json) with overrides on top;
-    - `["--key", "value", "--flag", ...]`: command-line flags (`--flag` alone means true).
+    - `["cfg.yaml", "key=value", ...]`: the YAML file (or .json) with the overrides merged on top (OmegaConf);
+    - `["--key", "value", "--flag", ...]`: command-line flags (`--flag` alone means true), values as strings.
     """
     if isinstance(args, dict):
         return dict(args)
     argv = list(sys.argv[1:] if args is None else args)
-    config: dict[str, Any] = {}
     if argv and argv[0].endswith((".yaml", ".yml", ".json")):
-        config = _load_config_file(argv.pop(0))
-        for item in argv:
-            if "=" not in item or item.startswith("-"):
-                raise ConfigError(f"Override '{item}' must look like key=value (e.g. learning_rate=1e-4).")
-            key, value = item.split("=", 1)
-            try:
-                config[key.strip()] = load_yaml(value) if value.strip() else ""
-            except (ValueError, yaml.YAMLError) as err:
-                raise ConfigError(f"Override '{shown(item)[:200]}': the value cannot be parsed "
-                                  f"({' '.join(str(err).split())[:200]}).") from None
-        return config
-    i = 0
+        config = _load_config_file(argv[0])
+        return OmegaConf.to_container(OmegaConf.merge(config, *map(_read_override, argv[1:])))
+    config, i = {}, 0
     while i < len(argv):
-        item = argv[i]
-        if not item.startswith("--"):
-            raise ConfigError(f"Unexpected argument '{item}': use --key value (or a YAML file as first argument).")
-        key = item[2:]
+        if not argv[i].startswith("--"):
+            raise ConfigError(f"Unexpected argument '{argv[i]}': use --key value (or a YAML file as first argument).")
+        key, value = argv[i][2:], "true"
         if "=" in key:
             key, value = key.split("=", 1)
         elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-            value = argv[i + 1]
-            i += 1
-        else:
-            value = "true"
+            i, value = i + 1, argv[i + 1]
         config[key.replace("-", "_")] = value
         i += 1
     return config
 
 
-def _load_config_file(path: str) -> dict[str, Any]:
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"Config file '{path}' not found.")
+def _read_override(item: str) -> DictConfig:
+    if "=" not in item or item.startswith("-"):
+        raise ConfigError(f"Override '{item}' must look like key=value (e.g. learning_rate=1e-4).")
     try:
-        with open(file, encoding="utf-8") as f:
-            content = json.load(f) if file.suffix == ".json" else load_yaml(f)
+        return OmegaConf.from_dotlist([item])
+    except (ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigError(f"Override '{shown(item)[:200]}': the value cannot be parsed "
+                          f"({' '.join(str(err).split())[:200]}).") from None
+
+
+def _load_config_file(path: str) -> DictConfig:
+    """The file as an OmegaConf mapping; any mistake in it as one line (with its line and column when known)."""
+    if not Path(path).is_file():
+        raise ConfigError(f"Config file '{path}' not found.")
+    not_a_mapping = ConfigError(f"Config file '{path}' must hold a mapping of keys to values.")
+    not_named = ConfigError(f"Config file '{path}': every key must be a string, such as learning_rate.")
+    try:
+        if path.endswith(".json"):
+            with open(path, encoding="utf-8") as f:
+                config = OmegaConf.create(json.load(f))
+        else:
+            config = OmegaConf.load(path)
     except json.JSONDecodeError as err:
         raise ConfigError(f"Config file '{path}', line {err.lineno}, column {err.colno}: {err.msg}") from None
     except yaml.MarkedYAMLError as err:
-        mark, context = err.problem_mark, f" ({err.context})" if err.context else ""
-        raise ConfigError(f"Config file '{path}', line {mark.line + 1}, column {mark.column + 1}: "
-                          f"{err.problem}{context}") from None
-    except (ValueError, yaml.YAMLError) as err:
+        mark, context = err.problem_mark or err.context_mark, f" ({err.context})" if err.context else ""
+        place = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"Config file '{path}'{place}: {err.problem}{context}") from None
+    except KeyValidationError:  # a `null:` key
+        raise not_named from None
+    except OSError as err:  # OmegaConf refuses a document that is a single number or date with an error of no errno
+        if err.errno is None:
+            raise not_a_mapping from None
+        raise ConfigError(f"Config file '{path}' cannot be read: {err.strerror or err}.") from None
+    except (ValueError, yaml.YAMLError, OmegaConfBaseException) as err:
         raise ConfigError(f"Config file '{path}' cannot be parsed: {' '.join(str(err).split())}") from None
-    if content is None:
-        return {}
-    if not isinstance(content, dict):
-        raise ConfigError(f"Config file '{path}' must hold a mapping of keys to values.")
-    return content
+    if not isinstance(config, DictConfig):
+        raise not_a_mapping
+    if not all(isinstance(key, str) for key in config):  # `1:` or `true:`
+        raise not_named
+    return config
 
 
 def _field_types(classes) -> dict[str, Any]:
@@ -142,73 +147,48 @@ def _field_types(classes) -> dict[str, Any]:
 
 
 def _coerce(key: str, value: Any, annotation: Any) -> Any:
-    """Give a string (or YAML scalar) the type its field declares, so that `1e-4`, `true` and `8` work anywhere."""
+    """Give a value the type its field declares, so that `1e-4`, `true` and `8` work anywhere: OmegaConf converts
+    to the plain types (bool, int, float, str); choices and unions are checked here. Each refusal names the key."""
     if isinstance(value, str) and "\0" in value:
         raise ConfigError(f"`{key}` '{shown(value)}' holds a NUL byte, which no path, name or value can.")
-    origin = typing.get_origin(annotation)
-    if origin is Literal:
-        choices = typing.get_args(annotation)
-        if value not in choices:
-            raise ConfigError(f"`{key}` must be one of {', '.join(map(str, choices))}, got '{value}'.")
-        return value
-    enum_type = _enum_member(annotation)
-    if enum_type is not None and isinstance(value, str):
-        choices = [member.value for member in enum_type]
-        if value not in choices:
-            raise ConfigError(f"`{key}` must be one of {', '.join(map(str, choices))}, got '{value}'.")
-        return value
-    if origin in (Union, types.UnionType):
-        members = [a for a in typing.get_args(annotation) if a is not type(None)]
-        optional = len(members) < len(typing.get_args(annotation))
-        if optional and value is None:
-            return None
-        if optional and str not in members and isinstance(value, str) and value.lower() in ("none", "null"):
-            return None
-        literal = [a for a in members if typing.get_origin(a) is Literal]
-        if len(members) == 1 or literal:
-            return _coerce(key, value, (literal or members)[0])
-        for candidate in (bool, int, float):
-            if candidate in members and not isinstance(value, str):
-                return value
-        if isinstance(value, str):
-            if str in members:
-                return value
-            for candidate in (bool, int, float):
-                if candidate in members:
-                    return _coerce(key, value, candidate)
-        kinds = tuple(typing.get_origin(m) or m for m in members if isinstance(typing.get_origin(m) or m, type))
-        if kinds and not isinstance(value, kinds):  # e.g. a number where a mapping or a file name goes
-            names = " or ".join(sorted({KIND_NAMES.get(k, k.__name__) for k in kinds}))
-            raise ConfigError(f"`{key}` must be {names}, got {type(value).__name__} '{_short(value)}'.")
-        return value
-    if annotation is bool:
+    union = typing.get_origin(annotation) in (Union, types.UnionType)
+    members = [m for m in (typing.get_args(annotation) if union else (annotation,)) if m is not type(None)]
+    optional = union and len(members) < len(typing.get_args(annotation))
+    if optional and (value is None or str not in members and isinstance(value, str) and value.lower() in
+                     ("none", "null")):
+        return None
+    choices = [c for m in members for c in (typing.get_args(m) if typing.get_origin(m) is Literal else
+                                            [e.value for e in m] if isinstance(m, enum.EnumMeta) else ())]
+    enums = [m for m in members if isinstance(m, enum.EnumMeta)]
+    if choices and all(typing.get_origin(m) is Literal or m in enums or m is str and enums for m in members):
         if isinstance(value, bool):
-            return value
-        if str(value).lower() in _TRUE:
-            return True
-        if str(value).lower() in _FALSE:
-            return False
-        raise ConfigError(f"`{key}` must be true or false, got '{value}'.")
-    if annotation in (int, float) and not isinstance(value, bool):
+            value = next((c for c in choices if str(c).lower() in YAML_BOOLEAN_WORDS[value]), value)
+        if value not in choices:
+            raise ConfigError(f"`{key}` must be one of {', '.join(map(str, choices))}, got '{_short(value)}'.")
+        return value
+    if len(members) == 1 and members[0] in NODES:
+        kind = members[0]
+        if kind is str and isinstance(value, bool):
+            if key == "resume_from_checkpoint":  # true: the newest checkpoint; false: none
+                return "true" if value else None
+            raise ConfigError(f"`{key}` must be a string (quote it), got bool '{value}'.")  # YAML 1.1 read `no` so
+        if kind is int and isinstance(value, float) and value.is_integer():  # `max_steps: 1e3`
+            value = int(value)
         try:
-            number = float(value)
-            if annotation is int:
-                if number != int(number):
-                    raise ValueError
-                return int(number)
-            return number
-        except (TypeError, ValueError, OverflowError):  # OverflowError: an integer beyond float, or inf as an int
-            raise ConfigError(f"`{key}` must be a number ({annotation.__name__}), got '{_short(value)}'.") from None
-    if annotation is str and not isinstance(value, str):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-        if key == "resume_from_checkpoint" and value is True:  # `resume_from_checkpoint: true`: the newest one
-            return "true"
-        raise ConfigError(f"`{key}` must be a string, got {type(value).__name__} '{_short(value)}'.")
+            value = OmegaConf.to_container(OmegaConf.create({key: NODES[kind](value, is_optional=optional)}))[key]
+            if isinstance(value, kind) or value is None:  # not an `${interpolation}`, which nothing resolves
+                return value
+        except (OmegaConfBaseException, OverflowError):  # OverflowError: an integer beyond float
+            pass
+        name = f"a number ({kind.__name__})" if kind in (int, float) else KIND_NAMES[kind]
+        got = "" if kind in (bool, int, float) else f"{type(value).__name__} "
+        raise ConfigError(f"`{key}` must be {name}, got {got}'{_short(value)}'.")
+    kinds = {typing.get_origin(m) or m for m in members}
+    kinds = tuple(k for k in kinds | {type(c) for c in choices} if isinstance(k, type))
+    if len(members) > 1 and kinds and not isinstance(value, kinds):  # e.g. a number where a mapping or a path goes
+        names = " or ".join(sorted({KIND_NAMES.get(k, k.__name__) for k in kinds}))
+        raise ConfigError(f"`{key}` must be {names}, got {type(value).__name__} '{_short(value)}'.")
     return value
-
-
-KIND_NAMES = {dict: "a mapping", list: "a list", str: "a string"}
 
 
 def _short(value: Any) -> str:
@@ -220,18 +200,14 @@ def _short(value: Any) -> str:
     return shown(text if len(text) <= 60 else text[:57] + "...")
 
 
-def _enum_member(annotation: Any):
-    """The Enum class a field takes (`lr_scheduler_type: SchedulerType | str`), or None."""
-    candidates = typing.get_args(annotation) if typing.get_origin(annotation) in (Union, types.UnionType) else \
-        (annotation,)
-    return next((a for a in candidates if isinstance(a, type) and issubclass(a, enum.Enum)), None)
-
-
 def normalize_args(config: dict[str, Any], classes=ALL_DATACLASSES) -> dict[str, Any]:
     """Apply aliases, reject unknown keys with the closest known one, and coerce values to their field types."""
     known = _field_types(classes)
     normalized = {}
     for key, value in config.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"Every key must be a string, such as learning_rate; got {type(key).__name__} "
+                              f"'{_short(key)}'.")
         key = KEY_ALIASES.get(key, key)
         if key not in known:
             close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
@@ -239,8 +215,6 @@ def normalize_args(config: dict[str, Any], classes=ALL_DATACLASSES) -> dict[str,
             raise ConfigError(f"Unknown key `{shown(str(key))}`.{hint}")
         normalized[key] = _coerce(key, value, known[key])
     return normalized
-
-
 
 
 def parse_dict(config: dict[str, Any], classes=ALL_DATACLASSES) -> tuple:
@@ -308,6 +282,8 @@ def _parse(args, train: bool) -> tuple[dict[str, Any], tuple]:
         config["do_train"] = False
     if config.get("deepspeed") and importlib.util.find_spec("deepspeed") is None:  # before transformers trips on it
         raise ConfigError("`deepspeed` is set but DeepSpeed is not installed: `pip install deepspeed`, or unset it.")
+    if isinstance(config.get("report_to"), str):  # `report_to: tensorboard,trackio`: several trackers
+        config["report_to"] = [name.strip() for name in config["report_to"].split(",")]
     if "use_cpu" not in config and not _has_accelerator():
         # On a machine without GPU, run on the CPU (so `bf16` means CPU autocast and torchrun uses gloo DDP).
         config["use_cpu"] = True
@@ -388,26 +364,25 @@ def _check_training_values(training: TrainingArguments, finetuning: FinetuningAr
     if resume and str(resume).lower() != "true" and not os.path.isdir(resume):
         raise ConfigError(f"`resume_from_checkpoint` '{resume}' is not a folder (use a checkpoint-N folder, or true "
                           "for the newest one in output_dir).")
-    if not all(isinstance(name, str) and name for name in training.report_to):
-        raise ConfigError(f"`report_to` must name trackers (tensorboard, wandb, trackio, ... or none), got "
-                          f"{training.report_to!r}.")
-    missing = [name for name in training.report_to if name not in ("none", "all") and not _tracker_installed(name)]
+    unknown = [name for name in training.report_to if not isinstance(name, str) or name not in INTEGRATION_TO_CALLBACK]
+    if unknown:
+        raise ConfigError(f"`report_to` names {', '.join(map(_short, unknown))}, which transformers does not report "
+                          f"to: use none, all or any of {', '.join(INTEGRATION_TO_CALLBACK)}.")
+    missing = [name for name in training.report_to if not _tracker_installed(name)]
     if missing:
         raise ConfigError(f"`report_to` names {', '.join(missing)}, which is not installed: `pip install "
                           f"{' '.join(TRACKER_PACKAGES.get(name, name) for name in missing)}`, or set report_to: none.")
 
 
-# the package each `report_to` tracker needs
-TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow", "comet_ml": "comet_ml",
-                    "clearml": "clearml", "neptune": "neptune", "dvclive": "dvclive", "swanlab": "swanlab",
-                    "trackio": "trackio", "codecarbon": "codecarbon", "aim": "aim", "dagshub": "dagshub"}
+# the pip package of each `report_to` tracker whose name is not its package's
+TRACKER_PACKAGES = {"azure_ml": "azureml-core", "flyte": "flytekit"}
 
 
 def _tracker_installed(name: str) -> bool:
-    if name == "tensorboard":  # transformers takes torch.utils.tensorboard or tensorboardX
-        return importlib.util.find_spec("tensorboard") is not None or importlib.util.find_spec("tensorboardX") \
-            is not None
-    return importlib.util.find_spec(TRACKER_PACKAGES.get(name, name)) is not None
+    """As transformers tells (tensorboard: tensorboard or tensorboardX); flyte, which its list leaves out: flytekit."""
+    if name == "flyte":
+        return importlib.util.find_spec("flytekit") is not None
+    return name in get_available_reporting_integrations()
 
 
 def get_check_args(args: Union[dict[str, Any], list[str], None] = None) -> CheckArgs:
@@ -453,9 +428,7 @@ def get_api_args(args: Union[dict[str, Any], list[str], None] = None) -> ApiArgs
 def _has_accelerator() -> bool:
     import torch
 
-    return torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available()) or (
-        torch.backends.mps.is_available()
-    )
+    return torch.accelerator.is_available()
 
 
 # per command: the argument groups it reads, its own first; every command accepts every key, so that one YAML
