@@ -107,6 +107,25 @@ def test_with_a_condition_stream_the_ridge_frame_reads_the_last_conditions_too(t
     rolled = model.rollout(row, steps=3, dataset_dir=str(tmp_path / "data"), context_groups=4,
                            conditions={"a": a[2:4]})  # a3, a4 after the forecasts s3, s4
     np.testing.assert_allclose(rolled, path[2:], rtol=1e-4, atol=1e-5)
+    # eval's `ridge_conditions` baseline is that ridge: teacher-forced s3..s5 (each with two states before it), and
+    # rolled out from s1 a1 s2 a2 under the row's actions; the plain ridge, blind to the actions, does worse
+    from wmfactory.eval.report import evaluate_rows
+
+    report = evaluate_rows(model, [model.encode_row(r, str(tmp_path / "data")) for r in rows], context_groups=4)
+    forced, errors, rolled_errors = report["teacher_forced"], [], {1: [], 2: [], 3: []}
+    for r in rows:
+        s, a = vectors(r, "s", 5), vectors(r, "a", 4)
+        errors += [((features(s, a, t, 2) @ two - s[t]) ** 2).mean() for t in range(2, 5)]
+        path = s[:2].copy()
+        for t in range(2, 5):
+            path = np.concatenate([path, (features(path, a, t, 2) @ two)[None]])
+            rolled_errors[t - 1].append(((path[t] - s[t]) ** 2).mean())
+    assert forced["ridge_conditions"]["mse"] == pytest.approx(np.mean(errors), rel=1e-4)
+    assert forced["model"]["mse"] == pytest.approx(np.mean(errors), rel=1e-3)  # untrained: the model is its frame
+    assert forced["ridge"]["mse"] > 2 * forced["ridge_conditions"]["mse"]
+    for h in (1, 2, 3):  # rollouts from s1 a1 s2 a2: s3, s4, s5
+        assert report["rollout"]["horizons"][str(h)]["ridge_conditions"]["mse"] == pytest.approx(
+            np.mean(rolled_errors[h]), rel=1e-4)
 
 
 def test_eval_rollout_mse_scores_rollouts_of_the_evaluation_rows(tmp_path):

@@ -20,6 +20,8 @@ DISTRIBUTION_METRICS = ("crps", "energy_score", "wql", "coverage_50", "coverage_
 QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # of the weighted quantile loss, by default
 PIT_BINS = 10
 BASELINES = ("persistence", "seasonal_naive", "linear_extrapolation", "training_mean", "ridge")
+# scored where the model has them: the ridge frame's ridge that also reads the condition streams (`ridge_conditions`)
+OPTIONAL_BASELINES = ("ridge_conditions",)
 BLOCK_BYTES = 32 * 2**20  # float64 working memory of one block of sample scores
 
 
@@ -95,6 +97,42 @@ def ridge_path(ridge: np.ndarray, history: np.ndarray, steps: int) -> np.ndarray
         out.append(forecast)
         window = np.concatenate([window[1:], forecast[None]])
     return np.asarray(out)
+
+
+def ridge_conditions_path(ridge: np.ndarray, history: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    """Roll the ridge frame's ridge that also reads the condition streams forward: `ridge` `[j*d + j*c + 1, d]`,
+    `history` `[j, d]` (the stream's last known vectors, most recent last), `conditions` `[steps, j, c]` (for each
+    forecast step, the last j condition vectors before it, most recent first: the conditions are known ahead)
+    -> `[steps, d]`, each forecast fed back."""
+    window = np.asarray(history, dtype=np.float64)
+    out = []
+    for step in range(len(conditions)):
+        forecast = ridge_features(window[None], conditions[step][None])[0] @ ridge
+        out.append(forecast)
+        window = np.concatenate([window[1:], forecast[None]])
+    return np.asarray(out)
+
+
+def condition_histories(names: list[str], vectors: np.ndarray, stream: str, conditions: list[tuple[str, int]],
+                        k: int) -> np.ndarray:
+    """For each vector of `stream` in a row (`names`: each vector's stream in reading order, `vectors` `[v, W]`),
+    the last `k` vectors of each condition stream `(name, d)` before it, most recent first, zeros where there are
+    fewer, side by side: `[n_stream, k, sum d]` (what the ridge frame reads, as in training)."""
+    width = sum(d for _, d in conditions)
+    recent: dict[str, list[np.ndarray]] = {name: [] for name, _ in conditions}
+    dims = dict(conditions)
+    out = []
+    for vector, name in zip(vectors, names):
+        if name == stream:
+            row, start = np.zeros((k, width)), 0
+            for condition, d in conditions:
+                for back, earlier in enumerate(recent[condition][::-1][:k]):
+                    row[back, start:start + d] = earlier
+                start += d
+            out.append(row)
+        elif name in recent:
+            recent[name].append(np.asarray(vector, dtype=np.float64)[: dims[name]])
+    return np.asarray(out).reshape(len(out), k, width)
 
 
 def skill(model_error: float, reference_error: float) -> float:
@@ -267,6 +305,8 @@ def baseline_samples(points: dict[str, np.ndarray], steps: int, statistics, num_
     grown as sqrt(the seasons ahead); linear extrapolation stays a point (every sample the same)."""
     spreads = {"persistence": statistics.step_std.double().cpu().numpy() * np.sqrt(steps),
                "ridge": statistics.ridge_residual_std.double().cpu().numpy() * np.sqrt(steps),
+               # the frame's own residual spread is not kept: the plain ridge's stands in
+               "ridge_conditions": statistics.ridge_residual_std.double().cpu().numpy() * np.sqrt(steps),
                "training_mean": statistics.std.double().cpu().numpy()}
     if seasonal_std is not None:
         spreads["seasonal_naive"] = seasonal_std * np.sqrt(-(-steps // seasonality))

@@ -21,14 +21,17 @@ from ..inference import (
 from .datasets import format_datasets, geometric_means
 from .metrics import (
     BASELINES,
+    OPTIONAL_BASELINES,
     DISTRIBUTION_METRICS,
     METRICS,
     QUANTILE_LEVELS,
     DistributionScores,
     baseline_forecasts,
     baseline_samples,
+    condition_histories,
     forecast_metrics,
     forward_filled,
+    ridge_conditions_path,
     seasonal_errors,
     seasonal_scale,
     skill,
@@ -87,32 +90,39 @@ class _Pool:
             return np.stack([value for value, kept in zip(values, keep) if kept])
 
         rows, target = stacked(self.rows), stacked(self.target)
-        for name in ("model",) + BASELINES:
+        forecasters = forecasters_of(self.forecasts)
+        for name in forecasters:
             result[name] = forecast_metrics(stacked(self.forecasts[name]), target, rows)
-        for name in ("model",) + BASELINES:  # scale-free, as MASE: the MSE in units of the persistence MSE
+        for name in forecasters:  # scale-free, as MASE: the MSE in units of the persistence MSE
             result[name]["relative_mse"] = result[name]["mse"] / max(result["persistence"]["mse"], 1e-30)
         scales = stacked(self.scales)  # [n, d]
         scaled = np.isfinite(scales) & (scales > 0)
         scaled &= ~np.isnan(target)  # missing entries (`missing_values: mask`) are not scored
         result["mase_values"] = int(scaled.sum())
-        for name in ("model",) + BASELINES:  # each absolute error over its row's scale in that dimension
+        for name in forecasters:  # each absolute error over its row's scale in that dimension
             errors = np.abs(stacked(self.forecasts[name]) - target)
             result[name]["mase"] = float(np.mean(errors[scaled] / scales[scaled])) if scaled.any() else None
         result["skill"] = skill(result["model"]["mse"], result["persistence"]["mse"])
         parts = [scores for name, scores in self.samples.items() if dataset is None or name == dataset]
         if parts:
-            for name in ("model",) + BASELINES:
+            for name in forecasters:
                 total = DistributionScores(self.quantile_levels)
                 for scores in parts:
                     total.merge(scores[name])
                 result[name].update(total.result())
             result["num_samples"] = total.num_samples
             result["quantile_levels"] = list(self.quantile_levels)
-        for name in ("model",) + BASELINES:
+        for name in forecasters:
             result[name]["relative_to_seasonal_naive"] = {
                 score: _ratio(result[name].get(score), result["seasonal_naive"].get(score))
                 for score in RELATIVE_SCORES if score in result[name]}
         return result
+
+
+def forecasters_of(scores: dict) -> tuple[str, ...]:
+    """The model and the baselines present in `scores` (a pool's forecasts, or a block of a report): every one of
+    `BASELINES`, and `ridge_conditions` where the model's ridge frame reads condition streams."""
+    return ("model",) + BASELINES + tuple(name for name in OPTIONAL_BASELINES if name in scores)
 
 
 def _ratio(value: Optional[float], reference: Optional[float]) -> Optional[float]:
@@ -129,6 +139,7 @@ class _RowStreams:
     vectors: dict[str, np.ndarray]
     local: list[int]
     filled: dict[str, np.ndarray] = field(default_factory=dict)  # the baselines' inputs: missing entries filled
+    conditions: dict[str, np.ndarray] = field(default_factory=dict)  # per stream, `condition_histories` of its vectors
 
     @classmethod
     def of(cls, model, features: dict[str, Any]) -> "_RowStreams":
@@ -145,7 +156,13 @@ class _RowStreams:
         filled = {name: forward_filled(stream, model.stream_part("statistics", name).mean.double().cpu().numpy())
                   if np.isnan(stream).any() and not cfg.is_condition(name) else stream
                   for name, stream in vectors.items()}
-        return cls(vectors, local, filled)
+        conditions = {}
+        if cfg.frame_conditions:  # the ridge frame reads the condition streams: so does the `ridge_conditions` baseline
+            for name in vectors:
+                if not cfg.is_condition(name):
+                    conditions[name] = condition_histories(names, all_vectors, name, cfg.frame_conditions,
+                                                           cfg.ridge_history)
+        return cls(vectors, local, filled, conditions)
 
 
 def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1,
@@ -174,9 +191,14 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     # vectors are then zeros), else `ridge_history`
     history = {name: int(cfg.ridge_choice.get(name, {}).get("history", cfg.ridge_history)) for name in streams}
     ridges = {name: _ridge_weights(statistics[name].ridge, history[name]) for name in streams}
+    # with `ridge_conditions`, the frame's ridge that also reads the condition streams (`ridge_conditions` baseline)
+    frame_history = {name: int(cfg.ridge_choice.get(name, {}).get("frame_history", cfg.ridge_history))
+                     for name in streams} if cfg.frame_conditions else {}
+    frame_ridges = {name: statistics[name].frame_ridge_on(frame_history[name]).double().cpu().numpy()
+                    for name in frame_history}
     # vectors a forecast needs before it, for every baseline to be defined
     # (seasonal naive and MASE's scale need m + 1)
-    known_of = {name: max(2, history[name], seasonality + 1) for name in streams}
+    known_of = {name: max(2, history[name], frame_history.get(name, 0), seasonality + 1) for name in streams}
     rng = np.random.default_rng(sampling.seed if sampling else 0)
 
     def add(pool: _Pool, number, name, row, origin, index, predicted, drawn, dataset):
@@ -185,6 +207,11 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
         # observed entries only
         points = baseline_forecasts(row.filled[name], origin, index, stats.mean.float().cpu().numpy(), ridges[name],
                                     history[name], seasonality)
+        if name in row.conditions:
+            j = frame_history[name]
+            points["ridge_conditions"] = ridge_conditions_path(
+                frame_ridges[name], row.filled[name][origin - j + 1: origin + 1],
+                row.conditions[name][origin + 1: index + 1, :j])[-1]
         samples = None
         if drawn is not None:
             seasonal_std = np.sqrt((seasonal_errors(row.filled[name], origin, seasonality) ** 2).mean(0))
@@ -299,7 +326,7 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{title}: {result['vectors']} vectors scored, {result['excluded_vectors']} excluded")
         lines.append(f"  {'':22}" + "".join(f"{name.replace('_accuracy', ''):>12}" for name in METRICS)
                      + f"{'rel_mse':>12}{'mase':>12}")
-        for name in ("model",) + BASELINES:
+        for name in forecasters_of(result):
             lines.append(f"  {name:22}" + "".join(_cell(result[name].get(m)) for m in
                                                   METRICS + ("relative_mse", "mase")))
         verdict = "beats" if result["skill"] > 0 else "does NOT beat"
@@ -307,21 +334,21 @@ def format_report(report: dict[str, Any]) -> str:
         if result["ridge"]["mse"] <= result["model"]["mse"]:
             lines.append("  the model does NOT beat the ridge regression on the last vectors (a linear model "
                          "fitted on the training split)")
-        best = min(BASELINES, key=lambda b: result[b]["mse"])
+        best = min(forecasters_of(result)[1:], key=lambda b: result[b]["mse"])
         if result[best]["mse"] <= result["model"]["mse"]:
             lines.append(f"  the best baseline ({best}) has lower MSE than the model")
         if "num_samples" in result:
             lines.append(f"  as distributions ({result['num_samples']} samples; lower crps and energy score are "
                          "better, calibrated coverage is 0.5 and 0.9):")
             lines.append(f"  {'':22}" + "".join(f"{name:>13}" for name in DISTRIBUTION_METRICS))
-            for name in ("model",) + BASELINES:
+            for name in forecasters_of(result):
                 lines.append(f"  {name:22}" + "".join(f" {_cell(result[name][m])}" for m in DISTRIBUTION_METRICS))
             if not model_is_distributional:
                 lines.append("  the head is deterministic: its samples are its mean, so its CRPS is its MAE")
         scores = [score for score in RELATIVE_SCORES if score in result["model"]["relative_to_seasonal_naive"]]
         lines.append(f"  relative to seasonal naive (m = {report.get('seasonality', 1)}; below 1 beats it):")
         lines.append(f"  {'':22}" + "".join(f"{score:>12}" for score in scores))
-        for name in ("model",) + BASELINES:
+        for name in forecasters_of(result):
             relative = result[name]["relative_to_seasonal_naive"]
             lines.append(f"  {name:22}" + "".join(_cell(relative[score]) for score in scores))
     if lines:
