@@ -117,9 +117,35 @@ def test_each_bad_table_gives_one_clear_line(tmp_path):
     assert "id 1 does not step by 1 from 2: the next time stamp is 4, expected 3" in bad(tmp_path, ints)
 
 
-def test_past_covariates_are_refused_until_they_have_a_stream_kind(tmp_path):
-    with pytest.raises(ConfigError, match="covariates seen only in the history are not supported yet"):
-        from_dataframe(table(), "item_id", "timestamp", ["sales"], past_covariates=["price"], out_dir=str(tmp_path))
+def test_past_covariates_follow_the_target_of_each_step(tmp_path, tokenizer):
+    df = table()
+    path = from_dataframe(df, "item_id", "timestamp", ["sales"], known_covariates=["promo"],
+                          past_covariates=["price"], context_length=4, prediction_length=3, out_dir=str(tmp_path),
+                          name="shop")
+    info = json.loads((tmp_path / "dataset_info.json").read_text())["shop"]
+    assert info["table"]["past_covariates"] == ["price"] and info["table"]["known_covariates"] == ["promo"]
+    for row in rows_of(path):
+        part = df[df.item_id == row["series"]].set_index("timestamp")
+        stamps = pd.to_datetime(row["timestamps"])
+        assert row["messages"][0]["content"] == "<x><y><p>" * len(stamps)
+        features = encode_row(row, tokenizer, "empty", "next", {"p": 1, "x": 1, "y": 1}, str(tmp_path), ("x", "p"))
+        vectors = vector_stream(features)
+        assert stream_sequence(features) == ["x", "y", "p"] * len(stamps)
+        for offset, column in enumerate(["promo", "sales", "price"]):
+            np.testing.assert_array_equal(vectors[offset::3, 0], part.loc[stamps, column].to_numpy(np.float32))
+        # only the targets are targets (from the second step on); neither kind of covariate ever is
+        assert features["embedding_is_target"] == [False] * 3 + [False, True, False] * (len(stamps) - 1)
+    alone = rows_of(from_dataframe(df, "item_id", "timestamp", ["sales"], past_covariates="price", context_length=4,
+                                   prediction_length=3, out_dir=str(tmp_path), name="past"))
+    assert alone[0]["messages"][0]["content"] == "<y><p>" * 7 and set(alone[0]["embeddings"]) == {"y", "p"}
+
+
+def test_a_column_of_two_kinds_is_refused(tmp_path):
+    for options, words in (({"known_covariates": ["price"], "past_covariates": ["price"]},
+                            "['price'] are both known covariates and past-only covariates"),
+                           ({"past_covariates": ["sales"]}, "['sales'] are both targets and past-only covariates")):
+        with pytest.raises(ConfigError, match=words.replace("[", r"\[").replace("]", r"\]")):
+            from_dataframe(table(), "item_id", "timestamp", ["sales"], out_dir=str(tmp_path), **options)
     assert not (tmp_path / "dataset_info.json").exists()
 
 

@@ -10,7 +10,7 @@ from conftest import train_args, write_controlled_dataset
 
 from wmfactory import WorldModel
 from wmfactory.data.collator import WorldModelDataCollator
-from wmfactory.extras.errors import DataError
+from wmfactory.extras.errors import ConfigError, DataError
 from wmfactory.inference import context_features, generate_groups
 from wmfactory.train.tuner import run_exp
 
@@ -93,6 +93,12 @@ def test_a_stream_of_inconsistent_dimension_is_named(tmp_path):
         run_exp(train_args(tmp_path / "out", data_dir, dataset="control", condition_streams="u"))
     with pytest.raises(DataError, match="nothing to predict"):
         run_exp(train_args(tmp_path / "out", data_dir, dataset="control", condition_streams="a,s"))
+    with pytest.raises(DataError, match="nothing to predict"):  # a past-only stream predicts nothing either
+        run_exp(train_args(tmp_path / "out", data_dir, dataset="control", condition_streams="a", past_streams="s"))
+    with pytest.raises(DataError, match=r"`past_streams`: 'q' matches none of the data's streams \['a', 's'\]"):
+        run_exp(train_args(tmp_path / "out", data_dir, dataset="control", past_streams="q"))
+    with pytest.raises(ConfigError, match=r"\['a'\] are in both `condition_streams` and `past_streams`"):
+        run_exp(train_args(tmp_path / "out", data_dir, dataset="control", condition_streams="a", past_streams="a"))
     np.save(tmp_path / "data" / rows[2]["embeddings"]["a3"][0], np.zeros((1, 4), dtype=np.float32))
     with pytest.raises(DataError, match=r"row 2, key 'a3'.*stream 'a'"):
         run_exp(train_args(tmp_path / "out", data_dir, dataset="control", condition_streams="a"))

@@ -77,16 +77,3 @@ def test_from_last_vector_continues_as_the_training_rows_go_on(action_model):
     np.testing.assert_allclose(rolled, s4, rtol=1e-5, atol=1e-6)
     after_text = model.rollout(history, 1, dataset_dir=data_dir, conditions={"a": a3})[0]
     assert np.abs(after_text - s4).max() > 1e-4  # after the row's text, the inputs differ
-
-
-def test_a_stream_kind_read_in_the_history_only_is_left_out_of_rollouts(action_model, monkeypatch):
-    from wmfactory.data import streams
-
-    model, row, data_dir = action_model
-    expected = model.rollout(row, 3, dataset_dir=data_dir, pattern=["s"])
-    history_only = streams.StreamKind("past", predicted=False, given_in_future=False, config_key="condition_streams")
-    monkeypatch.setattr(streams, "STREAM_KINDS", {"state": streams.STATE, "past": history_only})
-    monkeypatch.setattr("wmfactory.model.config.STREAM_KINDS", streams.STREAM_KINDS)
-    assert model.config.stream_kind("a") is history_only and model.config.stream_kind("s") is streams.STATE
-    # no conditions needed: the rollout continues the states alone, as the pattern s, s, s does
-    np.testing.assert_allclose(model.rollout(row, 3, dataset_dir=data_dir), expected, rtol=1e-6, atol=1e-7)

@@ -132,3 +132,45 @@ def test_rows_of_other_datasets_name_their_group_and_dimension(tmp_path):
     assert lines[3] == {"dataset": "plain", "row": 7, "key": "s3", "occurrence": 0, "vector": 1,
                         "target_name": "s[1]", "mean": 4.0, "0.5": 7.0, "mode": "rollout", "horizon": 2,
                         "target": 1.5}  # the median of the draws 3, 7, 11
+
+
+def test_past_covariates_are_read_in_the_history_only(tmp_path):
+    """A past-only covariate (`past_streams: p`) informs the forecast through its history, and its values after the
+    history reach no forecast: not in `predict_df`/`rollout`, and not in the row-layout generation of eval/predict."""
+    from wmfactory.inference import generate_groups
+
+    df = shop_table().assign(visits=lambda d: np.cos(np.arange(len(d)) / 3.0))
+    from_dataframe(df, "item_id", "timestamp", ["sales"], known_covariates=["promo"], past_covariates=["visits"],
+                   context_length=6, prediction_length=2, out_dir=str(tmp_path / "data"), name="shop", stride=1)
+    run_exp(train_args(tmp_path / "out", tmp_path / "data", dataset="shop", condition_streams="x", past_streams="p",
+                       max_steps=4, lm_loss_weight=0.0))
+    model = WorldModel.from_pretrained(str(tmp_path / "out"))
+    assert model.config.stream_kind("p").name == "past" and model.config.predicted_streams == ["y"]
+    assert model.config.given_streams == ["x"]
+    future = future_of(df)
+    out = model.predict_df(df, future, target="sales", past_covariates=["visits"], quantile_levels=[],
+                           context_length=6)
+    history = df[df.item_id == "a"].iloc[-6:]
+    ahead = future[future.item_id == "a"].promo.to_numpy(np.float32)[:, None]
+
+    def row(visits_after: float) -> dict:  # 6 steps of history and 3 more of <x><y><p>
+        return {"messages": [{"role": "user", "content": "<x><y><p>" * 9}, {"role": "assistant", "content": ""}],
+                "embeddings": {"x": [[v] for v in history.promo] + ahead.tolist(),
+                               "y": [[v] for v in history.sales] + [[0.0]] * 3,
+                               "p": [[v] for v in history.visits] + [[visits_after]] * 3}}
+
+    mean = model.rollout(row(0.0), 3, context_groups=18, conditions={"x": ahead})[:, 0]
+    np.testing.assert_array_equal(out[out.item_id == "a"]["mean"].to_numpy(np.float32), mean)
+    for visits_after in (0.0, 50.0):  # eval's generation leaves the future `p` out, as the rollout does
+        groups = generate_groups(model, model.encode_row(row(visits_after)), context_groups=18)
+        assert [g.stream for g in groups] == ["y"] * 3
+        np.testing.assert_allclose(np.concatenate([g.predicted[:, 0] for g in groups]), mean, rtol=1e-5, atol=1e-6)
+    moved = df.copy()
+    moved.loc[history.index[-1], "visits"] += 3.0  # the last seen past covariate moves the forecast
+    again = model.predict_df(moved, future, target="sales", past_covariates=["visits"], quantile_levels=[],
+                             context_length=6)
+    # (a short training: the effect is small, but each series runs alone and bit-for-bit, so b stays exactly)
+    assert np.abs(again[again.item_id == "a"]["mean"].to_numpy() - mean).max() > 1e-6
+    assert again[again.item_id == "b"]["mean"].equals(out[out.item_id == "b"]["mean"])
+    with pytest.raises(DataError, match=r"the model reads 1 past-only covariate\(s\) \(stream `p`\), but 0 were"):
+        model.predict_df(df, future, target="sales", quantile_levels=[])

@@ -12,11 +12,10 @@ from ..data.converter import embedding_files
 from ..data.encoder import NO_CUTOFF, TARGET_RULES, is_target_slot
 from ..data.loader import load_raw, preprocess
 from ..data.registry import get_dataset_attrs
-from ..data.streams import is_condition, stream_of
+from ..data.streams import input_patterns, is_condition, stream_of
 from ..data.template import get_template
 from ..extras.errors import DataError
 from ..hparams import get_check_args
-from ..hparams.world_model_args import parse_patterns
 from ..model.loader import load_tokenizer
 
 SUMMARY_COLUMNS = ["input_ids", "embedding_positions", "embedding_groups", "group_keys", "group_in_assistant",
@@ -32,7 +31,7 @@ def run_check(args: Union[dict[str, Any], list[str], None] = None) -> int:
     template = get_template(data_args.template, tokenizer)
     report = {"datasets": {}, "problems": []}
     dims: dict[tuple[str, int], str] = {}
-    conditions = parse_patterns(parsed.world_model.condition_streams)
+    conditions = input_patterns(parsed.world_model)  # the streams that are never targets
     for name in names:
         try:
             attr = get_dataset_attrs([name], data_args.dataset_dir)[0]

@@ -93,7 +93,7 @@ def _numbers(text, key: str):
 
 
 def _only_condition(cfg) -> str:
-    return next(name for name in cfg.stream_dims if cfg.is_condition(name))
+    return next(iter(cfg.given_streams))
 
 
 def _write_plan(path: str, result, stream: str) -> None:

@@ -27,13 +27,12 @@ from datasets.exceptions import DatasetGenerationError
 from ..extras.errors import ConfigError, DataError
 from ..extras.logging import get_logger
 from ..hparams import DataArguments, ModelArguments, TrainingArguments, WorldModelArguments
-from ..hparams.world_model_args import parse_patterns
 from .converter import embedding_files
 from .processor import RowProcessor
 from .provenance import warn_if_encoders_differ
 from .registry import DATA_FILE_SUFFIXES, DatasetAttr, get_dataset_attrs, resolve_columns
 from .splits import SERIES, TIMESTAMPS, mask_seen_steps, time_split
-from .streams import stream_of
+from .streams import input_patterns, stream_of
 
 logger = get_logger(__name__)
 DEBUG_ROWS = 2  # rows traced with TRANSFORMERS_VERBOSITY=debug, even when the preprocessed data comes from cache
@@ -266,7 +265,7 @@ def preprocess(raw: Dataset, attr: DatasetAttr, template, tokenizer, data_args, 
         target_rule=world_model_args.embedding_targets,
         train_on_prompt=data_args.train_on_prompt,
         embedding_dim=world_model_args.embedding_dim,
-        condition_patterns=parse_patterns(world_model_args.condition_streams),
+        condition_patterns=input_patterns(world_model_args),  # conditions and past-only streams: never targets
         missing_values=world_model_args.missing_values,
         files_signature=files_signature(raw, attr, data_args.media_dir),
     )

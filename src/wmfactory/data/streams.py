@@ -12,7 +12,7 @@ from typing import Optional
 from torch import nn
 
 from ..extras.errors import DataError
-from ..hparams.world_model_args import DimSpec
+from ..hparams.world_model_args import DimSpec, parse_patterns
 
 
 def stream_of(key: str) -> str:
@@ -43,6 +43,8 @@ def register_stream_kind(kind: StreamKind) -> StreamKind:
 STATE = register_stream_kind(StreamKind("state", predicted=True, given_in_future=False))
 CONDITION = register_stream_kind(StreamKind("condition", predicted=False, given_in_future=True,
                                             config_key="condition_streams"))
+# past-only covariates: seen in the history (another measurement of the same day), not predicted, unknown in the future
+PAST = register_stream_kind(StreamKind("past", predicted=False, given_in_future=False, config_key="past_streams"))
 
 
 def kind_of(stream: str, patterns_by_key: dict[str, tuple[str, ...]]) -> StreamKind:
@@ -56,8 +58,17 @@ def kind_of(stream: str, patterns_by_key: dict[str, tuple[str, ...]]) -> StreamK
 
 
 def is_condition(stream: str, patterns: tuple[str, ...]) -> bool:
-    """Whether `stream` is an input only (not predicted), with `condition_streams` = `patterns`."""
+    """Whether `stream` is an input only (not predicted), where `patterns` select the input-only streams (those of
+    `condition_streams` and `past_streams`: `input_patterns`)."""
     return not kind_of(stream, {"condition_streams": patterns}).predicted
+
+
+def input_patterns(arguments) -> tuple[str, ...]:
+    """The patterns of every stream that is an input only (of a kind that is not predicted), from the world-model
+    keys of `arguments` (`condition_streams`, `past_streams`, ...): what the data layer needs to tell targets from
+    inputs."""
+    return tuple(pattern for kind in STREAM_KINDS.values() if kind.config_key and not kind.predicted
+                 for pattern in parse_patterns(getattr(arguments, kind.config_key, None)))
 
 
 def requested_dim(spec: DimSpec, stream: str) -> Optional[int]:
@@ -65,7 +76,7 @@ def requested_dim(spec: DimSpec, stream: str) -> Optional[int]:
     return spec.get(stream) if isinstance(spec, dict) else spec
 
 
-def resolve_streams(found: dict[str, int], spec: DimSpec, patterns: tuple[str, ...],
+def resolve_streams(found: dict[str, int], spec: DimSpec, patterns: tuple[str, ...] | dict[str, tuple[str, ...]],
                     needs_target: bool) -> dict[str, int]:
     """The streams of a run `{name: dim}` (sorted by name) from the dimensions found in the data, checked against
     `embedding_dim` and `condition_streams`."""
@@ -85,12 +96,14 @@ def resolve_streams(found: dict[str, int], spec: DimSpec, patterns: tuple[str, .
         if want is not None and want != dim:
             raise DataError(f"`embedding_dim` is {want} for stream '{stream}' but the data has vectors of dimension "
                             f"{dim} there.")
-    for pattern in patterns:
-        if not any(fnmatch.fnmatchcase(stream, pattern) for stream in found):
-            raise DataError(f"`condition_streams`: '{pattern}' matches none of the data's streams {sorted(found)}.")
-    if needs_target and all(is_condition(stream, patterns) for stream in found):
-        raise DataError(f"every stream of the data ({sorted(found)}) is a condition stream: there is nothing to "
-                        "predict.")
+    by_key = patterns if isinstance(patterns, dict) else {"condition_streams": patterns}
+    for key, key_patterns in by_key.items():
+        for pattern in key_patterns:
+            if not any(fnmatch.fnmatchcase(stream, pattern) for stream in found):
+                raise DataError(f"`{key}`: '{pattern}' matches none of the data's streams {sorted(found)}.")
+    if needs_target and all(not kind_of(stream, by_key).predicted for stream in found):
+        raise DataError(f"every stream of the data ({sorted(found)}) is a condition or past-only stream: there is "
+                        "nothing to predict.")
     if len(found) > 1:  # each stream gets modules named after it (`projector.<stream>`)
         reserved = set(dir(nn.ModuleDict)) | {"original_module", "modules_to_save", "active_adapter", "base_layer"}
         for stream in found:
@@ -100,11 +113,13 @@ def resolve_streams(found: dict[str, int], spec: DimSpec, patterns: tuple[str, .
     return dict(sorted(found.items()))
 
 
-def conditions_never_followed(dataset, patterns: tuple[str, ...]) -> list[str]:
-    """The condition streams of a preprocessed dataset that no row follows by a group of a predicted stream: they
-    would condition no prediction (e.g. each row ends with its only action). One pass over `group_keys`."""
+def conditions_never_followed(dataset, patterns: tuple[str, ...], inputs: tuple[str, ...] = ()) -> list[str]:
+    """The condition streams (`patterns`) of a preprocessed dataset that no row follows by a group of a predicted
+    stream: they would condition no prediction (e.g. each row ends with its only action). `inputs`: the patterns of
+    every input-only stream (conditions and past-only streams), which predict nothing. One pass over `group_keys`."""
     if not patterns:
         return []
+    inputs = tuple(inputs) or patterns
     seen: set[str] = set()
     followed: set[str] = set()
     for batch in dataset.select_columns(["group_keys"]).iter(batch_size=10000):
@@ -115,7 +130,7 @@ def conditions_never_followed(dataset, patterns: tuple[str, ...]) -> list[str]:
                 if is_condition(stream, patterns):
                     seen.add(stream)
                     pending.add(stream)
-                else:
+                elif not is_condition(stream, inputs):
                     followed |= pending
                     pending = set()
     return sorted(seen - followed)

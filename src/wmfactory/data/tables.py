@@ -3,13 +3,16 @@
 
 Layout of a row (one window of one series, `context_length + prediction_length` time steps):
 
-    user: "<text>" + "<x><y>" * steps        (known covariates: `x` [c] before the target `y` [k] of each step)
-    user: "<text>" + "<y>" * steps           (no known covariates)
+    user: "<text>" + "<x><y><p>" * steps     (known covariates `x` [c] before the target `y` [k] of each step, the
+                                              past-only covariates `p` [q] after it; `x` and `p` when there are any)
+    user: "<text>" + "<y>" * steps           (no covariates)
 
 Each time step is one group of one vector per stream: `y` holds the target columns (the predicted stream), `x` the
-known covariates (a condition stream: train with `condition_streams: x`). The covariate of step t comes before its
-target, so the target of step t is forecast from everything up to and including step t's covariates, and a rollout
-past the history continues `x, y, x, y, ...` with the future covariates given. The format has no way to name a
+known covariates (a condition stream: train with `condition_streams: x`), `p` the past-only covariates (a past-only
+stream: train with `past_streams: p`). The known covariate of step t comes before its target, so the target of step
+t is forecast from everything up to and including step t's known covariates; the past-only covariate of step t is
+measured with the target, so it comes after it and informs the steps after. A rollout past the history continues
+`x, y, x, y, ...` with the future known covariates given, and leaves `p` out: its future is unknown. The format has no way to name a
 slice of a file, so groups of one vector each need one file per vector: `<out_dir>/<name>_vectors/<series>/y<t>.
 safetensors` ([1, k], tensor `embedding`), written once per series and time step and shared by every window that
 holds that step. `text_column` describes a series (constant within it) and opens each of its rows.
@@ -33,7 +36,7 @@ from ..extras.logging import get_logger
 from .registry import write_rows
 
 logger = get_logger(__name__)
-TARGET_STREAM, KNOWN_STREAM = "y", "x"
+TARGET_STREAM, KNOWN_STREAM, PAST_STREAM = "y", "x", "p"
 CHAT_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
              "system_tag": "system"}
 
@@ -46,6 +49,7 @@ class TableLayout:
     timestamp_column: str
     targets: list[str]
     known_covariates: list[str] = field(default_factory=list)
+    past_covariates: list[str] = field(default_factory=list)
     text_column: Optional[str] = None
     context_length: int = 0
     prediction_length: int = 0
@@ -144,9 +148,10 @@ def series_step(series: dict, timestamp_column: str, freq: Optional[str], what: 
     return step
 
 
-def row_conversation(steps: int, with_known: bool, text: Optional[str] = None) -> list[dict[str, str]]:
+def row_conversation(steps: int, with_known: bool, text: Optional[str] = None,
+                     with_past: bool = False) -> list[dict[str, str]]:
     """The messages of a row of `steps` time steps."""
-    unit = f"<{KNOWN_STREAM}><{TARGET_STREAM}>" if with_known else f"<{TARGET_STREAM}>"
+    unit = (f"<{KNOWN_STREAM}>" if with_known else "") + f"<{TARGET_STREAM}>" + (f"<{PAST_STREAM}>" if with_past else "")
     return [{"role": "user", "content": (text or "") + unit * steps}, {"role": "assistant", "content": ""}]
 
 
@@ -175,16 +180,14 @@ def from_dataframe(df, id_column: str, timestamp_column: str, targets: list[str]
                    stride: Optional[int] = None, missing_values: str = "refuse") -> str:
     """Write the long table `df` as the dataset `name` in `out_dir` (rows `<name>.jsonl`, vector files under
     `<name>_vectors/`, the entry in `dataset_info.json`, with the layout as `table`). Targets become the stream
-    `y` (`[k]` per step, in the order of `targets`), known covariates the condition stream `x` (`[c]` per step). Train
-    with `dataset: <name>`, `dataset_dir: <out_dir>` and, with known covariates, `condition_streams: x`. With
+    `y` (`[k]` per step, in the order of `targets`), known covariates the condition stream `x` (`[c]` per step),
+    past-only covariates the stream `p` (`[q]` per step). Train with `dataset: <name>`, `dataset_dir: <out_dir>`,
+    with known covariates `condition_streams: x` and with past-only ones `past_streams: p`. With
     `missing_values="mask"` a target may be NaN (a missing value; train with `missing_values: mask`); covariates
     never. Returns the path of the rows."""
     targets = [targets] if isinstance(targets, str) else list(targets)
     known = list(known_covariates or [])
-    if past_covariates:
-        raise ConfigError(f"`past_covariates` {list(past_covariates)}: covariates seen only in the history are not "
-                          "supported yet (they need a stream kind that is read in the history and not in rollouts); "
-                          "pass them as `known_covariates` if their future values are known, or leave them out.")
+    past = [past_covariates] if isinstance(past_covariates, str) else list(past_covariates or [])
     for key, value in (("context_length", context_length), ("prediction_length", prediction_length)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"`{key}` must be a positive integer, got {value!r}.")
@@ -193,12 +196,15 @@ def from_dataframe(df, id_column: str, timestamp_column: str, targets: list[str]
         raise ConfigError(f"`stride` must be a positive integer, got {stride!r}.")
     if not targets:
         raise ConfigError("`targets`: name at least one column to forecast.")
-    overlap = sorted(set(targets) & set(known))
-    if overlap:
-        raise ConfigError(f"columns {overlap} are both targets and known covariates.")
+    for (one, first), (two, second) in (((targets, "targets"), (known, "known covariates")),
+                                        ((targets, "targets"), (past, "past-only covariates")),
+                                        ((known, "known covariates"), (past, "past-only covariates"))):
+        overlap = sorted(set(one) & set(two))
+        if overlap:
+            raise ConfigError(f"columns {overlap} are both {first} and {second}.")
     if missing_values not in ("refuse", "mask"):
         raise ConfigError(f"`missing_values` must be refuse or mask, got {missing_values!r}.")
-    series, step = table_series(df, id_column, timestamp_column, targets + known, freq,
+    series, step = table_series(df, id_column, timestamp_column, targets + known + past, freq,
                                 others=(text_column,) if text_column else (),
                                 may_miss=tuple(targets) if missing_values == "mask" else ())
     window = context_length + prediction_length
@@ -208,40 +214,42 @@ def from_dataframe(df, id_column: str, timestamp_column: str, targets: list[str]
         if len(part) < 2:
             raise DataError(f"table: id {key!r} has one time stamp; a series needs at least two.")
         short += len(part) < window
-        files = _write_series(out_dir, f"{vectors_dir}/{number}", part, targets, known, key, timestamp_column)
+        files = _write_series(out_dir, f"{vectors_dir}/{number}", part,
+                              {KNOWN_STREAM: known, TARGET_STREAM: targets, PAST_STREAM: past}, key, timestamp_column)
         stamps = [_stamp_text(value) for value in part[timestamp_column]]
         text = series_text(part, text_column, key)
         for start in window_starts(len(part), window, stride):
             span = slice(start, start + window)
-            embeddings = {TARGET_STREAM: files[TARGET_STREAM][span]}
-            if known:
-                embeddings = {KNOWN_STREAM: files[KNOWN_STREAM][span], **embeddings}
-            rows.append({"messages": row_conversation(len(stamps[span]), bool(known), text),
+            embeddings = {stream: paths[span] for stream, paths in files.items()}
+            rows.append({"messages": row_conversation(len(stamps[span]), bool(known), text, bool(past)),
                          "embeddings": embeddings, "series": str(key), "timestamps": stamps[span]})
     if short:
         logger.warning(f"{short} of {len(series)} series are shorter than a window ({window} steps): each is one "
                        "row of its own length.")
-    layout = TableLayout(id_column, timestamp_column, targets, known, text_column, context_length, prediction_length,
+    layout = TableLayout(id_column, timestamp_column, targets, known, past, text_column, context_length, prediction_length,
                          stride, getattr(step, "freqstr", None if step is None else str(step)))
     entry = {"file_name": f"{name}.jsonl", "formatting": "sharegpt",
              "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": CHAT_TAGS,
              "table": asdict(layout)}
     path = write_rows(out_dir, name, rows, entry)
+    keys = ([f"`condition_streams: {KNOWN_STREAM}`"] if known else []) + ([f"`past_streams: {PAST_STREAM}`"] if past
+                                                                        else [])
     logger.info(f"Wrote {len(rows)} rows of {len(series)} series to {path}"
-                + (f" (train with `condition_streams: {KNOWN_STREAM}`)" if known else ""))
+                + (f" (train with {' and '.join(keys)})" if keys else ""))
     return path
 
 
-def _write_series(out_dir: str, folder: str, part, targets: list[str], known: list[str], key,
+def _write_series(out_dir: str, folder: str, part, streams: dict[str, list[str]], key,
                   timestamp_column: str) -> dict[str, list[str]]:
-    """One `.safetensors` ([1, d], tensor `embedding`) per time step and stream -> their paths relative to
-    `out_dir`, per stream."""
+    """One `.safetensors` ([1, d], tensor `embedding`) per time step and stream of `streams` `{stream: columns}` with
+    columns -> their paths relative to `out_dir`, per stream."""
     from safetensors.numpy import save_file
 
     os.makedirs(os.path.join(out_dir, folder), exist_ok=True)
-    streams = {TARGET_STREAM: targets, KNOWN_STREAM: known} if known else {TARGET_STREAM: targets}
     files: dict[str, list[str]] = {}
     for stream, columns in streams.items():
+        if not columns:
+            continue
         values = part[columns].to_numpy(dtype=np.float32)  # [T, d]
         for t, vector in enumerate(values):
             path = f"{folder}/{stream}{t}.safetensors"

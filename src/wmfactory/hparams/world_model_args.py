@@ -26,6 +26,12 @@ class WorldModelArguments:
         metadata={"help": "Streams that are inputs and never targets (actions, treatments): names or shell patterns, "
                           "comma-separated or a YAML list, e.g. `a` for keys a1, a2, ..."},
     )
+    past_streams: Optional[str] = field(
+        default=None,
+        metadata={"help": "Past-only covariates: streams read in the history (another measurement of each step) that "
+                          "are neither predicted nor known for the future, so a rollout past the history leaves them "
+                          "out; names or shell patterns as `condition_streams` takes them."},
+    )
     projector_type: Literal["mlp", "linear"] = field(
         default="mlp",
         metadata={"help": "Projector embedding_dim -> hidden: `mlp` (Linear-GELU-Linear) or `linear`."},
@@ -141,6 +147,12 @@ class WorldModelArguments:
         self.embedding_dim = parse_dim_spec(self.embedding_dim)
         patterns = parse_patterns(self.condition_streams)
         self.condition_streams = ",".join(patterns) or None
+        past = parse_patterns(self.past_streams)
+        self.past_streams = ",".join(past) or None
+        both = sorted(set(patterns) & set(past))
+        if both:
+            raise ConfigError(f"{both} are in both `condition_streams` and `past_streams`: a stream is given for the "
+                              "future (a condition) or seen in the history only (past), not both.")
         if self.embedding_loss_weight < 0 or self.lm_loss_weight < 0:
             raise ConfigError("`embedding_loss_weight` and `lm_loss_weight` must be >= 0.")
         if isinstance(self.predict_residual, str):

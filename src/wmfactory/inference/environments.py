@@ -134,7 +134,7 @@ def closed_loop(model, env: Environment, steps: int, horizon: int = 10, context:
     `plan_options` such as candidates, iterations, method) chooses the next `horizon` actions, the first is taken,
     and the loop plans again, warm-started with the previous plan shifted by one. The plan's seed is `seed` + step."""
     cfg = model.config
-    conditions = [name for name in cfg.stream_dims if cfg.is_condition(name)]
+    conditions = cfg.given_streams
     action_stream = action_stream or (conditions[0] if len(conditions) == 1 else None)
     if action_stream not in conditions:
         raise DataError(f"name the `action_stream` among the model's condition streams {conditions}.")

@@ -118,8 +118,12 @@ class _Generation:
         self.model = model
         self.generator = sampling.generator(row.input_ids.device) if sampling else None
         inputs = model.get_input_embeddings()(row.input_ids).clone()  # [t, h]
-        condition = {name: model.config.is_condition(name) for name in set(row.stream_names)}
-        self.given = [g < context_groups or condition[name] for g, name in zip(row.groups, row.stream_names)]
+        kinds = {name: model.config.stream_kind(name) for name in set(row.stream_names)}
+        self.given = [g < context_groups or not kinds[name].predicted for g, name in zip(row.groups, row.stream_names)]
+        # a past-only stream (neither predicted nor given in the future) is unknown after the context: its vectors
+        # there are left out of the sequence, as the engine's rollouts leave them out
+        dropped = [g >= context_groups and not (kinds[name].predicted or kinds[name].given_in_future)
+                   for g, name in zip(row.groups, row.stream_names)]
         self.before = row.previous_index()
         self.k = model.config.ridge_history
         self.history = row.history_index(self.k) if model.config.ridge_frame else None
@@ -134,10 +138,17 @@ class _Generation:
                 seen.append(row.groups[i])
             self.horizons.append(len(seen))
         for name in set(row.stream_names):  # the given vectors of each stream through its projector at once
-            index = [i for i, (kept, other) in enumerate(zip(self.given, row.stream_names)) if kept and other == name]
+            index = [i for i, (kept, other, gone) in enumerate(zip(self.given, row.stream_names, dropped))
+                     if kept and not gone and other == name]
             if index:
                 d = row.dims[index[0]]
                 inputs[row.positions[index]] = model.project(row.vectors[index, :d], stream=name).to(inputs.dtype)
+        if any(dropped):
+            keep = torch.ones(len(inputs), dtype=torch.bool, device=inputs.device)
+            keep[row.positions[torch.tensor(dropped, device=row.positions.device)]] = False
+            before = torch.cumsum(~keep, 0).tolist()  # positions dropped at or before each position
+            inputs = inputs[keep]
+            self.events = [(i, position - before[position]) for i, position in self.events]
         if self.events and self.events[0][1] == 0:
             raise DataError("the first generated vector sits at position 0: nothing precedes it to predict it")
         self.inputs = inputs[None].repeat(count, 1, 1)  # [S, t, h]

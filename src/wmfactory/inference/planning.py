@@ -176,7 +176,7 @@ def shift_plan(actions: np.ndarray) -> np.ndarray:
 
 
 def _action_stream(cfg, name: Optional[str]) -> str:
-    conditions = [s for s in cfg.stream_dims if cfg.is_condition(s)]
+    conditions = cfg.given_streams
     if name is None:
         if len(conditions) != 1:
             raise DataError(f"name the `action_stream` to plan among the model's condition streams {conditions}"

@@ -107,9 +107,9 @@ def checked_conditions(model, conditions: Optional[dict[str, Any]]) -> Optional[
     cfg = model.config
     out = {}
     for name, values in conditions.items():
-        if name not in cfg.stream_dims or not cfg.is_condition(name):
+        if name not in cfg.stream_dims or not cfg.is_given(name):
             raise DataError(f"`conditions['{name}']`: '{name}' is not a condition stream of this model (its "
-                            f"condition streams: {[s for s in cfg.stream_dims if cfg.is_condition(s)]}).")
+                            f"condition streams: {cfg.given_streams}).")
         try:
             array = np.asarray(values, dtype=np.float32)
         except (TypeError, ValueError):

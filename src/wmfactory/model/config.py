@@ -66,7 +66,7 @@ class WorldModelConfig(PretrainedConfig):
             streams = {"m": streams}
         keys = dataclasses.asdict(arguments)
         keys["embedding_dim"] = max(streams.values())
-        patterns = parse_patterns(arguments.condition_streams)
+        patterns = parse_patterns(arguments.condition_streams)  # the streams given in the future
         kwargs.setdefault("ridge_conditions", arguments.predict_residual == "ridge"
                           and any(is_condition(name, patterns) for name in streams))
         return cls(text_config=text_config, streams=streams, **keys, **kwargs)
@@ -115,8 +115,17 @@ class WorldModelConfig(PretrainedConfig):
         return kind_of(stream, {key: parse_patterns(getattr(self, key, None)) for key in keys})
 
     def is_condition(self, stream: str) -> bool:
-        """An input only: the model has no head for it and never predicts it."""
+        """An input only: the model has no head for it and never predicts it (a condition or a past-only stream)."""
         return not self.stream_kind(stream).predicted
+
+    def is_given(self, stream: str) -> bool:
+        """A stream whose future vectors a rollout or plan takes from the caller (`conditions`): a condition."""
+        return self.stream_kind(stream).given_in_future
+
+    @property
+    def given_streams(self) -> list[str]:
+        """The streams a rollout takes from the caller (`condition_streams`), in `stream_dims` order."""
+        return [name for name in self.stream_dims if self.is_given(name)]
 
     @property
     def frame_conditions(self) -> list[tuple[str, int]]:
@@ -124,7 +133,7 @@ class WorldModelConfig(PretrainedConfig):
         the stream's own (in `stream_dims` order; empty unless `ridge_conditions`)."""
         if not self.ridge_conditions:
             return []
-        return [(name, d) for name, d in self.stream_dims.items() if self.is_condition(name)]
+        return [(name, d) for name, d in self.stream_dims.items() if self.is_given(name)]
 
     @property
     def predicted_streams(self) -> list[str]:

@@ -46,7 +46,7 @@ def explore(board: Board, run_dir, dataset_dir, dataset, index, pasted, context_
     sampled = is_distributional(model) and int(num_samples) > 0
     options = dict(dataset_dir=dataset_dir, context_groups=context, num_samples=int(num_samples) if sampled else None,
                    seed=int(seed))
-    conditions = {name: s.future for name, s in truth.items() if model.config.is_condition(name) and len(s.future)}
+    conditions = {name: s.future for name, s in truth.items() if model.config.is_given(name) and len(s.future)}
     factual = as_streams(model, model.rollout(row, steps, conditions=conditions or None, **options))
     edited = conditions_from_table(model, table) if conditions or table is not None else {}
     counterfactual = as_streams(model, model.rollout(row, steps, conditions=edited, **options)) if edited else None

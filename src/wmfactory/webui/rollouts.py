@@ -61,7 +61,7 @@ def row_streams(model, features: dict[str, Any], context_groups: int) -> dict[st
 def condition_table(model, streams: dict[str, StreamVectors]) -> pd.DataFrame:
     """The row's future condition vectors as an editable table: `stream`, `k` (order of use), one column per
     dimension (blank past a stream's own dimension)."""
-    conditions = [name for name in model.config.stream_dims if model.config.is_condition(name)]
+    conditions = model.config.given_streams
     width = max([model.config.stream_dims[name] for name in conditions], default=0)
     rows = []
     for name in conditions:
@@ -79,7 +79,7 @@ def conditions_from_table(model, table: Optional[pd.DataFrame]) -> dict[str, np.
         raise DataError("the conditions table needs its `stream` column.")
     out = {}
     for name, part in table.groupby(table["stream"].astype(str), sort=False):
-        if name not in model.config.stream_dims or not model.config.is_condition(name):
+        if name not in model.config.stream_dims or not model.config.is_given(name):
             raise DataError(f"the conditions table names stream '{name}', which is not a condition stream of this "
                             "model.")
         d = model.config.stream_dims[name]

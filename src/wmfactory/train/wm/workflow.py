@@ -12,7 +12,7 @@ from transformers.integrations import SwanLabCallback
 from ...data import WorldModelDataCollator, get_dataset, get_template
 from ...data.loader import rows_with_targets
 from ...data.collator import collator_view
-from ...data.streams import conditions_never_followed, resolve_streams
+from ...data.streams import STREAM_KINDS, conditions_never_followed, input_patterns, resolve_streams
 from ...hparams.world_model_args import parse_patterns
 from ...eval.plots import plot_loss
 from ...extras.compat import swanlab_callback
@@ -41,15 +41,17 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     tokenizer = load_tokenizer(args.model)
     template = get_template(args.data.template, tokenizer)
     dataset_module = get_dataset(template, tokenizer, args.model, args.data, training_args, args.world_model)
-    streams = resolve_streams(dataset_module.stream_dims, args.world_model.embedding_dim,
-                              parse_patterns(args.world_model.condition_streams),
+    kind_patterns = {kind.config_key: parse_patterns(getattr(args.world_model, kind.config_key))
+                     for kind in STREAM_KINDS.values() if kind.config_key}
+    streams = resolve_streams(dataset_module.stream_dims, args.world_model.embedding_dim, kind_patterns,
                               needs_target=args.world_model.embedding_loss_weight > 0)
     if training_args.eval_strategy != "no" and dataset_module.eval_dataset is None:
         raise DataError(f"`eval_strategy` is '{training_args.eval_strategy.value}' but there is no evaluation data: "
                         "set `val_size` or `eval_dataset`.")
     if training_args.do_train and args.world_model.embedding_loss_weight > 0:
         _check_targets(dataset_module.train_dataset, args)
-        unused = conditions_never_followed(dataset_module.train_dataset, parse_patterns(args.world_model.condition_streams))
+        unused = conditions_never_followed(dataset_module.train_dataset, parse_patterns(args.world_model.condition_streams),
+                                           input_patterns(args.world_model))
         if unused:
             raise DataError(f"`condition_streams`: stream(s) {unused} are never followed by a vector of a predicted "
                             "stream in any training row, so they would condition no prediction; place each condition "
