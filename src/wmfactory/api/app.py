@@ -259,7 +259,8 @@ def group_json(group) -> dict:
 def model_card(model, model_id: str, bank) -> dict:
     config = model.config
     text = config.text_config.get_text_config()
-    streams = {name: {"kind": "predicted" if config.stream_kind(name).predicted else config.stream_kind(name).name, "dim": d}
+    kinds = {name: config.stream_kind(name) for name in config.stream_dims}
+    streams = {name: {"kind": "predicted" if kinds[name].predicted else kinds[name].name, "dim": d}
                for name, d in config.stream_dims.items()}
     card = {"id": model_id, "object": "model", "owned_by": "wmfactory", "streams": streams,
             "head": config.prediction_head_type, "predict_residual": config.predict_residual,

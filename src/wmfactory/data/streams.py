@@ -63,12 +63,19 @@ def is_condition(stream: str, patterns: tuple[str, ...]) -> bool:
     return not kind_of(stream, {"condition_streams": patterns}).predicted
 
 
+def kind_patterns(arguments) -> dict[str, tuple[str, ...]]:
+    """`{config_key: patterns}` of every registered kind that a key selects (`condition_streams`, `past_streams`,
+    ...), read from `arguments` (world-model arguments or a model's config; a key it lacks selects nothing)."""
+    return {kind.config_key: parse_patterns(getattr(arguments, kind.config_key, None))
+            for kind in STREAM_KINDS.values() if kind.config_key}
+
+
 def input_patterns(arguments) -> tuple[str, ...]:
     """The patterns of every stream that is an input only (of a kind that is not predicted), from the world-model
-    keys of `arguments` (`condition_streams`, `past_streams`, ...): what the data layer needs to tell targets from
-    inputs."""
+    keys of `arguments`: what the data layer needs to tell targets from inputs."""
+    by_key = kind_patterns(arguments)
     return tuple(pattern for kind in STREAM_KINDS.values() if kind.config_key and not kind.predicted
-                 for pattern in parse_patterns(getattr(arguments, kind.config_key, None)))
+                 for pattern in by_key[kind.config_key])
 
 
 def requested_dim(spec: DimSpec, stream: str) -> Optional[int]:
@@ -76,10 +83,10 @@ def requested_dim(spec: DimSpec, stream: str) -> Optional[int]:
     return spec.get(stream) if isinstance(spec, dict) else spec
 
 
-def resolve_streams(found: dict[str, int], spec: DimSpec, patterns: tuple[str, ...] | dict[str, tuple[str, ...]],
+def resolve_streams(found: dict[str, int], spec: DimSpec, by_key: dict[str, tuple[str, ...]],
                     needs_target: bool) -> dict[str, int]:
     """The streams of a run `{name: dim}` (sorted by name) from the dimensions found in the data, checked against
-    `embedding_dim` and `condition_streams`."""
+    `embedding_dim` and the keys that select stream kinds (`by_key`: `kind_patterns`)."""
     if not found:
         if isinstance(spec, int):
             return {"m": spec}
@@ -96,7 +103,6 @@ def resolve_streams(found: dict[str, int], spec: DimSpec, patterns: tuple[str, .
         if want is not None and want != dim:
             raise DataError(f"`embedding_dim` is {want} for stream '{stream}' but the data has vectors of dimension "
                             f"{dim} there.")
-    by_key = patterns if isinstance(patterns, dict) else {"condition_streams": patterns}
     for key, key_patterns in by_key.items():
         for pattern in key_patterns:
             if not any(fnmatch.fnmatchcase(stream, pattern) for stream in found):

@@ -12,10 +12,10 @@ known covariates (a condition stream: train with `condition_streams: x`), `p` th
 stream: train with `past_streams: p`). The known covariate of step t comes before its target, so the target of step
 t is forecast from everything up to and including step t's known covariates; the past-only covariate of step t is
 measured with the target, so it comes after it and informs the steps after. A rollout past the history continues
-`x, y, x, y, ...` with the future known covariates given, and leaves `p` out: its future is unknown. The format has no way to name a
-slice of a file, so groups of one vector each need one file per vector: `<out_dir>/<name>_vectors/<series>/y<t>.
-safetensors` ([1, k], tensor `embedding`), written once per series and time step and shared by every window that
-holds that step. `text_column` describes a series (constant within it) and opens each of its rows.
+`x, y, x, y, ...` with the future known covariates given, and leaves `p` out: its future is unknown. The format has
+no way to name a slice of a file, so groups of one vector each need one file per vector:
+`<out_dir>/<name>_vectors/<series>/y<t>.safetensors` ([1, k], tensor `embedding`), written once per series and
+time step and shared by every window that holds that step. `text_column` describes a series (constant within it) and opens each of its rows.
 
 Windows end at the series' last step and step back by `stride` (default `prediction_length`: the forecast parts, the
 last `prediction_length` steps of each window, then tile the series back from its end), and one more window starts at
@@ -151,7 +151,8 @@ def series_step(series: dict, timestamp_column: str, freq: Optional[str], what: 
 def row_conversation(steps: int, with_known: bool, text: Optional[str] = None,
                      with_past: bool = False) -> list[dict[str, str]]:
     """The messages of a row of `steps` time steps."""
-    unit = (f"<{KNOWN_STREAM}>" if with_known else "") + f"<{TARGET_STREAM}>" + (f"<{PAST_STREAM}>" if with_past else "")
+    unit = ((f"<{KNOWN_STREAM}>" if with_known else "") + f"<{TARGET_STREAM}>"
+            + (f"<{PAST_STREAM}>" if with_past else ""))
     return [{"role": "user", "content": (text or "") + unit * steps}, {"role": "assistant", "content": ""}]
 
 
@@ -226,8 +227,8 @@ def from_dataframe(df, id_column: str, timestamp_column: str, targets: list[str]
     if short:
         logger.warning(f"{short} of {len(series)} series are shorter than a window ({window} steps): each is one "
                        "row of its own length.")
-    layout = TableLayout(id_column, timestamp_column, targets, known, past, text_column, context_length, prediction_length,
-                         stride, getattr(step, "freqstr", None if step is None else str(step)))
+    layout = TableLayout(id_column, timestamp_column, targets, known, past, text_column, context_length,
+                         prediction_length, stride, getattr(step, "freqstr", None if step is None else str(step)))
     entry = {"file_name": f"{name}.jsonl", "formatting": "sharegpt",
              "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": CHAT_TAGS,
              "table": asdict(layout)}

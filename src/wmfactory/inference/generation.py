@@ -119,7 +119,8 @@ class _Generation:
         self.generator = sampling.generator(row.input_ids.device) if sampling else None
         inputs = model.get_input_embeddings()(row.input_ids).clone()  # [t, h]
         kinds = {name: model.config.stream_kind(name) for name in set(row.stream_names)}
-        self.given = [g < context_groups or not kinds[name].predicted for g, name in zip(row.groups, row.stream_names)]
+        self.given = [g < context_groups or not kinds[name].predicted
+                      for g, name in zip(row.groups, row.stream_names)]
         # a past-only stream (neither predicted nor given in the future) is unknown after the context: its vectors
         # there are left out of the sequence, as the engine's rollouts leave them out
         dropped = [g >= context_groups and not (kinds[name].predicted or kinds[name].given_in_future)

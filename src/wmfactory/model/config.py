@@ -12,7 +12,7 @@ from typing import Any, Optional
 from transformers import AutoConfig, PretrainedConfig
 
 from .. import __version__
-from ..data.streams import STREAM_KINDS, StreamKind, is_condition, kind_of
+from ..data.streams import StreamKind, is_condition, kind_of, kind_patterns
 from ..hparams.world_model_args import WorldModelArguments, parse_patterns
 
 WORLD_MODEL_KEYS = tuple(f.name for f in dataclasses.fields(WorldModelArguments))
@@ -111,8 +111,7 @@ class WorldModelConfig(PretrainedConfig):
     def stream_kind(self, stream: str) -> StreamKind:
         """The kind of `stream` (`data.streams.STREAM_KINDS`: state, condition, ...), from the world-model keys that
         select kinds (`condition_streams`)."""
-        keys = {kind.config_key for kind in STREAM_KINDS.values() if kind.config_key}
-        return kind_of(stream, {key: parse_patterns(getattr(self, key, None)) for key in keys})
+        return kind_of(stream, kind_patterns(self))
 
     def is_condition(self, stream: str) -> bool:
         """An input only: the model has no head for it and never predicts it (a condition or a past-only stream)."""

@@ -12,7 +12,7 @@ from transformers.integrations import SwanLabCallback
 from ...data import WorldModelDataCollator, get_dataset, get_template
 from ...data.loader import rows_with_targets
 from ...data.collator import collator_view
-from ...data.streams import STREAM_KINDS, conditions_never_followed, input_patterns, resolve_streams
+from ...data.streams import conditions_never_followed, input_patterns, kind_patterns, resolve_streams
 from ...hparams.world_model_args import parse_patterns
 from ...eval.plots import plot_loss
 from ...extras.compat import swanlab_callback
@@ -41,9 +41,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     tokenizer = load_tokenizer(args.model)
     template = get_template(args.data.template, tokenizer)
     dataset_module = get_dataset(template, tokenizer, args.model, args.data, training_args, args.world_model)
-    kind_patterns = {kind.config_key: parse_patterns(getattr(args.world_model, kind.config_key))
-                     for kind in STREAM_KINDS.values() if kind.config_key}
-    streams = resolve_streams(dataset_module.stream_dims, args.world_model.embedding_dim, kind_patterns,
+    streams = resolve_streams(dataset_module.stream_dims, args.world_model.embedding_dim,
+                              kind_patterns(args.world_model),
                               needs_target=args.world_model.embedding_loss_weight > 0)
     if training_args.eval_strategy != "no" and dataset_module.eval_dataset is None:
         raise DataError(f"`eval_strategy` is '{training_args.eval_strategy.value}' but there is no evaluation data: "
