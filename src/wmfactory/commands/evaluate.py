@@ -30,7 +30,8 @@ def _run_eval(parsed) -> dict[str, Any]:
     context_groups = parsed.inference.context_groups
     report = evaluate_rows(model, dataset, context_groups, sampling_of(parsed),
                            parsed.training.per_device_eval_batch_size, parsed.inference.seasonality,
-                           parsed.inference.levels, long_rows_of(parsed, model, "eval"))
+                           parsed.inference.levels, long_rows_of(parsed, model, "eval"),
+                           parsed.inference.extra_baselines)
     save_report(report, os.path.join(output_dir, "eval_results.json"))
     print(format_report(report))
     plot_horizon(report, output_dir)

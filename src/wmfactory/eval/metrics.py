@@ -20,8 +20,9 @@ DISTRIBUTION_METRICS = ("crps", "energy_score", "wql", "coverage_50", "coverage_
 QUANTILE_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # of the weighted quantile loss, by default
 PIT_BINS = 10
 BASELINES = ("persistence", "seasonal_naive", "linear_extrapolation", "training_mean", "ridge")
-# scored where the model has them: the ridge frame's ridge that also reads the condition streams (`ridge_conditions`)
-OPTIONAL_BASELINES = ("ridge_conditions",)
+# scored where the model has them: the ridge frame's ridge that also reads the condition streams (`ridge_conditions`);
+# and where asked for (`baselines: statsforecast`, in rollouts), AutoETS and AutoARIMA (`eval.statistical`)
+OPTIONAL_BASELINES = ("ridge_conditions", "auto_ets", "auto_arima")
 BLOCK_BYTES = 32 * 2**20  # float64 working memory of one block of sample scores
 
 

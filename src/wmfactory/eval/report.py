@@ -2,12 +2,14 @@
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..extras.errors import ConfigError
+from ..extras.logging import get_logger
 from ..model.statistics import ridge_sub_block
 from ..inference.history import LongRows
 from ..inference import (
@@ -36,6 +38,9 @@ from .metrics import (
     seasonal_scale,
     skill,
 )
+from .statistical import MAX_DIMS, MIN_HISTORY, STATSFORECAST_BASELINES, require_statsforecast, statistical_forecasts
+
+logger = get_logger(__name__)
 
 RELATIVE_SCORES = ("mse", "mase", "crps", "wql")  # given relative to seasonal naive for every forecaster
 
@@ -121,7 +126,8 @@ class _Pool:
 
 def forecasters_of(scores: dict) -> tuple[str, ...]:
     """The model and the baselines present in `scores` (a pool's forecasts, or a block of a report): every one of
-    `BASELINES`, and `ridge_conditions` where the model's ridge frame reads condition streams."""
+    `BASELINES`, `ridge_conditions` where the model's ridge frame reads condition streams, and `auto_ets` and
+    `auto_arima` in the rollouts of `baselines: statsforecast`."""
     return ("model",) + BASELINES + tuple(name for name in OPTIONAL_BASELINES if name in scores)
 
 
@@ -167,7 +173,8 @@ class _RowStreams:
 
 def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1,
                   sampling: Optional[Sampling] = None, batch_size: int = 8, seasonality: int = 1,
-                  quantile_levels=QUANTILE_LEVELS, long_rows: Optional[LongRows] = None) -> dict[str, Any]:
+                  quantile_levels=QUANTILE_LEVELS, long_rows: Optional[LongRows] = None,
+                  baselines: Sequence[str] = ()) -> dict[str, Any]:
     """`rows`: preprocessed features (as the data pipeline writes them). Each predicted stream is scored on its own,
     and every baseline is computed inside the stream (persistence is the previous vector of the stream, the ridge
     and the training mean are the stream's). A vector is scored only where every baseline is defined
@@ -183,7 +190,14 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
 
     `long_rows` fits each row into the model's positions (and its `context_length`) before anything reads it: the
     history before the rollouts (the first `context_groups` groups) is cut to its last groups, and the teacher-forced
-    scores and the baselines read the same cut row (default: cut only where a row does not fit, with a warning)."""
+    scores and the baselines read the same cut row (default: cut only where a row does not fit, with a warning).
+
+    `baselines` `("statsforecast",)` adds AutoETS and AutoARIMA (`eval.statistical`) to the rollouts of every
+    predicted stream of at most `MAX_DIMS` dimensions (a wider stream is skipped with a warning; an error where every
+    stream is wider): each fitted once per row and stream, per dimension, on the history up to the rollout's origin
+    (as the other baselines read it, missing entries filled), with `seasonality` as the season. A rollout whose
+    origin has fewer than `MIN_HISTORY` known vectors is not scored (counted in the report's `statsforecast`
+    block). The teacher-forced scores have none of them (a fit per vector)."""
     cfg = model.config
     streams = cfg.predicted_streams if cfg.multi_stream else [cfg.predicted_streams[0]]
     statistics = {name: model.stream_part("statistics", name) for name in streams}
@@ -200,8 +214,12 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     # (seasonal naive and MASE's scale need m + 1)
     known_of = {name: max(2, history[name], frame_history.get(name, 0), seasonality + 1) for name in streams}
     rng = np.random.default_rng(sampling.seed if sampling else 0)
+    statistical = _statistical_streams(cfg, streams, baselines)
+    # the statistical baselines draw from a generator of their own: the other baselines' draws stay as without them
+    statistical_rng = np.random.default_rng([sampling.seed if sampling else 0, 1])
+    statistical_excluded = {name: 0 for name in statistical}
 
-    def add(pool: _Pool, number, name, row, origin, index, predicted, drawn, dataset):
+    def add(pool: _Pool, number, name, row, origin, index, predicted, drawn, dataset, fitted=None):
         stats, vectors = statistics[name], row.vectors[name]
         # the baselines read the history with its missing entries filled (`forward_filled`); the scores read the
         # observed entries only
@@ -217,6 +235,11 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
             seasonal_std = np.sqrt((seasonal_errors(row.filled[name], origin, seasonality) ** 2).mean(0))
             samples = {"model": drawn, **baseline_samples(points, index - origin, stats, len(drawn), rng,
                                                           seasonal_std, seasonality)}
+        for model_name, (means, stds) in (fitted or {}).items():  # Gaussian, with the model's interval's spread
+            points[model_name] = means[index - origin - 1]
+            if samples is not None:
+                samples[model_name] = points[model_name] + stds[index - origin - 1] * statistical_rng.standard_normal(
+                    (len(drawn), len(points[model_name])))
         pool.add(number, vectors[index], predicted, points, samples, dataset,
                  seasonal_scale(vectors, origin, seasonality))
 
@@ -237,24 +260,61 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
                     continue
                 add(forced[name], number, name, row, k - 1, k, predicted,
                     None if group.samples is None else group.samples[:, j], dataset)
-        origins = {}  # per stream, the last given vector before its first generated one
+        origins, steps = {}, defaultdict(int)  # per stream, the last given vector before its first generated one
         for group in generated:
             name = group.stream if cfg.multi_stream else streams[0]
             origins.setdefault(name, row.local[group.vector_indices[0]] - 1)
+            steps[name] = max(steps[name], row.local[group.vector_indices[-1]] - origins[name])
+        where = f" in row {features.get('row_index', number)} of {dataset}"
+        fitted = {name: statistical_forecasts(row.filled[name][: origins[name] + 1], steps[name], seasonality,
+                                              f" of stream '{name}'{where}")
+                  for name in origins if name in statistical and origins[name] >= max(known_of[name], MIN_HISTORY) - 1}
+        for group in generated:
+            name = group.stream if cfg.multi_stream else streams[0]
             for j, (predicted, index) in enumerate(zip(group.predicted, group.vector_indices)):
                 if origins[name] < known_of[name] - 1:
                     horizons[name][group.horizon].exclude(dataset)
                     continue
+                if name in statistical and name not in fitted:  # too short a history for AutoETS
+                    horizons[name][group.horizon].exclude(dataset)
+                    statistical_excluded[name] += 1
+                    continue
                 add(horizons[name][group.horizon], number, name, row, origins[name],
-                    row.local[index], predicted, None if group.samples is None else group.samples[:, j], dataset)
+                    row.local[index], predicted, None if group.samples is None else group.samples[:, j], dataset,
+                    fitted.get(name))
     distributional = any(model.stream_part("prediction_head", name).is_distributional for name in streams)
     reports = {name: pools_report(forced[name], horizons[name], context_groups) for name in streams}
+    head: dict[str, Any] = {"distributional_head": distributional, "seasonality": seasonality}
+    if "statsforecast" in baselines:
+        head["statsforecast"] = {
+            "baselines": list(STATSFORECAST_BASELINES), "max_dims": MAX_DIMS, "min_history": MIN_HISTORY,
+            "streams": list(statistical), "excluded_vectors": statistical_excluded,
+            "skipped_streams": {name: cfg.stream_dims.get(name, cfg.embedding_dim) for name in streams
+                                if name not in statistical}}
     if not cfg.multi_stream:
-        return {"distributional_head": distributional, "seasonality": seasonality, **reports[streams[0]]}
-    report: dict[str, Any] = {"distributional_head": distributional, "seasonality": seasonality, "streams": reports}
+        return {**head, **reports[streams[0]]}
+    report: dict[str, Any] = {**head, "streams": reports}
     if len(streams) == 1:
         report.update(reports[streams[0]])
     return report
+
+
+def _statistical_streams(cfg, streams: list[str], baselines: Sequence[str]) -> list[str]:
+    """The predicted streams the statsforecast baselines are fitted on: none without `baselines: statsforecast`;
+    else those of at most `MAX_DIMS` dimensions, the others named in one warning (an error when none is left)."""
+    if "statsforecast" not in baselines:
+        return []
+    require_statsforecast()
+    dims = {name: cfg.stream_dims.get(name, cfg.embedding_dim) for name in streams}
+    wide = {name: d for name, d in dims.items() if d > MAX_DIMS}
+    listed = ", ".join(f"'{name}' ({d})" for name, d in wide.items())
+    if len(wide) == len(streams):
+        raise ConfigError(f"`baselines: statsforecast` fits AutoETS and AutoARIMA on each dimension of a stream of at "
+                          f"most {MAX_DIMS} dimensions; the predicted stream(s) are wider: {listed}.")
+    if wide:
+        logger.warning(f"`baselines: statsforecast`: stream(s) wider than {MAX_DIMS} dimensions skipped (no auto_ets "
+                       f"or auto_arima there): {listed}.")
+    return [name for name in streams if name not in wide]
 
 
 def _ridge_weights(ridge: torch.Tensor, history: int) -> np.ndarray:
@@ -313,7 +373,7 @@ def format_report(report: dict[str, Any]) -> str:
             parts.append(f"== stream '{name}' (baselines computed inside the stream) ==")
             parts.append(format_report({"distributional_head": report.get("distributional_head", False),
                                         "seasonality": report.get("seasonality", 1), **scores}))
-        return "\n".join(parts)
+        return "\n".join(parts + _statistical_note(report))
     model_is_distributional = report.get("distributional_head", False)
     lines = []
     blocks = [("teacher-forced", report["teacher_forced"])] + [
@@ -356,7 +416,22 @@ def format_report(report: dict[str, Any]) -> str:
                      "error / the row's in-sample seasonal naive error, per dimension")
     if "datasets" in report:
         lines.extend(format_datasets(report))
-    return "\n".join(lines)
+    return "\n".join(lines + _statistical_note(report))
+
+
+def _statistical_note(report: dict[str, Any]) -> list[str]:
+    """What `baselines: statsforecast` fitted, and what it left out: the line under the table."""
+    if "statsforecast" not in report:
+        return []
+    block = report["statsforecast"]
+    excluded = sum(block["excluded_vectors"].values())
+    line = (f"auto_ets, auto_arima (statsforecast): fitted per dimension on each row's history before its rollout "
+            f"(rollouts only); {excluded} rollout vector(s) not scored, their origin having fewer than "
+            f"{block['min_history']} known vectors")
+    if block["skipped_streams"]:
+        line += f"; stream(s) wider than {block['max_dims']} dimensions skipped: " + ", ".join(
+            f"'{name}' ({d})" for name, d in block["skipped_streams"].items())
+    return [line]
 
 
 def _cell(value) -> str:

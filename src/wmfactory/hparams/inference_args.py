@@ -4,6 +4,7 @@ from typing import Literal, Optional
 
 from ..extras.errors import ConfigError
 
+EXTRA_BASELINES = ("statsforecast",)  # the values of `baselines`: `eval.statistical` fits them
 MAX_SAMPLES = 100_000  # draws per prediction: beyond, the samples alone would fill memory for any real row
 
 
@@ -65,6 +66,13 @@ class InferenceArguments:
         metadata={"help": "`eval`: the season m of the seasonal naive baseline (the vector m steps back) and of MASE's "
                           "scale (its in-sample error); 1 is persistence. E.g. 4 for quarterly data, 12 for monthly."},
     )
+    baselines: Optional[str] = field(
+        default=None,
+        metadata={"help": "`eval`: more baselines, comma-separated. `statsforecast`: AutoETS and AutoARIMA "
+                          "(`auto_ets`, `auto_arima`) in the rollouts, fitted per dimension on each row's history "
+                          "before its rollout, on streams of at most 8 dimensions (pip install "
+                          "'wmfactory[forecast]')."},
+    )
     plot_rows: int = field(default=4, metadata={"help": "Rows drawn in eval_trajectories.png."})
     export_dir: Optional[str] = field(default=None, metadata={"help": "`export`: where the merged model goes."})
     horizon: int = field(default=15, metadata={"help": "`plan`: predicted vectors (states) planned after each row."})
@@ -108,6 +116,7 @@ class InferenceArguments:
             raise ConfigError(f"`top_k` must be at least 1, got {self.top_k}.")
         if isinstance(self.seasonality, bool) or not isinstance(self.seasonality, int) or self.seasonality < 1:
             raise ConfigError(f"`seasonality` must be a positive integer, got {self.seasonality!r}.")
+        self.baselines = _baselines(self.baselines)
         if self.context_groups < 0:
             raise ConfigError("`context_groups` must be >= 0.")
         if self.context_length is not None and (isinstance(self.context_length, bool) or self.context_length < 1):
@@ -127,6 +136,21 @@ class InferenceArguments:
             raise ConfigError(f"`temperature` must be a positive finite number, got {self.temperature}.")
 
     @property
+    def extra_baselines(self) -> tuple[str, ...]:
+        """`baselines` as names."""
+        return tuple(self.baselines.split(",")) if self.baselines else ()
+
+    @property
     def levels(self) -> list[float]:
         """`quantile_levels` as numbers, ascending."""
         return [float(item) for item in self.quantile_levels.split(",") if item]
+
+
+def _baselines(value) -> Optional[str]:
+    """`baselines` (comma-separated or a YAML list) checked and written comma-separated, each name once."""
+    items = value if isinstance(value, (list, tuple)) else str(value or "").split(",")
+    names = list(dict.fromkeys(str(item).strip().lower() for item in items if str(item).strip()))
+    unknown = [name for name in names if name not in EXTRA_BASELINES]
+    if unknown:
+        raise ConfigError(f"`baselines` takes {', '.join(EXTRA_BASELINES)}, got {', '.join(unknown)}.")
+    return ",".join(names) or None
