@@ -50,6 +50,20 @@ def test_the_trainer_prepares_inputs_as_the_world_model_trainer_expects(tmp_path
     assert prepared["x"].device == trainer.args.device and prepared["n"] == 3
 
 
+def test_a_key_mapping_used_on_load_is_kept_where_we_forget_it(tmp_path):
+    from safetensors import safe_open
+
+    renaming = {r"^model\.norm\.": "model.norm."}  # matches a weight, renames it to itself
+    model = AutoModelForCausalLM.from_pretrained(TINY_MODEL, key_mapping=renaming)
+    kept = [set(c._original_source_patterns) for c in model._weight_conversions]
+    assert set(renaming) in kept
+    compat.forget_key_mapping(model, renaming)
+    assert set(renaming) not in [set(c._original_source_patterns) for c in model._weight_conversions]
+    model.save_pretrained(tmp_path)
+    with safe_open(str(tmp_path / "model.safetensors"), framework="pt") as weights:
+        assert "model.norm.weight" in weights.keys()
+
+
 def test_automodel_private_keys_start_with_an_underscore():
     kwargs = compat.base_model_kwargs({"dtype": "float32", "adapter_kwargs": {}, "_from_auto": True})
     assert kwargs == {"dtype": "float32"}

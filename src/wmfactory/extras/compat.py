@@ -65,6 +65,17 @@ def prepare_inputs(trainer, inputs: dict[str, Any]) -> dict[str, Any]:
     return trainer._prepare_inputs(inputs)
 
 
+def forget_key_mapping(model, key_mapping: dict[str, str]) -> None:
+    """transformers keeps the renamings of `from_pretrained(key_mapping=...)` that matched a weight
+    (`model._weight_conversions`) and reverts them in `save_pretrained`, to save the keys the model was loaded from:
+    drop those of `key_mapping`, so that the model saves its own keys."""
+    kept = getattr(model, "_weight_conversions", None)
+    if kept:
+        model._weight_conversions = [
+            conversion for conversion in kept
+            if not set(getattr(conversion, "_original_source_patterns", ())) & set(key_mapping)]
+
+
 def base_model_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The `from_pretrained` keys that `AutoModel` passed for the world model, less the ones that are AutoModel's
     own (`adapter_kwargs` and the private `_...` keys): they do not apply to the base model under an adapter."""

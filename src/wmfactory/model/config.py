@@ -13,6 +13,7 @@ from transformers import AutoConfig, PretrainedConfig
 
 from .. import __version__
 from ..data.streams import StreamKind, is_condition, kind_of, kind_patterns
+from ..extras.errors import DataError
 from ..hparams.world_model_args import WorldModelArguments, parse_patterns
 
 WORLD_MODEL_KEYS = tuple(f.name for f in dataclasses.fields(WorldModelArguments))
@@ -105,6 +106,29 @@ class WorldModelConfig(PretrainedConfig):
         return len(self.stream_dims) > 1
 
     @property
+    def sole_stream(self) -> Optional[str]:
+        """The stream of a model of one stream, which takes the vectors of every key as that stream (a model trained
+        on `<m1>` rows reads `<x1>` rows too); None with several streams. The one place of that rule:
+        `model_stream` and `row_dims` read it."""
+        return next(iter(self.stream_dims)) if len(self.stream_dims) == 1 else None
+
+    def model_stream(self, name: Optional[str]) -> str:
+        """The model's stream that the vectors of stream `name` (a key without its trailing digits) go to: `name`
+        itself, or the model's only stream whatever `name` is (None too)."""
+        if self.sole_stream is not None:
+            return self.sole_stream
+        if name not in self.stream_dims:
+            raise DataError(f"vectors of stream '{name}', which this model does not have (its streams: "
+                            f"{list(self.stream_dims)}; a stream is a placeholder key without its trailing digits).")
+        return name
+
+    @property
+    def row_dims(self) -> dict[str, int] | int:
+        """The dimensions the data layer checks a row's vectors against (`embedding_dim` of `encode_row`,
+        `get_dataset`): each stream's, or the only stream's for the vectors of every key."""
+        return self.stream_dims if self.sole_stream is None else self.embedding_dim
+
+    @property
     def condition_patterns(self) -> tuple[str, ...]:
         return parse_patterns(self.condition_streams)
 
@@ -165,8 +189,6 @@ WORLD_MODEL_LIMITS = {"mixture_components": 1024, "diffusion_steps": 10_000, "ri
 def check_config_dict(config: dict, source: str) -> None:
     """Refuse a `config.json` (a world model's, or a language model's) whose sizes are not positive integers within
     what real models use, or whose world-model keys hold values wmfactory does not know, before anything is built."""
-    from ..extras.errors import DataError
-
     def refuse(key: str, value, accepted: str):
         raise DataError(f"'{source}': `{key}` is {json.dumps(value)[:60]} in config.json ({accepted}); the file is "
                         "damaged or was not written for this model.")
@@ -219,8 +241,6 @@ def check_weights_hold(config: dict, folder: str) -> None:
     import os
 
     from safetensors import safe_open
-
-    from ..extras.errors import DataError
 
     text = config.get("text_config", config) if config.get("model_type") == WorldModelConfig.model_type else config
     names = [n for n in os.listdir(folder) if n.startswith("model") and n.endswith(".safetensors")]
