@@ -31,17 +31,17 @@ def reference_losses(model, batch):
     cfg = model.config
     vectors, positions = batch["embedding_vectors"], batch["embedding_positions"]
     targets, labels = batch["embedding_is_target"], batch["labels"]
-    z = model.statistics.normalize(vectors)
+    z = model.statistics.m.normalize(vectors)
     embeds = model.get_input_embeddings()(batch["input_ids"]).clone()
-    embeds[positions[:, 0], positions[:, 1]] = model.projector(z).to(embeds.dtype)
+    embeds[positions[:, 0], positions[:, 1]] = model.projector.m(z).to(embeds.dtype)
     hidden = model.get_decoder()(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
     previous = torch.stack([vectors[i - 1] if i > 0 and positions[i - 1, 0] == positions[i, 0]
                             else torch.zeros_like(vectors[i]) for i in range(len(vectors))])
     has_previous = torch.tensor([i > 0 and bool(positions[i - 1, 0] == positions[i, 0]) for i in range(len(vectors))])
     slots = positions[targets]
     frame = model.head_frame(previous[targets], has_previous[targets])
-    params = model.prediction_head(hidden[slots[:, 0], slots[:, 1] - 1].float())
-    embedding_sum = model.prediction_head.loss(params, z[targets], frame).sum()
+    params = model.prediction_head.m(hidden[slots[:, 0], slots[:, 1] - 1].float())
+    embedding_sum = model.prediction_head.m.loss(params, z[targets], frame).sum()
     num_targets = int(positions[targets].shape[0])
     mask = labels[:, 1:] != IGNORE_INDEX
     logits = model.lm_logits(hidden[:, :-1][mask])

@@ -54,18 +54,18 @@ def test_a_registered_head_trains_predicts_and_reloads(tmp_path):
         model = build_world_model(ModelArguments(model_name_or_path=TINY_MODEL),
                                   WorldModelArguments(prediction_head_type="test_gaussian", lm_loss_weight=0.0,
                                                       predict_residual=True), 3)  # around the previous vector
-        assert isinstance(model.prediction_head, GaussianHead)
+        assert isinstance(model.prediction_head.m, GaussianHead)
         out = model(**BATCH)
         # by hand: hidden states before the two targets, the head's Gaussian NLL around the previous vector
         hidden = model.hidden_states(model.embed(BATCH["input_ids"], BATCH["embedding_vectors"],
                                                  BATCH["embedding_positions"]), None)[0, [2, 3]]
-        mean, log_std = model.prediction_head(hidden)
+        mean, log_std = model.prediction_head.m(hidden)
         previous, target = BATCH["embedding_vectors"][:2], BATCH["embedding_vectors"][1:]
         nll = (0.5 * ((target - previous - mean) / log_std.exp()) ** 2 + log_std).mean(dim=-1)
         torch.testing.assert_close(out.embedding_loss, nll.mean())
         torch.testing.assert_close(out.predicted_embeddings, previous + mean)
         out.loss.backward()
-        assert model.prediction_head.net.weight.grad.abs().sum() > 0
+        assert model.prediction_head.m.net.weight.grad.abs().sum() > 0
 
         model.eval()
         model.save_pretrained(tmp_path)

@@ -90,7 +90,7 @@ def test_a_0_1_folder_loads_and_predicts_the_same(tmp_path, lora):
         got = reloaded(**BATCH)
     torch.testing.assert_close(got.predicted_embeddings, expected, rtol=0, atol=1e-5)
     torch.testing.assert_close(got.lm_loss, expected_lm_loss, rtol=0, atol=1e-5)
-    torch.testing.assert_close(reloaded.statistics.delta_scale, torch.full((4,), 0.5))
+    torch.testing.assert_close(reloaded.statistics.m.delta_scale, torch.full((4,), 0.5))
     # and it saves in the current format, which loads without conversion
     reloaded.save_pretrained(tmp_path / "current")
     reloaded.tokenizer.save_pretrained(tmp_path / "current")

@@ -157,11 +157,11 @@ def test_a_masked_model_trains_saves_and_rolls_out_from_a_gappy_history(tmp_path
     run_exp(train_args(tmp_path / "out", data, embedding_targets="all", missing_values="mask", max_steps=4))
     model = WorldModel.from_pretrained(str(tmp_path / "out"))
     assert model.config.missing_values == "mask"
-    assert model.projector[0].in_features == 2 * 3  # [z * observed, observed]
+    assert model.projector.m[0].in_features == 2 * 3  # [z * observed, observed]
     # the projector's input at a vector with a missing entry, computed by hand
     vector = torch.tensor([[1.0, float("nan"), -2.0]])
-    z = model.statistics.normalize(vector)
-    by_hand = model.projector(torch.tensor([[z[0, 0].item(), 0.0, z[0, 2].item(), 1.0, 0.0, 1.0]]))
+    z = model.statistics.m.normalize(vector)
+    by_hand = model.projector.m(torch.tensor([[z[0, 0].item(), 0.0, z[0, 2].item(), 1.0, 0.0, 1.0]]))
     torch.testing.assert_close(model.project(vector), by_hand)
     features = model.encode_row(("dynamics", 0), str(data))
     assert np.isnan(np.asarray(features["embedding_vectors"], dtype=np.float32)).any()

@@ -24,7 +24,7 @@ def test_an_untrained_head_forecasts_what_the_ridge_regression_forecasts(tmp_pat
                        ridge_history=2))
     model = WorldModel.from_pretrained(str(tmp_path / "out"))
     assert model.config.predict_residual == "ridge"
-    weights = model.statistics.ridge.double().numpy()
+    weights = model.statistics.m.ridge.double().numpy()
     assert np.abs(weights).sum() > 0
     rows = json.loads((tmp_path / "data" / "dynamics.json").read_text())
     row = rows[3]
@@ -32,7 +32,7 @@ def test_an_untrained_head_forecasts_what_the_ridge_regression_forecasts(tmp_pat
                             for t in range(1, 7)])  # [6, 4]
     groups = model.predict_next(row, str(tmp_path / "data"))
     # m2 has one vector before it (fewer than ridge_history = 2): the ridge on the last 1; m3 onwards: on the last 2
-    one = model.statistics.ridge_1.double().numpy()
+    one = model.statistics.m.ridge_1.double().numpy()
     # fitted on every training transition, from the last vector alone: the normal equations by hand (penalty 1e-3
     # times the number of transitions times each feature's variance, the intercept not shrunk)
     streams = [np.concatenate([json.loads((tmp_path / "data" / r["embeddings"][f"m{t}"][0]).read_text())["embedding"]
@@ -138,7 +138,7 @@ def test_eval_rollout_mse_scores_rollouts_of_the_evaluation_rows(tmp_path):
                        eval_rollout_steps=3))
     metrics = json.loads((tmp_path / "out" / "eval_results.json").read_text())
     model = WorldModel.from_pretrained(str(tmp_path / "out"))
-    weights = model.statistics.ridge.double().numpy()
+    weights = model.statistics.m.ridge.double().numpy()
     rows = json.loads((tmp_path / "data" / "dynamics.json").read_text())
     truth = [np.concatenate([json.loads((tmp_path / "data" / r["embeddings"][f"m{t}"][0]).read_text())["embedding"]
                              for t in range(1, 7)]) for r in rows]

@@ -126,14 +126,14 @@ def test_zero_head_output_with_predict_residual_is_persistence():
     model = tiny_world_model(embedding_dim=3, predict_residual=True,
                                                  embedding_norm="standard")
     rows, _ = streams()
-    model.statistics.fit(rows, "standard")
-    torch.nn.init.zeros_(model.prediction_head.net[2].weight)
-    torch.nn.init.zeros_(model.prediction_head.net[2].bias)
+    model.statistics.m.fit(rows, "standard")
+    torch.nn.init.zeros_(model.prediction_head.m.net[2].weight)
+    torch.nn.init.zeros_(model.prediction_head.m.net[2].bias)
     previous = torch.from_numpy(rows[0][:4])
     hidden = torch.randn(4, 64)
     _, predicted = model.vectors_from_hidden(hidden, previous, torch.tensor([True, True, True, False]))
     torch.testing.assert_close(predicted[:3], previous[:3], rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(predicted[3], model.statistics.center)  # no previous: the training center
+    torch.testing.assert_close(predicted[3], model.statistics.m.center)  # no previous: the training center
 
 
 def test_smooth_l1_and_cosine_by_hand():

@@ -31,10 +31,10 @@ def pass_by_hand(model, b, own):
     previous, has_previous = previous_vectors(fed, positions)
     frame = model.head_frame(previous[targets], has_previous[targets])
     slots = positions[targets]
-    params = model.prediction_head(hidden[slots[:, 0], slots[:, 1] - 1])
-    truth = model.statistics.normalize(b["embedding_vectors"][targets])
-    mean = model.statistics.denormalize(model.prediction_head.mean(params, frame))
-    return model.prediction_head.loss(params, truth, frame), mean
+    params = model.prediction_head.m(hidden[slots[:, 0], slots[:, 1] - 1])
+    truth = model.statistics.m.normalize(b["embedding_vectors"][targets])
+    mean = model.statistics.m.denormalize(model.prediction_head.m.mean(params, frame))
+    return model.prediction_head.m.loss(params, truth, frame), mean
 
 
 def test_two_passes_average_the_loss_of_forecasts_from_own_predictions():

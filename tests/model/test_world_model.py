@@ -34,12 +34,12 @@ def test_forward_matches_an_independent_computation():
     lm = model.language_model
     embeds = lm.get_input_embeddings()(batch["input_ids"]).clone()
     for (row, pos), vector in zip(batch["embedding_positions"].tolist(), batch["embedding_vectors"]):
-        embeds[row, pos] = model.projector(vector)
+        embeds[row, pos] = model.projector.m(vector)
     hidden = lm.model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
     # predict_residual (the default): the head gives the step from the previous vector of the row, in units of the
     # step scale (1 before statistics are fitted); row 1's only vector has no previous one, so it starts from 0
     vectors = batch["embedding_vectors"]
-    predicted = torch.stack([vectors[0] + model.prediction_head(hidden[0, 2]), model.prediction_head(hidden[1, 0])])
+    predicted = torch.stack([vectors[0] + model.prediction_head.m(hidden[0, 2]), model.prediction_head.m(hidden[1, 0])])
     targets = torch.stack([batch["embedding_vectors"][1], batch["embedding_vectors"][2]])
     expected_emb = ((predicted - targets) ** 2).mean(dim=-1).mean()
     logits = lm.lm_head(hidden)
@@ -134,8 +134,8 @@ def test_lora_trains_the_adapters_and_the_world_model_parts_and_sft_freezes_the_
     model = tiny_world_model(finetuning_type="lora")
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
     assert trainable and all(".lora_" in name or ".modules_to_save." in name for name in trainable)
-    assert {name.split(".modules_to_save.")[0].rsplit(".", 1)[-1] for name in trainable
-            if ".modules_to_save." in name} == {"projector", "prediction_head"}
+    assert {tuple(name.split(".modules_to_save.")[0].split(".")[-2:]) for name in trainable
+            if ".modules_to_save." in name} == {("projector", "m"), ("prediction_head", "m")}  # per stream
     assert not any("lora_" in name for name in trainable if ".language_model." not in name)  # never the head
     sft = tiny_world_model(finetuning_type="lora", embedding_loss_weight=0.0)
     assert not any("prediction_head" in name for name, p in sft.named_parameters() if p.requires_grad)

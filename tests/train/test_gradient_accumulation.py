@@ -38,6 +38,6 @@ def test_8x1_and_2x4_give_the_same_first_step(tmp_path):
     set_seed(7)
     init = tiny_world_model(predict_residual=True)
     moved = {n: (whole[n] - p.detach()).abs().max().item() for n, p in init.named_parameters()}
-    assert moved["prediction_head.net.2.weight"] > 1e-3 and moved["projector.0.weight"] > 1e-3
+    assert moved["prediction_head.m.net.2.weight"] > 1e-3 and moved["projector.m.0.weight"] > 1e-3
     assert moved["language_model.model.layers.0.self_attn.q_proj.weight"] > 1e-6
 

@@ -19,7 +19,7 @@ class Diverge(TrainerCallback):
     def on_step_begin(self, args, state, control, model=None, **kwargs):
         if state.global_step == 2:
             with torch.no_grad():
-                model.projector[0].weight.fill_(float("nan"))
+                model.projector.m[0].weight.fill_(float("nan"))
 
 
 def test_a_nan_loss_stops_the_run_and_nothing_from_it_is_saved(tmp_path):

@@ -95,7 +95,7 @@ def test_with_a_ridge_frame_the_start_is_kept_when_no_checkpoint_beats_it(tmp_pa
     truth = np.concatenate([json.loads((tmp_path / "data" / row["embeddings"][f"m{t}"][0]).read_text())["embedding"]
                             for t in range(1, 7)])
     groups = model.predict_next(row, str(tmp_path / "data"))
-    weights, k = model.statistics.ridge.double().numpy(), model.config.ridge_history
+    weights, k = model.statistics.m.ridge.double().numpy(), model.config.ridge_history
     for group, t in zip(groups[k - 1:], range(k, 6)):  # the ridge's forecasts, as before training
         np.testing.assert_allclose(group.predicted[0], ridge_path(weights, truth[t - k: t], 1)[-1], rtol=1e-4,
                                    atol=1e-5)

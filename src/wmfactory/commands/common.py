@@ -36,7 +36,7 @@ def load_model_and_rows(args: PredictArgs):
                                     template=args.data.template if "template" in args.given else config.template,
                                     cutoff_len=args.data.cutoff_len if "cutoff_len" in args.given else NO_CUTOFF)
     world_model_args = dataclasses.replace(
-        args.world_model, embedding_dim=config.stream_dims if config.multi_stream else config.embedding_dim,
+        args.world_model, embedding_dim=config.row_dims,
         condition_streams=config.condition_streams, past_streams=config.past_streams,
         missing_values=config.missing_values,
         embedding_targets=args.world_model.embedding_targets if "embedding_targets" in args.given

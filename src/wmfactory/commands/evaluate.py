@@ -51,10 +51,10 @@ def _trajectories(model, dataset, context_groups: int, plot_rows: int, long_rows
             break
         [features], [context] = fit_rows(long_rows, [features], context_groups)
         generated = [g for g in generate_groups(model, features, context)
-                     if g.stream == stream or not model.config.multi_stream]
+                     if model.config.model_stream(g.stream) == stream]
         if not generated:
             continue
-        names = stream_sequence(features) if model.config.multi_stream else [stream] * len(features["embedding_groups"])
+        names = [model.config.model_stream(name) for name in stream_sequence(features)]
         mine = [i for i, name in enumerate(names) if name == stream]
         origin = mine.index(generated[0].vector_indices[0]) - 1
         if origin < 0:

@@ -110,13 +110,18 @@ def resolve_streams(found: dict[str, int], spec: DimSpec, by_key: dict[str, tupl
     if needs_target and all(not kind_of(stream, by_key).predicted for stream in found):
         raise DataError(f"every stream of the data ({sorted(found)}) is a condition or past-only stream: there is "
                         "nothing to predict.")
-    if len(found) > 1:  # each stream gets modules named after it (`projector.<stream>`)
-        reserved = set(dir(nn.ModuleDict)) | {"original_module", "modules_to_save", "active_adapter", "base_layer"}
-        for stream in found:
-            if "." in stream or stream in reserved:
-                raise DataError(f"stream name '{stream}' (from keys like <{stream}1>) is reserved in a model of several "
-                                "streams: rename those placeholder keys.")
+    check_stream_names(found)
     return dict(sorted(found.items()))
+
+
+def check_stream_names(streams) -> None:
+    """Each stream gets modules named after it (`projector.<stream>`): a name that a `ModuleDict` or PEFT's wrapper
+    uses for itself cannot be one."""
+    reserved = set(dir(nn.ModuleDict)) | {"original_module", "modules_to_save", "active_adapter", "base_layer"}
+    for stream in streams:
+        if "." in stream or stream in reserved:
+            raise DataError(f"stream name '{stream}' (from keys like <{stream}1>) is reserved: each stream's modules "
+                            "are named after it; rename those placeholder keys.")
 
 
 def conditions_never_followed(dataset, patterns: tuple[str, ...], inputs: tuple[str, ...] = ()) -> list[str]:

@@ -151,7 +151,7 @@ class _RowStreams:
     def of(cls, model, features: dict[str, Any]) -> "_RowStreams":
         cfg = model.config
         all_vectors = vector_stream(features, cfg.embedding_dim)
-        names = stream_sequence(features) if cfg.multi_stream else [cfg.predicted_streams[0]] * len(all_vectors)
+        names = [cfg.model_stream(name) for name in stream_sequence(features)]
         indices: dict[str, list[int]] = defaultdict(list)
         local = []
         for i, name in enumerate(names):
@@ -199,7 +199,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     origin has fewer than `MIN_HISTORY` known vectors is not scored (counted in the report's `statsforecast`
     block). The teacher-forced scores have none of them (a fit per vector)."""
     cfg = model.config
-    streams = cfg.predicted_streams if cfg.multi_stream else [cfg.predicted_streams[0]]
+    streams = cfg.predicted_streams
     statistics = {name: model.stream_part("statistics", name) for name in streams}
     # the ridge's history: the one chosen on held-out training rows (`ridge_select`; the weights on the older
     # vectors are then zeros), else `ridge_history`
@@ -252,7 +252,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
                                                                    long_rows):
         row, dataset = _RowStreams.of(model, features), features["dataset_name"]
         for group in forced_groups:
-            name = group.stream if cfg.multi_stream else streams[0]
+            name = cfg.model_stream(group.stream)
             for j, (predicted, index) in enumerate(zip(group.predicted, group.vector_indices)):
                 k = row.local[index]
                 if k < known_of[name]:
@@ -262,7 +262,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
                     None if group.samples is None else group.samples[:, j], dataset)
         origins, steps = {}, defaultdict(int)  # per stream, the last given vector before its first generated one
         for group in generated:
-            name = group.stream if cfg.multi_stream else streams[0]
+            name = cfg.model_stream(group.stream)
             origins.setdefault(name, row.local[group.vector_indices[0]] - 1)
             steps[name] = max(steps[name], row.local[group.vector_indices[-1]] - origins[name])
         where = f" in row {features.get('row_index', number)} of {dataset}"
@@ -270,7 +270,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
                                               f" of stream '{name}'{where}")
                   for name in origins if name in statistical and origins[name] >= max(known_of[name], MIN_HISTORY) - 1}
         for group in generated:
-            name = group.stream if cfg.multi_stream else streams[0]
+            name = cfg.model_stream(group.stream)
             for j, (predicted, index) in enumerate(zip(group.predicted, group.vector_indices)):
                 if origins[name] < known_of[name] - 1:
                     horizons[name][group.horizon].exclude(dataset)
@@ -291,7 +291,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
             "streams": list(statistical), "excluded_vectors": statistical_excluded,
             "skipped_streams": {name: cfg.stream_dims.get(name, cfg.embedding_dim) for name in streams
                                 if name not in statistical}}
-    if not cfg.multi_stream:
+    if cfg.sole_stream is not None:  # a model of one stream reports its scores at the top level only
         return {**head, **reports[streams[0]]}
     report: dict[str, Any] = {**head, "streams": reports}
     if len(streams) == 1:

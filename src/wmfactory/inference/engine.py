@@ -69,9 +69,8 @@ class Continuation:
         self.dims = cfg.stream_dims
         self.conditions = {name: self._per_trajectory(name, values, samples)
                            for name, values in (conditions or {}).items()}  # [count, k, d]
-        group_streams = [row.stream_of_group(g) for g in sorted(set(row.groups))]
-        if not cfg.multi_stream:
-            group_streams, pattern = [next(iter(self.dims))] * len(group_streams), None
+        group_streams = [row.stream_of_group(g) for g in sorted(set(row.groups))]  # the model's streams
+        pattern = [cfg.model_stream(name) for name in pattern] if pattern else None
         # a stream read in the history only (neither predicted nor given in the future) is left out of the rollout
         kinds = {name: cfg.stream_kind(name) for name in set(group_streams)}
         group_streams = [n for n in group_streams if kinds[n].predicted or kinds[n].given_in_future] or group_streams
@@ -80,9 +79,8 @@ class Continuation:
         self.k = cfg.ridge_history if cfg.ridge_frame else 1
         self.recent: dict[str, list[torch.Tensor]] = {}  # the last k vectors of each stream, [count, d], latest first
         for i, name in enumerate(row.stream_names):
-            key = name if cfg.multi_stream else group_streams[0]
-            self.recent.setdefault(key, []).insert(0, row.vectors[i, : row.dims[i]][None].expand(self.count, -1))
-            del self.recent[key][self.k:]
+            self.recent.setdefault(name, []).insert(0, row.vectors[i, : row.dims[i]][None].expand(self.count, -1))
+            del self.recent[name][self.k:]
         self.used = {name: 0 for name in self.conditions}
         self.out: dict[str, list[torch.Tensor]] = {}
         self.given: dict[str, list[torch.Tensor]] = {}

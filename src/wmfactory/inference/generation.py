@@ -134,7 +134,7 @@ class _Generation:
         groups_so_far: dict[str, list[int]] = {}  # the generated groups of each stream, for each event's horizon
         self.horizons = []
         for i, _ in self.events:
-            seen = groups_so_far.setdefault(row.stream_names[i] if model.config.multi_stream else "", [])
+            seen = groups_so_far.setdefault(row.stream_names[i], [])
             if row.groups[i] not in seen:
                 seen.append(row.groups[i])
             self.horizons.append(len(seen))
@@ -180,13 +180,13 @@ class _Generation:
         self.inputs[:, position] = self.model.project(vector, stream=name).to(self.inputs.dtype)
         self.fed = position
 
-    def results(self, sampling: Optional[Sampling], multi_stream: bool) -> list[GroupPrediction]:
+    def results(self, sampling: Optional[Sampling]) -> list[GroupPrediction]:
         row, out = self.row, []
         horizon: dict[str, int] = {}  # per stream: generated groups so far
         for group in sorted({g for g, kept in zip(row.groups, self.given) if not kept}):
             indices = [i for i, g in enumerate(row.groups) if g == group]
             drawn = self.vectors[:, indices, : row.dims[indices[0]]]
-            name = row.stream_names[indices[0]] if multi_stream else ""
+            name = row.stream_names[indices[0]]
             horizon[name] = horizon.get(name, 0) + 1
             out.append(row.group_prediction(group, drawn.mean(0), horizon=horizon[name],
                                             samples=drawn if sampling else None))
@@ -229,4 +229,4 @@ def generate_rows(model, rows_features: list[dict[str, Any]], context_groups: in
                                               torch.cat([k for _, _, k in chosen]), name)[1]
             for (j, _, _), vector in zip(chosen, means.view(len(chosen), count, -1)):
                 active[j].feed_back(step, vector)
-    return [row.results(sampling, model.config.multi_stream) for row in rows]
+    return [row.results(sampling) for row in rows]

@@ -66,7 +66,7 @@ def check_pattern(model, pattern: Optional[list[str]]) -> None:
     if pattern is None:
         return
     unknown = [name for name in pattern if name not in model.config.stream_dims]
-    if not pattern or unknown or not model.config.multi_stream:
+    if not pattern or unknown or model.config.sole_stream is not None:
         raise DataError(f"`pattern` {pattern!r}: name streams of this model ({list(model.config.stream_dims)}); "
                         "a model of one stream has no pattern to choose.")
 

@@ -57,17 +57,18 @@ class Layout:
     device: torch.device
     width: int  # the widest stream's dimension
     dims: dict[str, int]
-    multi_stream: bool
 
     @classmethod
     def of(cls, model) -> "Layout":
         cfg = model.config
-        return cls(model.language_model.device, cfg.embedding_dim, cfg.stream_dims, cfg.multi_stream)
+        return cls(model.language_model.device, cfg.embedding_dim, cfg.stream_dims)
 
 
 class RowTensors:
     """Tensors of one row on the model's device: ids `[t]`, positions `[v]`, vectors `[v, W]` (zero-padded to the
-    widest stream), groups `[v]`, streams `[v]` (names, and indices into the model's streams)."""
+    widest stream), groups `[v]`, streams `[v]`: `stream_names`, the model's stream of each vector
+    (`config.model_stream`; `row_streams`: the row's own, its keys without their digits), and their indices into
+    the model's streams."""
 
     def __init__(self, model, features: dict[str, Any], layout: Optional[Layout] = None):
         layout = layout or Layout.of(model)
@@ -80,15 +81,11 @@ class RowTensors:
         self._targets: Optional[np.ndarray] = None
         self.groups = list(features["embedding_groups"])
         self.is_target = list(features["embedding_is_target"])
-        self.stream_names = stream_sequence(features)
-        self.multi_stream = multi_stream = layout.multi_stream
-        if multi_stream:
-            self.streams = model.stream_names(self.stream_names).to(device)
-        else:
-            self.streams = torch.zeros(len(self.stream_names), dtype=torch.long, device=device)
-        dims = layout.dims
-        single = next(iter(dims.values()))
-        self.dims = [dims.get(name, single) if multi_stream else single for name in self.stream_names]
+        self.row_streams = stream_sequence(features)
+        to_model = {name: model.config.model_stream(name) for name in set(self.row_streams)}
+        self.stream_names = [to_model[name] for name in self.row_streams]
+        self.streams = model.stream_names(self.row_streams).to(device)
+        self.dims = [layout.dims[name] for name in self.stream_names]
         self.group_indices: dict[int, list[int]] = {}  # group -> indices of its vectors
         for i, group in enumerate(self.groups):
             self.group_indices.setdefault(group, []).append(i)
@@ -105,7 +102,7 @@ class RowTensors:
         seen: dict[str, list[int]] = {}
         out = []
         for i, name in enumerate(self.stream_names):
-            earlier = seen.setdefault(name if self.multi_stream else "", [])
+            earlier = seen.setdefault(name, [])
             out.append(earlier[-k:][::-1])
             earlier.append(i)
         return out
@@ -136,7 +133,7 @@ class RowTensors:
             target=self._targets[indices, :d],
             horizon=horizon,
             samples=None if samples is None else samples.float().cpu().numpy(),
-            stream=self.stream_names[indices[0]],
+            stream=self.row_streams[indices[0]],
         )
 
 

@@ -14,7 +14,7 @@ from transformers.pytorch_utils import Conv1D
 from ..extras.errors import ConfigError
 from ..extras.logging import get_logger
 from ..hparams import FinetuningArguments, ModelArguments
-from .legacy import is_legacy_folder
+from .legacy import is_legacy_folder, load_adapter
 from .world_model import WORLD_MODEL_PARTS, WorldModel, quiet_loading
 
 logger = get_logger(__name__)
@@ -30,8 +30,6 @@ def setup_finetuning(model: WorldModel, model_args: ModelArguments, finetuning_a
         for part in WORLD_MODEL_PARTS:
             getattr(model, part).requires_grad_(True)
     elif model_args.adapter_name_or_path:
-        from peft import PeftModel
-
         if is_legacy_folder(model_args.adapter_name_or_path):
             raise ConfigError(f"`adapter_name_or_path`: '{model_args.adapter_name_or_path}' was written by wmfactory "
                               "0.1, whose LoRA layout cannot be trained further; `WorldModel.from_pretrained` and "
@@ -39,7 +37,7 @@ def setup_finetuning(model: WorldModel, model_args: ModelArguments, finetuning_a
         logger.info(f"Loading adapter {model_args.adapter_name_or_path}")
         try:
             with quiet_loading():
-                model = PeftModel.from_pretrained(model, model_args.adapter_name_or_path, is_trainable=True)
+                model = load_adapter(model, model_args.adapter_name_or_path, is_trainable=True)
         except (OSError, ValueError) as err:  # no such folder, nor such adapter on the hub (or offline)
             path = model_args.adapter_name_or_path
             kind = "a folder without adapter_config.json" if os.path.isdir(path) else "not a folder (nor an " \

@@ -101,11 +101,6 @@ class WorldModelConfig(PretrainedConfig):
         return self.predict_residual == "ridge"
 
     @property
-    def multi_stream(self) -> bool:
-        """Several streams: one projector, head and statistics per stream (`projector.<stream>`, ...)."""
-        return len(self.stream_dims) > 1
-
-    @property
     def sole_stream(self) -> Optional[str]:
         """The stream of a model of one stream, which takes the vectors of every key as that stream (a model trained
         on `<m1>` rows reads `<x1>` rows too); None with several streams. The one place of that rule:

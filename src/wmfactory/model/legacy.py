@@ -1,12 +1,19 @@
-"""Folders written by wmfactory 0.1: `world_model_config.json` and `world_model.safetensors` (projector, head,
-statistics) beside the LM's own files (full weights, or a LoRA adapter on the LM alone). They are converted on
-load into the current `WorldModel` (a LoRA adapter is merged into the base weights); `save_pretrained` or
-`wmfactory export` then writes the current format."""
+"""Folders of earlier versions, converted on load into the current `WorldModel`; `save_pretrained` or
+`wmfactory export` then writes the current format.
+
+- wmfactory 0.1: `world_model_config.json` and `world_model.safetensors` (projector, head, statistics) beside the
+  LM's own files (full weights, or a LoRA adapter on the LM alone; merged into the base weights on load).
+- One-stream folders of 0.2 saved before every model held its projector, head and statistics per stream: their keys
+  are `projector.*`, `prediction_head.*`, `statistics.*` (`model.safetensors`; in a LoRA adapter
+  `base_model.model.projector.*`, ..., with `modules_to_save: [projector, prediction_head, statistics]`), where
+  they are now `projector.<stream>.*`, ... (`one_stream_renaming`)."""
 
 import json
 import os
-from typing import Optional
+import re
+from typing import Iterable, Optional
 
+from safetensors import safe_open
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
@@ -17,6 +24,64 @@ from .config import WORLD_MODEL_KEYS, WorldModelConfig
 logger = get_logger(__name__)
 LEGACY_CONFIG = "world_model_config.json"
 LEGACY_WEIGHTS = "world_model.safetensors"
+PEFT_PREFIX = "base_model.model."
+PARTS = ("projector", "prediction_head", "statistics")  # `world_model.WORLD_MODEL_PARTS`, which imports this module
+
+
+def one_stream_renaming(config: WorldModelConfig, keys: Iterable[str]) -> Optional[dict[str, str]]:
+    """`{pattern: replacement}` (regular expressions, as `from_pretrained(key_mapping=...)` and PEFT take them) that
+    renames the world-model keys of a one-stream folder saved in the layout before streams (`projector.0.weight`,
+    `prediction_head.net.0.weight`, `statistics.mean`) to the current one (`projector.<stream>.0.weight`, ...);
+    None when `keys` (the folder's, PEFT's `base_model.model.` prefix removed) are in the current layout. The
+    projector's first weight tells them apart: `projector.<stream>.0.weight` (`.weight` for a linear projector) is
+    there in the current layout only, whatever the stream is called."""
+    stream = config.sole_stream
+    if stream is None:  # a model of several streams was saved per stream from the start
+        return None
+    first = "weight" if config.projector_type == "linear" else "0.weight"
+    keys = {key.removeprefix(PEFT_PREFIX) for key in keys}
+    if f"projector.{stream}.{first}" in keys or f"projector.{first}" not in keys:
+        return None
+    return {rf"^{part}\.": f"{part}.{stream}." for part in PARTS}  # a stream name is letters, digits and _
+
+
+def renamed(state: dict, renaming: Optional[dict[str, str]]) -> dict:
+    """`state` with each key renamed by the first pattern of `renaming` that matches it."""
+    def rename(key: str) -> str:
+        for pattern, replacement in (renaming or {}).items():
+            key, count = re.subn(pattern, replacement, key)
+            if count:
+                break
+        return key
+
+    return {rename(key): value for key, value in state.items()}
+
+
+def load_adapter(model, path: str, is_trainable: bool = False, **hub):
+    """`PeftModel.from_pretrained(model, path)` (`model`: a `WorldModel`); a one-stream adapter saved in the layout
+    before streams (`modules_to_save: [projector, prediction_head, statistics]`) is loaded as the model's parts per
+    stream (`model.part_names()`), its keys renamed (`one_stream_renaming`)."""
+    from peft import PeftConfig, PeftModel
+
+    renaming = one_stream_renaming(model.config, weight_keys(path))
+    if renaming is None:
+        return PeftModel.from_pretrained(model, path, is_trainable=is_trainable, **hub)
+    config = PeftConfig.from_pretrained(path, **{k: v for k, v in hub.items() if k != "trust_remote_code"})
+    config.modules_to_save = model.part_names()
+    return PeftModel.from_pretrained(model, path, is_trainable=is_trainable, config=config, key_mapping=renaming,
+                                     **hub)
+
+
+def weight_keys(path: str) -> list[str]:
+    """The tensor names of every `*.safetensors` file of a local folder (headers only)."""
+    if not os.path.isdir(path):
+        return []
+    keys = []
+    for name in sorted(os.listdir(path)):
+        if name.endswith(".safetensors"):
+            with safe_open(os.path.join(path, name), framework="pt") as weights:
+                keys.extend(weights.keys())
+    return keys
 
 
 def is_legacy_folder(path: str) -> bool:
@@ -52,8 +117,10 @@ def load_legacy_world_model(cls, path: str, base_model_name_or_path: Optional[st
     )
     model = cls(config, language_model)
     state = {_convert_key(key): value for key, value in load_file(weights).items()}
+    state = renamed(state, one_stream_renaming(config, state))  # 0.1 models had one stream
     expected = {key for key in model.state_dict() if not key.startswith("language_model.")}
-    added_since = {"statistics.step_std", "statistics.ridge_residual_std"}  # baseline spreads: 0 when absent
+    # baseline spreads: 0 when absent
+    added_since = {f"statistics.{config.sole_stream}.{name}" for name in ("step_std", "ridge_residual_std")}
     if not set(state) <= expected or expected - set(state) - added_since:
         raise DataError(f"'{weights}' holds {sorted(state)}, expected {sorted(expected)} (written by another "
                         "wmfactory version?).")

@@ -107,7 +107,7 @@ def _check_streams(config, targets: list[str], known: list[str], past: list[str]
     """The table's columns against the model's streams (`y` of k numbers; with known covariates, the condition
     stream `x` of c numbers; with past-only covariates, the past-only stream `p` of q numbers)."""
     dims = config.stream_dims
-    if not config.multi_stream:
+    if config.sole_stream is not None:  # the targets, whatever its stream is called (`config.model_stream`)
         if known or past:
             raise DataError(f"the model has one stream and reads no covariates, but {known + past} were given (in "
                             "`future_df`, `known_covariates` or `past_covariates`).")

@@ -23,7 +23,13 @@ from transformers.utils import ModelOutput
 
 from ..data.collator import lm_label_index as lm_label_positions
 from ..data.collator import lm_label_mask
-from ..extras.compat import base_model_kwargs, lm_head_logits, quiet_gradient_checkpointing_warning
+from ..data.streams import check_stream_names
+from ..extras.compat import (
+    base_model_kwargs,
+    forget_key_mapping,
+    lm_head_logits,
+    quiet_gradient_checkpointing_warning,
+)
 from ..extras.errors import ConfigError, DataError
 from . import tables
 from .config import WorldModelConfig, check_config_dict, check_weights_hold
@@ -79,23 +85,18 @@ class WorldModel(PreTrainedModel):
         self.language_model = language_model
         h, dims = config.hidden_size, config.stream_dims
         width = 2 if config.missing_values == "mask" else 1  # the projector reads [z * observed, observed]
-        if config.multi_stream:  # one projector, statistics and (unless a condition) head per stream
-            self.projector = nn.ModuleDict({s: build_mlp(config.projector_type, width * d, h, h)
-                                            for s, d in dims.items()})
-            self.prediction_head = nn.ModuleDict({s: build_head(config, dims[s]) for s in config.predicted_streams})
-            short = config.ridge_frame
-            width = sum(d for _, d in config.frame_conditions)  # the conditions the frame's ridge reads
-            self.statistics = nn.ModuleDict({
-                s: EmbeddingStatistics(d, config.ridge_history, short, 0 if config.is_condition(s) else width)
-                for s, d in dims.items()})
-            for statistics in self.statistics.values():
-                statistics.active = config.embedding_norm != "none"
-        else:
-            d = config.embedding_dim
-            self.projector = build_mlp(config.projector_type, width * d, h, h)
-            self.prediction_head = build_head(config)
-            self.statistics = EmbeddingStatistics(d, config.ridge_history, config.ridge_frame)
-            self.statistics.active = config.embedding_norm != "none"
+        check_stream_names(dims)
+        # one projector, statistics and (unless a condition) head per stream, keyed by its name (one entry for a
+        # model of one stream)
+        self.projector = nn.ModuleDict({s: build_mlp(config.projector_type, width * d, h, h) for s, d in dims.items()})
+        self.prediction_head = nn.ModuleDict({s: build_head(config, dims[s]) for s in config.predicted_streams})
+        short = config.ridge_frame
+        width = sum(d for _, d in config.frame_conditions)  # the conditions the frame's ridge reads
+        self.statistics = nn.ModuleDict({
+            s: EmbeddingStatistics(d, config.ridge_history, short, 0 if config.is_condition(s) else width)
+            for s, d in dims.items()})
+        for statistics in self.statistics.values():
+            statistics.active = config.embedding_norm != "none"
         if config.unroll_steps > 1 and not all(
                 self.stream_part("prediction_head", name).mean_is_cheap for name in config.predicted_streams):
             raise ConfigError(f"`unroll_steps` feeds the head's mean back with its gradient; the "
@@ -123,57 +124,52 @@ class WorldModel(PreTrainedModel):
 
     # ---- streams ---------------------------------------------------------------------------------------------------
     def stream_part(self, kind: str, stream: Optional[str] = None) -> nn.Module:
-        """The `projector`, `prediction_head` or `statistics` of `stream` (a model of one stream has one of each,
-        whatever the stream is called)."""
-        container = getattr(self, kind)
-        if not self.config.multi_stream:
-            return container
-        if stream not in self.config.stream_dims:
-            raise DataError(f"stream '{stream}' is not one of this model's streams {list(self.config.stream_dims)}.")
+        """The `projector`, `prediction_head` or `statistics` of the model's stream that takes the vectors of
+        `stream` (`config.model_stream`: a model of one stream takes every stream, and None, as its own)."""
+        stream = self.config.model_stream(stream)
         if kind == "prediction_head" and self.config.is_condition(stream):
             raise DataError(f"stream '{stream}' is a condition stream: the model does not predict it.")
-        return getattr(container, stream)  # through PEFT's modules_to_save wrapper too
+        return getattr(getattr(self, kind), stream)  # through PEFT's modules_to_save wrapper too
 
     def part_names(self) -> list[str]:
-        """The modules that are not the LM, by name: `projector`, `prediction_head`, `statistics`, or with several
-        streams one per stream (`projector.s`, `projector.a`, ...: PEFT's `modules_to_save` wraps modules, not
-        dicts of them)."""
-        if not self.config.multi_stream:
-            return list(WORLD_MODEL_PARTS)
+        """The modules that are not the LM, one per stream, by name (`projector.s`, `projector.a`, ...: PEFT's
+        `modules_to_save` wraps modules, not dicts of them)."""
         return [f"{part}.{name}" for part in WORLD_MODEL_PARTS for name in getattr(self, part).keys()]
 
     def stream_names(self, names) -> torch.Tensor:
-        """Stream names (of a row's vectors) -> their indices in `config.stream_dims` `[v]` (0 with one stream)."""
-        order = list(self.config.stream_dims)
-        if not self.config.multi_stream:
-            return torch.zeros(len(names), dtype=torch.long)
-        unknown = sorted(set(names) - set(order))
-        if unknown:
-            raise DataError(f"vectors of stream(s) {unknown}, which this model does not have (its streams: {order}; "
-                            "a stream is a placeholder key without its trailing digits).")
-        return torch.tensor([order.index(name) for name in names], dtype=torch.long)
+        """Stream names (of a row's vectors) -> the indices of the model's streams that take them
+        (`config.model_stream`) in `config.stream_dims` `[v]`."""
+        order = {name: i for i, name in enumerate(self.config.stream_dims)}
+        index = {name: order[self.config.model_stream(name)] for name in set(names)}
+        return torch.tensor([index[name] for name in names], dtype=torch.long)
 
-    def _by_stream(self, streams: Optional[torch.Tensor], count: int, predicted_only: bool = False):
-        """(name, dimension, indices `[n]` of the vectors of that stream, or None for all of them) per stream."""
+    def _split_by(self, streams: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+        """The stream indices `[v]` that the pass splits the vectors by: None for a model of one stream, whose
+        vectors are all of it (`streams` is not read, and may be None): no host sync and no shape that depends on
+        the data, so that `torch.compile` traces the pass whole."""
+        return None if self.config.sole_stream is not None else streams
+
+    def _by_stream(self, streams: Optional[torch.Tensor], predicted_only: bool = False):
+        """(name, dimension, indices `[n]` of the vectors of that stream, `slice(None)` for all of them) per
+        stream."""
         dims = self.config.stream_dims
-        if not self.config.multi_stream:
-            name = next(iter(dims))
-            return [(name, dims[name], None)]
-        cached = self.__dict__.get("_stream_indices")
-        if cached is None or cached[0] is not streams:  # one split per batch, reused by every step of a forward
-            split = [(name, d, (streams == i).nonzero().squeeze(1)) for i, (name, d) in enumerate(dims.items())]
-            cached = (streams, split)
-            self.__dict__["_stream_indices"] = cached
-        return [part for part in cached[1] if not (predicted_only and self.config.is_condition(part[0]))]
+        streams = self._split_by(streams)
+        if streams is None:
+            split = [(name, d, slice(None)) for name, d in dims.items()]
+        else:
+            cached = self.__dict__.get("_stream_indices")
+            if cached is None or cached[0] is not streams:  # one split per batch, reused by every step of a forward
+                cached = (streams, [(name, d, (streams == i).nonzero().squeeze(1))
+                                    for i, (name, d) in enumerate(dims.items())])
+                self.__dict__["_stream_indices"] = cached
+            split = cached[1]
+        return [part for part in split if not (predicted_only and self.config.is_condition(part[0]))]
 
     def normalize_streams(self, vectors: torch.Tensor, streams: Optional[torch.Tensor]) -> torch.Tensor:
         """`[v, W]` data units (zero-padded to the widest stream) -> normalised, float32, padding kept at 0."""
-        z = vectors.float().clone() if self.config.multi_stream else None
-        for name, d, index in self._by_stream(streams, len(vectors)):
-            statistics = self.stream_part("statistics", name)
-            if index is None:
-                return statistics.normalize(vectors)
-            z[index, :d] = statistics.normalize(vectors[index, :d])
+        z = vectors.float().clone()
+        for name, d, index in self._by_stream(streams):
+            z[index, :d] = self.stream_part("statistics", name).normalize(vectors[index, :d])
         return z
 
     def frame_inputs(self, vectors: torch.Tensor, positions: torch.Tensor,
@@ -183,7 +179,7 @@ class WorldModel(PreTrainedModel):
         stream `[v, k, W]` (most recent first) and how many there are `[v]`. When the frame reads conditions
         (`config.frame_conditions`), the last k vectors of each condition stream before the vector follow in the
         last columns: `[v, k, W + sum d_c]`."""
-        streams = streams if self.config.multi_stream else None
+        streams = self._split_by(streams)
         if not self.config.ridge_frame:
             return within_streams(previous_vectors, vectors, positions, streams)
         k = self.config.ridge_history
@@ -286,15 +282,9 @@ class WorldModel(PreTrainedModel):
         """Token embeddings `[b, t, h]` with the projected vector written at each slot (row, position); each vector
         `[v, W]` goes through the projector of its stream (`embedding_streams` `[v]`)."""
         inputs_embeds = self.get_input_embeddings()(input_ids)
-        projected = None
-        for name, d, index in self._by_stream(embedding_streams, len(embedding_vectors)):
-            if index is None:
-                projected = self.project(embedding_vectors, normalized, name).to(inputs_embeds.dtype)  # [v, h]
-                break
-            if projected is None:
-                projected = inputs_embeds.new_zeros((len(embedding_vectors), inputs_embeds.shape[-1]))
-            part = self.project(embedding_vectors[index, :d], normalized, name).to(inputs_embeds.dtype)
-            projected = projected.index_copy(0, index, part)
+        projected = inputs_embeds.new_zeros((len(embedding_vectors), inputs_embeds.shape[-1]))  # [v, h]
+        for name, d, index in self._by_stream(embedding_streams):
+            projected[index] = self.project(embedding_vectors[index, :d], normalized, name).to(inputs_embeds.dtype)
         rows, positions = embedding_positions[:, 0], embedding_positions[:, 1]
         return inputs_embeds.index_put((rows, positions), projected)
 
@@ -309,16 +299,18 @@ class WorldModel(PreTrainedModel):
     def _target_heads(self, streams: Optional[torch.Tensor], targets: torch.Tensor,
                       target_index: Optional[torch.Tensor] = None):
         """Per predicted stream: (name, dimension, which vectors are its targets: indices `[n]`, and where they go
-        among all targets: None with one stream, else indices `[n]`). `target_index` `[v_target]`: the targets'
-        indices when known (the collator's), else computed from the mask `targets` `[v]`."""
-        if not self.config.multi_stream:
-            name, d, _ = self._by_stream(streams, len(targets))[0]
-            return [(name, d, targets.nonzero().squeeze(1) if target_index is None else target_index, None)]
+        among all targets: indices `[n]`, or `slice(None)` when they are all the targets). `target_index`
+        `[v_target]`: the targets' indices when known (the collator's), else computed from the mask `targets`
+        `[v]`."""
         rank = targets.long().cumsum(0) - 1  # the place of each target among the targets
         out = []
-        for name, d, index in self._by_stream(streams, len(targets), predicted_only=True):
-            chosen = index[targets[index]]
-            out.append((name, d, chosen, rank[chosen]))
+        for name, d, index in self._by_stream(streams, predicted_only=True):
+            if isinstance(index, slice):  # every vector is of this stream: so is every target
+                chosen = targets.nonzero().squeeze(1) if target_index is None else target_index
+                out.append((name, d, chosen, index))
+            else:
+                chosen = index[targets[index]]
+                out.append((name, d, chosen, rank[chosen]))
         return out
 
     def forward(
@@ -381,7 +373,8 @@ class WorldModel(PreTrainedModel):
             num_targets = targets.sum()
             # run even with no targets: an empty pass keeps the head in the graph (DDP sees it used)
             means = []
-            for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
+            heads = self._target_heads(streams, targets, target_index)
+            for name, d, chosen, _ in heads:
                 head, params, frame = self._head_on(name, d, chosen, hidden, embedding_positions, previous,
                                                     has_previous)
                 target = z[chosen][:, :d]
@@ -389,7 +382,7 @@ class WorldModel(PreTrainedModel):
                 if not self.training or head.mean_is_cheap:
                     means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             if means:
-                predicted = self._in_target_order(means, streams, targets, len(target_index))
+                predicted = self._in_target_order(means, heads, len(target_index))
             if self.training and cfg.unroll_steps > 1:  # the embedding loss: the mean of the k passes' (equal weights)
                 fed_back = self._fed_back(predicted, input_ids, attention_mask, embedding_vectors, embedding_positions,
                                           targets, target_index, streams, rows, position_ids, cfg.unroll_steps - 1)
@@ -433,14 +426,15 @@ class WorldModel(PreTrainedModel):
             hidden = self.hidden_states(self.embed(input_ids, self.normalize_streams(fed, streams), positions, True,
                                                    streams), attention_mask, position_ids)
             total, means = 0.0, []
-            for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
+            heads = self._target_heads(streams, targets, target_index)
+            for name, d, chosen, _ in heads:
                 head, params, frame = self._head_on(name, d, chosen, hidden, positions, previous, has_previous)
                 target = truth[chosen][:, :d]
                 total = total + self._head_loss(head, params, target, frame).sum()
                 if number < passes - 1:  # the last pass's forecasts feed nothing
                     means.append(self.stream_part("statistics", name).denormalize(head.mean(params, frame)))
             if means:
-                own = self._in_target_order(means, streams, targets, len(own))
+                own = self._in_target_order(means, heads, len(own))
             yield total
 
     def _head_loss(self, head, params, target: torch.Tensor, frame: Frame) -> torch.Tensor:
@@ -450,12 +444,11 @@ class WorldModel(PreTrainedModel):
             return head.loss(params, target, frame)
         return head.loss(params, target, frame, ~torch.isnan(target))
 
-    def _in_target_order(self, parts: list[torch.Tensor], streams, targets, count: int) -> torch.Tensor:
-        """Per-stream results `[n_s, d_s]` (in `_target_heads` order) -> `[count, W]` in the order of the targets."""
-        if not self.config.multi_stream:
-            return parts[0]
+    def _in_target_order(self, parts: list[torch.Tensor], heads: list, count: int) -> torch.Tensor:
+        """Per-stream results `[n_s, d_s]` (in the order of `heads`, `_target_heads`) -> `[count, W]` in the order
+        of the targets."""
         out = parts[0].new_zeros((count, self.config.embedding_dim))
-        for part, (_, d, _, place) in zip(parts, self._target_heads(streams, targets)):
+        for part, (_, d, _, place) in zip(parts, heads):
             out[place, :d] = part
         return out
 
@@ -501,10 +494,11 @@ class WorldModel(PreTrainedModel):
             hidden = self.hidden_states(self.embed(input_ids, inputs, positions, True, streams), attention_mask,
                                         position_ids)
             own = []
-            for name, d, chosen, _ in self._target_heads(streams, targets, target_index):
+            heads = self._target_heads(streams, targets, target_index)
+            for name, d, chosen, _ in heads:
                 head, params, frame = self._head_on(name, d, chosen, hidden, positions, previous, has_previous)
                 own.append(head.mean(params, frame))
-            own = self._in_target_order(own, streams, targets, len(target_index))
+            own = self._in_target_order(own, heads, len(target_index))
         replace = torch.rand(len(own), device=own.device) < self.config.scheduled_sampling_prob
         mixed = torch.where(replace[:, None], own.to(inputs.dtype), inputs[target_index])
         return inputs.index_copy(0, target_index, mixed)
@@ -550,15 +544,16 @@ class WorldModel(PreTrainedModel):
             config = kwargs.pop("config", None) or _world_model_config(path, hub)  # AutoModel passes it
             adapter = _adapter_config_file(path, hub)
             if adapter is None:
-                model = super().from_pretrained(path, *model_args, config=config, **kwargs)
+                renaming = legacy.one_stream_renaming(config, legacy.weight_keys(path))  # an older one-stream folder
+                model = super().from_pretrained(path, *model_args, config=config, key_mapping=renaming, **kwargs)
+                if renaming:  # saved in the current layout
+                    forget_key_mapping(model, renaming)
             else:
-                from peft import PeftModel
-
                 # AutoModel's own keys for a plain adapter folder do not apply to the base model
                 kwargs = base_model_kwargs(kwargs)
                 base = AutoModelForCausalLM.from_pretrained(
                     base_model_name_or_path or config.base_model_name_or_path, **kwargs)
-                model = PeftModel.from_pretrained(cls(config, base), path, is_trainable=is_trainable, **hub)
+                model = legacy.load_adapter(cls(config, base), path, is_trainable, **hub)
                 if not is_trainable:
                     model = model.merge_and_unload()
         model.tokenizer = AutoTokenizer.from_pretrained(path, **hub)
@@ -617,8 +612,7 @@ class WorldModel(PreTrainedModel):
         from ..data.rows import encode_row
 
         cfg = self.config
-        dims = cfg.stream_dims if cfg.multi_stream else cfg.embedding_dim
-        return encode_row(row, self.tokenizer, cfg.template, cfg.embedding_targets, dims, dataset_dir,
+        return encode_row(row, self.tokenizer, cfg.template, cfg.embedding_targets, cfg.row_dims, dataset_dir,
                           cfg.condition_patterns, cfg.missing_values)
 
 

@@ -44,8 +44,7 @@ def row_streams(model, features: dict[str, Any], context_groups: int) -> dict[st
     """Each stream's vectors of an encoded row, split at group `context_groups` (as `rollout` cuts the row)."""
     config = model.config
     dims = config.stream_dims
-    only = next(iter(dims))
-    names = stream_sequence(features) if config.multi_stream else [only] * len(features["embedding_groups"])
+    names = [config.model_stream(name) for name in stream_sequence(features)]
     vectors = vector_stream(features)
     groups = list(features["embedding_groups"])
     out = {}

@@ -219,12 +219,9 @@ def _squared_errors(inputs: dict, predicted: torch.Tensor, config) -> dict[str, 
     persistence forecast's (that previous vector)."""
     vectors, positions, is_target = inputs["embedding_vectors"], inputs["embedding_positions"], inputs[
         "embedding_is_target"]
-    streams = inputs.get("embedding_streams") if config.multi_stream else None
+    streams = inputs["embedding_streams"]  # the collator's: zeros with one stream
     target = vectors[is_target].float()
-    if streams is None:
-        dims = torch.full((len(target),), target.shape[-1], device=target.device)
-    else:
-        dims = torch.tensor(list(config.stream_dims.values()), device=target.device)[streams[is_target]]
+    dims = torch.tensor(list(config.stream_dims.values()), device=target.device)[streams[is_target]]
     inside = (torch.arange(target.shape[-1], device=target.device)[None, :] < dims[:, None]).float()
     observed = ~torch.isnan(target)  # `missing_values: mask`: the observed entries only
     inside = inside * observed

@@ -68,11 +68,10 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     if training_args.do_train and not args.model.adapter_name_or_path:
         config = world_model.config
         for name in streams:
-            only = name if config.multi_stream else None
             reads_conditions = config.frame_conditions and not config.is_condition(name)
             statistics = world_model.stream_part("statistics", name)
             statistics.fit(
-                VectorStreams(dataset_module.train_dataset, only), args.world_model.embedding_norm,
+                VectorStreams(dataset_module.train_dataset, name), args.world_model.embedding_norm,
                 args.world_model.ridge_lambda, seed=training_args.seed,
                 conditions=ConditionHistories(dataset_module.train_dataset, name, config.frame_conditions,
                                               config.ridge_history) if reads_conditions else None,
