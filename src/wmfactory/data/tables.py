@@ -33,12 +33,10 @@ import numpy as np
 
 from ..extras.errors import ConfigError, DataError
 from ..extras.logging import get_logger
-from .registry import write_rows
+from .registry import OPENAI_TAGS, write_rows
 
 logger = get_logger(__name__)
 TARGET_STREAM, KNOWN_STREAM, PAST_STREAM = "y", "x", "p"
-CHAT_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
-             "system_tag": "system"}
 
 
 @dataclass
@@ -230,7 +228,7 @@ def from_dataframe(df, id_column: str, timestamp_column: str, targets: list[str]
     layout = TableLayout(id_column, timestamp_column, targets, known, past, text_column, context_length,
                          prediction_length, stride, getattr(step, "freqstr", None if step is None else str(step)))
     entry = {"file_name": f"{name}.jsonl", "formatting": "sharegpt",
-             "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": CHAT_TAGS,
+             "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": OPENAI_TAGS,
              "table": asdict(layout)}
     path = write_rows(out_dir, name, rows, entry)
     keys = ([f"`condition_streams: {KNOWN_STREAM}`"] if known else []) + ([f"`past_streams: {PAST_STREAM}`"] if past
