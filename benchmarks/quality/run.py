@@ -84,7 +84,8 @@ def write_folder(data: Dataset, folder: str) -> None:
         cut = _split_at(groups, context)
         return {"messages": [{"role": "user", "content": row["text"] + " " + "".join(groups[:cut])},
                              {"role": "assistant", "content": "".join(groups[cut:])}],
-                "embeddings": files}
+                "embeddings": files,
+                **({"series": row["series"], "timestamps": row["timestamps"][:length]} if "series" in row else {})}
 
     splits = {
         "train": [conversation("train", i, r, len(r["s"]), data.context) for i, r in enumerate(data.train)],

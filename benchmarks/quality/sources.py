@@ -193,10 +193,13 @@ def branching(train_rows: int = 256, test_rows: int = 64, steps: int = 20) -> Da
 def _table_windows(values: np.ndarray, labels: list[str], length: int, context: int, split: int, stride: int,
                    text: str) -> tuple[list[dict], list[dict]]:
     """Windows of `length` consecutive rows of a table `values` `[T, d]`, split by time at row `split`: training
-    windows end before it, test windows have their first forecast (row `context` of the window) at or after it."""
+    windows end before it, test windows have their first forecast (row `context` of the window) at or after it.
+    Each row names its series and time stamps (`series`, `timestamps`, as `from_dataframe` writes them), so that
+    training holds out each series' latest windows for validation instead of random ones."""
     train, test = [], []
     for start in range(0, len(values) - length + 1, stride):
-        row = {"s": values[start: start + length].astype(np.float32), "text": text.format(start=labels[start])}
+        row = {"s": values[start: start + length].astype(np.float32), "text": text.format(start=labels[start]),
+               "series": "0", "timestamps": labels[start: start + length]}
         if start + length <= split:
             train.append(row)
         elif start + context >= split:
