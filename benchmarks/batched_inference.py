@@ -47,7 +47,7 @@ def make_data(folder: str, rows: int, d: int = 8) -> None:
         data.append({"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}],
                      "embeddings": files})
     from wmfactory.data.registry import write_rows
-    from wmfactory.encode.rows import OPENAI_TAGS
+    from wmfactory.data.registry import OPENAI_TAGS
 
     write_rows(folder, "rows", data, {"file_name": "rows.jsonl", "formatting": "sharegpt",
                                       "columns": {"messages": "messages", "embeddings": "embeddings"},

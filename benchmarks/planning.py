@@ -36,7 +36,7 @@ GOAL = np.array([1.0, 0.0, 0.0], dtype=np.float32)
 def make_data(folder: str, rows: int = 64, steps: int = 20) -> list[dict]:
     """A damped rotation driven by a scalar action: `<s1><a1>...<s20>`, vectors inline in the rows."""
     from wmfactory.data.registry import write_rows
-    from wmfactory.encode.rows import OPENAI_TAGS
+    from wmfactory.data.registry import OPENAI_TAGS
 
     rng = np.random.default_rng(0)
     angle = 0.2

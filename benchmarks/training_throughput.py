@@ -46,7 +46,7 @@ def make_data(folder: str, rows: int, answer_words: int) -> None:
         data.append({"messages": [{"role": "user", "content": "History <m1> <m2>"},
                                   {"role": "assistant", "content": f"<m3> {answer}"}], "embeddings": files})
     from wmfactory.data.registry import write_rows
-    from wmfactory.encode.rows import OPENAI_TAGS
+    from wmfactory.data.registry import OPENAI_TAGS
 
     write_rows(folder, "rows", data, {"file_name": "rows.jsonl", "formatting": "sharegpt",
                                       "columns": {"messages": "messages", "embeddings": "embeddings"},

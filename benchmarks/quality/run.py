@@ -11,11 +11,14 @@ recommended one; `--set key=value` changes a key), and score on the test rows, t
 - a GRU (one layer, 128 units, predicting the step in normalised units) trained directly on the same rows for the
   same wall-clock time as the world model's training loop.
 
-The scale-free score is each forecaster's MSE divided by persistence's (as MASE is); the last table is the
-geometric mean of that score across datasets (as Chronos and GIFT-Eval rank models).
+The scale-free score is each forecaster's MSE divided by persistence's; a table gives the geometric mean of that
+score across datasets (as Chronos and GIFT-Eval rank models). The last tables give the rollouts' MASE and WQL relative
+to the seasonal naive forecast, with AutoETS (statsforecast) where the histories are long enough, and their geometric
+means (`forecasting_scores`).
 
     pip install -r benchmarks/quality/requirements.txt && pip install --no-deps aeon==1.6.0
     python benchmarks/quality/run.py [--datasets speech power ...] [--steps 600] [--set predict_residual=true]
+    python benchmarks/quality/run.py --defaults   # wmfactory's defaults instead of the recipe
     python benchmarks/quality/run.py --from_results saves/a/results.json saves/b/results.json  # one table
 
 Writes `saves/quality/results.json` and `saves/quality/quality.md` (the tables of docs/quality.md).
@@ -27,6 +30,7 @@ import os
 import shutil
 import sys
 import time
+from typing import Optional
 
 import numpy as np
 
@@ -53,6 +57,9 @@ RECIPE = {
     "eval_rollout_steps": 8, "metric_for_best_model": "eval_rollout_mse",
 }
 STEPS = 600  # max_steps of the recipe (`--steps`)
+# `--defaults`: what a new user writes, every other key left at wmfactory's default (3 epochs at 5e-5, no evaluation
+# split, the ridge frame)
+DEFAULTS = {"stage": "wm", "model_name_or_path": RECIPE["model_name_or_path"]}
 RIDGE_K = (1, 2, 3)
 PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # per training transition, on normalised features
 
@@ -77,7 +84,8 @@ def write_folder(data: Dataset, folder: str) -> None:
         cut = _split_at(groups, context)
         return {"messages": [{"role": "user", "content": row["text"] + " " + "".join(groups[:cut])},
                              {"role": "assistant", "content": "".join(groups[cut:])}],
-                "embeddings": files}
+                "embeddings": files,
+                **({"series": row["series"], "timestamps": row["timestamps"][:length]} if "series" in row else {})}
 
     splits = {
         "train": [conversation("train", i, r, len(r["s"]), data.context) for i, r in enumerate(data.train)],
@@ -86,7 +94,7 @@ def write_folder(data: Dataset, folder: str) -> None:
            for c in data.origins},
     }
     from wmfactory.data.registry import write_rows
-    from wmfactory.encode.rows import OPENAI_TAGS
+    from wmfactory.data.registry import OPENAI_TAGS
 
     for split, rows in splits.items():
         write_rows(folder, split, rows, {"file_name": f"{split}.jsonl", "formatting": "sharegpt",
@@ -110,25 +118,28 @@ def context_groups(data: Dataset, given: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- the world model
-def train_world_model(data: Dataset, folder: str, out: str, steps: int, overrides: dict) -> dict:
+def train_world_model(data: Dataset, folder: str, out: str, steps: Optional[int], overrides: dict,
+                      recipe: Optional[dict] = None) -> dict:
     """Train with the recipe; -> {"train_seconds": the training loop's `train_runtime`, "best_step": the step of the
     checkpoint kept, "kept_start": whether the model before training (the ridge forecast) was kept instead,
     "ridge_choice": the history and penalty the frame's ridge chose}."""
     from wmfactory.train.tuner import run_exp
 
-    config = {**RECIPE, "dataset": "train", "dataset_dir": folder, "output_dir": out, "overwrite_output_dir": True,
-              "max_steps": steps, "logging_steps": max(steps // 8, 1), "report_to": "none",
-              "disable_tqdm": True, "seed": 0, **({"condition_streams": "a"} if data.condition_dim else {}),
-              **overrides}
-    run_exp(config)
+    config = {**(RECIPE if recipe is None else recipe), "dataset": "train", "dataset_dir": folder, "output_dir": out,
+              "overwrite_output_dir": True, "report_to": "none", "disable_tqdm": True, "seed": 0,
+              **({"max_steps": steps, "logging_steps": max(steps // 8, 1)} if steps else {}),
+              **({"condition_streams": "a"} if data.condition_dim else {}), **overrides}
+    trainer = run_exp(config)
 
     def read(name: str) -> dict:
         with open(os.path.join(out, name)) as f:
             return json.load(f)
 
     results = read("train_results.json")
-    return {"train_seconds": float(results["train_runtime"]),
-            "best_step": int(read("trainer_state.json").get("best_global_step") or steps),
+    trained = int(trainer.state.global_step)
+    best = read("trainer_state.json").get("best_global_step")
+    return {"train_seconds": float(results["train_runtime"]), "steps": trained,
+            "best_step": trained if best is None else int(best),
             "kept_start": bool(results.get("kept_start", 0)),
             "ridge_choice": read("config.json").get("ridge_choice", {}).get("s", {})}
 
@@ -347,11 +358,72 @@ def score(data: Dataset, forecasts: dict[str, dict]) -> dict:
     return result
 
 
-def run_dataset(name: str, out: str, steps: int, overrides: dict) -> dict:
+LEVELS = np.arange(1, 10) / 10  # the quantile levels of WQL
+ETS_FITS = 20_000  # AutoETS is fitted per test row, origin and dimension: at most this many fits per dataset
+
+
+def forecasting_scores(data: Dataset, rolled: dict[str, dict]) -> dict:
+    """MASE and WQL of each forecaster's rollouts (every test row, origin and horizon 1..`horizon`), each also relative
+    to the seasonal naive forecast's, as GIFT-Eval gives them. MASE: the absolute error over the row's in-sample
+    seasonal naive error (`eval.metrics.seasonal_scale`, per dimension, season `data.season`), averaged; WQL: the
+    pinball loss over `LEVELS`, x 2 / (levels x the sum of |target|). Every forecaster here but AutoETS gives a point,
+    whose quantiles are that point (its WQL is then the sum of |error| over the sum of |target|); AutoETS
+    (statsforecast, `eval.statistical`, fitted on each dimension of each test row's history up to the origin) gives a
+    Gaussian from its own 80% interval. AutoETS is scored where every origin has `MIN_HISTORY` states and the fits
+    number at most `ETS_FITS`."""
+    from statistics import NormalDist
+
+    from wmfactory.eval.metrics import seasonal_scale
+    from wmfactory.eval.statistical import MIN_HISTORY, statistical_forecasts
+
+    m, horizon = data.season, data.horizon
+    dim = data.test[0]["s"].shape[1]
+    fit_ets = (min(data.origins) >= MIN_HISTORY and dim * len(data.test) * len(data.origins) <= ETS_FITS)
+    points = {name: [] for name in rolled}
+    points["seasonal naive"] = []
+    ets_mean, ets_std, targets, scales = [], [], [], []
+    for n, row in enumerate(data.test):
+        s = row["s"].astype(np.float64)
+        for c in data.origins:
+            scale = seasonal_scale(s, c - 1, m)
+            fitted = statistical_forecasts(s[:c], horizon, m, f" of test row {n} of {data.name}",
+                                           names=("auto_ets",))["auto_ets"] if fit_ets else None
+            for h in range(1, horizon + 1):
+                targets.append(s[c - 1 + h])
+                scales.append(scale)
+                for name in rolled:
+                    points[name].append(rolled[name][(n, c, h)])
+                points["seasonal naive"].append(s[c - m + (h - 1) % m])
+                if fitted is not None:
+                    ets_mean.append(fitted[0][h - 1])
+                    ets_std.append(fitted[1][h - 1])
+    target, scale = np.array(targets), np.array(scales)
+    scaled = np.isfinite(scale) & (scale > 0)
+    weight = np.abs(target).sum()
+
+    def scores(quantiles: np.ndarray) -> dict:  # quantiles [levels, n, d]; the median is the point
+        error = np.abs(quantiles[len(LEVELS) // 2] - target)
+        residual = target[None] - quantiles
+        pinball = np.maximum(LEVELS[:, None, None] * residual, (LEVELS[:, None, None] - 1) * residual).sum()
+        return {"mase": float(np.mean(error[scaled] / scale[scaled])),
+                "wql": float(2 * pinball / (len(LEVELS) * weight))}
+
+    result = {name: scores(np.broadcast_to(np.array(p, np.float64), (len(LEVELS), *target.shape)))
+              for name, p in points.items()}
+    if ets_mean:
+        z = np.array([NormalDist().inv_cdf(q) for q in LEVELS])[:, None, None]
+        result["AutoETS"] = scores(np.array(ets_mean)[None] + z * np.array(ets_std)[None])
+    reference = result["seasonal naive"]
+    for name in result:
+        result[name]["relative"] = {score: result[name][score] / reference[score] for score in ("mase", "wql")}
+    return {"season": m, "scores": result, "mase_values": int(scaled.sum()), "values": int(target.size)}
+
+
+def run_dataset(name: str, out: str, steps: Optional[int], overrides: dict, recipe: Optional[dict] = None) -> dict:
     data = BUILDERS[name]()
     folder, model_dir = os.path.join(out, name, "data"), os.path.join(out, name, "model")
     write_folder(data, folder)
-    run = train_world_model(data, folder, model_dir, steps, overrides)
+    run = train_world_model(data, folder, model_dir, steps, overrides, recipe)
     seconds = run["train_seconds"]
     model_forced, model_rolled = world_model_forecasts(data, folder, model_dir)
     norm = Normaliser(data.train)
@@ -361,9 +433,10 @@ def run_dataset(name: str, out: str, steps: int, overrides: dict) -> dict:
     forecasts = {"world model": (model_forced, model_rolled), "GRU": (gru_forced, gru_rolled),
                  **{n: (forced[n], rolled[n]) for n in forced}}
     result = score(data, forecasts)
+    result["forecasting"] = forecasting_scores(data, {name: rolled for name, (_, rolled) in forecasts.items()})
     result.update({"dataset": name, "source": data.source, "description": data.description,
                    "train_rows": len(data.train), "test_rows": len(data.test), "context": data.context,
-                   "horizon": data.horizon, "steps": steps, **run, "gru_steps": gru_steps,
+                   "horizon": data.horizon, **run, "gru_steps": gru_steps,
                    "ridge_penalties": {k: r.penalty for k, r in ridges.items()}})
     return result
 
@@ -408,7 +481,52 @@ def tables(results: list[dict]) -> str:
                                     / r["horizons"][str(r["horizon"])]["persistence"]) for r in results]))
         lines.append(f"| {name} | {tf:.3g} | {hl:.3g} |")
     lines += ["", verdicts(results)]
+    lines += forecasting_tables(results)
     return "\n".join(lines)
+
+
+def _frame_ridge(r: dict) -> Optional[str]:
+    """The suite's ridge with the history the world model's frame chose (`ridge_choice`), by name."""
+    choice = r.get("ridge_choice") or {}
+    k = choice.get("frame_history", choice.get("history"))
+    return f"ridge k={k}" if k is not None and f"ridge k={k}" in r["forecasting"]["scores"] else None
+
+
+def forecasting_tables(results: list[dict]) -> list[str]:
+    """MASE and WQL of the rollouts relative to seasonal naive, per dataset, and their geometric means (over every
+    dataset, and over those where AutoETS is scored)."""
+    results = [r for r in results if "forecasting" in r]
+    if not results:
+        return []
+    names = ["world model", "ridge (the frame's k)", "GRU", "persistence", "AutoETS", "seasonal naive"]
+
+    def relative(r: dict, name: str, score: str) -> Optional[float]:
+        scores = r["forecasting"]["scores"]
+        name = _frame_ridge(r) if name == "ridge (the frame's k)" else name
+        return scores[name]["relative"][score] if name in scores else None
+
+    lines = ["", "### MASE and WQL of the rollouts, relative to seasonal naive", "",
+             "Every rollout vector of every origin and horizon; below 1 beats seasonal naive (of season m). AutoETS "
+             "where every origin has 7 states or more and the fits are few enough (`forecasting_scores`).", ""]
+    for score in ("mase", "wql"):
+        lines += [f"| {score.upper()} / seasonal naive | m | " + " | ".join(names) + " |",
+                  "|---|---|" + "---|" * len(names)]
+        for r in results:
+            cells = [relative(r, name, score) for name in names]
+            lines.append(f"| {r['dataset']} | {r['forecasting']['season']} | "
+                         + " | ".join("" if c is None else f"{c:.3g}" for c in cells) + " |")
+        for title, chosen in (("geometric mean", results),
+                              ("geometric mean where AutoETS is scored",
+                               [r for r in results if "AutoETS" in r["forecasting"]["scores"]])):
+            if not chosen:
+                continue
+            cells = []
+            for name in names:
+                values = [relative(r, name, score) for r in chosen]
+                cells.append("" if None in values else f"{np.exp(np.mean(np.log(values))):.3g}")
+            lines.append(f"| {title} ({len(chosen)}) | | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines
 
 
 def verdicts(results: list[dict]) -> str:
@@ -448,6 +566,8 @@ def main() -> None:
     parser.add_argument("--out", default=os.path.join(REPO, "saves", "quality"))
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="recipe keys to change, e.g. predict_residual=true embedding_norm=none")
+    parser.add_argument("--defaults", action="store_true",
+                        help="train with wmfactory's defaults (no recipe keys, no --steps) instead of the recipe")
     parser.add_argument("--from_results", nargs="*", default=[], metavar="RESULTS_JSON",
                         help="train nothing: write the tables of the datasets in these results.json files (runs of "
                              "the same recipe on different --datasets) together")
@@ -457,8 +577,9 @@ def main() -> None:
     if args.from_results:
         recipe, results = combined_results(args.from_results)
     else:
-        recipe = {**RECIPE, **overrides, "max_steps": args.steps}
-        results = [run_dataset(name, args.out, args.steps, overrides) for name in args.datasets]
+        base, steps = (DEFAULTS, None) if args.defaults else (RECIPE, args.steps)
+        recipe = {**base, **overrides, **({"max_steps": steps} if steps else {})}
+        results = [run_dataset(name, args.out, steps, overrides, base) for name in args.datasets]
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"recipe": recipe, "results": results}, f, indent=2)
     text = tables(results)

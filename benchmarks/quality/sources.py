@@ -14,6 +14,12 @@ beside the vectors). Sizes are chosen for 2 CPU cores.
   the left or to the right, so its future branches.
 - `power`: ACSF1 (appliance power draw, 1,460 samples per series; packaged in `aeon`), 4 consecutive samples per
   vector: 365 vectors per row; the text names the appliance class. Long rows.
+- `macro` (a table): statsmodels' macrodata, US quarterly 1959-2009; unemployment and inflation, one vector per
+  quarter, in windows of 28 quarters (20 given, 8 forecast) split by time: the training windows end before 1996Q3,
+  the test windows forecast from 1996Q3 on. Season 4.
+- `elnino` (a table): statsmodels' elnino, the monthly sea surface temperature of the Nino 1+2 region, 1950-2010,
+  one number per month, in windows of 48 months (36 given, 12 forecast, every third start) split by time: the
+  training windows end before 2000, the test windows forecast from 2000 on. Season 12.
 """
 
 import importlib.util
@@ -36,6 +42,7 @@ class Dataset:
     condition_dim: Optional[int] = None
     notes: dict = field(default_factory=dict)
     rollout_origins: tuple[int, ...] = ()  # long rows: rollouts from each of these numbers of given states
+    season: int = 1  # the seasonal naive forecast's period m (and MASE's scale)
 
     @property
     def origins(self) -> tuple[int, ...]:
@@ -183,4 +190,47 @@ def branching(train_rows: int = 256, test_rows: int = 64, steps: int = 20) -> Da
                    description="falls left or right: the future branches, d=3")
 
 
-BUILDERS = {"speech": speech, "cheetah": cheetah, "latent768": latent768, "branching": branching, "power": power}
+def _table_windows(values: np.ndarray, labels: list[str], length: int, context: int, split: int, stride: int,
+                   text: str) -> tuple[list[dict], list[dict]]:
+    """Windows of `length` consecutive rows of a table `values` `[T, d]`, split by time at row `split`: training
+    windows end before it, test windows have their first forecast (row `context` of the window) at or after it.
+    Each row names its series and time stamps (`series`, `timestamps`, as `from_dataframe` writes them), so that
+    training holds out each series' latest windows for validation instead of random ones."""
+    train, test = [], []
+    for start in range(0, len(values) - length + 1, stride):
+        row = {"s": values[start: start + length].astype(np.float32), "text": text.format(start=labels[start]),
+               "series": "0", "timestamps": labels[start: start + length]}
+        if start + length <= split:
+            train.append(row)
+        elif start + context >= split:
+            test.append(row)
+    return train, test
+
+
+def macro() -> Dataset:
+    import statsmodels.api as sm
+
+    table = sm.datasets.macrodata.load_pandas().data
+    labels = [f"{int(y)}Q{int(q)}" for y, q in zip(table["year"], table["quarter"])]
+    train, test = _table_windows(table[["unemp", "infl"]].to_numpy(np.float64), labels, 28, 20, 150, 1,
+                                 "US unemployment and inflation (percent), quarterly from {start}:")
+    return Dataset("macro", "statsmodels macrodata (US, 1959-2009), a table", train, test, context=20, horizon=8,
+                   description="a table, split by time: US unemployment and inflation, quarterly, d=2", season=4)
+
+
+def elnino() -> Dataset:
+    import statsmodels.api as sm
+
+    table = sm.datasets.elnino.load_pandas().data  # one row per year, a column per month
+    months = [m for m in table.columns if m != "YEAR"]
+    values = table[months].to_numpy(np.float64).reshape(-1, 1)
+    labels = [f"{int(y)}-{i + 1:02d}" for y in table["YEAR"] for i in range(len(months))]
+    split = labels.index("2000-01")
+    train, test = _table_windows(values, labels, 48, 36, split, 3,
+                                 "Sea surface temperature (degrees C) of the Nino 1+2 region, monthly from {start}:")
+    return Dataset("elnino", "statsmodels elnino (1950-2010), a table", train, test, context=36, horizon=12,
+                   description="a table, split by time: monthly sea surface temperature, d=1", season=12)
+
+
+BUILDERS = {"speech": speech, "cheetah": cheetah, "latent768": latent768, "branching": branching, "power": power,
+            "macro": macro, "elnino": elnino}

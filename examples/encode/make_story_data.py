@@ -6,12 +6,11 @@ assistant the last one, so a world model learns "these sentences -> the next sen
 """
 
 import argparse
-import json
 import os
 
+from wmfactory.data.registry import OPENAI_TAGS, write_rows
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
-        "system_tag": "system"}
 
 
 def windows(sentences: list[str], window: int) -> list[dict]:
@@ -32,13 +31,10 @@ def main() -> None:
     with open(os.path.join(HERE, "story.txt"), encoding="utf-8") as f:
         sentences = [line.strip() for line in f if line.strip()]
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "story.json"), "w", encoding="utf-8") as f:
-        json.dump(windows(sentences, args.window), f, indent=1)
-    info = {"story": {"file_name": "story.json", "formatting": "sharegpt",
-                      "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": TAGS}}
-    with open(os.path.join(args.out, "dataset_info.json"), "w", encoding="utf-8") as f:
-        json.dump(info, f, indent=2)
-    print(f"{len(sentences)} sentences -> {len(sentences) - args.window + 1} rows in {args.out}/story.json")
+    path = write_rows(args.out, "story", windows(sentences, args.window), {
+        "file_name": "story.jsonl", "formatting": "sharegpt",
+        "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": OPENAI_TAGS})
+    print(f"{len(sentences)} sentences -> {len(sentences) - args.window + 1} rows in {path}")
 
 
 if __name__ == "__main__":

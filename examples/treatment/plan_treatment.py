@@ -65,7 +65,7 @@ def row_of(states: list, doses: list) -> dict:
 def write_data(folder: str, patients: int, visits: int, seed: int) -> None:
     sys.path.insert(0, os.path.join(REPO, "src"))
     from wmfactory.data.registry import write_rows
-    from wmfactory.encode.rows import OPENAI_TAGS
+    from wmfactory.data.registry import OPENAI_TAGS
 
     rng = np.random.default_rng(seed)
     os.makedirs(os.path.join(folder, "vectors"), exist_ok=True)

@@ -1,5 +1,5 @@
-"""`wmfactory <command>`: train, check, predict, eval, plan, encode, retrieve, export (and those registered later in
-`wmfactory.commands`), and version."""
+"""`wmfactory <command>`: the commands registered in `wmfactory.commands` (train, check, predict, eval, encode,
+retrieve, plan, export, api, webui), and version."""
 
 import os
 import sys

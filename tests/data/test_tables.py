@@ -127,17 +127,26 @@ def test_past_covariates_follow_the_target_of_each_step(tmp_path, tokenizer):
     for row in rows_of(path):
         part = df[df.item_id == row["series"]].set_index("timestamp")
         stamps = pd.to_datetime(row["timestamps"])
-        assert row["messages"][0]["content"] == "<x><y><p>" * len(stamps)
+        # the last 3 steps (the forecast part; fewer in a short series, which keeps one step of history) as a
+        # rollout reads them: no past-only covariate
+        future = min(3, len(stamps) - 1)
+        history = len(stamps) - future
+        assert row["messages"][0]["content"] == "<x><y><p>" * history + "<x><y>" * future
         features = encode_row(row, tokenizer, "empty", "next", {"p": 1, "x": 1, "y": 1}, str(tmp_path), ("x", "p"))
         vectors = vector_stream(features)
-        assert stream_sequence(features) == ["x", "y", "p"] * len(stamps)
+        assert stream_sequence(features) == ["x", "y", "p"] * history + ["x", "y"] * future
+        cut = 3 * history
         for offset, column in enumerate(["promo", "sales", "price"]):
-            np.testing.assert_array_equal(vectors[offset::3, 0], part.loc[stamps, column].to_numpy(np.float32))
+            np.testing.assert_array_equal(vectors[offset:cut:3, 0], part.loc[stamps[:history], column].to_numpy(np.float32))
+        for offset, column in enumerate(["promo", "sales"]):
+            np.testing.assert_array_equal(vectors[cut + offset::2, 0], part.loc[stamps[history:], column].to_numpy(np.float32))
         # only the targets are targets (from the second step on); neither kind of covariate ever is
-        assert features["embedding_is_target"] == [False] * 3 + [False, True, False] * (len(stamps) - 1)
+        assert features["embedding_is_target"] == ([False] * 3 + [False, True, False] * (history - 1)
+                                                   + [False, True] * future)
     alone = rows_of(from_dataframe(df, "item_id", "timestamp", ["sales"], past_covariates="price", context_length=4,
                                    prediction_length=3, out_dir=str(tmp_path), name="past"))
-    assert alone[0]["messages"][0]["content"] == "<y><p>" * 7 and set(alone[0]["embeddings"]) == {"y", "p"}
+    assert alone[0]["messages"][0]["content"] == "<y><p>" * 4 + "<y>" * 3 and set(alone[0]["embeddings"]) == {"y", "p"}
+    assert len(alone[0]["embeddings"]["p"]) == 4 and len(alone[0]["embeddings"]["y"]) == 7
 
 
 def test_a_column_of_two_kinds_is_refused(tmp_path):

@@ -102,10 +102,10 @@ def test_streams_wider_than_the_limit_are_skipped_and_none_left_is_an_error(caps
     from wmfactory.eval.statistical import MAX_DIMS
 
     mixed = SimpleNamespace(stream_dims={"x": 2, "text": MAX_DIMS + 1}, embedding_dim=MAX_DIMS + 1)
-    assert _statistical_streams(mixed, ["x", "text"], ("statsforecast",)) == ["x"]
+    assert _statistical_streams(mixed, ["x", "text"], ("statsforecast",)) == (["x"], {"text": MAX_DIMS + 1})
     assert f"wider than {MAX_DIMS} dimensions skipped (no auto_ets or auto_arima there): 'text' (9)" in (
         capsys.readouterr().err)
-    assert _statistical_streams(mixed, ["x", "text"], ()) == []
+    assert _statistical_streams(mixed, ["x", "text"], ()) == ([], {})
     with pytest.raises(ConfigError, match=rf"at most {MAX_DIMS} dimensions; the predicted stream\(s\) are wider: "
                                           r"'text' \(9\)"):
         _statistical_streams(mixed, ["text"], ("statsforecast",))

@@ -90,6 +90,9 @@ def test_with_a_ridge_frame_the_start_is_kept_when_no_checkpoint_beats_it(tmp_pa
     metrics = json.loads((tmp_path / "out" / "train_results.json").read_text())
     assert set(evals) == {2, 4} and metrics["start_eval_loss"] < min(evals.values())  # the model before training
     assert metrics["kept_start"] == 1.0
+    state = json.loads((tmp_path / "out" / "trainer_state.json").read_text())  # agrees: the start is the best
+    assert state["best_global_step"] == 0 and state["best_metric"] == metrics["start_eval_loss"]
+    assert state["best_model_checkpoint"] == str(tmp_path / "out")
     model = WorldModel.from_pretrained(str(tmp_path / "out"))
     row = json.loads((tmp_path / "data" / "dynamics.json").read_text())[0]
     truth = np.concatenate([json.loads((tmp_path / "data" / row["embeddings"][f"m{t}"][0]).read_text())["embedding"]

@@ -200,17 +200,27 @@ def test_bad_form_values_give_their_message_and_the_board_goes_on(board, tmp_pat
 def test_evaluate_tab_shows_the_report(board, trained):
     run_dir, _ = trained
     message, forced, horizons, forced_csv, horizons_csv, horizon_png, trajectories_png, _ = board["client"].predict(
-        run_dir, ["control"], board["data"], 3, 0, 0, 8, api_name="/evaluate")
+        run_dir, ["control"], board["data"], 3, 0, 0, 8, "none", api_name="/evaluate")
     report = json.load(open(os.path.join(run_dir, "eval_results.json")))
     rows = {row[forced["headers"].index("forecaster")]: dict(zip(forced["headers"], row)) for row in forced["data"]}
-    from wmfactory.eval.metrics import BASELINES
+    from wmfactory.eval.metrics import BASELINES, OPTIONAL_BASELINES
 
-    assert list(rows) == ["model", *BASELINES] and {"persistence", "ridge", "training_mean"} <= set(BASELINES)
+    # every forecaster of the report, in the report's order: the baselines, then the optional ones it holds
+    optional = [name for name in OPTIONAL_BASELINES if name in report["teacher_forced"]]
+    assert list(rows) == ["model", *BASELINES, *optional] and {"persistence", "ridge", "training_mean"} <= set(BASELINES)
+    assert ("ridge_conditions" in optional) == WorldModel.from_pretrained(run_dir).config.ridge_conditions
+    if optional:
+        assert rows["ridge_conditions"]["mse"] == pytest.approx(report["teacher_forced"]["ridge_conditions"]["mse"])
     assert rows["persistence"]["mse"] == pytest.approx(report["teacher_forced"]["persistence"]["mse"])
     assert rows["model"]["mse"] == pytest.approx(report["teacher_forced"]["model"]["mse"])
     assert sorted({row[horizons["headers"].index("horizon")] for row in horizons["data"]}) == [1, 2, 3]
     assert os.path.isfile(horizon_png) and os.path.isfile(trajectories_png)
     assert open(forced_csv).readline().startswith("stream,forecaster,vectors,mse")
+    # baselines: statsforecast reaches eval (the rows' 3 states before the rollout are too short a history for
+    # AutoETS: every rollout vector is left out, and counted)
+    board["client"].predict(run_dir, ["control"], board["data"], 3, 0, 0, 8, "statsforecast", api_name="/evaluate")
+    block = json.load(open(os.path.join(run_dir, "eval_results.json")))["statsforecast"]
+    assert block["streams"] == ["s"] and block["excluded_vectors"]["s"] > 0
 
 
 def test_explore_counterfactual_conditions_change_the_rollout(board, trained):

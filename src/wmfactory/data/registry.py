@@ -12,6 +12,12 @@ from ..extras.errors import DataError
 DATA_FILE_SUFFIXES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".arrow": "arrow"}
 
 
+# the tags of OpenAI-style messages (`role`/`content`, `user`/`assistant`/`system`): those of the rows wmfactory writes
+# (`encode`, `from_dataframe`) and of a row given from Python without ShareGPT's from/value
+OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
+               "system_tag": "system"}
+
+
 @dataclass
 class DatasetAttr:
     """One entry of dataset_info.json."""

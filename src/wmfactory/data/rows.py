@@ -8,12 +8,11 @@ from ..extras.errors import DataError
 from .encoder import NO_CUTOFF, TargetRule
 from .loader import load_raw
 from .processor import RowProcessor
-from .registry import DatasetAttr, get_dataset_attrs, resolve_columns
+from .registry import OPENAI_TAGS, DatasetAttr, get_dataset_attrs, resolve_columns
 from .streams import DimSpec
 from .template import get_template
 
 Row = Union[dict[str, Any], tuple[str, int]]
-OPENAI_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant"}
 
 
 def row_attr(row: dict[str, Any], name: str = "row") -> DatasetAttr:

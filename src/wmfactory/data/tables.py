@@ -3,8 +3,10 @@
 
 Layout of a row (one window of one series, `context_length + prediction_length` time steps):
 
-    user: "<text>" + "<x><y><p>" * steps     (known covariates `x` [c] before the target `y` [k] of each step, the
-                                              past-only covariates `p` [q] after it; `x` and `p` when there are any)
+    user: "<text>" + "<x><y><p>" * context_length + "<x><y>" * prediction_length
+                                             (known covariates `x` [c] before the target `y` [k] of each step, the
+                                              past-only covariates `p` [q] after it in the history part; `x` and `p`
+                                              when there are any)
     user: "<text>" + "<y>" * steps           (no covariates)
 
 Each time step is one group of one vector per stream: `y` holds the target columns (the predicted stream), `x` the
@@ -12,7 +14,9 @@ known covariates (a condition stream: train with `condition_streams: x`), `p` th
 stream: train with `past_streams: p`). The known covariate of step t comes before its target, so the target of step
 t is forecast from everything up to and including step t's known covariates; the past-only covariate of step t is
 measured with the target, so it comes after it and informs the steps after. A rollout past the history continues
-`x, y, x, y, ...` with the future known covariates given, and leaves `p` out: its future is unknown. The format has
+`x, y, x, y, ...` with the future known covariates given, and leaves `p` out: its future is unknown. The forecast part
+of a row (its last `prediction_length` steps) is written the same way, without `p`, so that training reads the steps
+after the history as a rollout will. The format has
 no way to name a slice of a file, so groups of one vector each need one file per vector:
 `<out_dir>/<name>_vectors/<series>/y<t>.safetensors` ([1, k], tensor `embedding`), written once per series and
 time step and shared by every window that holds that step. `text_column` describes a series (constant within it) and opens each of its rows.
@@ -33,12 +37,10 @@ import numpy as np
 
 from ..extras.errors import ConfigError, DataError
 from ..extras.logging import get_logger
-from .registry import write_rows
+from .registry import OPENAI_TAGS, write_rows
 
 logger = get_logger(__name__)
 TARGET_STREAM, KNOWN_STREAM, PAST_STREAM = "y", "x", "p"
-CHAT_TAGS = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
-             "system_tag": "system"}
 
 
 @dataclass
@@ -149,11 +151,19 @@ def series_step(series: dict, timestamp_column: str, freq: Optional[str], what: 
 
 
 def row_conversation(steps: int, with_known: bool, text: Optional[str] = None,
-                     with_past: bool = False) -> list[dict[str, str]]:
-    """The messages of a row of `steps` time steps."""
-    unit = ((f"<{KNOWN_STREAM}>" if with_known else "") + f"<{TARGET_STREAM}>"
-            + (f"<{PAST_STREAM}>" if with_past else ""))
-    return [{"role": "user", "content": (text or "") + unit * steps}, {"role": "assistant", "content": ""}]
+                     with_past: bool = False, future: int = 0) -> list[dict[str, str]]:
+    """The messages of a row of `steps` time steps, the last `future` of them without the past-only covariates (as
+    a rollout past the history reads them)."""
+    unit = (f"<{KNOWN_STREAM}>" if with_known else "") + f"<{TARGET_STREAM}>"
+    past = unit + f"<{PAST_STREAM}>" if with_past else unit
+    return [{"role": "user", "content": (text or "") + past * (steps - future) + unit * future},
+            {"role": "assistant", "content": ""}]
+
+
+def forecast_steps(steps: int, prediction_length: int) -> int:
+    """The steps of a window of `steps` written as a rollout reads them, without past-only covariates: its last
+    `prediction_length`, leaving the first step at least (a series shorter than a window keeps one step of history)."""
+    return max(0, min(prediction_length, steps - 1))
 
 
 def window_starts(length: int, window: int, stride: int) -> list[int]:
@@ -221,8 +231,12 @@ def from_dataframe(df, id_column: str, timestamp_column: str, targets: list[str]
         text = series_text(part, text_column, key)
         for start in window_starts(len(part), window, stride):
             span = slice(start, start + window)
+            steps = len(stamps[span])
+            future = forecast_steps(steps, prediction_length) if past else 0
             embeddings = {stream: paths[span] for stream, paths in files.items()}
-            rows.append({"messages": row_conversation(len(stamps[span]), bool(known), text, bool(past)),
+            if past:  # the forecast part reads as a rollout does: no past-only covariates, their future is unknown
+                embeddings[PAST_STREAM] = embeddings[PAST_STREAM][: steps - future]
+            rows.append({"messages": row_conversation(steps, bool(known), text, bool(past), future),
                          "embeddings": embeddings, "series": str(key), "timestamps": stamps[span]})
     if short:
         logger.warning(f"{short} of {len(series)} series are shorter than a window ({window} steps): each is one "
@@ -230,7 +244,7 @@ def from_dataframe(df, id_column: str, timestamp_column: str, targets: list[str]
     layout = TableLayout(id_column, timestamp_column, targets, known, past, text_column, context_length,
                          prediction_length, stride, getattr(step, "freqstr", None if step is None else str(step)))
     entry = {"file_name": f"{name}.jsonl", "formatting": "sharegpt",
-             "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": CHAT_TAGS,
+             "columns": {"messages": "messages", "embeddings": "embeddings"}, "tags": OPENAI_TAGS,
              "table": asdict(layout)}
     path = write_rows(out_dir, name, rows, entry)
     keys = ([f"`condition_streams: {KNOWN_STREAM}`"] if known else []) + ([f"`past_streams: {PAST_STREAM}`"] if past

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from tqdm.auto import tqdm
 
 from ..data.provenance import ENCODER_RECORD_FILE, describe_encoder, encoder_identity
-from ..data.registry import write_rows
+from ..data.registry import OPENAI_TAGS, write_rows
 from ..extras.atomic import remove_partials, write_text
 from ..extras.errors import ConfigError, DataError
 from ..extras.logging import get_logger
@@ -26,7 +26,7 @@ from . import audio, image, text  # noqa: F401  (each registers its encoder)
 from .encoders import Encoder, load_encoder
 from .files import write_embedding_file, write_json
 from .items import Item, manifest_items, unique_items
-from .rows import OPENAI_TAGS, dataset_entry, dataset_rows, replace_entries, sequence_rows
+from .rows import dataset_entry, dataset_rows, replace_entries, sequence_rows
 
 logger = get_logger(__name__)
 EMBEDDINGS_FOLDER = "embeddings"

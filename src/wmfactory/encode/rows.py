@@ -6,11 +6,8 @@ import os
 from typing import Any, Callable
 
 from ..data.registry import DATA_FILE_SUFFIXES, get_dataset_attrs
-from ..data.rows import OPENAI_TAGS as CHAT_TAGS
 from ..extras.errors import DataError
 from .items import Item, entry_item
-
-OPENAI_TAGS = {**CHAT_TAGS, "system_tag": "system"}  # the tags of the rows wmfactory writes: OpenAI's, with system
 
 
 def _reason(err: Exception) -> str:

@@ -5,9 +5,7 @@ from typing import Any
 
 import numpy as np
 
-from .metrics import BASELINES, OPTIONAL_BASELINES
-
-FORECASTERS = ("model",) + BASELINES
+from .metrics import forecasters_of
 
 
 def _blocks(scores: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -29,7 +27,7 @@ def geometric_means(per_dataset: dict[str, dict[str, Any]]) -> dict[str, Any]:
             if "model" not in result:
                 continue
             scored.setdefault(mode, []).append(dataset)
-            for name in _forecasters(result):
+            for name in forecasters_of(result):
                 values.setdefault(mode, {}).setdefault(name, []).append(result[name]["relative_mse"])
                 for score, value in result[name].get("relative_to_seasonal_naive", {}).items():
                     relative.setdefault(mode, {}).setdefault(name, {}).setdefault(score, []).append(value)
@@ -42,11 +40,6 @@ def geometric_means(per_dataset: dict[str, dict[str, Any]]) -> dict[str, Any]:
                         for name, by_score in relative.get(mode, {}).items()}}
              for mode, by_name in values.items()}
     return {"teacher_forced": means.pop("teacher_forced", {}), "rollout": means}
-
-
-def _forecasters(scores: dict[str, Any]) -> tuple[str, ...]:
-    """The model, the baselines, and the optional baselines present in `scores` (a block, or a mode's means)."""
-    return FORECASTERS + tuple(name for name in OPTIONAL_BASELINES if name in scores)
 
 
 def _geometric_mean(values: list[float]) -> float:
@@ -63,7 +56,7 @@ def format_datasets(report: dict[str, Any]) -> list[str]:
         if not mean:
             continue
         title = "teacher-forced" if mode == "teacher_forced" else f"rollout h={mode}"
-        forecasters = _forecasters(mean)
+        forecasters = forecasters_of(mean)
         columns = "".join(f"{name.replace('linear_extrapolation', 'linear_extrap.'):>15}" for name in forecasters)
         lines.append(f"  {title:22}{columns}")
         for dataset in mean["datasets"]:

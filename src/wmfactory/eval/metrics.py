@@ -26,6 +26,12 @@ OPTIONAL_BASELINES = ("ridge_conditions", "auto_ets", "auto_arima")
 BLOCK_BYTES = 32 * 2**20  # float64 working memory of one block of sample scores
 
 
+def forecasters_of(scores: dict) -> tuple[str, ...]:
+    """The model and the baselines present in `scores` (a pool's forecasts, a block of a report, or a mode's
+    geometric means): every one of `BASELINES`, then those of `OPTIONAL_BASELINES` that `scores` holds."""
+    return ("model",) + BASELINES + tuple(name for name in OPTIONAL_BASELINES if name in scores)
+
+
 def forecast_metrics(predicted: np.ndarray, target: np.ndarray, rows: np.ndarray, block: int = 1024) -> dict:
     """`predicted`, `target`: `[n, d]`; `rows`: `[n]` row id of each vector (for the contrastive accuracy).
     Missing target entries (NaN, `missing_values: mask`) are not scored: `mse` and `mae` are means over the observed

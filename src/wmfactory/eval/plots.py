@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ..extras.logging import get_logger
-from .metrics import BASELINES, OPTIONAL_BASELINES, PIT_BINS
+from .metrics import PIT_BINS, forecasters_of
 
 logger = get_logger(__name__)
 
@@ -87,7 +87,7 @@ def plot_horizon(report: dict[str, Any], output_dir: str) -> str | None:
     steps = sorted(horizons)
     plt.figure(figsize=(6, 4))
     first = horizons[steps[0]]
-    for name in ("model",) + BASELINES + tuple(name for name in OPTIONAL_BASELINES if name in first):
+    for name in forecasters_of(first):
         if name == "seasonal_naive" and report.get("seasonality", 1) == 1:
             continue  # with m = 1 it is persistence, drawn already
         plt.plot(steps, [horizons[h][name]["mse"] for h in steps], marker="o", label=name,

@@ -22,8 +22,6 @@ from ..inference import (
 )
 from .datasets import format_datasets, geometric_means
 from .metrics import (
-    BASELINES,
-    OPTIONAL_BASELINES,
     DISTRIBUTION_METRICS,
     METRICS,
     QUANTILE_LEVELS,
@@ -32,6 +30,7 @@ from .metrics import (
     baseline_samples,
     condition_histories,
     forecast_metrics,
+    forecasters_of,
     forward_filled,
     ridge_conditions_path,
     seasonal_errors,
@@ -124,13 +123,6 @@ class _Pool:
         return result
 
 
-def forecasters_of(scores: dict) -> tuple[str, ...]:
-    """The model and the baselines present in `scores` (a pool's forecasts, or a block of a report): every one of
-    `BASELINES`, `ridge_conditions` where the model's ridge frame reads condition streams, and `auto_ets` and
-    `auto_arima` in the rollouts of `baselines: statsforecast`."""
-    return ("model",) + BASELINES + tuple(name for name in OPTIONAL_BASELINES if name in scores)
-
-
 def _ratio(value: Optional[float], reference: Optional[float]) -> Optional[float]:
     if value is None or reference is None or reference <= 0:
         return None
@@ -214,7 +206,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     # (seasonal naive and MASE's scale need m + 1)
     known_of = {name: max(2, history[name], frame_history.get(name, 0), seasonality + 1) for name in streams}
     rng = np.random.default_rng(sampling.seed if sampling else 0)
-    statistical = _statistical_streams(cfg, streams, baselines)
+    statistical, too_wide = _statistical_streams(cfg, streams, baselines)
     # the statistical baselines draw from a generator of their own: the other baselines' draws stay as without them
     statistical_rng = np.random.default_rng([sampling.seed if sampling else 0, 1])
     statistical_excluded = {name: 0 for name in statistical}
@@ -289,8 +281,7 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
         head["statsforecast"] = {
             "baselines": list(STATSFORECAST_BASELINES), "max_dims": MAX_DIMS, "min_history": MIN_HISTORY,
             "streams": list(statistical), "excluded_vectors": statistical_excluded,
-            "skipped_streams": {name: cfg.stream_dims.get(name, cfg.embedding_dim) for name in streams
-                                if name not in statistical}}
+            "skipped_streams": too_wide}
     if cfg.sole_stream is not None:  # a model of one stream reports its scores at the top level only
         return {**head, **reports[streams[0]]}
     report: dict[str, Any] = {**head, "streams": reports}
@@ -299,14 +290,14 @@ def evaluate_rows(model, rows: Iterable[dict[str, Any]], context_groups: int = 1
     return report
 
 
-def _statistical_streams(cfg, streams: list[str], baselines: Sequence[str]) -> list[str]:
-    """The predicted streams the statsforecast baselines are fitted on: none without `baselines: statsforecast`;
-    else those of at most `MAX_DIMS` dimensions, the others named in one warning (an error when none is left)."""
+def _statistical_streams(cfg, streams: list[str], baselines: Sequence[str]) -> tuple[list[str], dict[str, int]]:
+    """(the predicted streams the statsforecast baselines are fitted on, `{stream: dimension}` of those skipped):
+    none without `baselines: statsforecast`; else those of at most `MAX_DIMS` dimensions, the others named in one
+    warning (an error when none is left)."""
     if "statsforecast" not in baselines:
-        return []
+        return [], {}
     require_statsforecast()
-    dims = {name: cfg.stream_dims.get(name, cfg.embedding_dim) for name in streams}
-    wide = {name: d for name, d in dims.items() if d > MAX_DIMS}
+    wide = {name: cfg.stream_dims[name] for name in streams if cfg.stream_dims[name] > MAX_DIMS}
     listed = ", ".join(f"'{name}' ({d})" for name, d in wide.items())
     if len(wide) == len(streams):
         raise ConfigError(f"`baselines: statsforecast` fits AutoETS and AutoARIMA on each dimension of a stream of at "
@@ -314,7 +305,7 @@ def _statistical_streams(cfg, streams: list[str], baselines: Sequence[str]) -> l
     if wide:
         logger.warning(f"`baselines: statsforecast`: stream(s) wider than {MAX_DIMS} dimensions skipped (no auto_ets "
                        f"or auto_arima there): {listed}.")
-    return [name for name in streams if name not in wide]
+    return [name for name in streams if name not in wide], wide
 
 
 def _ridge_weights(ridge: torch.Tensor, history: int) -> np.ndarray:

@@ -29,13 +29,15 @@ def require_statsforecast():
     return AutoETS, AutoARIMA
 
 
-def statistical_forecasts(history: np.ndarray, steps: int, season_length: int = 1, where: str = "") -> dict[str, tuple]:
-    """`history` `[n, d]` (the stream's known vectors up to the origin, missing entries filled) -> for `auto_ets` and
-    `auto_arima`, (mean `[steps, d]`, standard deviation `[steps, d]`): each dimension fitted as its own series with
-    `season_length` (eval's `seasonality`), the standard deviation read from the model's `INTERVAL_LEVEL`% interval.
+def statistical_forecasts(history: np.ndarray, steps: int, season_length: int = 1, where: str = "",
+                          names: tuple[str, ...] = STATSFORECAST_BASELINES) -> dict[str, tuple]:
+    """`history` `[n, d]` (the stream's known vectors up to the origin, missing entries filled) -> for each of `names`
+    (`auto_ets`, `auto_arima`), (mean `[steps, d]`, standard deviation `[steps, d]`): each dimension fitted as its own
+    series with `season_length` (eval's `seasonality`), the standard deviation read from the model's
+    `INTERVAL_LEVEL`% interval.
     A fit that fails or a forecast that is not finite is an error naming the model, the dimension and `where` (the
     row and stream)."""
-    models = dict(zip(STATSFORECAST_BASELINES, require_statsforecast()))
+    models = {name: model for name, model in zip(STATSFORECAST_BASELINES, require_statsforecast()) if name in names}
     history = np.asarray(history, dtype=np.float64)
     z = NormalDist().inv_cdf(0.5 + INTERVAL_LEVEL / 200)
     out = {}

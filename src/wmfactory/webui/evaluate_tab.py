@@ -1,6 +1,7 @@
 """The Evaluate tab: `wmfactory eval` on a run folder and a dataset; the report as tables (the model against
-every baseline of `eval`; teacher-forced and per horizon; CRPS and coverage
-when samples are drawn) and its plots."""
+every baseline of `eval`, with `ridge_conditions` where the model's frame reads conditions and AutoETS/AutoARIMA
+with `baselines: statsforecast`; teacher-forced and per horizon; CRPS and coverage when samples are drawn) and its
+plots."""
 
 import os
 import threading
@@ -9,12 +10,11 @@ from typing import Any
 import gradio as gr
 import pandas as pd
 
-from ..eval.metrics import BASELINES
+from ..eval.metrics import forecasters_of
 from .board import Board, shown_errors
 from .forms import registered_datasets
 from .runs import model_runs
 
-FORECASTERS = ("model",) + BASELINES
 _PYPLOT = threading.Lock()  # `eval` draws its PNGs with pyplot, whose state is global
 
 
@@ -32,7 +32,7 @@ def report_tables(report: dict[str, Any]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def _rows(result: dict[str, Any], where: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for name in FORECASTERS:
+    for name in forecasters_of(result):
         if isinstance(result.get(name), dict):
             rows.append({**where, "forecaster": name, "vectors": result.get("vectors"), **result[name]})
     if rows and "skill" in result:
@@ -41,7 +41,7 @@ def _rows(result: dict[str, Any], where: dict[str, Any]) -> list[dict[str, Any]]
 
 
 def run_evaluation(run_dir: str, datasets: list[str], dataset_dir: str, context_groups: int, num_samples: int,
-                   seed: int, batch_size: int) -> dict[str, Any]:
+                   seed: int, batch_size: int, baselines: str = "none") -> dict[str, Any]:
     """`wmfactory eval` in this process, writing into the run folder as the command does."""
     from ..commands.evaluate import run_eval
 
@@ -53,6 +53,8 @@ def run_evaluation(run_dir: str, datasets: list[str], dataset_dir: str, context_
     args = {"model_name_or_path": run_dir, "dataset": ",".join(names), "dataset_dir": dataset_dir,
             "output_dir": run_dir, "context_groups": int(context_groups), "num_samples": int(num_samples),
             "seed": int(seed), "per_device_eval_batch_size": int(batch_size)}
+    if baselines and baselines != "none":
+        args["baselines"] = baselines
     with _PYPLOT:
         return run_eval(args)
 
@@ -71,6 +73,9 @@ def build(board: Board) -> None:
                                 info="draws per prediction (0: the mean only); CRPS and coverage need them")
         seed = gr.Number(0, precision=0, label="seed")
         batch_size = gr.Number(8, precision=0, label="per_device_eval_batch_size")
+        baselines = gr.Dropdown(["none", "statsforecast"], value="none", label="baselines",
+                                info="statsforecast: AutoETS and AutoARIMA in the rollouts (pip install "
+                                     "'wmfactory[forecast]')", elem_id="eval-baselines")
     go = gr.Button("Evaluate", variant="primary", elem_id="eval-run-button")
     status = gr.Markdown()
     forced = gr.Dataframe(label="teacher-forced", interactive=False, buttons=["copy", "fullscreen"])
@@ -84,8 +89,8 @@ def build(board: Board) -> None:
         pit_plot = gr.Image(label="eval_pit.png", type="filepath", interactive=False)
 
     @shown_errors
-    def evaluate(run_dir, names, folder, context, samples, seed_value, batch):
-        report = run_evaluation(run_dir, names, folder, context, samples, seed_value, batch)
+    def evaluate(run_dir, names, folder, context, samples, seed_value, batch, extra):
+        report = run_evaluation(run_dir, names, folder, context, samples, seed_value, batch, extra)
         forced_table, horizon_table = report_tables(report)
         forced_path, horizon_path = board.file("eval_teacher_forced.csv"), board.file("eval_horizons.csv")
         forced_table.to_csv(forced_path, index=False)
@@ -100,7 +105,7 @@ def build(board: Board) -> None:
     def refresh_lists(folder):
         return gr.update(choices=model_runs(board.saves_dir)), gr.update(choices=registered_datasets(folder))
 
-    go.click(evaluate, inputs=[run, datasets, dataset_dir, context_groups, num_samples, seed, batch_size],
+    go.click(evaluate, inputs=[run, datasets, dataset_dir, context_groups, num_samples, seed, batch_size, baselines],
              outputs=[status, forced, horizons, forced_csv, horizons_csv, horizon_plot, trajectories_plot, pit_plot],
              api_name="evaluate")
     refresh.click(refresh_lists, inputs=dataset_dir, outputs=[run, datasets], api_name="eval_refresh")

@@ -162,14 +162,18 @@ def _evaluate_start(trainer: WorldModelTrainer, world_model, resumed: bool) -> O
 
 def _keep_start_if_better(trainer: WorldModelTrainer, key: str, value: float, weights: dict) -> dict[str, float]:
     """After `load_best_model_at_end`: when no checkpoint scored better than the model before training, put its
-    weights back (the ridge forecast: training did not beat it on the evaluation split)."""
-    best = trainer.state.best_metric
+    weights back (the ridge forecast: training did not beat it on the evaluation split), and say so in the trainer's
+    state (trainer_state.json): the best is then step 0, saved as the run folder itself, with the start's score."""
+    state = trainer.state
+    best = state.best_metric
     better = best is None or (value > best if trainer.args.greater_is_better else value < best)
     if better:
         with torch.no_grad():
             for name, p in trainer.model.named_parameters():
                 if name in weights:
                     p.copy_(weights[name])
+        state.best_metric, state.best_global_step = value, 0
+        state.best_model_checkpoint = trainer.args.output_dir
         logger.warning(f"No checkpoint beat the model before training on the evaluation split ({key} {value:.6g}, "
                        f"best checkpoint {best if best is None else f'{best:.6g}'}): the model before training, "
                        "which forecasts what the ridge regressions forecast, is kept.")
