@@ -186,6 +186,29 @@ def test_windows_of_series_are_held_out_by_time_and_score_only_unseen_steps(tmp_
     assert trained_until == {"a": "2022-12-01 00:00:00", "b": "2022-05-01 00:00:00"}
 
 
+def test_held_out_windows_with_past_covariates_score_only_unseen_steps(tmp_path, tokenizer):
+    """With known and past-only covariates a step is <x><y><p> in the history and <x><y> in the forecast part: the
+    held-out windows still score exactly the targets of the steps after the training windows."""
+    from test_loader import load
+
+    df = table(30, ids=("a",))
+    from_dataframe(df, "item_id", "timestamp", ["sales"], known_covariates=["promo"], past_covariates=["price"],
+                   context_length=3, prediction_length=2, out_dir=str(tmp_path), name="shop", stride=1)
+    module = load(tokenizer, tmp_path, dataset="shop", val_size=0.2, condition_streams="x", past_streams="p",
+                  embedding_dim={"x": 1, "y": 1, "p": 1})
+    train, held = module.train_dataset, module.eval_dataset
+    trained_until = max(stamps[-1] for stamps in train["timestamps"])
+    assert len(held) == 6
+    for row in held:
+        stamps, keys = row["timestamps"], row["group_keys"]
+        assert [k[0] for k in keys] == list("xyp" * 3 + "xy" * 2)
+        step_of = np.cumsum([key.startswith("x") for key in keys]) - 1  # a step opens at its known covariate
+        scored = [stamps[step_of[g]] for g, is_target in zip(row["embedding_groups"], row["embedding_is_target"])
+                  if is_target]
+        expected = [stamp for stamp in stamps[1:] if stamp > trained_until]
+        assert scored == expected and scored
+
+
 def test_rows_that_are_not_windows_of_series_split_as_before():
     from datasets import Dataset
 

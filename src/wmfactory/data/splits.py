@@ -16,6 +16,7 @@ from typing import Optional
 import numpy as np
 
 from ..extras.errors import DataError
+from .streams import stream_of
 
 SERIES, TIMESTAMPS = "series", "timestamps"
 
@@ -88,16 +89,23 @@ def time_split(rows, held_out: int) -> Optional[TimeSplit]:
 
 def mask_seen_steps(rows, split: TimeSplit):
     """The held-out rows of `split`, their vectors of the steps that training windows hold too made history (no
-    target). A row's groups are its steps' groups in order, the same number per step."""
+    target). A row's groups are its steps' groups in order: a step starts at each group of the stream that opens the
+    row (`x` or `y` in `from_dataframe`'s rows, whose forecast part has no past-only `p`), or, where that stream does
+    not open each step, every step has the same number of groups."""
     seen = dict(zip(range(len(split.held)), split.seen))
 
     def mask(row: dict, index: int) -> dict:
-        groups, steps = len(row["group_keys"]), len(row[TIMESTAMPS])
-        if groups % steps:
-            raise DataError(f"dataset '{row['dataset_name']}', row {row['row_index']}: `{TIMESTAMPS}` lists {steps} "
-                            f"steps but the row holds {groups} placeholder groups, not the same number per step; "
-                            "give one time stamp per step (or drop the column to split at random).")
-        first = seen[index] * (groups // steps)  # the first group of the first step no training window holds
+        keys, steps = row["group_keys"], len(row[TIMESTAMPS])
+        opening = stream_of(keys[0]) if keys else None
+        starts = [g for g, key in enumerate(keys) if stream_of(key) == opening]
+        if len(starts) != steps:
+            if len(keys) % steps:
+                raise DataError(f"dataset '{row['dataset_name']}', row {row['row_index']}: `{TIMESTAMPS}` lists "
+                                f"{steps} steps but the row holds {len(keys)} placeholder groups, not the same number "
+                                "per step; give one time stamp per step (or drop the column to split at random).")
+            starts = list(range(0, len(keys), len(keys) // steps))
+        # the first group of the first step no training window holds
+        first = starts[seen[index]] if seen[index] < steps else len(keys)
         row["embedding_is_target"] = [is_target and group >= first
                                       for is_target, group in zip(row["embedding_is_target"], row["embedding_groups"])]
         return row
