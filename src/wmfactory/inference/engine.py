@@ -1,7 +1,9 @@
-"""Continuing rows past their end: the inference engine's rollouts. Each row's prefix is encoded once; the decoder
-then forks it into continuations (samples of the head's distribution, candidate action sequences of a planner, or
-both), each with its own condition vectors, and steps them all by the row's stream pattern, one position per
-vector, with one KV cache. Rollouts, sampled rollouts and the planner all run here."""
+"""The inference engine: rows continued step by step with one KV cache. Each row's prefix is encoded once; the
+decoder then forks it into continuations (samples of the head's distribution, candidate action sequences of a
+planner, or both), each with its own condition vectors, and steps them all, one predicted vector per row and step.
+What a continuation feeds next is its script: past the row's end, the row's stream pattern (one position per
+vector); inside a known row (`RowScript`, generated groups), the row's own remaining text and vectors. Rollouts,
+sampled rollouts, generated groups and the planner all run here."""
 
 import itertools
 from typing import Any, Iterator, Optional
@@ -11,7 +13,7 @@ import torch
 
 from ..extras.errors import DataError
 from .decoder import IncrementalDecoder, padded_segments, right_padded
-from .rows import Layout, RowTensors, Sampling, padded_history, with_conditions
+from .rows import GroupPrediction, Layout, RowTensors, Sampling, padded_history, with_conditions
 
 def emission_order(streams: list[str], pattern: Optional[list[str]] = None) -> Iterator[str]:
     """The streams of the vectors after a row, one per vector: `pattern` repeated, or else the row's own pattern
@@ -52,21 +54,79 @@ def continue_rows(model, rows_features: list[dict[str, Any]], steps: int | list[
     return [c.result() for c in session.run(steps, conditions=conditions, sampling=sampling, pattern=pattern)]
 
 
+class RowScript:
+    """A row generated inside its own layout: the groups before `context_groups` and the groups of condition streams
+    are given, the others generated in reading order with the row's text between them. `inputs` `[t, h]`: the row's
+    token embeddings with its given vectors projected (a past-only stream's vectors after the context, unknown
+    there, left out of the sequence, as rollouts leave them out); `events`: the vectors to generate as (index,
+    position in `inputs`), with the `horizons` of their groups (1 for a stream's first generated group); `prefix`:
+    the positions before the first of them, which the session encodes."""
+
+    def __init__(self, model, row: RowTensors, context_groups: int):
+        inputs = model.get_input_embeddings()(row.input_ids).clone()  # [t, h]
+        kinds = {name: model.config.stream_kind(name) for name in set(row.stream_names)}
+        self.given = [g < context_groups or not kinds[name].predicted
+                      for g, name in zip(row.groups, row.stream_names)]
+        dropped = [g >= context_groups and not (kinds[name].predicted or kinds[name].given_in_future)
+                   for g, name in zip(row.groups, row.stream_names)]
+        self.events = [(i, position) for i, position in enumerate(row.positions.tolist()) if not self.given[i]]
+        groups_so_far: dict[str, list[int]] = {}  # the generated groups of each stream, for each event's horizon
+        self.horizons = []
+        for i, _ in self.events:
+            seen = groups_so_far.setdefault(row.stream_names[i], [])
+            if row.groups[i] not in seen:
+                seen.append(row.groups[i])
+            self.horizons.append(len(seen))
+        for name in set(row.stream_names):  # the given vectors of each stream through its projector at once
+            index = [i for i, (kept, other, gone) in enumerate(zip(self.given, row.stream_names, dropped))
+                     if kept and not gone and other == name]
+            if index:
+                d = row.dims[index[0]]
+                inputs[row.positions[index]] = model.project(row.vectors[index, :d], stream=name).to(inputs.dtype)
+        if any(dropped):
+            keep = torch.ones(len(inputs), dtype=torch.bool, device=inputs.device)
+            keep[row.positions[torch.tensor(dropped, device=row.positions.device)]] = False
+            before = torch.cumsum(~keep, 0).tolist()  # positions dropped at or before each position
+            inputs = inputs[keep]
+            self.events = [(i, position - before[position]) for i, position in self.events]
+        if self.events and self.events[0][1] == 0:
+            raise DataError("the first generated vector sits at position 0: nothing precedes it to predict it")
+        self.inputs = inputs
+        self.prefix = inputs[: self.events[0][1] if self.events else 1]  # none: a first position no step reads
+
+
 class Continuation:
     """One row being continued after its end by `count` trajectories (forks x samples, fork-major): the streams to
     emit in turn, the last k vectors of each stream `[count, d]`, the condition vectors used so far and the vectors
     generated. A condition stream's vectors are given, `[k, d]` shared by every trajectory or `[forks, k, d]` one
-    sequence per fork (a planner's candidates); each sample of a fork reads its fork's."""
+    sequence per fork (a planner's candidates); each sample of a fork reads its fork's. With a `script`, the row is
+    generated inside its own layout instead (`RowScript`: `steps`, `conditions` and `pattern` unused): its
+    trajectories' inputs `[count, t, h]` and vectors `[count, v, W]` take the generated vectors at their places."""
 
-    def __init__(self, model, row: RowTensors, steps: int, sampling: Optional[Sampling],
-                 conditions: Optional[dict[str, torch.Tensor]], pattern: Optional[list[str]], forks: int = 1):
-        self.row = row
+    def __init__(self, model, row: RowTensors, steps: Optional[int], sampling: Optional[Sampling],
+                 conditions: Optional[dict[str, torch.Tensor]], pattern: Optional[list[str]], forks: int = 1,
+                 script: Optional[RowScript] = None):
+        self.row, self.script = row, script
         cfg = self.config = model.config
-        self.model, self.steps, self.sampling = model, steps, sampling
+        self.model, self.sampling = model, sampling
         samples = sampling.num_samples if sampling else 1
         self.forks, self.count = forks, forks * samples
         self.generator = sampling.generator(row.input_ids.device) if sampling else None
         self.dims = cfg.stream_dims
+        self.k = cfg.ridge_history if cfg.ridge_frame else 1
+        self.recent: dict[str, list[torch.Tensor]] = {}  # the last k vectors of each stream, [count, d], latest first
+        self.out: dict[str, list[torch.Tensor]] = {}
+        self.given: dict[str, list[torch.Tensor]] = {}
+        self.generated = 0
+        self.latest: Optional[tuple[str, torch.Tensor]] = None  # the predicted vector of the last step, if any
+        self.error: Optional[DataError] = None
+        if script is not None:
+            self.steps, self.conditions, self.used = len(script.events), {}, {}
+            self.inputs = script.inputs[None].repeat(self.count, 1, 1)  # [count, t, h]
+            self.vectors = row.vectors[None].repeat(self.count, 1, 1)  # [count, v, W]
+            self.read = 0  # the row's vectors before index `read` are in `recent`
+            return
+        self.steps = steps
         self.conditions = {name: self._per_trajectory(name, values, samples)
                            for name, values in (conditions or {}).items()}  # [count, k, d]
         group_streams = [row.stream_of_group(g) for g in sorted(set(row.groups))]  # the model's streams
@@ -76,18 +136,10 @@ class Continuation:
         group_streams = [n for n in group_streams if kinds[n].predicted or kinds[n].given_in_future] or group_streams
         self.pattern = pattern or group_streams
         self.order = emission_order(group_streams, pattern)
-        self.k = cfg.ridge_history if cfg.ridge_frame else 1
-        self.recent: dict[str, list[torch.Tensor]] = {}  # the last k vectors of each stream, [count, d], latest first
         for i, name in enumerate(row.stream_names):
-            self.recent.setdefault(name, []).insert(0, row.vectors[i, : row.dims[i]][None].expand(self.count, -1))
-            del self.recent[name][self.k:]
+            self._remember(name, row.vectors[i, : row.dims[i]][None].expand(self.count, -1))
         self.used = {name: 0 for name in self.conditions}
-        self.out: dict[str, list[torch.Tensor]] = {}
-        self.given: dict[str, list[torch.Tensor]] = {}
-        self.generated = 0
         self.turns_left = steps * (len(self.dims) + 1) + len(self.dims)  # bounded: a pattern without a predicted one
-        self.latest: Optional[tuple[str, torch.Tensor]] = None  # the predicted vector of the last step, if any
-        self.error: Optional[DataError] = None
 
     def _per_trajectory(self, name: str, values: torch.Tensor, samples: int) -> torch.Tensor:
         values = values.to(self.row.vectors.device, torch.float32)
@@ -110,11 +162,27 @@ class Continuation:
         self.stop()
 
     def next_stream(self) -> str:
-        """The stream of the next vector, by the row's pattern."""
+        """The stream of the next vector, by the row's pattern (with a script: its next generated vector, the row's
+        vectors before it remembered)."""
+        if self.script is not None:
+            i, row = self.script.events[self.generated][0], self.row
+            for j in range(self.read, i):
+                self._remember(row.stream_names[j], self.vectors[:, j, : row.dims[j]])
+            self.read = i + 1
+            return row.stream_names[i]
         if self.turns_left == 0:
             raise DataError(f"the rollout pattern {self.pattern} holds no predicted stream.")
         self.turns_left -= 1
         return next(self.order)
+
+    def is_given(self, name: str) -> bool:
+        """Whether the next vector, of stream `name`, is a given condition vector (with a script: never, the row's
+        own are in its inputs)."""
+        return self.script is None and self.config.stream_kind(name).given_in_future
+
+    def horizon(self, name: str) -> int:
+        """The rollout horizon of the next vector of `name` (1 for the first; with a script, its group's)."""
+        return self.script.horizons[self.generated] if self.script else len(self.out.get(name, [])) + 1
 
     def condition_vector(self, name: str) -> torch.Tensor:
         """The next given vector of condition stream `name` `[count, d]`, taken and remembered."""
@@ -149,10 +217,25 @@ class Continuation:
 
     def add_predicted(self, name: str, vector: torch.Tensor) -> None:
         """Record the predicted vector `[count, d]` of stream `name`."""
+        if self.script is not None:
+            i = self.script.events[self.generated][0]
+            self.vectors[:, i, : self.row.dims[i]] = vector
         self.out.setdefault(name, []).append(vector)
         self.generated += 1
         self.latest = (name, vector)
         self._remember(name, vector)
+
+    def segment(self, projected: torch.Tensor) -> torch.Tensor:
+        """The positions to feed after the vector just predicted or given, `projected` `[count, h]` -> `[count, n,
+        h]`: itself; with a script, it at its place and the row's text up to the next generated vector (nothing
+        after the last)."""
+        if self.script is None:
+            return projected[:, None]
+        events = self.script.events
+        position = events[self.generated - 1][1]
+        self.inputs[:, position] = projected
+        end = events[self.generated][1] if self.generated < len(events) else position
+        return self.inputs[:, position:end]
 
     def _remember(self, name: str, vector: torch.Tensor) -> None:
         self.recent.setdefault(name, []).insert(0, vector)
@@ -171,35 +254,63 @@ class Continuation:
         return ({name: torch.stack(v, dim=1).float() for name, v in self.out.items()},
                 {name: torch.stack(v, dim=1).float() for name, v in self.given.items()})
 
-    def result(self) -> np.ndarray | dict[str, np.ndarray]:
+    def result(self) -> np.ndarray | dict[str, np.ndarray] | list[GroupPrediction]:
+        """The generated vectors (`tensors` as arrays, `[n, d]` without sampling; one array for one stream); with a
+        script, the row's generated groups (`samples` `[S, n, d]` with sampling, `predicted` their mean)."""
+        if self.script is not None:
+            return self._groups()
         trajectories = {name: t.cpu().numpy() for name, t in self.tensors()[0].items()}  # [count, n, d]
         if not self.sampling:
             trajectories = {name: t[0] for name, t in trajectories.items()}
         return next(iter(trajectories.values())) if len(trajectories) == 1 else trajectories
 
+    def _groups(self) -> list[GroupPrediction]:
+        row, out = self.row, []
+        horizon: dict[str, int] = {}  # per stream: generated groups so far
+        for group in sorted({g for g, kept in zip(row.groups, self.script.given) if not kept}):
+            indices = row.group_indices[group]
+            drawn = self.vectors[:, indices, : row.dims[indices[0]]]
+            name = row.stream_names[indices[0]]
+            horizon[name] = horizon.get(name, 0) + 1
+            out.append(row.group_prediction(group, drawn.mean(0), horizon=horizon[name],
+                                            samples=drawn if self.sampling else None))
+        return out
+
 
 class Session:
     """The inference engine: the prefixes of `rows_features` (the rows, right-padded) encoded once with the KV
     cache, then continued by `run` any number of times, each run forking every row into `forks x num_samples`
-    continuations with their own condition vectors. Runs leave the encoded prefixes as they are."""
+    continuations with their own condition vectors. Runs leave the encoded prefixes as they are.
 
-    def __init__(self, model, rows_features: list[dict[str, Any]]):
+    With `context_groups` (one count, or one per row), the rows are generated inside their own layout instead
+    (`RowScript`): the prefix of a row ends before its first generated vector, and a run's continuations follow the
+    row's own text and vectors (`steps`, `forks`, `conditions` and `pattern` unused), each ending with the row's
+    generated groups as its `result()`."""
+
+    @torch.no_grad()
+    def __init__(self, model, rows_features: list[dict[str, Any]], context_groups: Optional[int | list[int]] = None):
         self.model = model
         layout = Layout.of(model)
         self.rows = [RowTensors(model, features, layout) for features in rows_features]
-        ids, lengths = right_padded([row.input_ids for row in self.rows])
-        slots = torch.cat([torch.stack([torch.full_like(row.positions, b), row.positions], dim=1)
-                           for b, row in enumerate(self.rows)])
-        vectors = torch.cat([row.vectors for row in self.rows])
-        streams = torch.cat([row.streams for row in self.rows])
-        embeds = model.embed(ids, vectors, slots, embedding_streams=streams)  # [b, t, h]
+        self.scripts: Optional[list[RowScript]] = None
+        if context_groups is None:
+            ids, lengths = right_padded([row.input_ids for row in self.rows])
+            slots = torch.cat([torch.stack([torch.full_like(row.positions, b), row.positions], dim=1)
+                               for b, row in enumerate(self.rows)])
+            vectors = torch.cat([row.vectors for row in self.rows])
+            streams = torch.cat([row.streams for row in self.rows])
+            embeds = model.embed(ids, vectors, slots, embedding_streams=streams)  # [b, t, h]
+        else:
+            counts = [context_groups] * len(self.rows) if isinstance(context_groups, int) else list(context_groups)
+            self.scripts = [RowScript(model, row, c) for row, c in zip(self.rows, counts)]
+            embeds, lengths = right_padded([script.prefix for script in self.scripts])
         self.dtype = embeds.dtype
         self.prefix = IncrementalDecoder(model)
         self.prefix.feed(embeds, lengths)
 
     @torch.no_grad()
-    def run(self, steps: int | list[int], forks: int = 1, conditions=None, sampling: Optional[Sampling] = None,
-            pattern: Optional[list[str]] = None) -> list[Continuation]:
+    def run(self, steps: Optional[int | list[int]] = None, forks: int = 1, conditions=None,
+            sampling: Optional[Sampling] = None, pattern: Optional[list[str]] = None) -> list[Continuation]:
         """Continue every row for `steps` predicted vectors (one count, or one per row) -> one finished
         `Continuation` per row. `conditions`: `{stream: [k, d] or [forks, k, d]}` for every row, or a list of them,
         one per row."""
@@ -209,8 +320,8 @@ class Session:
         return rows
 
     @torch.no_grad()
-    def stream(self, steps: int | list[int], forks: int = 1, conditions=None, sampling=None, pattern=None,
-               isolate_errors: bool = False) -> Iterator[list[Continuation]]:
+    def stream(self, steps: Optional[int | list[int]] = None, forks: int = 1, conditions=None, sampling=None,
+               pattern=None, isolate_errors: bool = False) -> Iterator[list[Continuation]]:
         """`run`, yielding the rows' continuations after every step: a server sends each row's `latest` vector as it
         is made, and may `stop()` a row (its client left) or hand a row its result once it is `done`. `steps`,
         `conditions`, `sampling` and `pattern` are one for every row or a list, one per row (the rows' samplings
@@ -226,11 +337,15 @@ class Session:
         conditions = per_row(conditions, lambda v: False)
         sampling = per_row(sampling, lambda v: False)
         pattern = per_row(pattern, lambda v: all(isinstance(name, str) for name in v))
-        rows = [Continuation(self.model, row, n, s, given, p, forks)
-                for row, n, s, given, p in zip(self.rows, steps, sampling, conditions, pattern)]
+        scripts = self.scripts or [None] * count_rows
+        rows = [Continuation(self.model, row, n, s, given, p, forks, script)
+                for row, n, s, given, p, script in zip(self.rows, steps, sampling, conditions, pattern, scripts)]
         count = rows[0].count
         if any(row.count != count for row in rows):
             raise DataError("the rows of one batch must draw the same number of samples.")
+        if all(row.done for row in rows):  # nothing to make (a row generated inside its layout may have nothing)
+            yield rows
+            return
         decoder = self.prefix.copy()
         decoder.fork(count)
         width = decoder.last_hidden.shape[-1]
@@ -238,7 +353,7 @@ class Session:
             hidden = decoder.last_hidden.view(count_rows, count, -1)  # [rows, count, h]
             fed = self._step(rows, hidden, isolate_errors)
             if not all(row.done for row in rows):
-                decoder.feed(*self._segments(fed, count, width, decoder.last_hidden))
+                decoder.feed(*self._segments(rows, fed, count, width, decoder.last_hidden))
             yield rows
 
     def _step(self, rows: list[Continuation], hidden: torch.Tensor, isolate_errors: bool) -> dict[int, tuple]:
@@ -253,7 +368,7 @@ class Session:
                 continue
             try:
                 name = row.next_stream()
-                if row.config.stream_kind(name).given_in_future:
+                if row.is_given(name):
                     fed[i] = (name, row.condition_vector(name))
                 elif row.sampling is None and self.model.stream_part("prediction_head", name).mean_is_cheap:
                     waiting.setdefault(name, []).append(i)
@@ -262,7 +377,7 @@ class Session:
                     vector = (self.model.vectors_from_hidden(hidden[i], previous, known, name)[1]
                               if row.sampling is None else
                               self.model.sample_vectors(hidden[i], previous, known, 1, row.sampling.temperature,
-                                                        row.generator, name, horizon=len(row.out.get(name, [])) + 1)[0])
+                                                        row.generator, name, horizon=row.horizon(name))[0])
                     row.add_predicted(name, vector)
                     fed[i] = (name, vector)
             except DataError as err:
@@ -279,15 +394,16 @@ class Session:
                 fed[i] = (name, vector)
         return fed
 
-    def _segments(self, fed: dict[int, tuple], count: int, width: int,
+    def _segments(self, rows: list[Continuation], fed: dict[int, tuple], count: int, width: int,
                   like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The next position of every row: its fed vector through its stream's projector (one call per stream),
-        nothing for a row that fed none -> (`[rows * count, 1 or 0, h]`, lengths)."""
+        """The next positions of every row: its fed vector through its stream's projector (one call per stream),
+        and with a script the row's text after it (`Continuation.segment`), nothing for a row that fed none -> (`[rows
+        * count, n, h]`, lengths)."""
         projected: dict[int, torch.Tensor] = {}
         for name in {name for name, _ in fed.values()}:
             chosen = [i for i, (other, _) in fed.items() if other == name]
             out = self.model.project(torch.cat([fed[i][1] for i in chosen]), stream=name).to(self.dtype)
             for i, part in zip(chosen, out.view(len(chosen), count, -1)):
-                projected[i] = part[:, None]
+                projected[i] = rows[i].segment(part)
         empty = like.new_zeros((count, 0, width), dtype=self.dtype)
         return padded_segments([projected.get(i, empty) for i in range(len(self.rows))])

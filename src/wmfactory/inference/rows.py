@@ -1,5 +1,5 @@
 """A row's features as the inference engine reads them: its vectors, streams and groups as tensors on the model's
-device (`RowTensors`), the frame inputs that generation extends step by step, what a prediction returns
+device (`RowTensors`), the frame inputs that the engine extends step by step, what a prediction returns
 (`GroupPrediction`), and how a row is cut for a context (`context_features`, `rollout_windows`)."""
 
 import itertools
@@ -93,31 +93,6 @@ class RowTensors:
     def stream_of_group(self, group: int) -> str:
         return self.stream_names[self.groups.index(group)]
 
-    def previous_index(self) -> list[int]:
-        """For each vector, the index of the vector before it in its stream (-1 for none)."""
-        return [before[0] if before else -1 for before in self.history_index(1)]
-
-    def history_index(self, k: int) -> list[list[int]]:
-        """For each vector, the indices of the up to k vectors before it in its stream, most recent first."""
-        seen: dict[str, list[int]] = {}
-        out = []
-        for i, name in enumerate(self.stream_names):
-            earlier = seen.setdefault(name, [])
-            out.append(earlier[-k:][::-1])
-            earlier.append(i)
-        return out
-
-    def condition_index(self, k: int, names: list[str]) -> list[list[list[int]]]:
-        """For each vector, for each condition stream of `names`, the indices of the up to k vectors of that stream
-        before it, most recent first."""
-        seen: dict[str, list[int]] = {name: [] for name in names}
-        out = []
-        for i, name in enumerate(self.stream_names):
-            out.append([seen[c][-k:][::-1] for c in names])
-            if name in seen:
-                seen[name].append(i)
-        return out
-
     def group_prediction(self, group: int, predicted: torch.Tensor | np.ndarray, horizon: Optional[int] = None,
                          samples: Optional[torch.Tensor] = None):
         indices = self.group_indices[group]
@@ -161,33 +136,6 @@ def with_conditions(history: torch.Tensor, conditions: list[torch.Tensor], k: in
     """A ridge frame's history `[S, k, d]` with the last k vectors of each condition stream (`[S, n_c, d_c]`, most
     recent first) in the last columns, as `WorldModel.frame_inputs` lays them out: `[S, k, d + sum d_c]`."""
     return torch.cat([history.float()] + [padded_history(c.float(), k) for c in conditions], dim=-1)
-
-
-def frame_tensors(previous: Optional[torch.Tensor], count: Optional[int], b: int, dim: int,
-                  like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The frame inputs of b vectors as the head reads them: `previous` `[b, dim]` (None: there is none) -> itself or
-    zeros, and whether there is one `[b]`; with a ridge frame, the last k vectors `[b, k, dim]` and `count`, how many
-    of them are there `[b]`."""
-    if count is not None:
-        known = torch.full((b,), count, dtype=torch.long, device=like.device)
-    else:
-        known = torch.full((b,), previous is not None, dtype=torch.bool, device=like.device)
-    if previous is None:
-        previous = like.new_zeros((b, dim), dtype=torch.float32)
-    return previous, known
-
-
-def next_vectors(model, hidden: torch.Tensor, previous: Optional[torch.Tensor], sampling: Optional[Sampling],
-                 generator: Optional[torch.Generator], stream: str, dim: int,
-                 count: Optional[int] = None, horizon: Optional[int] = None) -> torch.Tensor:
-    """The next vector of `stream` `[b, dim]` (data units) after each hidden state `[b, h]`: the head's mean, or one
-    draw per row when `sampling` (at the calibrated temperature of rollout `horizon` unless `sampling` sets one).
-    `previous` and `count`: as `frame_tensors` takes them."""
-    previous, has_previous = frame_tensors(previous, count, hidden.shape[0], dim, hidden)
-    if sampling is None:
-        return model.vectors_from_hidden(hidden, previous, has_previous, stream)[1]
-    return model.sample_vectors(hidden, previous, has_previous, 1, sampling.temperature, generator, stream,
-                                horizon)[0]
 
 
 def row_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
