@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from conftest import train_args, write_dynamics_dataset
 
@@ -115,3 +116,47 @@ def test_running_a_finished_run_again_is_refused_and_changes_nothing(tmp_path):
     with pytest.raises(ConfigError, match=r"already holds a finished run: .*checkpoint-2' is at step 2 of 2"):
         run_exp({**args, "overwrite_output_dir": False})
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
+@pytest.mark.parametrize("finetuning_type", ["full", "lora"])
+def test_a_checkpoint_of_the_one_stream_layout_before_streams_resumes_as_it_was_saved(tmp_path, finetuning_type):
+    """A `checkpoint-N` written before every model held its parts per stream (keys `projector.0.weight`, ...; a
+    LoRA adapter with `modules_to_save: [projector, prediction_head, statistics]`) resumes with its own weights:
+    the run ends with the same weights as the same resume from the checkpoint in the current layout (without the
+    upgrade the Trainer leaves the projector, head and statistics at their initialisation: full fine-tuning warns
+    of missing keys and goes on, LoRA fails)."""
+    import shutil
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=8, steps=4)
+    args = train_args(tmp_path / "new", data_dir, finetuning_type=finetuning_type, max_steps=2,
+                      save_strategy="steps", save_steps=2)
+    run_exp(args)
+    shutil.copytree(tmp_path / "new", tmp_path / "old")
+    checkpoint = tmp_path / "old" / "checkpoint-2"
+    name = "model.safetensors" if finetuning_type == "full" else "adapter_model.safetensors"
+    with safe_open(str(checkpoint / name), framework="pt") as f:
+        metadata = f.metadata()
+    state = load_file(str(checkpoint / name))
+    old = {}
+    for key, value in state.items():  # the layout before streams: the one stream's name left out
+        for part in ("projector", "prediction_head", "statistics"):
+            key = key.replace(f"{part}.m.", f"{part}.")
+        old[key] = value
+    assert any(key.endswith("projector.0.weight") for key in old) and old.keys() != state.keys()
+    save_file(old, str(checkpoint / name), metadata)
+    if finetuning_type == "lora":
+        config = json.loads((checkpoint / "adapter_config.json").read_text())
+        config["modules_to_save"] = ["projector", "prediction_head", "statistics"]
+        (checkpoint / "adapter_config.json").write_text(json.dumps(config))
+    finals = {}
+    for run in ("new", "old"):
+        (tmp_path / run / name).unlink()  # the run folder's final weights: only the checkpoint is resumed
+        run_exp({**args, "output_dir": str(tmp_path / run), "max_steps": 3, "overwrite_output_dir": False})
+        finals[run] = load_file(str(tmp_path / run / name))
+    assert set(load_file(str(checkpoint / name))) == set(state)  # rewritten in the current layout
+    assert finals["new"].keys() == finals["old"].keys()
+    for key, value in finals["new"].items():
+        assert torch.equal(value, finals["old"][key]), key

@@ -72,6 +72,49 @@ def load_adapter(model, path: str, is_trainable: bool = False, **hub):
                                      **hub)
 
 
+def upgrade_checkpoint(model, checkpoint: str) -> bool:
+    """A Trainer checkpoint (`checkpoint-N`) of a one-stream model saved in the layout before streams, rewritten in
+    place in the current layout, so that resuming from it loads every weight (the Trainer would otherwise load the
+    LM's alone and leave the projector, head and statistics at their initialisation): the world-model keys of its
+    `*.safetensors` files (and of a sharded model's index) renamed, an adapter's `modules_to_save` set to the
+    model's parts. Each file is replaced whole (`extras.atomic`); the optimizer's state is by parameter order,
+    which the renaming keeps. False when the checkpoint is in the current layout (or not local)."""
+    from safetensors.torch import save_file
+
+    from ..extras.atomic import save_with, write_json
+
+    if model.config.sole_stream is None or one_stream_renaming(model.config, weight_keys(checkpoint)) is None:
+        return False
+    stream = model.config.sole_stream
+    pattern = re.compile(rf"^((?:{re.escape(PEFT_PREFIX)})?)({'|'.join(PARTS)})\.")
+
+    def rename(key: str) -> str:
+        return pattern.sub(rf"\g<1>\g<2>.{stream}.", key)
+
+    for name in sorted(os.listdir(checkpoint)):
+        path = os.path.join(checkpoint, name)
+        if name.endswith(".safetensors"):
+            with safe_open(path, framework="pt") as weights:
+                metadata = weights.metadata()
+                state = {rename(key): weights.get_tensor(key) for key in weights.keys()}
+            save_with(path, lambda temporary, state=state, metadata=metadata: save_file(state, temporary, metadata))
+        elif name.endswith(".safetensors.index.json"):
+            with open(path, encoding="utf-8") as f:
+                index = json.load(f)
+            index["weight_map"] = {rename(key): file for key, file in index.get("weight_map", {}).items()}
+            write_json(path, index, indent=2)
+    adapter = os.path.join(checkpoint, "adapter_config.json")
+    if os.path.isfile(adapter):
+        with open(adapter, encoding="utf-8") as f:
+            config = json.load(f)
+        config["modules_to_save"] = model.part_names()
+        write_json(adapter, config, indent=2)
+    logger.warning(f"'{checkpoint}' was saved in the one-stream layout before streams (`projector.*`): its "
+                   f"world-model weights were renamed in place to the current layout (`projector.{stream}.*`) to "
+                   "resume from it.")
+    return True
+
+
 def weight_keys(path: str) -> list[str]:
     """The tensor names of every `*.safetensors` file of a local folder (headers only)."""
     if not os.path.isdir(path):

@@ -20,6 +20,7 @@ from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
 from ...hparams import TrainArgs
 from ...model import build_world_model, load_tokenizer, setup_finetuning
+from ...model.legacy import upgrade_checkpoint
 from ..callbacks import LogFriendlyProgressCallback, WorldModelConfigCallback
 from ..checkpoints import checkpoint_step
 from ..preemption import PreemptionCallback
@@ -106,6 +107,9 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         trainer.add_callback(preemption)
         trainer.add_callback(FiniteLossGuard(trainer))
         resumed_step = checkpoint_step(training_args.resume_from_checkpoint)
+        if training_args.resume_from_checkpoint:  # one process at a time: the first rewrites, the others find it done
+            with training_args.main_process_first(local=False, desc="checkpoint layout"):
+                upgrade_checkpoint(world_model, training_args.resume_from_checkpoint)
         start = _evaluate_start(trainer, world_model, resumed=training_args.resume_from_checkpoint is not None)
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         if resumed_step and trainer.state.global_step <= resumed_step:  # nothing left to train: say so, save nothing
