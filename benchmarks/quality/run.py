@@ -462,8 +462,7 @@ def tables(results: list[dict]) -> str:
                   f"{_origins(r)} given states; world model {r['steps']} steps in {r['train_seconds']:.0f} s ("
                   + ("no checkpoint beat the start, which was kept" if r.get("kept_start") else
                      f"checkpoint of step {r.get('best_step', r['steps'])} kept")
-                  + (f"; its frame: ridge on the last {_states(choice.get('frame_history', choice.get('history')))}"
-                     if (choice := r.get("ridge_choice")) else "")
+                  + (f"; its frame: ridge on the last {_states(k)}" if (k := _frame_history(r)) is not None else "")
                   + f"), GRU {r['gru_steps']} steps in the same time.", "",
                   "| forecaster | teacher-forced | h=1 | h=" + h + " | teacher-forced / persistence | h=" + h
                   + " / persistence |", "|---|---|---|---|---|---|"]
@@ -485,10 +484,15 @@ def tables(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _frame_ridge(r: dict) -> Optional[str]:
-    """The suite's ridge with the history the world model's frame chose (`ridge_choice`), by name."""
+def _frame_history(r: dict) -> Optional[int]:
+    """The number of states the world model's frame reads (`ridge_choice`), None when the run did not say."""
     choice = r.get("ridge_choice") or {}
-    k = choice.get("frame_history", choice.get("history"))
+    return choice.get("frame_history", choice.get("history"))
+
+
+def _frame_ridge(r: dict) -> Optional[str]:
+    """The suite's ridge with the history the world model's frame chose, by name."""
+    k = _frame_history(r)
     return f"ridge k={k}" if k is not None and f"ridge k={k}" in r["forecasting"]["scores"] else None
 
 

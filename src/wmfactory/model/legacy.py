@@ -45,16 +45,21 @@ def one_stream_renaming(config: WorldModelConfig, keys: Iterable[str]) -> Option
     return {rf"^{part}\.": f"{part}.{stream}." for part in PARTS}  # a stream name is letters, digits and _
 
 
-def renamed(state: dict, renaming: Optional[dict[str, str]]) -> dict:
-    """`state` with each key renamed by the first pattern of `renaming` that matches it."""
-    def rename(key: str) -> str:
-        for pattern, replacement in (renaming or {}).items():
-            key, count = re.subn(pattern, replacement, key)
-            if count:
-                break
-        return key
+def renamed_key(key: str, renaming: Optional[dict[str, str]]) -> str:
+    """`key` renamed by the first pattern of `renaming` that matches it; PEFT's `base_model.model.` prefix, where
+    there is one, is kept in front (the patterns match the world model's own keys)."""
+    prefix = PEFT_PREFIX if key.startswith(PEFT_PREFIX) else ""
+    key = key[len(prefix):]
+    for pattern, replacement in (renaming or {}).items():
+        key, count = re.subn(pattern, replacement, key)
+        if count:
+            break
+    return prefix + key
 
-    return {rename(key): value for key, value in state.items()}
+
+def renamed(state: dict, renaming: Optional[dict[str, str]]) -> dict:
+    """`state` with each key renamed by the first pattern of `renaming` that matches it (`renamed_key`)."""
+    return {renamed_key(key, renaming): value for key, value in state.items()}
 
 
 def load_adapter(model, path: str, is_trainable: bool = False, **hub):
@@ -83,25 +88,20 @@ def upgrade_checkpoint(model, checkpoint: str) -> bool:
 
     from ..extras.atomic import save_with, write_json
 
-    if model.config.sole_stream is None or one_stream_renaming(model.config, weight_keys(checkpoint)) is None:
+    renaming = one_stream_renaming(model.config, weight_keys(checkpoint))
+    if renaming is None:
         return False
-    stream = model.config.sole_stream
-    pattern = re.compile(rf"^((?:{re.escape(PEFT_PREFIX)})?)({'|'.join(PARTS)})\.")
-
-    def rename(key: str) -> str:
-        return pattern.sub(rf"\g<1>\g<2>.{stream}.", key)
-
     for name in sorted(os.listdir(checkpoint)):
         path = os.path.join(checkpoint, name)
         if name.endswith(".safetensors"):
             with safe_open(path, framework="pt") as weights:
                 metadata = weights.metadata()
-                state = {rename(key): weights.get_tensor(key) for key in weights.keys()}
+                state = renamed({key: weights.get_tensor(key) for key in weights.keys()}, renaming)
             save_with(path, lambda temporary, state=state, metadata=metadata: save_file(state, temporary, metadata))
         elif name.endswith(".safetensors.index.json"):
             with open(path, encoding="utf-8") as f:
                 index = json.load(f)
-            index["weight_map"] = {rename(key): file for key, file in index.get("weight_map", {}).items()}
+            index["weight_map"] = renamed(index.get("weight_map", {}), renaming)
             write_json(path, index, indent=2)
     adapter = os.path.join(checkpoint, "adapter_config.json")
     if os.path.isfile(adapter):
@@ -110,7 +110,8 @@ def upgrade_checkpoint(model, checkpoint: str) -> bool:
         config["modules_to_save"] = model.part_names()
         write_json(adapter, config, indent=2)
     logger.warning(f"'{checkpoint}' was saved in the one-stream layout before streams (`projector.*`): its "
-                   f"world-model weights were renamed in place to the current layout (`projector.{stream}.*`) to "
+                   f"world-model weights were renamed in place to the current layout "
+                   f"(`projector.{model.config.sole_stream}.*`) to "
                    "resume from it.")
     return True
 
