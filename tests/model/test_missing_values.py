@@ -184,3 +184,28 @@ def test_tables_accept_missing_targets_when_asked(tmp_path):
     with pytest.raises(DataError, match="column 'x' has a missing or infinite value"):  # covariates: never
         from_dataframe(df.assign(x=[np.nan] + [1.0] * 5), "id", "t", "y", known_covariates=["x"],
                        out_dir=str(tmp_path / "c"), context_length=3, prediction_length=1, missing_values="mask")
+
+
+def test_frames_solve_a_windows_gaps_from_the_vectors_before_and_after_them():
+    # an exact linear system x_next = A x + b: its ridges on the last 1 and 2 vectors are known in closed form
+    a, b = torch.tensor([[0.9, -0.3], [0.2, 0.8]]), torch.tensor([0.5, -1.0])
+    ridges = {1: torch.cat([a.T, b[None]]), 2: torch.cat([a.T, torch.zeros(2, 2), b[None]])}
+    states = [torch.tensor([1.0, 2.0])]
+    for _ in range(2):
+        states.append(a @ states[-1] + b)
+    truth = torch.stack(states[::-1])  # [3, 2], most recent first
+    nan = float("nan")
+    history = truth.clone()[None].repeat(2, 1, 1)
+    history[0, 2, 0] = nan           # the oldest vector: only the vectors after it know it
+    history[1, 1, 1] = nan           # the middle one, and the oldest's other entry
+    history[1, 2, 0] = nan
+    count, mean, scale = torch.tensor([3, 3]), torch.tensor([10.0, 20.0]), torch.tensor([1.0, 2.0])
+    filled = fill_missing_history(history, count, mean, ridges.__getitem__, scale)
+    assert torch.allclose(filled, truth[None].expand(2, 3, 2), atol=1e-4)
+    forward = fill_missing_history(history, count, mean, ridges.__getitem__)  # without `scale`: oldest first
+    assert forward[0, 2, 0].item() == 10.0  # the oldest vector's gap is the mean there
+    # a window of two real vectors and padding: the padding stays 0, the gap is solved from the one after it
+    short = torch.cat([truth[1:], torch.zeros(1, 2)])[None].clone()
+    short[0, 1, 1] = nan
+    filled = fill_missing_history(short, torch.tensor([2]), mean, ridges.__getitem__, scale)
+    assert torch.allclose(filled[0, :2], truth[1:], atol=1e-4) and filled[0, 2].tolist() == [0.0, 0.0]

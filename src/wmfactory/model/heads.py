@@ -84,17 +84,28 @@ def condition_history(vectors: torch.Tensor, positions: torch.Tensor, is_conditi
     return out
 
 
+FILL_LIMIT = 256  # windows of more numbers (k * d) than this are filled forward
+
+
 def fill_missing_history(history: torch.Tensor, count: torch.Tensor, fallback: torch.Tensor,
-                         ridge_on: Optional[Callable[[int], torch.Tensor]] = None) -> torch.Tensor:
+                         ridge_on: Optional[Callable[[int], torch.Tensor]] = None,
+                         scale: Optional[torch.Tensor] = None) -> torch.Tensor:
     """`missing_values: mask`: the last k vectors before each vector `[n, k, d]` (most recent first, `count` `[n]` of
-    them real, data units) with each missing (NaN) entry filled, oldest first: by the one-step forecast of the ridge
-    on the (filled) older vectors of the window (`ridge_on(j)`: weights `[j*d + 1, d]` on the last j), or, without
-    ridges, by the same dimension of the next older vector; by `fallback` `[d]` (the training mean) in the oldest
-    vector of the window. Padding beyond `count` becomes 0, as without missing values. The one rule of the frames'
-    inputs, in training and in rollouts."""
+    them real, data units) with each missing (NaN) entry filled. With ridges (`ridge_on(j)`: weights `[j*d + 1, d]`
+    on the last j vectors) and `scale` `[d]` (the training standard deviation), the missing entries of a window are
+    solved together by least squares: every vector of the window with older vectors in it is compared with the
+    forecast of each ridge on them (j = 1 .. as many as there are), each dimension's error divided by its `scale`,
+    so a gap is filled from the vectors before it and after it; a faint pull (1e-3) to `fallback` `[d]` (the
+    training mean) settles what no forecast constrains. Windows of more than `FILL_LIMIT` numbers, or without
+    `scale`, are filled forward, oldest first, by the ridge's one-step forecast from the (filled) older vectors; without
+    ridges, by the same dimension of the next older vector. The oldest vector's gaps are then `fallback`. Padding
+    beyond `count` becomes 0, as without missing values. The one rule of the frames' inputs, in training and in
+    rollouts."""
     if not torch.isnan(history).any():
         return history
     n, k, d = history.shape
+    if ridge_on is not None and scale is not None and k > 1 and k * d <= FILL_LIMIT:
+        return _least_squares_fill(history, count, fallback, ridge_on, scale)
     real = torch.arange(k, device=history.device)[None, :] < count[:, None]  # [n, k]
     filled = torch.where(real[..., None], history.float(), 0.0)
     ones = filled.new_ones((n, 1))
@@ -113,6 +124,41 @@ def fill_missing_history(history: torch.Tensor, count: torch.Tensor, fallback: t
                 break
         filled[:, p] = torch.where(torch.isnan(filled[:, p]), guess, filled[:, p])
     return filled
+
+
+def _least_squares_fill(history: torch.Tensor, count: torch.Tensor, fallback: torch.Tensor,
+                        ridge_on: Callable[[int], torch.Tensor], scale: torch.Tensor) -> torch.Tensor:
+    """`fill_missing_history` by least squares: minimise over the missing entries m of the window u the sum of
+    ||(u_p - forecast_j(u_{p+1..p+j})) / scale||^2 over the vectors p with j older real vectors, plus
+    1e-6 ||(m - fallback) / scale||^2. Each term is linear in u, so m solves one small linear system per window."""
+    n, k, d = history.shape
+    device, width = history.device, k * d
+    real = torch.arange(k, device=device)[None, :] < count[:, None]  # [n, k]
+    missing = (torch.isnan(history) & real[..., None]).reshape(n, width)
+    u = torch.where(real[..., None] & ~torch.isnan(history), history, 0.0).reshape(n, width).double()
+    weight = 1.0 / torch.where(scale > 1e-12, scale, 1.0).double()  # [d]; a constant dimension: 1
+    eye = torch.eye(d, dtype=torch.float64, device=device)
+    gram = u.new_zeros((n, width, width))
+    linear = u.new_zeros((n, width))
+    for p in range(k - 1):
+        for j in range(1, k - p):
+            w = ridge_on(j).to(device=device, dtype=torch.float64)  # [j*d + 1, d], the vectors most recent first
+            # residual = A u + b: the vector at p minus the forecast from the j vectors after it (older)
+            a = u.new_zeros((d, width))
+            a[:, p * d: (p + 1) * d] = eye
+            a[:, (p + 1) * d: (p + 1 + j) * d] = -w[: j * d].T
+            a, b = a * weight[:, None], -w[j * d] * weight
+            active = (p + j <= count - 1).double()[:, None]  # the window holds those j older vectors
+            gram += active[..., None] * (a.T @ a)
+            linear += active * (a.T @ b)
+    pull = (1e-3 * weight.repeat(k)) ** 2 * real.repeat_interleave(d, dim=1)  # [n, width]
+    gram += torch.diag_embed(pull)
+    linear -= pull * fallback.double().repeat(k)
+    keep = missing.double()
+    # minimise (u + m)^T G (u + m) / 2 + l^T (u + m) over m (zero where observed): G_MM m = -(G u + l)_M
+    system = gram * keep[:, :, None] * keep[:, None, :] + torch.diag_embed(1.0 - keep)
+    solved = torch.linalg.solve(system, -((gram @ u[..., None]).squeeze(-1) + linear) * keep)
+    return (u + solved * keep).reshape(n, k, d).to(torch.float32)
 
 
 def within_streams(fn: Callable[..., tuple[torch.Tensor, ...]], vectors: torch.Tensor, positions: torch.Tensor,

@@ -223,7 +223,8 @@ class WorldModel(PreTrainedModel):
                 previous = torch.where(torch.isnan(previous), statistics.mean.to(previous.dtype), previous)
             else:
                 ridges = statistics.ridge_on if self.config.ridge_frame else None
-                previous = fill_missing_history(previous, has_previous, statistics.mean, ridges)
+                previous = fill_missing_history(previous, has_previous, statistics.mean, ridges,
+                                                statistics.std)
             conditions = None if conditions is None else torch.nan_to_num(conditions)
         if previous.dim() == 2:
             shift = statistics.normalize(previous) * has_previous[:, None].float()
