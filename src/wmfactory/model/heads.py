@@ -135,11 +135,15 @@ def _least_squares_fill(history: torch.Tensor, count: torch.Tensor, fallback: to
     device, width = history.device, k * d
     real = torch.arange(k, device=device)[None, :] < count[:, None]  # [n, k]
     missing = (torch.isnan(history) & real[..., None]).reshape(n, width)
-    u = torch.where(real[..., None] & ~torch.isnan(history), history, 0.0).reshape(n, width).double()
+    filled = torch.where(real[..., None] & ~torch.isnan(history), history, 0.0).reshape(n, width).double()
+    gappy = missing.any(dim=1).nonzero().squeeze(1)  # only the windows with a gap are solved
+    u, keep, real, count = filled[gappy], missing[gappy].double(), real[gappy], count[gappy]
     weight = 1.0 / torch.where(scale > 1e-12, scale, 1.0).double()  # [d]; a constant dimension: 1
     eye = torch.eye(d, dtype=torch.float64, device=device)
-    gram = u.new_zeros((n, width, width))
-    linear = u.new_zeros((n, width))
+    # the equations depend on the window only through its count c: gram[c], linear[c] sum the terms of the vectors p
+    # with j older real vectors, p + j <= c - 1
+    gram = u.new_zeros((k + 1, width, width))
+    linear = u.new_zeros((k + 1, width))
     for p in range(k - 1):
         for j in range(1, k - p):
             w = ridge_on(j).to(device=device, dtype=torch.float64)  # [j*d + 1, d], the vectors most recent first
@@ -148,17 +152,17 @@ def _least_squares_fill(history: torch.Tensor, count: torch.Tensor, fallback: to
             a[:, p * d: (p + 1) * d] = eye
             a[:, (p + 1) * d: (p + 1 + j) * d] = -w[: j * d].T
             a, b = a * weight[:, None], -w[j * d] * weight
-            active = (p + j <= count - 1).double()[:, None]  # the window holds those j older vectors
-            gram += active[..., None] * (a.T @ a)
-            linear += active * (a.T @ b)
-    pull = (1e-3 * weight.repeat(k)) ** 2 * real.repeat_interleave(d, dim=1)  # [n, width]
-    gram += torch.diag_embed(pull)
-    linear -= pull * fallback.double().repeat(k)
-    keep = missing.double()
+            gram[p + j + 1:] += a.T @ a
+            linear[p + j + 1:] += a.T @ b
+    gram, linear = gram[count.clamp(max=k)], linear[count.clamp(max=k)]
+    pull = (1e-3 * weight.repeat(k)) ** 2 * real.repeat_interleave(d, dim=1)  # [windows, width]
+    gram = gram + torch.diag_embed(pull)
+    linear = linear - pull * fallback.double().repeat(k)
     # minimise (u + m)^T G (u + m) / 2 + l^T (u + m) over m (zero where observed): G_MM m = -(G u + l)_M
     system = gram * keep[:, :, None] * keep[:, None, :] + torch.diag_embed(1.0 - keep)
     solved = torch.linalg.solve(system, -((gram @ u[..., None]).squeeze(-1) + linear) * keep)
-    return (u + solved * keep).reshape(n, k, d).to(torch.float32)
+    filled[gappy] = u + solved * keep
+    return filled.reshape(n, k, d).to(torch.float32)
 
 
 def within_streams(fn: Callable[..., tuple[torch.Tensor, ...]], vectors: torch.Tensor, positions: torch.Tensor,
