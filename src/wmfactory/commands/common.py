@@ -44,8 +44,9 @@ def load_model_and_rows(args: PredictArgs):
     )
     template = get_template(data_args.template, model.tokenizer)
     rows = get_dataset(template, model.tokenizer, args.model, data_args, args.training, world_model_args).train_dataset
-    with_vectors = rows.filter(lambda groups: len(groups) > 0, input_columns="embedding_groups",
-                               desc="Rows with vectors")
+    # the rows with vectors, by index (one column read, no hashed filter function); all of them: the rows themselves
+    keep = [i for i, groups in enumerate(rows["embedding_groups"]) if len(groups) > 0]
+    with_vectors = rows if len(keep) == len(rows) else rows.select(keep)
     if len(with_vectors) == 0:
         raise DataError(f"`dataset` {args.data.dataset}: no row holds an embedding vector, so there is nothing to "
                         "predict.")

@@ -3,6 +3,7 @@ relies on; `tests/extras/test_compat.py` fails when the installed transformers c
 breaks one test here instead of a run somewhere else."""
 
 import contextlib
+import functools
 import inspect
 import warnings
 from typing import Any, Optional
@@ -16,8 +17,13 @@ GRADIENT_CHECKPOINTING_WARNING = "`is_gradient_checkpointing` is deprecated"
 
 def cache_argument(decoder) -> str:
     """The name under which `decoder.forward` takes its KV cache: `past_key_values`, or `cache` in the releases that
-    renamed it."""
-    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    renamed it (read once per decoder class: a signature costs more than a tiny model's step)."""
+    return _cache_argument_of(type(decoder))
+
+
+@functools.cache
+def _cache_argument_of(decoder_class: type) -> str:
+    return "cache" if "cache" in inspect.signature(decoder_class.forward).parameters else "past_key_values"
 
 
 def resolved_commit(config) -> Optional[str]:

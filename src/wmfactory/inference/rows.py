@@ -139,7 +139,13 @@ def with_conditions(history: torch.Tensor, conditions: list[torch.Tensor], k: in
 
 
 def row_batches(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    """`rows` in lists of `size` (the last may be shorter)."""
+    """`rows` in lists of `size` (the last may be shorter). A `datasets.Dataset` is read a batch of columns at a time
+    (one Arrow decode per batch, not one per row; the same values)."""
+    if hasattr(rows, "column_names") and hasattr(rows, "iter"):  # a datasets.Dataset (not imported here)
+        for batch in rows.iter(batch_size=max(1, size)):
+            columns = list(batch)
+            yield [{name: batch[name][i] for name in columns} for i in range(len(batch[columns[0]]))]
+        return
     iterator = iter(rows)
     while chunk := list(itertools.islice(iterator, max(1, size))):
         yield chunk

@@ -105,16 +105,19 @@ class WorldModelConfig(PretrainedConfig):
         """The stream of a model of one stream, which takes the vectors of every key as that stream (a model trained
         on `<m1>` rows reads `<x1>` rows too); None with several streams. The one place of that rule:
         `model_stream` and `row_dims` read it."""
-        return next(iter(self.stream_dims)) if len(self.stream_dims) == 1 else None
+        dims = self.stream_dims  # read once: every attribute of a transformers config costs a slow lookup
+        return next(iter(dims)) if len(dims) == 1 else None
 
     def model_stream(self, name: Optional[str]) -> str:
         """The model's stream that the vectors of stream `name` (a key without its trailing digits) go to: `name`
         itself, or the model's only stream whatever `name` is (None too)."""
-        if self.sole_stream is not None:
-            return self.sole_stream
-        if name not in self.stream_dims:
+        sole = self.sole_stream
+        if sole is not None:
+            return sole
+        dims = self.stream_dims
+        if name not in dims:
             raise DataError(f"vectors of stream '{name}', which this model does not have (its streams: "
-                            f"{list(self.stream_dims)}; a stream is a placeholder key without its trailing digits).")
+                            f"{list(dims)}; a stream is a placeholder key without its trailing digits).")
         return name
 
     @property
