@@ -1,7 +1,7 @@
 """Missing values: a model trained with `missing_values: mask` on records with gaps, against the same model trained on
 the complete records and against filling the gaps by persistence.
 
-    python benchmarks/missing_values.py [--steps 400] [--missing 0.2]
+    python benchmarks/missing_values.py [--steps 400] [--missing 0.2] [--loss l1]
 
 Data: the coupled pendulums of examples/dynamics (256 training and 32 test trajectories of 8 states of 4 numbers).
 A share `--missing` of the entries (each number of each state, independently) is removed at random from the
@@ -10,7 +10,7 @@ training and the test trajectories. Three models, each with the same tiny LLM, L
 - masked: trained on the records with gaps under `missing_values: mask`, given test histories with gaps;
 - persistence-filled: trained on the records with each gap filled by the last observed value of its number (the
   first state's gaps by the training mean), given test histories filled the same way.
-Each rolls out the last 4 states of every test trajectory from its first 4 (`rollout(context_groups=4)`); the score
+`--loss` is every model's `world_model_loss_type` (default `l2`). Each rolls out the last 4 states of every test trajectory from its first 4 (`rollout(context_groups=4)`); the score
 is the MSE against the true states on the entries that are observed in the test records with gaps (the same
 entries for the three models), per horizon and over the 4. Persistence (the last observed value of each number) is
 scored on the same entries. Prints JSON."""
@@ -69,12 +69,13 @@ def persistence_filled(states: np.ndarray, fallback: np.ndarray) -> np.ndarray:
     return filled
 
 
-def train(data_dir: str, out: str, steps: int, seed: int, extra: list[str]) -> None:
+def train(data_dir: str, out: str, steps: int, seed: int, loss: str, extra: list[str]) -> None:
     run(["train", "--stage", "wm", "--model_name", TINY, "--dataset", "oscillator_train", "--dataset_dir", data_dir,
          "--output_dir", out, "--overwrite_output_dir", "--finetuning_type", "lora", "--lora_rank", "16",
          "--lm_loss_weight", "0", "--per_device_train_batch_size", "16", "--learning_rate", "3e-3",
          "--max_steps", str(steps), "--lr_scheduler_type", "cosine", "--warmup_steps", "0.05",
-         "--save_strategy", "no", "--logging_steps", str(steps), "--report_to", "none", "--seed", str(seed), *extra])
+         "--save_strategy", "no", "--logging_steps", str(steps), "--report_to", "none", "--seed", str(seed),
+         "--world_model_loss_type", loss, *extra])
 
 
 def rollouts(model_dir: str, data_dir: str, rows: list[dict]) -> np.ndarray:
@@ -98,10 +99,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--missing", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loss", default="l2", choices=["l2", "l1", "smooth_l1"])
     args = parser.parse_args()
     rng = np.random.default_rng(1234)
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "steps": args.steps,
-              "missing": args.missing}
+              "missing": args.missing, "loss": args.loss}
     with tempfile.TemporaryDirectory() as work:
         complete = os.path.join(work, "complete")
         subprocess.run([sys.executable, os.path.join(REPO, "examples", "dynamics", "make_oscillator_data.py"),
@@ -125,7 +127,7 @@ def main() -> None:
         observed = ~np.isnan(gappy["test"][:, CONTEXT:])
         for name, (data_dir, extra) in runs.items():
             out = os.path.join(work, f"model_{name}")
-            train(data_dir, out, args.steps, args.seed, extra)
+            train(data_dir, out, args.steps, args.seed, args.loss, extra)
             result[name] = scores(rollouts(out, data_dir, test_rows), truth, observed)
         # the masked model given the complete test histories too
         result["masked_given_complete_histories"] = scores(

@@ -1,5 +1,6 @@
 """`missing_values: mask`: NaN entries are read only when asked, left out of the statistics and of every head's loss,
-enter the projector as 0 beside an indicator, fill the frames from older vectors, and are not scored by eval."""
+enter the projector as the frame's fill from the vectors before them beside an indicator, fill the frames from
+older vectors, and are not scored by eval."""
 
 import math
 
@@ -145,7 +146,7 @@ def _gappy_dataset(path, rows=16, steps=8, d=3, seed=0):
     return write_dataset(path, "dynamics", data)
 
 
-def test_a_masked_model_trains_saves_and_rolls_out_from_a_gappy_history(tmp_path):
+def test_a_masked_model_trains_saves_and_rolls_out_from_a_gappy_history(tmp_path, caplog):
     from wmfactory.eval.report import evaluate_rows
     from wmfactory.model import WorldModel
     from wmfactory.train.tuner import run_exp
@@ -155,6 +156,7 @@ def test_a_masked_model_trains_saves_and_rolls_out_from_a_gappy_history(tmp_path
     with pytest.raises(DataError, match="values are not all finite"):  # without the key: today's refusal
         run_exp(train_args(tmp_path / "refused", data, embedding_targets="all"))
     run_exp(train_args(tmp_path / "out", data, embedding_targets="all", missing_values="mask", max_steps=4))
+    assert "`world_model_loss_type: l1` learns much more" in caplog.text  # the default l2 under mask: warned
     model = WorldModel.from_pretrained(str(tmp_path / "out"))
     assert model.config.missing_values == "mask"
     assert model.projector.m[0].in_features == 2 * 3  # [z * observed, observed]
@@ -163,6 +165,20 @@ def test_a_masked_model_trains_saves_and_rolls_out_from_a_gappy_history(tmp_path
     z = model.statistics.m.normalize(vector)
     by_hand = model.projector.m(torch.tensor([[z[0, 0].item(), 0.0, z[0, 2].item(), 1.0, 0.0, 1.0]]))
     torch.testing.assert_close(model.project(vector), by_hand)
+    # inside a row, a missing entry enters as the ridge's forecast of it from the vector before it (the first
+    # vector's, with nothing before it, as the training mean: 0 normalised)
+    older = torch.tensor([0.5, 1.0, -1.0])
+    row = torch.stack([torch.tensor([float("nan"), 2.0, 0.0]), older, vector[0]])  # [3, 3]: rows 0, 1, 1
+    slots = torch.tensor([[0, 1], [1, 1], [1, 3]])
+    forecast = torch.cat([older, torch.ones(1)]) @ model.statistics.m.ridge_on(1)
+    fill = model.missing_fill(row, slots)
+    assert abs(fill[0, 0].item()) < 1e-3
+    expected = model.statistics.m.normalize(forecast[None])[0, 1].item()
+    assert abs(fill[2, 1].item() - expected) < 1e-3 * max(1.0, abs(expected))
+    embedded = model.embed(torch.zeros((2, 4), dtype=torch.long), row, slots)
+    z_row = model.statistics.m.normalize(row[2:])
+    by_hand = model.projector.m(torch.tensor([[z_row[0, 0].item(), expected, z_row[0, 2].item(), 1.0, 0.0, 1.0]]))
+    torch.testing.assert_close(embedded[1, 3], by_hand[0].to(embedded.dtype), atol=1e-4, rtol=1e-4)
     features = model.encode_row(("dynamics", 0), str(data))
     assert np.isnan(np.asarray(features["embedding_vectors"], dtype=np.float32)).any()
     future = model.rollout(("dynamics", 0), 3, dataset_dir=str(data))

@@ -82,7 +82,10 @@ class RowScript:
                      if kept and not gone and other == name]
             if index:
                 d = row.dims[index[0]]
-                inputs[row.positions[index]] = model.project(row.vectors[index, :d], stream=name).to(inputs.dtype)
+                vectors = row.vectors[index, :d]
+                one_row = torch.zeros((len(index), 2), dtype=torch.long, device=vectors.device)
+                fill = model.missing_fill(vectors, one_row, stream=name)
+                inputs[row.positions[index]] = model.project(vectors, stream=name, fill=fill).to(inputs.dtype)
         if any(dropped):
             keep = torch.ones(len(inputs), dtype=torch.bool, device=inputs.device)
             keep[row.positions[torch.tensor(dropped, device=row.positions.device)]] = False

@@ -49,6 +49,7 @@ from .statistics import EmbeddingStatistics
 
 Row = Union[dict[str, Any], tuple[str, int]]  # a row in the dataset format, or (dataset name, row index)
 WORLD_MODEL_PARTS = ("projector", "prediction_head", "statistics")  # everything that is not the LM
+MISSING_FILL_HISTORY = 8  # the vectors a persistence fill looks back through for an entry's last observed value
 
 
 @dataclass
@@ -192,15 +193,38 @@ class WorldModel(PreTrainedModel):
         return torch.cat([history.float()] + parts, dim=-1), count  # the conditions in the last columns
 
     # ---- vectors in and out of one stream -------------------------------------------------------------------------
-    def project(self, vectors: torch.Tensor, normalized: bool = False, stream: Optional[str] = None) -> torch.Tensor:
+    def project(self, vectors: torch.Tensor, normalized: bool = False, stream: Optional[str] = None,
+                fill: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Vectors `[v, d]` of `stream` (data units, or already normalised) -> projector inputs to the LLM `[v, h]`.
-        With `missing_values: mask` the projector reads `[v, 2d]`: z with its missing (NaN) entries at 0, then the
-        indicator of the observed entries (1 observed, 0 missing)."""
+        With `missing_values: mask` the projector reads `[v, 2d]`: z with its missing (NaN) entries replaced by
+        `fill` `[v, d]` (normalised: `missing_fill`; 0, the training mean, without it), then the indicator of the
+        observed entries (1 observed, 0 missing)."""
         z = vectors.float() if normalized else self.stream_part("statistics", stream).normalize(vectors)
         if self.config.missing_values == "mask":
             observed = ~torch.isnan(z)
-            z = torch.cat([torch.where(observed, z, 0.0), observed.float()], dim=-1)
+            z = torch.cat([torch.where(observed, z, 0.0 if fill is None else fill.float()), observed.float()], dim=-1)
         return self.stream_part("projector", stream)(z)
+
+    def missing_fill(self, vectors: torch.Tensor, rows: torch.Tensor, normalized: bool = False,
+                     stream: Optional[str] = None) -> Optional[torch.Tensor]:
+        """`missing_values: mask`: what each vector `[v, d]` of `stream` (in row order; `rows` `[v, 2]`, column 0 the
+        row) enters with at its missing entries, normalised `[v, d]`: the frame's fill of them from the vectors
+        before it in its row and stream (`fill_missing_history` on its window, itself and the `ridge_history` - 1
+        vectors before it; so, with the ridge frame, the entry that the ridges' forecasts from the older vectors
+        and its observed entries make most likely). The same numbers as the frame's window of the vector after it.
+        Without a ridge frame, or for a stream the model does not predict, the last observed value (persistence),
+        or the training mean where there is none. None without missing entries."""
+        if self.config.missing_values != "mask" or not bool(torch.isnan(vectors).any()):
+            return None
+        statistics = self.stream_part("statistics", stream)
+        data = statistics.denormalize(vectors.float()) if normalized else vectors.float()
+        ridge = self.config.ridge_frame and not self.config.is_condition(self.config.model_stream(stream))
+        k = max(self.config.ridge_history, 2) if ridge else MISSING_FILL_HISTORY
+        history, count = history_vectors(data, rows, k - 1)
+        window = torch.cat([data[:, None], history], dim=1)  # [v, k, d], the vector itself first
+        filled = fill_missing_history(window, count + 1, statistics.mean, statistics.ridge_on if ridge else None,
+                                      statistics.std if ridge else None)
+        return statistics.normalize(filled[:, 0])
 
     def head_frame(self, previous: torch.Tensor, has_previous: torch.Tensor, stream: Optional[str] = None) -> Frame:
         """The frame of the head's output for vectors whose previous vectors (of the same stream) are `previous`
@@ -279,13 +303,19 @@ class WorldModel(PreTrainedModel):
         embedding_positions: torch.Tensor,
         normalized: bool = False,
         embedding_streams: Optional[torch.Tensor] = None,
+        rows: Optional[torch.Tensor] = None,
     ) -> torch.Tensor:
         """Token embeddings `[b, t, h]` with the projected vector written at each slot (row, position); each vector
-        `[v, W]` goes through the projector of its stream (`embedding_streams` `[v]`)."""
+        `[v, W]` goes through the projector of its stream (`embedding_streams` `[v]`). With `missing_values: mask`
+        a missing entry enters as the frame's fill of it from the vectors before it (`missing_fill`; `rows` `[v, 2]`:
+        each vector's own row, `frame_rows`, when rows are packed)."""
         inputs_embeds = self.get_input_embeddings()(input_ids)
         projected = inputs_embeds.new_zeros((len(embedding_vectors), inputs_embeds.shape[-1]))  # [v, h]
+        rows = embedding_positions if rows is None else rows
         for name, d, index in self._by_stream(embedding_streams):
-            projected[index] = self.project(embedding_vectors[index, :d], normalized, name).to(inputs_embeds.dtype)
+            vectors = embedding_vectors[index, :d]
+            fill = self.missing_fill(vectors, rows[index], normalized, name)
+            projected[index] = self.project(vectors, normalized, name, fill).to(inputs_embeds.dtype)
         rows, positions = embedding_positions[:, 0], embedding_positions[:, 1]
         return inputs_embeds.index_put((rows, positions), projected)
 
@@ -363,8 +393,8 @@ class WorldModel(PreTrainedModel):
         target_index = embedding_target_index
         if self.training and cfg.scheduled_sampling_prob > 0 and len(target_index) > 0:
             inputs = self._scheduled_sampling(input_ids, attention_mask, inputs, embedding_positions, previous,
-                                              has_previous, targets, target_index, streams, position_ids)
-        hidden = self.hidden_states(self.embed(input_ids, inputs, embedding_positions, True, streams),
+                                              has_previous, targets, target_index, streams, position_ids, rows)
+        hidden = self.hidden_states(self.embed(input_ids, inputs, embedding_positions, True, streams, rows),
                                     attention_mask, position_ids)  # [b, t, h]
 
         zero = hidden.new_zeros((), dtype=torch.float32)
@@ -425,7 +455,7 @@ class WorldModel(PreTrainedModel):
             fed = vectors.float().index_copy(0, target_index, own)
             previous, has_previous = self.frame_inputs(fed, rows, streams)
             hidden = self.hidden_states(self.embed(input_ids, self.normalize_streams(fed, streams), positions, True,
-                                                   streams), attention_mask, position_ids)
+                                                   streams, rows), attention_mask, position_ids)
             total, means = 0.0, []
             heads = self._target_heads(streams, targets, target_index)
             for name, d, chosen, _ in heads:
@@ -472,10 +502,10 @@ class WorldModel(PreTrainedModel):
         counts)."""
         streams = embedding_streams
         z = self.normalize_streams(embedding_vectors, streams)
-        previous, has_previous = self.frame_inputs(embedding_vectors,
-                                                   frame_rows(embedding_positions, embedding_rows), streams)
-        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams), attention_mask,
-                                    position_ids)
+        rows = frame_rows(embedding_positions, embedding_rows)
+        previous, has_previous = self.frame_inputs(embedding_vectors, rows, streams)
+        hidden = self.hidden_states(self.embed(input_ids, z, embedding_positions, True, streams, rows),
+                                    attention_mask, position_ids)
         out = []
         for name, d, chosen, _ in self._target_heads(streams, embedding_is_target):
             _, params, frame = self._head_on(name, d, chosen, hidden, embedding_positions, previous, has_previous)
@@ -488,12 +518,12 @@ class WorldModel(PreTrainedModel):
         return lm_head_logits(self.language_model, hidden).float()
 
     def _scheduled_sampling(self, input_ids, attention_mask, inputs, positions, previous, has_previous, targets,
-                            target_index, streams=None, position_ids=None):
+                            target_index, streams=None, position_ids=None, rows=None):
         """With probability `scheduled_sampling_prob`, the input of a target vector becomes the model's own
         prediction of it from a first pass without gradient (as it will be in a rollout)."""
         with torch.no_grad():
-            hidden = self.hidden_states(self.embed(input_ids, inputs, positions, True, streams), attention_mask,
-                                        position_ids)
+            hidden = self.hidden_states(self.embed(input_ids, inputs, positions, True, streams, rows),
+                                        attention_mask, position_ids)
             own = []
             heads = self._target_heads(streams, targets, target_index)
             for name, d, chosen, _ in heads:
