@@ -10,9 +10,10 @@ training and the test trajectories. Three models, each with the same tiny LLM, L
 - masked: trained on the records with gaps under `missing_values: mask`, given test histories with gaps;
 - persistence-filled: trained on the records with each gap filled by the last observed value of its number (the
   first state's gaps by the training mean), given test histories filled the same way.
-`--loss` is every model's `world_model_loss_type` (default `l2`). Each rolls out the last 4 states of every test trajectory from its first 4 (`rollout(context_groups=4)`); the score
-is the MSE against the true states on the entries that are observed in the test records with gaps (the same
-entries for the three models), per horizon and over the 4. Persistence (the last observed value of each number) is
+`--loss` is every model's `world_model_loss_type` (default `l2`). Each rolls out the last 4 states of every test
+trajectory from its first 4 (`rollout(context_groups=4)`); the score is the MSE against the true states on the
+entries that are observed in the test records with gaps (the same entries for the three models), per horizon and
+over the 4. Persistence (the last observed value of each number) is
 scored on the same entries. Prints JSON."""
 
 import argparse

@@ -321,9 +321,9 @@ def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> Train
         raise ConfigError("`embedding_loss_weight` and `lm_loss_weight` are both 0: nothing would be trained.")
     if (finetuning.stage == "wm" and world_model.missing_values == "mask"
             and world_model.world_model_loss_type == "l2"):
-        logger.warning("`missing_values: mask` with `world_model_loss_type: l2`: the targets that gaps in their history "
-                       "make unpredictable dominate a squared loss; `world_model_loss_type: l1` learns much more "
-                       "(README, Missing values).")
+        logger.warning("`missing_values: mask` with `world_model_loss_type: l2`: the targets that gaps in their "
+                       "history make unpredictable dominate a squared loss; `world_model_loss_type: l1` learns much "
+                       "more (README, Missing values).")
     _check_training_values(training, finetuning, data)
     # The collator needs the world-model columns, which no model signature names.
     training.remove_unused_columns = False

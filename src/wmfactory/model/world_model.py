@@ -316,8 +316,7 @@ class WorldModel(PreTrainedModel):
             vectors = embedding_vectors[index, :d]
             fill = self.missing_fill(vectors, rows[index], normalized, name)
             projected[index] = self.project(vectors, normalized, name, fill).to(inputs_embeds.dtype)
-        rows, positions = embedding_positions[:, 0], embedding_positions[:, 1]
-        return inputs_embeds.index_put((rows, positions), projected)
+        return inputs_embeds.index_put((embedding_positions[:, 0], embedding_positions[:, 1]), projected)
 
     def hidden_states(self, inputs_embeds: torch.Tensor, attention_mask: Optional[torch.Tensor],
                       position_ids: Optional[torch.Tensor] = None) -> torch.Tensor:
