@@ -125,6 +125,9 @@ def train_args(output_dir, dataset_dir, dataset="dynamics", **overrides) -> dict
         "output_dir": str(output_dir), "overwrite_output_dir": True, "per_device_train_batch_size": 4,
         "learning_rate": 1e-3, "max_steps": 3, "logging_steps": 1, "save_strategy": "no", "report_to": "none",
         "disable_tqdm": True, "seed": 0,
+        # Hugging Face's and LLaMA-Factory's values, written out: the stage wm defaults (parser.WM_DEFAULTS) have
+        # tests of their own
+        "lr_scheduler_type": "linear", "warmup_steps": 0, "lora_rank": 8, "unroll_steps": 1,
     }
     args.update(overrides)
     return args

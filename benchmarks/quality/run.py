@@ -57,8 +57,9 @@ RECIPE = {
     "eval_rollout_steps": 8, "metric_for_best_model": "eval_rollout_mse",
 }
 STEPS = 600  # max_steps of the recipe (`--steps`)
-# `--defaults`: what a new user writes, every other key left at wmfactory's default (3 epochs at 5e-5, no evaluation
-# split, the ridge frame)
+# `--defaults`: what a new user writes, every other key left at wmfactory's default (the stage wm defaults of
+# `hparams/parser.py`: the recipe's values but `lm_loss_weight` 0.1, 3 epochs or 600 steps where they are fewer, the
+# validation split and the checkpoint choice where there are 50 training rows)
 DEFAULTS = {"stage": "wm", "model_name_or_path": RECIPE["model_name_or_path"]}
 RIDGE_K = (1, 2, 3)
 PENALTIES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)  # per training transition, on normalised features

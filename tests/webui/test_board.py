@@ -117,6 +117,10 @@ def test_every_key_of_the_train_command_is_in_the_form(board):
     assert sections["condition_streams"] == "World model" and sections["lora_rank"] == "Model and method"
     helps = {f.name: f.help for f in form_fields()}
     assert helps["embedding_loss_weight"] == "Weight of the embedding loss."  # the dataclass's own help text
+    # the board trains world models: it shows the values a stage wm run fills in, and leaves them unwritten
+    shown = {f.name: f.default for f in form_fields()}
+    assert shown["learning_rate"] == "0.001" and shown["unroll_steps"] == "2" and shown["lora_rank"] == "16"
+    assert helps["learning_rate"].endswith("Stage wm default: 0.001 (stage sft: 5e-05).")
 
 
 @pytest.fixture(scope="module")

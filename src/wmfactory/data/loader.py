@@ -94,24 +94,29 @@ def get_dataset(
     if train is not None and data_args.val_size > 0:
         if evaluation is not None:
             raise DataError("Set either `val_size` or `eval_dataset`, not both.")
-        test_size = int(data_args.val_size) if data_args.val_size >= 1 else data_args.val_size
-        held_out = test_size if isinstance(test_size, int) else int(np.ceil(test_size * len(train)))
-        if held_out >= len(train) or held_out < 1:
-            raise ConfigError(f"`val_size` {data_args.val_size} holds out {held_out} of the {len(train)} training rows: "
-                              "at least one row must remain on each side.")
-        by_time = time_split(train, held_out)
-        if by_time is not None:
-            logger.info(f"`val_size`: {by_time.describe(len(train))}.")
-            train, evaluation = train.select(by_time.train), mask_seen_steps(train, by_time)
-        else:
-            split = train.train_test_split(test_size=test_size, seed=training_args.seed)
-            train, evaluation = split["train"], split["test"]
+        train, evaluation = split_validation(train, data_args.val_size, training_args.seed)
     if data_args.tokenized_path and training_args.should_save:
         splits = {name: data for name, data in (("train", train), ("validation", evaluation)) if data is not None}
         DatasetDict(splits).save_to_disk(data_args.tokenized_path)
         logger.info(f"Preprocessed dataset saved at {data_args.tokenized_path}; later runs with "
                     f"`tokenized_path: {data_args.tokenized_path}` load it without reading the raw data.")
     return DatasetModule(train, evaluation, dims)
+
+
+def split_validation(train: Dataset, val_size: float, seed: int) -> tuple[Dataset, Dataset]:
+    """`val_size`: (training rows, evaluation rows). A share below 1, or a number of rows; the latest windows of each
+    series where every row names its series and time stamps (`splits.time_split`), else rows drawn at random."""
+    test_size = int(val_size) if val_size >= 1 else val_size
+    held_out = test_size if isinstance(test_size, int) else int(np.ceil(test_size * len(train)))
+    if held_out >= len(train) or held_out < 1:
+        raise ConfigError(f"`val_size` {val_size} holds out {held_out} of the {len(train)} training rows: "
+                          "at least one row must remain on each side.")
+    by_time = time_split(train, held_out)
+    if by_time is not None:
+        logger.info(f"`val_size`: {by_time.describe(len(train))}.")
+        return train.select(by_time.train), mask_seen_steps(train, by_time)
+    split = train.train_test_split(test_size=test_size, seed=seed)
+    return split["train"], split["test"]
 
 
 def rows_with_targets(dataset: Dataset) -> int:

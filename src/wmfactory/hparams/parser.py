@@ -55,6 +55,19 @@ NODES = {bool: BooleanNode, int: IntegerNode, float: FloatNode, str: StringNode}
 # OmegaConf reads YAML 1.1, where these words are booleans: `save_strategy: no` arrives as False
 YAML_BOOLEAN_WORDS = {False: ("no", "off", "false"), True: ("yes", "on", "true")}
 KIND_NAMES = {bool: "true or false", dict: "a mapping", list: "a list", str: "a string"}
+# `stage: wm` runs: the keys a run leaves unset take the recommended recipe's values (README, "Defaults of stage
+# wm"). Hugging Face's (5e-5, a linear schedule, 8 rows a step, 3 epochs) suit weights that already do their job;
+# a world model's projector and head start from nothing, and with those it barely leaves its frame.
+WM_DEFAULTS = {"learning_rate": 1e-3, "lr_scheduler_type": "cosine", "warmup_steps": 0.05,
+               "per_device_train_batch_size": 16, "lora_rank": 16}
+WM_UNROLL_STEPS = 2  # `unroll_steps` unless set, for heads whose mean is cheap (not `diffusion`)
+WM_MIN_STEPS = 600  # without `max_steps` and `num_train_epochs`: 3 epochs, or this many steps where they are fewer
+# any of these keys says how the run evaluates and keeps checkpoints; with none of them, a stage wm run holds out
+# `WM_VALIDATION["val_size"]` of its training rows and keeps the checkpoint whose rollouts are best on them
+VALIDATION_KEYS = {"val_size", "eval_dataset", "eval_strategy", "eval_steps", "save_strategy", "save_steps",
+                   "load_best_model_at_end", "metric_for_best_model"}
+WM_VALIDATION = {"val_size": 0.1, "eval_rollout_steps": 8, "eval_steps": 0.1, "save_total_limit": 2,
+                 "metric_for_best_model": "eval_rollout_mse"}
 
 
 def load_yaml(text_or_stream) -> Any:
@@ -240,6 +253,9 @@ class TrainArgs:
     training: TrainingArguments
     finetuning: FinetuningArguments
     world_model: WorldModelArguments
+    # the stage wm defaults that need the data to apply (`apply_data_defaults`): "length" (no `max_steps` or
+    # `num_train_epochs`), "validation" (none of `VALIDATION_KEYS`)
+    data_defaults: frozenset = frozenset()
 
 
 @dataclass
@@ -274,8 +290,31 @@ class ExportArgs:
     overwrite: bool
 
 
-def _parse(args, train: bool) -> tuple[dict[str, Any], tuple]:
-    config = read_args(args)
+def _wm_defaults(config: dict[str, Any]) -> frozenset:
+    """Give a `stage: wm` training config the recipe's values of the keys it leaves unset (`WM_DEFAULTS`,
+    `WM_UNROLL_STEPS`); return which defaults wait for the data (`TrainArgs.data_defaults`)."""
+    given = {KEY_ALIASES.get(key, key) for key in config}
+    if config.get("stage") != "wm":
+        return frozenset()
+    applied = {key: value for key, value in WM_DEFAULTS.items() if key not in given}
+    if ("unroll_steps" not in given and "scheduled_sampling_prob" not in given
+            and config.get("prediction_head_type") != "diffusion"):
+        applied["unroll_steps"] = WM_UNROLL_STEPS
+    config.update(applied)
+    if applied:
+        logger.info("stage wm defaults: " + ", ".join(f"{key} {value:g}" if isinstance(value, float) else
+                                                      f"{key} {value}" for key, value in applied.items())
+                    + " (set a key to change it).")
+    waiting = set()
+    if not given & {"max_steps", "num_train_epochs"}:
+        waiting.add("length")
+    if not given & VALIDATION_KEYS:
+        waiting.add("validation")
+        config.setdefault("eval_rollout_steps", WM_VALIDATION["eval_rollout_steps"])
+    return frozenset(waiting)
+
+
+def _parse(config: dict[str, Any], train: bool) -> tuple[dict[str, Any], tuple]:
     if train:
         config.setdefault("do_train", True)  # LLaMA-Factory configs say it; the seed's command line does not
     else:
@@ -304,7 +343,9 @@ def _check_common_values(training: TrainingArguments) -> None:
 
 
 def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> TrainArgs:
-    config, parsed = _parse(args, train=True)
+    config = read_args(args)
+    data_defaults = _wm_defaults(config)
+    config, parsed = _parse(config, train=True)
     model, data, training, finetuning, world_model, _ = parsed
     if not data.dataset_names and training.do_train:
         raise ConfigError("`dataset` is required for training (a name registered in dataset_info.json).")
@@ -337,7 +378,7 @@ def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> Train
     if getattr(training, f"{CHECKPOINTING}_kwargs") is None:
         # non-reentrant: gradients reach the projector through layers whose other inputs need none
         setattr(training, f"{CHECKPOINTING}_kwargs", {"use_reentrant": False})
-    return TrainArgs(model, data, training, finetuning, world_model)
+    return TrainArgs(model, data, training, finetuning, world_model, data_defaults)
 
 
 def _check_training_values(training: TrainingArguments, finetuning: FinetuningArguments, data: DataArguments) -> None:
@@ -391,14 +432,14 @@ def _tracker_installed(name: str) -> bool:
 
 
 def get_check_args(args: Union[dict[str, Any], list[str], None] = None) -> CheckArgs:
-    _, (model, data, training, _, world_model, _) = _parse(args, train=False)
+    _, (model, data, training, _, world_model, _) = _parse(read_args(args), train=False)
     if not data.dataset_names + data.eval_dataset_names:
         raise ConfigError("`dataset` is required: the dataset(s) to check.")
     return CheckArgs(model, data, training, world_model)
 
 
 def get_predict_args(args: Union[dict[str, Any], list[str], None] = None) -> PredictArgs:
-    config, (model, data, training, _, world_model, inference) = _parse(args, train=False)
+    config, (model, data, training, _, world_model, inference) = _parse(read_args(args), train=False)
     given = frozenset(KEY_ALIASES.get(key, key) for key in config)
     if not data.dataset_names:
         raise ConfigError("`dataset` is required: the rows to predict (a name registered in dataset_info.json).")
@@ -408,7 +449,7 @@ def get_predict_args(args: Union[dict[str, Any], list[str], None] = None) -> Pre
 
 
 def get_export_args(args: Union[dict[str, Any], list[str], None] = None) -> ExportArgs:
-    _, (model, _, training, _, _, inference) = _parse(args, train=False)
+    _, (model, _, training, _, _, inference) = _parse(read_args(args), train=False)
     if not inference.export_dir:
         raise ConfigError("`export_dir` is required: where the merged world model is written.")
     return ExportArgs(model, inference, training.overwrite_output_dir)

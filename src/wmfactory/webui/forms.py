@@ -22,10 +22,11 @@ from ..hparams import (
     TrainingArguments,
     WorldModelArguments,
 )
-from ..hparams.parser import load_yaml, normalize_args
+from ..hparams.parser import WM_DEFAULTS, WM_UNROLL_STEPS, load_yaml, normalize_args
 
 # the dataclasses `wmfactory train` parses, in the order of `TrainArgs`
-TRAIN_DATACLASSES: tuple[type, ...] = tuple(typing.get_type_hints(TrainArgs).values())
+TRAIN_DATACLASSES: tuple[type, ...] = tuple(t for t in typing.get_type_hints(TrainArgs).values()
+                                           if dataclasses.is_dataclass(t))
 # the README's sections (Parameters), in the order the form shows them
 SECTIONS = {ModelArguments: "Model and method", FinetuningArguments: "Model and method", DataArguments: "Dataset",
             WorldModelArguments: "World model", TrainingArguments: "Output and training loop"}
@@ -40,6 +41,9 @@ COMMON_TRAINING_KEYS = (
     "per_device_eval_batch_size", "bf16", "fp16", "seed", "report_to", "use_cpu",
 )
 # keys written into the YAML even when they hold their default, so the file says what it trains on
+# the keys whose default under stage wm is not their dataclass's (parser.WM_DEFAULTS): a value left as shown is not
+# written, and the parser fills the same one
+STAGE_WM_DEFAULTS = {**WM_DEFAULTS, "unroll_steps": WM_UNROLL_STEPS}
 ALWAYS_WRITTEN = ("stage", "model_name_or_path", "dataset", "dataset_dir", "output_dir")
 DATASET_KEYS = ("dataset", "eval_dataset")  # picked from dataset_info.json
 BOOL_CHOICES = ("", "true", "false")  # an optional bool: unset, true or false
@@ -73,7 +77,12 @@ def form_fields() -> list[FormField]:
             if cls is TrainingArguments and f.name not in COMMON_TRAINING_KEYS and f.name not in vars(cls).get(
                     "__annotations__", {}):
                 section = OTHER_TRAINING_SECTION
-            fields.append(_form_field(f, hints[f.name], section))
+            field = _form_field(f, hints[f.name], section)
+            if f.name in STAGE_WM_DEFAULTS:  # the board trains world models: it shows what a stage wm run trains with
+                field = dataclasses.replace(
+                    field, default=as_text(STAGE_WM_DEFAULTS[f.name]),
+                    help=f"{field.help} Stage wm default: {STAGE_WM_DEFAULTS[f.name]} (stage sft: {field.default}).")
+            fields.append(field)
     order = {name: i for i, name in enumerate(SECTION_ORDER + (OTHER_TRAINING_SECTION,))}
     return sorted(fields, key=lambda field: order[field.section])
 

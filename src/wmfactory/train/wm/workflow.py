@@ -1,16 +1,18 @@
 """The world-model stage: tokenizer -> template -> dataset -> model -> statistics -> fine-tuning setup -> collator ->
 trainer -> train -> save -> plot."""
 
+import math
 import os
 from typing import Optional
 
 import numpy as np
 import torch
 from transformers import ProgressCallback, TrainerCallback
+from transformers.trainer_utils import IntervalStrategy, SaveStrategy
 from transformers.integrations import SwanLabCallback
 
 from ...data import WorldModelDataCollator, get_dataset, get_template
-from ...data.loader import rows_with_targets
+from ...data.loader import rows_with_targets, split_validation
 from ...data.collator import collator_view
 from ...data.streams import conditions_never_followed, input_patterns, kind_patterns, resolve_streams
 from ...hparams.world_model_args import parse_patterns
@@ -19,6 +21,7 @@ from ...extras.compat import swanlab_callback
 from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
 from ...hparams import TrainArgs
+from ...hparams.parser import WM_MIN_STEPS, WM_VALIDATION
 from ...model import build_world_model, load_tokenizer, setup_finetuning
 from ...model.legacy import upgrade_checkpoint
 from ..callbacks import LogFriendlyProgressCallback, WorldModelConfigCallback
@@ -42,6 +45,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     tokenizer = load_tokenizer(args.model)
     template = get_template(args.data.template, tokenizer)
     dataset_module = get_dataset(template, tokenizer, args.model, args.data, training_args, args.world_model)
+    if "validation" in args.data_defaults:
+        _default_validation(args, dataset_module)
     streams = resolve_streams(dataset_module.stream_dims, args.world_model.embedding_dim,
                               kind_patterns(args.world_model),
                               needs_target=args.world_model.embedding_loss_weight > 0)
@@ -87,6 +92,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
     collator = WorldModelDataCollator(pad_token_id=tokenizer.pad_token_id,
                                       embedding_dim=world_model.config.embedding_dim, streams=list(streams),
                                       pack_length=args.data.cutoff_len if args.data.packing else None)
+    if "length" in args.data_defaults and training_args.do_train:
+        _default_length(training_args, len(dataset_module.train_dataset))
     trainer = WorldModelTrainer(
         model=model,
         args=training_args,
@@ -147,6 +154,45 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
     return trainer
+
+
+MIN_DEFAULT_VALIDATION_ROWS = 50  # fewer training rows: no evaluation split unless asked for
+
+
+def _default_validation(args: TrainArgs, dataset_module) -> None:
+    """`stage: wm` without any of the keys that choose evaluation and checkpoints (`parser.VALIDATION_KEYS`): hold
+    out `val_size` 0.1 of the training rows (each series' latest windows where the rows name them) and keep the
+    checkpoint whose rollouts of `eval_rollout_steps` groups are best on them, evaluating and saving at every tenth
+    of the run; the model before training (the frame's forecast) is a candidate too (`_evaluate_start`)."""
+    training, train = args.training, dataset_module.train_dataset
+    if (not training.do_train or dataset_module.eval_dataset is not None or train is None
+            or args.world_model.embedding_loss_weight == 0 or len(train) < MIN_DEFAULT_VALIDATION_ROWS):
+        if training.do_train and train is not None and len(train) < MIN_DEFAULT_VALIDATION_ROWS:
+            logger.info(f"No evaluation split: {len(train)} training rows, fewer than {MIN_DEFAULT_VALIDATION_ROWS} "
+                        "(set `val_size` to hold some out); the last checkpoint is kept.")
+        return
+    dataset_module.train_dataset, dataset_module.eval_dataset = split_validation(
+        train, WM_VALIDATION["val_size"], training.seed)
+    training.eval_strategy, training.save_strategy = IntervalStrategy.STEPS, SaveStrategy.STEPS
+    training.eval_steps = training.save_steps = WM_VALIDATION["eval_steps"]
+    training.do_eval = training.load_best_model_at_end = True
+    training.metric_for_best_model, training.greater_is_better = WM_VALIDATION["metric_for_best_model"], False
+    if training.save_total_limit is None:
+        training.save_total_limit = WM_VALIDATION["save_total_limit"]
+    logger.info(f"Validation: {len(dataset_module.eval_dataset)} of the {len(train)} training rows held out; the "
+                f"checkpoint whose rollouts of {args.world_model.eval_rollout_steps} steps are best on them is kept "
+                "(set `val_size`, `eval_dataset` or `save_strategy` to choose otherwise).")
+
+
+def _default_length(training, rows: int) -> None:
+    """`stage: wm` without `max_steps` and `num_train_epochs`: `num_train_epochs` (3) epochs, or `WM_MIN_STEPS`
+    steps where they are fewer."""
+    per_step = training.per_device_train_batch_size * training.gradient_accumulation_steps * training.world_size
+    steps = math.ceil(rows / per_step) * training.num_train_epochs
+    if steps < WM_MIN_STEPS:
+        training.max_steps = WM_MIN_STEPS
+        logger.info(f"Training for {WM_MIN_STEPS} steps: {training.num_train_epochs:g} epochs of {rows} rows would be "
+                    f"{steps:g} (set `max_steps` or `num_train_epochs` to choose).")
 
 
 def _evaluate_start(trainer: WorldModelTrainer, world_model, resumed: bool) -> Optional[tuple[str, float, dict]]:
