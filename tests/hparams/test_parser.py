@@ -294,8 +294,8 @@ def test_stage_wm_fills_the_keys_a_run_leaves_unset_with_the_recipe(tmp_path):
     assert given.world_model.unroll_steps == 1 and given.world_model.eval_rollout_steps == 0
     assert given.data_defaults == frozenset() and given.training.lr_scheduler_type.value == "cosine"
     # a head whose mean is a Monte-Carlo average cannot unroll; scheduled sampling is the run's own choice
-    assert get_train_args(BASE + [out, "--stage", "wm", "--prediction_head_type", "diffusion"]).world_model.unroll_steps == 1
-    assert get_train_args(BASE + [out, "--stage", "wm", "--scheduled_sampling_prob", "0.5"]).world_model.unroll_steps == 1
+    for key, value in (("prediction_head_type", "diffusion"), ("scheduled_sampling_prob", "0.5")):
+        assert get_train_args(BASE + [out, "--stage", "wm", f"--{key}", value]).world_model.unroll_steps == 1
     assert get_train_args(BASE + [out, "--stage", "wm", "--max_steps", "9"]).data_defaults == {"validation"}
     # stage sft (LLaMA-Factory's) keeps Hugging Face's values
     sft = get_train_args(BASE + [out])
