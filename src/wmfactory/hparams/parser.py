@@ -253,7 +253,7 @@ class TrainArgs:
     training: TrainingArguments
     finetuning: FinetuningArguments
     world_model: WorldModelArguments
-    # the stage wm defaults that need the data to apply (`apply_data_defaults`): "length" (no `max_steps` or
+    # the stage wm defaults that need the data (applied by `train.wm.workflow`): "length" (no `max_steps` or
     # `num_train_epochs`), "validation" (none of `VALIDATION_KEYS`)
     data_defaults: frozenset = frozenset()
 
@@ -293,9 +293,9 @@ class ExportArgs:
 def _wm_defaults(config: dict[str, Any]) -> frozenset:
     """Give a `stage: wm` training config the recipe's values of the keys it leaves unset (`WM_DEFAULTS`,
     `WM_UNROLL_STEPS`); return which defaults wait for the data (`TrainArgs.data_defaults`)."""
-    given = {KEY_ALIASES.get(key, key) for key in config}
     if config.get("stage") != "wm":
         return frozenset()
+    given = {KEY_ALIASES.get(key, key) for key in config}
     applied = {key: value for key, value in WM_DEFAULTS.items() if key not in given}
     if ("unroll_steps" not in given and "scheduled_sampling_prob" not in given
             and config.get("prediction_head_type") != "diffusion"):

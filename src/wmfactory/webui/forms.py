@@ -40,10 +40,10 @@ COMMON_TRAINING_KEYS = (
     "logging_steps", "save_strategy", "save_steps", "save_total_limit", "eval_strategy", "eval_steps",
     "per_device_eval_batch_size", "bf16", "fp16", "seed", "report_to", "use_cpu",
 )
-# keys written into the YAML even when they hold their default, so the file says what it trains on
 # the keys whose default under stage wm is not their dataclass's (parser.WM_DEFAULTS): a value left as shown is not
 # written, and the parser fills the same one
 STAGE_WM_DEFAULTS = {**WM_DEFAULTS, "unroll_steps": WM_UNROLL_STEPS}
+# keys written into the YAML even when they hold their default, so the file says what it trains on
 ALWAYS_WRITTEN = ("stage", "model_name_or_path", "dataset", "dataset_dir", "output_dir")
 DATASET_KEYS = ("dataset", "eval_dataset")  # picked from dataset_info.json
 BOOL_CHOICES = ("", "true", "false")  # an optional bool: unset, true or false

@@ -166,10 +166,11 @@ def _default_validation(args: TrainArgs, dataset_module) -> None:
     of the run; the model before training (the frame's forecast) is a candidate too (`_evaluate_start`)."""
     training, train = args.training, dataset_module.train_dataset
     if (not training.do_train or dataset_module.eval_dataset is not None or train is None
-            or args.world_model.embedding_loss_weight == 0 or len(train) < MIN_DEFAULT_VALIDATION_ROWS):
-        if training.do_train and train is not None and len(train) < MIN_DEFAULT_VALIDATION_ROWS:
-            logger.info(f"No evaluation split: {len(train)} training rows, fewer than {MIN_DEFAULT_VALIDATION_ROWS} "
-                        "(set `val_size` to hold some out); the last checkpoint is kept.")
+            or args.world_model.embedding_loss_weight == 0):
+        return
+    if len(train) < MIN_DEFAULT_VALIDATION_ROWS:
+        logger.info(f"No evaluation split: {len(train)} training rows, fewer than {MIN_DEFAULT_VALIDATION_ROWS} "
+                    "(set `val_size` to hold some out); the last checkpoint is kept.")
         return
     dataset_module.train_dataset, dataset_module.eval_dataset = split_validation(
         train, WM_VALIDATION["val_size"], training.seed)
