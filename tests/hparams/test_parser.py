@@ -285,7 +285,7 @@ def test_stage_wm_fills_the_keys_a_run_leaves_unset_with_the_recipe(tmp_path):
     assert training.learning_rate == 1e-3 and training.lr_scheduler_type.value == "cosine"
     assert training.warmup_steps == 0.05 and training.per_device_train_batch_size == 16
     assert bare.finetuning.lora_rank == 16 and bare.world_model.unroll_steps == 2
-    assert bare.world_model.eval_rollout_steps == 8 and bare.data_defaults == {"length", "validation"}
+    assert bare.world_model.eval_rollout_steps == 8 and bare.data_defaults == {"length", "validation", "unroll"}
     assert bare.world_model.lm_loss_weight == 0.1 and bare.world_model.world_model_loss_type == "l2"  # the contract's
     # what a run sets wins; `warmup_ratio` is `warmup_steps`; the length and the validation wait for what is given
     given = get_train_args(BASE + [out, "--stage", "wm", "--learning_rate", "5e-5", "--warmup_ratio", "0.1",
@@ -293,10 +293,10 @@ def test_stage_wm_fills_the_keys_a_run_leaves_unset_with_the_recipe(tmp_path):
     assert given.training.learning_rate == 5e-5 and given.training.warmup_steps == 0.1
     assert given.world_model.unroll_steps == 1 and given.world_model.eval_rollout_steps == 0
     assert given.data_defaults == frozenset() and given.training.lr_scheduler_type.value == "cosine"
-    # a head whose mean is a Monte-Carlo average cannot unroll; scheduled sampling is the run's own choice
-    for key, value in (("prediction_head_type", "diffusion"), ("scheduled_sampling_prob", "0.5")):
-        assert get_train_args(BASE + [out, "--stage", "wm", f"--{key}", value]).world_model.unroll_steps == 1
-    assert get_train_args(BASE + [out, "--stage", "wm", "--max_steps", "9"]).data_defaults == {"validation"}
+    # scheduled sampling is the run's own choice of training on its rollouts (the heads' part: test_unroll.py)
+    scheduled = get_train_args(BASE + [out, "--stage", "wm", "--scheduled_sampling_prob", "0.5"])
+    assert scheduled.world_model.unroll_steps == 1 and "unroll" not in scheduled.data_defaults
+    assert get_train_args(BASE + [out, "--stage", "wm", "--max_steps", "9"]).data_defaults == {"validation", "unroll"}
     # stage sft (LLaMA-Factory's) keeps Hugging Face's values
     sft = get_train_args(BASE + [out])
     assert sft.training.learning_rate == 5e-5 and sft.finetuning.lora_rank == 8 and sft.data_defaults == frozenset()

@@ -3,7 +3,7 @@ is scored against the true vectors; the loss is the mean of the passes."""
 
 import pytest
 import torch
-from conftest import tiny_world_model
+from conftest import TINY_MODEL, tiny_world_model
 
 from wmfactory.data import WorldModelDataCollator
 from wmfactory.extras.errors import ConfigError
@@ -63,6 +63,23 @@ def test_two_passes_average_the_loss_of_forecasts_from_own_predictions():
 def test_unroll_needs_a_differentiable_mean():
     with pytest.raises(ConfigError, match="unroll_steps"):
         tiny_world_model(embedding_dim=3, prediction_head_type="diffusion", unroll_steps=2)
+
+
+def test_the_stage_wm_default_unrolls_the_heads_whose_mean_is_cheap_and_leaves_the_others_at_one(tmp_path):
+    from wmfactory.hparams import get_train_args
+    from wmfactory.train.wm.workflow import _build_world_model
+
+    base = ["--stage", "wm", "--model_name_or_path", TINY_MODEL, "--dataset", "d", "--output_dir", str(tmp_path)]
+    for head, steps in (("mlp", 2), ("mixture", 2), ("diffusion", 1)):
+        args = get_train_args(base + ["--prediction_head_type", head])
+        assert "unroll" in args.data_defaults and args.world_model.unroll_steps == 2  # decided at model build
+        model = _build_world_model(args, 3)
+        assert model.config.unroll_steps == args.world_model.unroll_steps == steps, head
+    # a run's own `unroll_steps` is its choice: the model refuses it with the diffusion head
+    args = get_train_args(base + ["--prediction_head_type", "diffusion", "--unroll_steps", "2"])
+    assert "unroll" not in args.data_defaults
+    with pytest.raises(ConfigError, match="unroll_steps"):
+        _build_world_model(args, 3)
 
 
 def test_each_pass_feeds_the_previous_passs_forecasts():

@@ -60,7 +60,7 @@ KIND_NAMES = {bool: "true or false", dict: "a mapping", list: "a list", str: "a 
 # a world model's projector and head start from nothing, and with those it barely leaves its frame.
 WM_DEFAULTS = {"learning_rate": 1e-3, "lr_scheduler_type": "cosine", "warmup_steps": 0.05,
                "per_device_train_batch_size": 16, "lora_rank": 16}
-WM_UNROLL_STEPS = 2  # `unroll_steps` unless set, for heads whose mean is cheap (not `diffusion`)
+WM_UNROLL_STEPS = 2  # `unroll_steps` unless set; the model keeps 1 where a head's mean is not cheap (`diffusion`)
 WM_MIN_STEPS = 600  # without `max_steps` and `num_train_epochs`: 3 epochs, or this many steps where they are fewer
 # any of these keys says how the run evaluates and keeps checkpoints; with none of them, a stage wm run holds out
 # `WM_VALIDATION["val_size"]` of its training rows and keeps the checkpoint whose rollouts are best on them
@@ -253,8 +253,9 @@ class TrainArgs:
     training: TrainingArguments
     finetuning: FinetuningArguments
     world_model: WorldModelArguments
-    # the stage wm defaults that need the data (applied by `train.wm.workflow`): "length" (no `max_steps` or
-    # `num_train_epochs`), "validation" (none of `VALIDATION_KEYS`)
+    # the stage wm defaults that need the data or the model (applied by `train.wm.workflow`): "length" (no
+    # `max_steps` or `num_train_epochs`), "validation" (none of `VALIDATION_KEYS`), "unroll" (`unroll_steps` is
+    # `WM_UNROLL_STEPS` where every head's mean is cheap, else 1)
     data_defaults: frozenset = frozenset()
 
 
@@ -297,15 +298,15 @@ def _wm_defaults(config: dict[str, Any]) -> frozenset:
         return frozenset()
     given = {KEY_ALIASES.get(key, key) for key in config}
     applied = {key: value for key, value in WM_DEFAULTS.items() if key not in given}
-    if ("unroll_steps" not in given and "scheduled_sampling_prob" not in given
-            and config.get("prediction_head_type") != "diffusion"):
+    waiting = set()
+    if "unroll_steps" not in given and "scheduled_sampling_prob" not in given:
         applied["unroll_steps"] = WM_UNROLL_STEPS
+        waiting.add("unroll")  # the heads decide at model build whether they can unroll (`PredictionHead.mean_is_cheap`)
     config.update(applied)
     if applied:
         logger.info("stage wm defaults: " + ", ".join(f"{key} {value:g}" if isinstance(value, float) else
                                                       f"{key} {value}" for key, value in applied.items())
                     + " (set a key to change it).")
-    waiting = set()
     if not given & {"max_steps", "num_train_epochs"}:
         waiting.add("length")
     if not given & VALIDATION_KEYS:

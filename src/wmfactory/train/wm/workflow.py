@@ -21,7 +21,7 @@ from ...extras.compat import swanlab_callback
 from ...extras.errors import ConfigError, DataError
 from ...extras.logging import get_logger
 from ...hparams import TrainArgs
-from ...hparams.parser import WM_MIN_STEPS, WM_VALIDATION
+from ...hparams.parser import WM_MIN_STEPS, WM_UNROLL_STEPS, WM_VALIDATION
 from ...model import build_world_model, load_tokenizer, setup_finetuning
 from ...model.legacy import upgrade_checkpoint
 from ..callbacks import LogFriendlyProgressCallback, WorldModelConfigCallback
@@ -61,8 +61,7 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
             raise DataError(f"`condition_streams`: stream(s) {unused} are never followed by a vector of a predicted "
                             "stream in any training row, so they would condition no prediction; place each condition "
                             "before the state it acts on (e.g. <s1><a1><s2>), or drop it from `condition_streams`.")
-    world_model = build_world_model(args.model, args.world_model, streams, args.finetuning.finetuning_type,
-                                    args.data.template)
+    world_model = _build_world_model(args, streams)
     calibration_rows = dataset_module.eval_dataset
     if (training_args.do_train and args.world_model.calibrate_temperature and calibration_rows is None
             and _is_distributional(world_model) and len(dataset_module.train_dataset) >= 2):
@@ -229,6 +228,28 @@ def _keep_start_if_better(trainer: WorldModelTrainer, key: str, value: float, we
                        f"best checkpoint {best if best is None else f'{best:.6g}'}): the model before training, "
                        "which forecasts what the ridge regressions forecast, is kept.")
     return {f"start_{key}": value, "kept_start": float(better)}
+
+
+def _build_world_model(args: TrainArgs, streams):
+    """The world model of the run. Under the stage wm default of `unroll_steps` ("unroll" in `data_defaults`) it is
+    built with 1 and unrolls `WM_UNROLL_STEPS` where every predicted stream's head has a cheap mean (a head whose
+    mean is a Monte-Carlo average, as `diffusion`'s, cannot feed it back with its gradient)."""
+    defaulted = "unroll" in args.data_defaults
+    if defaulted:
+        args.world_model.unroll_steps = 1
+    world_model = build_world_model(args.model, args.world_model, streams, args.finetuning.finetuning_type,
+                                    args.data.template)
+    if defaulted:
+        config = world_model.config
+        costly = [name for name in config.predicted_streams
+                  if not world_model.stream_part("prediction_head", name).mean_is_cheap]
+        if costly:
+            logger.info(f"`unroll_steps` stays 1 (the stage wm default is {WM_UNROLL_STEPS}): the "
+                        f"`{config.prediction_head_type}` head's mean is a Monte-Carlo average; set "
+                        "`scheduled_sampling_prob` to train it on its own rollouts.")
+        else:
+            config.unroll_steps = args.world_model.unroll_steps = WM_UNROLL_STEPS
+    return world_model
 
 
 def _calibrate(trainer: WorldModelTrainer, world_model, rows) -> None:
