@@ -134,14 +134,21 @@ def main() -> None:
     parser.add_argument("--val_size", type=float, default=0.1, help="0: no evaluation split (the defaults)")
     parser.add_argument("--well_steps", type=int, default=10, help="states per double-well trajectory")
     parser.add_argument("--context", type=int, default=2, help="double well: states given to eval's rollouts")
+    parser.add_argument("--test_rows", type=int, default=64, help="double-well test trajectories")
+    parser.add_argument("--picture", default=os.path.join(REPO, "docs", "images", "distributional_rollouts.png"),
+                        help="where the sampled rollouts are drawn ('none': not drawn)")
+    parser.add_argument("--work", help="keep the data and the trained models in this folder (default: a temporary "
+                                       "one, removed at the end)")
     args = parser.parse_args()
     global VAL_SIZE
     VAL_SIZE = args.val_size
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "steps": args.steps,
               "samples": args.samples, "double_well": {}, "pendulum": {}}
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as temporary:
+        work = args.work or temporary
+        os.makedirs(work, exist_ok=True)
         well = os.path.join(work, "well")
-        double_well(well, rows=256, test_rows=64, steps=args.well_steps)
+        double_well(well, rows=256, test_rows=args.test_rows, steps=args.well_steps)
         heads = ["mlp"] + [h for h in args.heads.split(",") if h in HEADS and h != "mlp"]
         outputs = {head: train_and_eval(work, well, "well_train", "well_test", head, args.steps, args.samples,
                                         args.context, args.seed) for head in heads}
@@ -170,8 +177,9 @@ def main() -> None:
         for head in heads[1:]:
             result["double_well"][head]["energy_score_gain_vs_mlp"] = 1 - result["double_well"][head][
                 "energy_score_h4"] / base
-        os.makedirs(os.path.join(REPO, "docs", "images"), exist_ok=True)
-        picture(work, well, outputs, os.path.join(REPO, "docs", "images", "distributional_rollouts.png"))
+        if args.picture != "none":
+            os.makedirs(os.path.dirname(os.path.abspath(args.picture)), exist_ok=True)
+            picture(work, well, outputs, args.picture)
         if not args.skip_pendulum:
             pendulum = os.path.join(work, "pendulum")
             subprocess.run([sys.executable, os.path.join(REPO, "examples", "dynamics", "make_oscillator_data.py"),

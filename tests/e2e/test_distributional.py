@@ -70,13 +70,14 @@ def test_sampling_temperature_is_calibrated_on_the_evaluation_split(trained):
     gaps = np.abs(coverage[:, 1] - 0.9)  # the 90% interval
     best = TEMPERATURES[np.isclose(gaps, gaps.min(), atol=1e-6)]
     assert report["sampling_temperature"] == pytest.approx(best[np.argmin(np.abs(np.log(best)))], rel=1e-3)
-    # saved in config.json, and the default of every sampled prediction
+    # saved in config.json, the default of teacher-forced draws; a rollout's first step draws at its band's
     assert model.config.sampling_temperature == pytest.approx(report["sampling_temperature"], rel=1e-3)
+    assert model.config.temperature_at(None) == model.config.sampling_temperature
     data_dir = str(tmp / "data")
     np.testing.assert_array_equal(
         model.rollout(rows[0], steps=1, dataset_dir=data_dir, num_samples=4, seed=5),
         model.rollout(rows[0], steps=1, dataset_dir=data_dir, num_samples=4, seed=5,
-                      temperature=model.config.sampling_temperature))
+                      temperature=model.config.temperature_at(1)))
 
 
 def test_each_rollout_horizon_band_has_its_calibrated_temperature(trained):
@@ -84,8 +85,9 @@ def test_each_rollout_horizon_band_has_its_calibrated_temperature(trained):
     report = json.loads((tmp / "out" / "calibration_results.json").read_text())
     bands = model.config.horizon_temperatures
     assert bands == report["horizon_temperatures"] and len(bands) >= 2  # rows of 6 groups: horizons 1 to 5
-    assert bands[0] == pytest.approx(model.config.sampling_temperature, rel=1e-3)
-    for (name, band), temperature in zip(report["horizon_bands"].items(), bands[1:]):
+    # horizon 1 is chosen on rollouts too (the teacher-forced temperature is chosen on every position)
+    assert list(report["horizon_bands"])[:2] == ["1-1", "2-3"] and len(report["horizon_bands"]) == len(bands)
+    for (name, band), temperature in zip(report["horizon_bands"].items(), bands):
         shares = {float(t): share for t, share in band["coverage_90"].items()}
         closest = min(abs(share - 0.9) for share in shares.values())
         assert abs(shares[min(shares, key=lambda t: abs(t - temperature))] - 0.9) == pytest.approx(closest, abs=1e-6)

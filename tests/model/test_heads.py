@@ -134,6 +134,13 @@ def test_samples_follow_the_distribution_and_the_seed():
     assert torch.equal(draws, again)
     cooler = head.sample(params, identity, 4000, temperature=0.5, generator=torch.Generator().manual_seed(1))
     assert abs(cooler[:, 0, 0].abs().std().item() - 0.05) < 0.005
+    # below 1 the temperature also sharpens the weights (softmax(logits / T)): 0.7 / 0.3 at T = 0.5 is
+    # 0.49 / 0.09 renormalised, 0.845; above 1 they stay as trained
+    skewed = (torch.log(torch.tensor([[0.7, 0.3]])), params[1], params[2])
+    for temperature, share in ((0.5, 0.49 / 0.58), (1.0, 0.7), (2.0, 0.7)):
+        draws = head.sample(skewed, identity, 20000, temperature=temperature,
+                            generator=torch.Generator().manual_seed(2))[:, 0, 0]
+        assert abs((draws < 0).float().mean().item() - share) < 0.01, temperature
 
 
 def test_the_diffusion_head_learns_a_two_valued_target():

@@ -38,8 +38,8 @@ class InferenceArguments:
     )
     temperature: Optional[float] = field(
         default=None,
-        metadata={"help": "Scales the spread of the draws (default: the model's `sampling_temperature`, calibrated "
-                          "after training on the evaluation split, else 1)."},
+        metadata={"help": "Scales the spread of the draws (default: the model's calibrated temperatures, "
+                          "`sampling_temperature` teacher-forced and `horizon_temperatures` in rollouts, else 1)."},
     )
     bank: Optional[str] = field(
         default=None,

@@ -27,7 +27,7 @@ def rollout(model, row: Row | list[Row], steps: int, dataset_dir: Optional[str] 
     """Continue the latent stream after the end of `row` (or after its first `context_groups` groups) for `steps`
     vectors, feeding each prediction back through the projector (KV-cached). Returns `[steps, d]`, the head's mean
     at each step; with `num_samples` S, `[S, steps, d]`: S trajectories, each feeding back its own draws from the
-    head's distribution (`temperature` scales the spread, default the calibrated `config.sampling_temperature`;
+    head's distribution (`temperature` scales the spread, default the calibrated one of each horizon band;
     `seed` makes them reproducible), computed as one batch. `row`: a dict in the dataset format, or
     `(dataset_name, row_index)`.
 

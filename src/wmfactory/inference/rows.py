@@ -115,7 +115,7 @@ class RowTensors:
 @dataclass
 class Sampling:
     """Draw `num_samples` trajectories from the head's distribution, with `temperature` scaling its spread (None: the
-    model's calibrated `sampling_temperature`); `seed` makes the draws reproducible."""
+    model's calibrated temperatures: `config.temperature_at` each horizon); `seed` makes the draws reproducible."""
 
     num_samples: int
     temperature: Optional[float] = None

@@ -294,9 +294,14 @@ class MixtureHead(PredictionHead):
         return frame.to_normalized((torch.softmax(logits, dim=-1)[..., None] * means).sum(1))
 
     def sample(self, params, frame, num_samples=1, temperature=1.0, generator=None) -> torch.Tensor:
+        """Draws at `temperature` T: each component's standard deviations x T; below 1 the components are also
+        drawn from softmax(logits / T) (a cooler forecast keeps to its likelier components; above 1 the weights
+        stay as trained). On the double well the spread alone could not narrow the late horizons of a rollout,
+        whose width came from draws that switch wells (docs/benchmarks.md)."""
         logits, means, log_stds = params
         n = logits.shape[0]
-        component = torch.multinomial(torch.softmax(logits, dim=-1), num_samples, replacement=True,
+        sharpen = min(float(temperature), 1.0)
+        component = torch.multinomial(torch.softmax(logits / sharpen, dim=-1), num_samples, replacement=True,
                                       generator=generator).T  # [S, n]
         rows = torch.arange(n, device=logits.device)[None, :].expand(num_samples, n)
         noise = torch.randn((num_samples, n, self.embedding_dim), generator=generator, device=logits.device)
