@@ -27,3 +27,14 @@ def test_choose_temperature_fits_the_90_percent_interval_and_prefers_one_on_ties
     assert choose_temperature(coverage) == TEMPERATURES[at[1.587]]
     flat = np.tile([0.5, 0.9], (len(TEMPERATURES), 1))  # every temperature calibrated: keep 1
     assert choose_temperature(flat) == pytest.approx(1.0)
+
+
+def test_rollout_starts_spread_over_the_places_that_reach_the_horizon():
+    from wmfactory.train.wm.calibration import rollout_starts
+
+    row = {"embedding_groups": list(range(11))}  # 11 groups of one stream
+    assert rollout_starts(row, 2, 1, 1) == [2, 5, 7, 10]  # horizon 1 from group 10 is the row's last group
+    assert rollout_starts(row, 2, 8, 1) == [2, 3]  # horizon 8 from group 3 is group 10
+    assert rollout_starts(row, 3, 9, 1) == [] and rollout_starts(row, 2, 1, 1, count=1) == [2]
+    # two streams alternating (s, a, s, a, ...): starts keep to the first's stream, horizons count its steps
+    assert rollout_starts({"embedding_groups": list(range(12))}, 2, 2, 2) == [2, 4, 6, 8]

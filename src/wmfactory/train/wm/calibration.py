@@ -11,8 +11,10 @@ scaling) carried over to interval forecasts. The chosen T is saved as `sampling_
 A rollout feeds its own draws back, and a one-step temperature under-covers further out; so each horizon band of a
 rollout (1, 2-3, 4-7, 8-15, ...: `config.horizon_band`; horizon 1 too) gets its own temperature, chosen band after
 band: with the earlier bands' temperatures fixed, the one whose sampled rollouts (`NUM_SAMPLES` per row) hold
-closest to 90% of the true vectors at that band's horizons (`horizon_temperatures` in config.json), each rollout
-given the first groups of its row that the ridge frame reads (`rollout_context`).
+closest to 90% of the true vectors at that band's horizons (`horizon_temperatures` in config.json). Each row is
+rolled out from up to `MAX_STARTS` places (`rollout_starts`; `MAX_ROLLOUTS` in all): the first after the groups
+that the ridge frame reads (`rollout_context`), the last from which the band's first horizon is still inside the
+row, and evenly between.
 
 Without an evaluation split, a tenth of the training rows (at most `MAX_CALIBRATION_ROWS`; the last row of a run with
 fewer than ten) is held out of training for this (`calibration_split`): every tenth row, or, where the rows are
@@ -39,6 +41,8 @@ MAX_TARGETS = 4096  # enough to place a 90% interval to about 1%; bounds the cos
 CALIBRATION_EVERY = 10  # without an evaluation split, every tenth training row calibrates
 MAX_CALIBRATION_ROWS = 256
 MAX_ROLLOUT_ROWS = 64  # rows rolled out per band and temperature
+MAX_STARTS = 4  # rollout starts per row and band: its earliest, its latest that reaches the band, and between
+MAX_ROLLOUTS = 2 * MAX_ROLLOUT_ROWS  # rollouts per band and temperature: fewer starts per row where rows are many
 ROLLOUT_BATCH = 16
 
 
@@ -146,6 +150,17 @@ def rollout_coverage(model, rows: list[dict], band: int, seed: int = 0,
     return hits / max(values, 1), values
 
 
+def rollout_starts(features: dict, first: int, horizon: int, streams: int, count: int = MAX_STARTS) -> list[int]:
+    """Up to `count` groups, from `first` on and evenly spread, after which a rollout of the row reaches `horizon`
+    inside it (steps of `streams` groups, one per stream)."""
+    groups = max(features["embedding_groups"], default=-1) + 1
+    latest = groups - 1 - (horizon - 1) * streams
+    if latest < first:
+        return []
+    every = list(range(first, latest + 1, streams))
+    return sorted({every[i] for i in np.linspace(0, len(every) - 1, min(count, len(every))).round().astype(int)})
+
+
 def calibrate_horizons(model, rows: list[dict], first: float, seed: int = 0,
                        temperatures: np.ndarray = TEMPERATURES) -> tuple[list[float], dict[str, dict]]:
     """The temperature of each horizon band, band 0 (horizon 1) included, and for each band the coverage at every
@@ -162,15 +177,20 @@ def calibrate_horizons(model, rows: list[dict], first: float, seed: int = 0,
     context = rollout_context(model)
     # a row whose first target comes later (a held-out window of a series: its steps that training holds too are
     # history) starts its rollout there, so that no scored value was trained on
-    starts = [max(context, first_target_group(model, features)) for features in rows]
+    firsts = [max(context, first_target_group(model, features)) for features in rows]
+    per_row = max(1, min(MAX_STARTS, MAX_ROLLOUTS // max(len(rows), 1)))
     for band in itertools.count(0):
         last = 2 ** (band + 1) - 1  # the band's last horizon: cut the rows there (the rollout's cost)
-        cut = [context_features(features, start - context + (context + last) * streams)
-               for features, start in zip(rows, starts)]
+        # rollouts from several places of each row, so that a band's temperature holds wherever a rollout starts
+        # (where a row's first states differ from its later ones, one start would calibrate for it alone)
+        pairs = [(features, start) for features, first in zip(rows, firsts)
+                 for start in rollout_starts(features, first, 2 ** band, streams, per_row)]
+        cut = [context_features(features, start - context + (context + last) * streams) for features, start in pairs]
+        starts = [start for _, start in pairs]
         shares = []
         for temperature in temperatures:
             config.horizon_temperatures = chosen[:band] + [float(temperature)]
-            share, values = rollout_coverage(model, cut, band, seed, starts)
+            share, values = rollout_coverage(model, cut, band, seed, starts) if pairs else (0.0, 0)
             if values == 0:
                 break
             shares.append(share)
