@@ -98,8 +98,7 @@ class WorldModel(PreTrainedModel):
             for s, d in dims.items()})
         for statistics in self.statistics.values():
             statistics.active = config.embedding_norm != "none"
-        if config.unroll_steps > 1 and not all(
-                self.stream_part("prediction_head", name).mean_is_cheap for name in config.predicted_streams):
+        if config.unroll_steps > 1 and not self.can_unroll:
             raise ConfigError(f"`unroll_steps` feeds the head's mean back with its gradient; the "
                               f"`{config.prediction_head_type}` head's mean is a Monte-Carlo average: use "
                               "`scheduled_sampling_prob` with it instead.")
@@ -131,6 +130,12 @@ class WorldModel(PreTrainedModel):
         if kind == "prediction_head" and self.config.is_condition(stream):
             raise DataError(f"stream '{stream}' is a condition stream: the model does not predict it.")
         return getattr(getattr(self, kind), stream)  # through PEFT's modules_to_save wrapper too
+
+    @property
+    def can_unroll(self) -> bool:
+        """Whether `unroll_steps` > 1 can train the model: every predicted stream's head has a cheap, differentiable
+        mean to feed back (`PredictionHead.mean_is_cheap`; not `diffusion`'s Monte-Carlo average)."""
+        return all(self.stream_part("prediction_head", name).mean_is_cheap for name in self.config.predicted_streams)
 
     def part_names(self) -> list[str]:
         """The modules that are not the LM, one per stream, by name (`projector.s`, `projector.a`, ...: PEFT's

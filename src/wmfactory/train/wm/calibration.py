@@ -185,12 +185,14 @@ def calibrate_horizons(model, rows: list[dict], first: float, seed: int = 0,
         # (where a row's first states differ from its later ones, one start would calibrate for it alone)
         pairs = [(features, start) for features, first in zip(rows, firsts)
                  for start in rollout_starts(features, first, 2 ** band, streams, per_row)]
+        if not pairs:  # no row reaches the band
+            break
         cut = [context_features(features, start - context + (context + last) * streams) for features, start in pairs]
         starts = [start for _, start in pairs]
         shares = []
         for temperature in temperatures:
             config.horizon_temperatures = chosen[:band] + [float(temperature)]
-            share, values = rollout_coverage(model, cut, band, seed, starts) if pairs else (0.0, 0)
+            share, values = rollout_coverage(model, cut, band, seed, starts)
             if values == 0:
                 break
             shares.append(share)

@@ -239,16 +239,12 @@ def _build_world_model(args: TrainArgs, streams):
         args.world_model.unroll_steps = 1
     world_model = build_world_model(args.model, args.world_model, streams, args.finetuning.finetuning_type,
                                     args.data.template)
-    if defaulted:
-        config = world_model.config
-        costly = [name for name in config.predicted_streams
-                  if not world_model.stream_part("prediction_head", name).mean_is_cheap]
-        if costly:
-            logger.info(f"`unroll_steps` stays 1 (the stage wm default is {WM_UNROLL_STEPS}): the "
-                        f"`{config.prediction_head_type}` head's mean is a Monte-Carlo average; set "
-                        "`scheduled_sampling_prob` to train it on its own rollouts.")
-        else:
-            config.unroll_steps = args.world_model.unroll_steps = WM_UNROLL_STEPS
+    if defaulted and world_model.can_unroll:
+        world_model.config.unroll_steps = args.world_model.unroll_steps = WM_UNROLL_STEPS
+    elif defaulted:
+        logger.info(f"`unroll_steps` stays 1 (the stage wm default is {WM_UNROLL_STEPS}): the "
+                    f"`{world_model.config.prediction_head_type}` head's mean is a Monte-Carlo average; set "
+                    "`scheduled_sampling_prob` to train it on its own rollouts.")
     return world_model
 
 
