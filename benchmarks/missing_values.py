@@ -1,20 +1,23 @@
 """Missing values: a model trained with `missing_values: mask` on records with gaps, against the same model trained on
 the complete records and against filling the gaps by persistence.
 
-    python benchmarks/missing_values.py [--steps 400] [--missing 0.2] [--loss l1]
+    python benchmarks/missing_values.py [--steps 400] [--missing 0.2] [--loss l1] [--work DIR]
 
 Data: the coupled pendulums of examples/dynamics (256 training and 32 test trajectories of 8 states of 4 numbers).
 A share `--missing` of the entries (each number of each state, independently) is removed at random from the
 training and the test trajectories. Three models, each with the same tiny LLM, LoRA rank 16, steps and seed:
 - complete: trained on the complete records, given complete test histories (the reference);
-- masked: trained on the records with gaps under `missing_values: mask`, given test histories with gaps;
+- masked: trained on the records with gaps under `missing_values: mask`, given test histories with gaps (whose gaps
+  it fills with what it finds most likely, `missing_fill_steps`; also scored with the frame's linear fill alone,
+  `masked_linear_fill`);
 - persistence-filled: trained on the records with each gap filled by the last observed value of its number (the
   first state's gaps by the training mean), given test histories filled the same way.
 `--loss` is every model's `world_model_loss_type` (default `l2`). Each rolls out the last 4 states of every test
 trajectory from its first 4 (`rollout(context_groups=4)`); the score is the MSE against the true states on the
 entries that are observed in the test records with gaps (the same entries for the three models), per horizon and
 over the 4. Persistence (the last observed value of each number) is
-scored on the same entries. Prints JSON."""
+scored on the same entries. `--work DIR` keeps the datasets and the models there (default: a temporary folder).
+Prints JSON."""
 
 import argparse
 import json
@@ -24,6 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -79,11 +83,19 @@ def train(data_dir: str, out: str, steps: int, seed: int, loss: str, extra: list
          "--world_model_loss_type", loss, *extra])
 
 
-def rollouts(model_dir: str, data_dir: str, rows: list[dict]) -> np.ndarray:
-    """`[rows, STEPS - CONTEXT, 4]`: each test row continued from its first CONTEXT states."""
+def timed(scored: dict, started: float) -> dict:
+    """`scored` with the seconds since `started` (loading the model and rolling out every test row, one by one)."""
+    return {**scored, "rollout_seconds": round(time.perf_counter() - started, 1)}
+
+
+def rollouts(model_dir: str, data_dir: str, rows: list[dict], **config) -> np.ndarray:
+    """`[rows, STEPS - CONTEXT, 4]`: each test row continued from its first CONTEXT states (`config`: keys of the
+    model's configuration set for it, such as `missing_fill_steps`)."""
     from wmfactory import WorldModel
 
     model = WorldModel.from_pretrained(model_dir)
+    for key, value in config.items():
+        setattr(model.config, key, value)
     return np.stack([np.asarray(model.rollout(row, STEPS - CONTEXT, dataset_dir=data_dir, context_groups=CONTEXT))
                      for row in rows])
 
@@ -101,11 +113,13 @@ def main() -> None:
     parser.add_argument("--missing", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loss", default="l2", choices=["l2", "l1", "smooth_l1"])
+    parser.add_argument("--work", default=None, help="keep the datasets and models in this folder")
     args = parser.parse_args()
     rng = np.random.default_rng(1234)
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "steps": args.steps,
               "missing": args.missing, "loss": args.loss}
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as scratch:
+        work = scratch if args.work is None else os.path.abspath(args.work)
         complete = os.path.join(work, "complete")
         subprocess.run([sys.executable, os.path.join(REPO, "examples", "dynamics", "make_oscillator_data.py"),
                         "--out", complete], check=True, capture_output=True)
@@ -129,14 +143,21 @@ def main() -> None:
         for name, (data_dir, extra) in runs.items():
             out = os.path.join(work, f"model_{name}")
             train(data_dir, out, args.steps, args.seed, args.loss, extra)
-            result[name] = scores(rollouts(out, data_dir, test_rows), truth, observed)
+            started = time.perf_counter()
+            result[name] = timed(scores(rollouts(out, data_dir, test_rows), truth, observed), started)
+        # the masked model with the frame's linear fill of the gaps only (`missing_fill_steps: 0`)
+        started = time.perf_counter()
+        result["masked_linear_fill"] = timed(scores(
+            rollouts(os.path.join(work, "model_masked"), os.path.join(work, "gappy"), test_rows,
+                     missing_fill_steps=0), truth, observed), started)
         # the masked model given the complete test histories too
         result["masked_given_complete_histories"] = scores(
             rollouts(os.path.join(work, "model_masked"), complete, test_rows), truth, observed)
         last = filled["test"][:, CONTEXT - 1: CONTEXT]  # the last observed value of each number
         result["persistence"] = scores(np.repeat(last, STEPS - CONTEXT, axis=1), truth, observed)
     reference = result["complete"]["mse"]
-    for name in ("masked", "persistence_filled", "masked_given_complete_histories", "persistence"):
+    for name in ("masked", "masked_linear_fill", "persistence_filled", "masked_given_complete_histories",
+                 "persistence"):
         result[name]["mse_relative_to_complete"] = result[name]["mse"] / reference
     print(json.dumps(result, indent=2))
 

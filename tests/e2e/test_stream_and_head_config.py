@@ -72,6 +72,8 @@ def test_every_stream_a_condition_leaves_nothing_to_predict(control):
     ("sampling_temperature", -1, "`sampling_temperature` must be a positive finite number, got -1"),
     ("sampling_temperature", "nan", "`sampling_temperature` must be a positive finite number, got nan"),
     ("sampling_temperature", "inf", "`sampling_temperature` must be a positive finite number, got inf"),
+    ("missing_fill_steps", -1, "`missing_fill_steps` must be an integer from 0 to 1000, got -1"),
+    ("missing_fill_steps", 10**6, "`missing_fill_steps` must be an integer from 0 to 1000, got 1000000"),
 ])
 def test_distributional_head_keys_out_of_range(tmp_path, key, value, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):

@@ -51,6 +51,9 @@ def setter(*keys, value):
     (setter("world_model_loss_type", value="l7"), "`world_model_loss_type` is \"l7\" in config.json (one of cosine, "
                                                   "l1, l2, smooth_l1"),
     (setter("lm_loss_weight", value="NaN"), "`lm_loss_weight` is \"NaN\""),
+    (setter("missing_fill_steps", value=10**9), "`missing_fill_steps` is 1000000000 in config.json (an integer from "
+                                                "0 to 1000)"),
+    (setter("missing_fill_steps", value=2.5), "`missing_fill_steps` is 2.5"),
     (setter("text_config", "hidden_size", value=2**40), "`hidden_size` is 1099511627776 in config.json"),
     (setter("text_config", "num_hidden_layers", value=-1), "`num_hidden_layers` is -1"),
     (setter("text_config", value="llama"), "`text_config` is \"llama\""),

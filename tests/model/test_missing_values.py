@@ -15,6 +15,7 @@ from wmfactory.data.embeddings import load_embedding
 from wmfactory.eval.metrics import forecast_metrics, forward_filled, seasonal_scale
 from wmfactory.extras.errors import ConfigError, DataError
 from wmfactory.hparams import WorldModelArguments
+from wmfactory.inference.engine import continue_stream
 from wmfactory.model.heads import Frame, MixtureHead, QuantileHead, fill_missing_history
 from wmfactory.model.loss import embedding_errors
 from wmfactory.model.statistics import EmbeddingStatistics
@@ -186,6 +187,46 @@ def test_a_masked_model_trains_saves_and_rolls_out_from_a_gappy_history(tmp_path
     report = evaluate_rows(model, [features], context_groups=4)
     scored = report["teacher_forced"]
     assert scored["vectors"] > 0 and np.isfinite(scored["model"]["mse"]) and np.isfinite(scored["ridge"]["mse"])
+    _check_gaps_filled_as_most_likely(model, features)
+
+
+def _check_gaps_filled_as_most_likely(model, features):
+    """`fill_gaps` on a history with one gap finds the value that minimises the model's own teacher-forced loss of
+    the history (a grid of values through `forward` finds no lower one), and a rollout reads the history so filled."""
+    vectors = torch.nan_to_num(torch.as_tensor(np.asarray(features["embedding_vectors"], dtype=np.float32)), 0.5)
+    vectors[3, 1] = float("nan")  # one gap, in the middle of the history
+    ids = torch.as_tensor(features["input_ids"])[None]
+    slots = torch.stack([torch.zeros(len(vectors), dtype=torch.long), torch.as_tensor(features["embedding_positions"])],
+                        dim=1)
+    targets = torch.as_tensor(features["embedding_is_target"])
+    assert model.fill_gaps(ids, vectors, slots, targets, steps=0) is None  # 0: the linear fill stays
+    filled = model.fill_gaps(ids, vectors, slots, targets, steps=300)
+    observed = ~torch.isnan(vectors)
+    assert torch.equal(filled[observed], vectors[observed]) and torch.isfinite(filled).all()
+
+    def loss_at(value: float) -> float:
+        complete = vectors.clone()
+        complete[3, 1] = value
+        return model(ids, embedding_vectors=complete, embedding_positions=slots,
+                     embedding_is_target=targets).embedding_loss.item()
+
+    std = model.statistics.m.std[1].item()
+    center = model.statistics.m.mean[1].item()
+    grid = [loss_at(center + std * x) for x in np.linspace(-4, 4, 161)]
+    found = loss_at(filled[3, 1].item())
+    assert found <= min(grid) + 1e-6 and found < max(grid)
+    linear = model.denormalize_streams(model.missing_fill(vectors, slots), None)[3, 1].item()  # where it started
+    assert found <= loss_at(linear)
+    # a rollout after the row reads the filled history: the same as from the row given complete
+    gappy = dict(features, embedding_vectors=vectors.numpy())
+    complete = dict(features, embedding_vectors=filled.numpy())
+    model.config.missing_fill_steps = 300
+    try:
+        np.testing.assert_allclose(continue_stream(model, gappy, 2), continue_stream(model, complete, 2), atol=1e-5)
+        model.config.missing_fill_steps = 0
+        assert not np.allclose(continue_stream(model, gappy, 2), continue_stream(model, complete, 2), atol=1e-5)
+    finally:
+        model.config.missing_fill_steps = 100
 
 
 def test_tables_accept_missing_targets_when_asked(tmp_path):

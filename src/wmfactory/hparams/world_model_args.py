@@ -6,6 +6,7 @@ from typing import Any, Literal, Optional, Union
 from ..extras.errors import ConfigError
 
 DimSpec = Union[int, dict[str, int], None]  # `embedding_dim`: one for every stream, per stream, or inferred
+MAX_FILL_STEPS = 1000  # `missing_fill_steps`: each is a forward and backward pass
 
 
 @dataclass
@@ -69,6 +70,14 @@ class WorldModelArguments:
                           "(missing values: excluded from the loss and from the normalisation statistics; each "
                           "stream's projector reads [z * observed, observed], twice the stream's width, so that a "
                           "missing entry enters as 0 beside an indicator 0; eval scores the observed entries only)."},
+    )
+    missing_fill_steps: int = field(
+        default=100,
+        metadata={"help": "`missing_values: mask`, at inference: Adam steps that fill the gaps of a history with what "
+                          "the model finds most likely (its own teacher-forced loss of the history, lowered over the "
+                          "missing entries alone, from the frame's linear fill); each is a forward and backward pass "
+                          "over the rows with gaps. 0 keeps the linear fill. Training and teacher-forced scores "
+                          "always read the linear fill (it reads only the vectors up to a gap)."},
     )
     embedding_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the embedding loss."})
     lm_loss_weight: float = field(
@@ -175,6 +184,9 @@ class WorldModelArguments:
             raise ConfigError(f"`sampling_temperature` must be a positive finite number, got {self.sampling_temperature}.")
         if self.missing_values not in ("refuse", "mask"):
             raise ConfigError(f"`missing_values` must be refuse or mask, got '{self.missing_values}'.")
+        if type(self.missing_fill_steps) is not int or not 0 <= self.missing_fill_steps <= MAX_FILL_STEPS:
+            raise ConfigError(f"`missing_fill_steps` must be an integer from 0 to {MAX_FILL_STEPS}, got "
+                              f"{self.missing_fill_steps!r}.")
         if self.missing_values == "mask" and self.prediction_head_type == "diffusion":
             raise ConfigError("`missing_values: mask` needs a head whose loss can leave out single entries (mlp, "
                               "linear, mixture or quantile); the diffusion head denoises whole vectors.")

@@ -13,7 +13,8 @@ import torch
 
 from ..extras.errors import DataError
 from .decoder import IncrementalDecoder, padded_segments, right_padded
-from .rows import GroupPrediction, Layout, RowTensors, Sampling, padded_history, with_conditions
+from .rows import (GroupPrediction, Layout, RowTensors, Sampling, batch_slots, fill_row_gaps, padded_history,
+                   with_conditions)
 
 def emission_order(streams: list[str], pattern: Optional[list[str]] = None) -> Iterator[str]:
     """The streams of the vectors after a row, one per vector: `pattern` repeated, or else the row's own pattern
@@ -77,12 +78,14 @@ class RowScript:
             if row.groups[i] not in seen:
                 seen.append(row.groups[i])
             self.horizons.append(len(seen))
+        # `missing_values: mask`: the given vectors' gaps as the model finds them most likely (`row.fed`)
+        fill_row_gaps(model, [row], [[given and target for given, target in zip(self.given, row.is_target)]])
         for name in set(row.stream_names):  # the given vectors of each stream through its projector at once
             index = [i for i, (kept, other, gone) in enumerate(zip(self.given, row.stream_names, dropped))
                      if kept and not gone and other == name]
             if index:
                 d = row.dims[index[0]]
-                vectors = row.vectors[index, :d]
+                vectors = row.fed[index, :d]
                 one_row = torch.zeros((len(index), 2), dtype=torch.long, device=vectors.device)
                 fill = model.missing_fill(vectors, one_row, stream=name)
                 inputs[row.positions[index]] = model.project(vectors, stream=name, fill=fill).to(inputs.dtype)
@@ -126,7 +129,7 @@ class Continuation:
         if script is not None:
             self.steps, self.conditions, self.used = len(script.events), {}, {}
             self.inputs = script.inputs[None].repeat(self.count, 1, 1)  # [count, t, h]
-            self.vectors = row.vectors[None].repeat(self.count, 1, 1)  # [count, v, W]
+            self.vectors = row.fed[None].repeat(self.count, 1, 1)  # [count, v, W]
             self.read = 0  # the row's vectors before index `read` are in `recent`
             return
         self.steps = steps
@@ -140,7 +143,7 @@ class Continuation:
         self.pattern = pattern or group_streams
         self.order = emission_order(group_streams, pattern)
         for i, name in enumerate(row.stream_names):
-            self._remember(name, row.vectors[i, : row.dims[i]][None].expand(self.count, -1))
+            self._remember(name, row.fed[i, : row.dims[i]][None].expand(self.count, -1))
         self.used = {name: 0 for name in self.conditions}
         self.turns_left = steps * (len(self.dims) + 1) + len(self.dims)  # bounded: a pattern without a predicted one
 
@@ -298,11 +301,10 @@ class Session:
         self.scripts: Optional[list[RowScript]] = None
         if context_groups is None:
             ids, lengths = right_padded([row.input_ids for row in self.rows])
-            slots = torch.cat([torch.stack([torch.full_like(row.positions, b), row.positions], dim=1)
-                               for b, row in enumerate(self.rows)])
-            vectors = torch.cat([row.vectors for row in self.rows])
+            fill_row_gaps(model, self.rows)  # `missing_values: mask`: the gaps as the model finds them most likely
+            vectors = torch.cat([row.fed for row in self.rows])
             streams = torch.cat([row.streams for row in self.rows])
-            embeds = model.embed(ids, vectors, slots, embedding_streams=streams)  # [b, t, h]
+            embeds = model.embed(ids, vectors, batch_slots(self.rows), embedding_streams=streams)  # [b, t, h]
         else:
             counts = [context_groups] * len(self.rows) if isinstance(context_groups, int) else list(context_groups)
             self.scripts = [RowScript(model, row, c) for row, c in zip(self.rows, counts)]

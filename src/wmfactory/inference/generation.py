@@ -10,7 +10,7 @@ import torch
 
 from .decoder import length_mask, right_padded
 from .engine import Session
-from .rows import GroupPrediction, Layout, RowTensors, Sampling
+from .rows import GroupPrediction, Layout, RowTensors, Sampling, batch_slots
 
 @torch.no_grad()
 def teacher_forced(model, features: dict[str, Any], sampling: Optional[Sampling] = None) -> list[GroupPrediction]:
@@ -30,8 +30,9 @@ def teacher_forced_rows(model, rows_features: list[dict[str, Any]],
     layout = Layout.of(model)
     rows = [RowTensors(model, rows_features[i], layout) for i in chosen]
     ids, lengths = right_padded([row.input_ids for row in rows])  # [b, t], [b]
-    slots = torch.cat([torch.stack([torch.full_like(row.positions, b), row.positions], dim=1)
-                       for b, row in enumerate(rows)])  # [v, 2] (row in the batch, position)
+    slots = batch_slots(rows)  # [v, 2] (row in the batch, position)
+    # `missing_values: mask`: the frame's linear fill of each gap (`missing_fill`), which reads only the vectors up
+    # to it; `fill_row_gaps` would read the targets after it
     vectors, streams = torch.cat([row.vectors for row in rows]), torch.cat([row.streams for row in rows])
     attention = None if len(rows) == 1 else length_mask(lengths, ids.shape[1])
     hidden = model.hidden_states(model.embed(ids, vectors, slots, embedding_streams=streams), attention)  # [b, t, h]

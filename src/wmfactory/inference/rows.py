@@ -9,6 +9,8 @@ from typing import Any, Iterable, Iterator, Optional
 import numpy as np
 import torch
 
+from .decoder import length_mask, right_padded
+
 
 @dataclass
 class GroupPrediction:
@@ -78,6 +80,7 @@ class RowTensors:
         self.input_ids = torch.as_tensor(features["input_ids"], dtype=torch.long, device=device)
         self.positions = torch.as_tensor(features["embedding_positions"], dtype=torch.long, device=device)
         self.vectors = torch.as_tensor(vector_stream(features, layout.width), device=device)
+        self.fed = self.vectors  # the vectors as the model reads them: with their gaps filled (`fill_row_gaps`)
         self._targets: Optional[np.ndarray] = None
         self.groups = list(features["embedding_groups"])
         self.is_target = list(features["embedding_is_target"])
@@ -110,6 +113,32 @@ class RowTensors:
             samples=None if samples is None else samples.float().cpu().numpy(),
             stream=self.row_streams[indices[0]],
         )
+
+
+def batch_slots(rows: list[RowTensors]) -> torch.Tensor:
+    """The slot of every vector of the rows as one batch `[v, 2]`: (row in the batch, position)."""
+    return torch.cat([torch.stack([torch.full_like(row.positions, b), row.positions], dim=1)
+                      for b, row in enumerate(rows)])
+
+
+def fill_row_gaps(model, rows: list[RowTensors], fillable: Optional[list[list[bool]]] = None) -> None:
+    """`missing_values: mask`: each row's `fed` becomes its vectors with their gaps filled by what the model finds
+    most likely given the row (`WorldModel.fill_gaps`; its loss read on each row's `fillable` vectors, default its
+    targets), the rows right-padded into one batch. `vectors` stay as they are: they are what is scored."""
+    if model.config.missing_values != "mask" or not any(bool(torch.isnan(row.vectors).any()) for row in rows):
+        return
+    ids, lengths = right_padded([row.input_ids for row in rows])
+    fillable = fillable or [row.is_target for row in rows]
+    flags = torch.tensor([flag for flags in fillable for flag in flags], dtype=torch.bool, device=ids.device)
+    filled = model.fill_gaps(ids, torch.cat([row.vectors for row in rows]), batch_slots(rows), flags,
+                             torch.cat([row.streams for row in rows]),
+                             attention_mask=None if len(rows) == 1 else length_mask(lengths, ids.shape[1]))
+    if filled is None:
+        return
+    start = 0
+    for row in rows:
+        row.fed = filled[start: start + len(row.groups)]
+        start += len(row.groups)
 
 
 @dataclass

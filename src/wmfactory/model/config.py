@@ -14,7 +14,7 @@ from transformers import AutoConfig, PretrainedConfig
 from .. import __version__
 from ..data.streams import StreamKind, is_condition, kind_of, kind_patterns
 from ..extras.errors import DataError
-from ..hparams.world_model_args import WorldModelArguments, parse_patterns
+from ..hparams.world_model_args import MAX_FILL_STEPS, WorldModelArguments, parse_patterns
 
 WORLD_MODEL_KEYS = tuple(f.name for f in dataclasses.fields(WorldModelArguments))
 
@@ -227,6 +227,9 @@ def check_config_dict(config: dict, source: str) -> None:
         choices = registered.get(key, choices)
         if key in config and choices and config[key] not in choices:
             refuse(key, config[key], f"one of {', '.join(sorted(choices))}")
+    passes = config.get("missing_fill_steps", 1)
+    if type(passes) is not int or not 0 <= passes <= MAX_FILL_STEPS:
+        refuse("missing_fill_steps", passes, f"an integer from 0 to {MAX_FILL_STEPS}")
     for key in ("embedding_loss_weight", "lm_loss_weight", "sampling_temperature"):
         value = config.get(key, 1.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:

@@ -49,6 +49,7 @@ from .statistics import EmbeddingStatistics
 
 Row = Union[dict[str, Any], tuple[str, int]]  # a row in the dataset format, or (dataset name, row index)
 WORLD_MODEL_PARTS = ("projector", "prediction_head", "statistics")  # everything that is not the LM
+MISSING_FILL_LR = 0.05  # Adam's step on the missing entries (`fill_gaps`), normalised units
 MISSING_FILL_HISTORY = 8  # the vectors a persistence fill looks back through for an entry's last observed value
 
 
@@ -178,6 +179,13 @@ class WorldModel(PreTrainedModel):
             z[index, :d] = self.stream_part("statistics", name).normalize(vectors[index, :d])
         return z
 
+    def denormalize_streams(self, z: torch.Tensor, streams: Optional[torch.Tensor]) -> torch.Tensor:
+        """`normalize_streams` undone: `[v, W]` normalised -> data units, float32, padding kept at 0."""
+        vectors = z.float().clone()
+        for name, d, index in self._by_stream(streams):
+            vectors[index, :d] = self.stream_part("statistics", name).denormalize(z[index, :d].float())
+        return vectors
+
     def frame_inputs(self, vectors: torch.Tensor, positions: torch.Tensor,
                      streams: Optional[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """What `head_frame` needs for each vector `[v, W]`: the previous vector of its stream in its row `[v, W]`
@@ -230,6 +238,55 @@ class WorldModel(PreTrainedModel):
         filled = fill_missing_history(window, count + 1, statistics.mean, statistics.ridge_on if ridge else None,
                                       statistics.std if ridge else None)
         return statistics.normalize(filled[:, 0])
+
+    @torch.no_grad()
+    def fill_gaps(self, input_ids: torch.Tensor, vectors: torch.Tensor, positions: torch.Tensor,
+                  fillable: torch.Tensor, streams: Optional[torch.Tensor] = None, rows: Optional[torch.Tensor] = None,
+                  attention_mask: Optional[torch.Tensor] = None, position_ids: Optional[torch.Tensor] = None,
+                  steps: Optional[int] = None) -> Optional[torch.Tensor]:
+        """`missing_values: mask`: the vectors `[v, W]` (data units, a batch as `forward` reads it) with their missing
+        entries filled by what the model finds most likely: starting from the frame's linear fill (`missing_fill`),
+        `steps` (default `config.missing_fill_steps`) Adam steps on the missing entries alone (normalised units)
+        lower the model's own teacher-forced loss of the `fillable` `[v]` target vectors, every entry of them
+        counted, the gaps as filled. So a gap is solved from the vectors after it too, through the model's dynamics,
+        not the ridges' linear ones. The model's weights get no gradient. None when nothing is missing, nothing is
+        fillable or `steps` is 0."""
+        steps = self.config.missing_fill_steps if steps is None else steps
+        if self.config.missing_values != "mask" or steps <= 0 or not bool(torch.isnan(vectors).any()):
+            return None
+        gaps = torch.isnan(vectors)
+        rows = frame_rows(positions, rows)
+        z = self.normalize_streams(vectors, streams)
+        heads = []
+        for name, d, index in self._by_stream(streams, predicted_only=True):
+            chosen = torch.arange(len(vectors), device=vectors.device)[index]
+            chosen = chosen[fillable[chosen]]
+            if len(chosen):
+                heads.append((name, d, chosen))
+        if not heads:
+            return None
+        for name, d, index in self._by_stream(streams):  # the start: the frame's linear fill
+            fill = self.missing_fill(z[index, :d], rows[index], True, name)
+            if fill is not None:
+                z[index, :d] = torch.where(gaps[index, :d], fill, z[index, :d])
+        where = gaps.nonzero(as_tuple=True)
+        values = z[where].clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([values], lr=MISSING_FILL_LR)
+        for _ in range(steps):
+            with torch.enable_grad():
+                filled = z.index_put(where, values)
+                data = self.denormalize_streams(filled, streams)
+                previous, has_previous = self.frame_inputs(data, rows, streams)
+                embeds = self.embed(input_ids, filled, positions, True, streams, rows)
+                hidden = self.hidden_states(embeds, attention_mask, position_ids)
+                loss = 0.0
+                for name, d, chosen in heads:
+                    head, params, frame = self._head_on(name, d, chosen, hidden, positions, previous, has_previous)
+                    loss = loss + head.loss(params, filled[chosen, :d], frame).sum()
+                values.grad, = torch.autograd.grad(loss, values)
+            optimizer.step()
+        filled = self.denormalize_streams(z.index_put(where, values.detach()), streams)
+        return torch.where(gaps, filled, vectors.float())  # the observed entries exactly as given
 
     def head_frame(self, previous: torch.Tensor, has_previous: torch.Tensor, stream: Optional[str] = None) -> Frame:
         """The frame of the head's output for vectors whose previous vectors (of the same stream) are `previous`
