@@ -15,7 +15,9 @@ from wmfactory.data.embeddings import load_embedding
 from wmfactory.eval.metrics import forecast_metrics, forward_filled, seasonal_scale
 from wmfactory.extras.errors import ConfigError, DataError
 from wmfactory.hparams import WorldModelArguments
+from wmfactory.inference import context_features, generate_groups
 from wmfactory.inference.engine import continue_stream
+from wmfactory.inference.rows import fills_kept
 from wmfactory.model.heads import Frame, MixtureHead, QuantileHead, fill_missing_history
 from wmfactory.model.loss import embedding_errors
 from wmfactory.model.statistics import EmbeddingStatistics
@@ -223,6 +225,24 @@ def _check_gaps_filled_as_most_likely(model, features):
     model.config.missing_fill_steps = 300
     try:
         np.testing.assert_allclose(continue_stream(model, gappy, 2), continue_stream(model, complete, 2), atol=1e-5)
+        # generated after the first 5 groups: their gaps solved from them alone (the same fill on the prefix)
+        prefix = context_features(gappy, 5)
+        p_ids = torch.as_tensor(prefix["input_ids"])[None]
+        p_vectors = torch.as_tensor(np.asarray(prefix["embedding_vectors"], dtype=np.float32))
+        p_filled = model.fill_gaps(p_ids, p_vectors, slots[:5], targets[:5], steps=300)
+        solved = dict(features, embedding_vectors=torch.cat([p_filled, vectors[5:]]).numpy())
+        calls = []
+        fill_gaps = model.fill_gaps
+        model.fill_gaps = lambda *args, **kw: calls.append(1) or fill_gaps(*args, **kw)
+        try:
+            with fills_kept(model):  # the same history twice: solved once
+                for _ in range(2):
+                    got = [g.predicted for g in generate_groups(model, gappy, context_groups=5)]
+                    want = [g.predicted for g in generate_groups(model, solved, context_groups=5)]
+                    np.testing.assert_allclose(np.concatenate(got), np.concatenate(want), atol=1e-5)
+        finally:
+            model.fill_gaps = fill_gaps
+        assert len(calls) == 1
         model.config.missing_fill_steps = 0
         assert not np.allclose(continue_stream(model, gappy, 2), continue_stream(model, complete, 2), atol=1e-5)
     finally:

@@ -63,11 +63,28 @@ class RowScript:
     position in `inputs`), with the `horizons` of their groups (1 for a stream's first generated group); `prefix`:
     the positions before the first of them, which the session encodes."""
 
+    @staticmethod
+    def given_vectors(model, row: RowTensors, context_groups: int) -> list[bool]:
+        """Which vectors of the row are given: those of the groups before `context_groups` and of condition
+        streams."""
+        kinds = {name: model.config.stream_kind(name) for name in set(row.stream_names)}
+        return [g < context_groups or not kinds[name].predicted for g, name in zip(row.groups, row.stream_names)]
+
+    @classmethod
+    def fill_history_gaps(cls, model, rows: list[RowTensors], counts: list[int]) -> None:
+        """`missing_values: mask`: the gaps of the rows' given vectors before their first generated one, as the model
+        finds them most likely from the row up to there (`fill_row_gaps`, one batch; the rows' `fed`)."""
+        fillable, ends = [], []
+        for row, count in zip(rows, counts):
+            given = cls.given_vectors(model, row, count)
+            fillable.append([kept and target for kept, target in zip(given, row.is_target)])
+            ends.append(next((p for p, kept in zip(row.positions.tolist(), given) if not kept), len(row.input_ids)))
+        fill_row_gaps(model, rows, fillable, ends)
+
     def __init__(self, model, row: RowTensors, context_groups: int):
         inputs = model.get_input_embeddings()(row.input_ids).clone()  # [t, h]
         kinds = {name: model.config.stream_kind(name) for name in set(row.stream_names)}
-        self.given = [g < context_groups or not kinds[name].predicted
-                      for g, name in zip(row.groups, row.stream_names)]
+        self.given = self.given_vectors(model, row, context_groups)
         dropped = [g >= context_groups and not (kinds[name].predicted or kinds[name].given_in_future)
                    for g, name in zip(row.groups, row.stream_names)]
         self.events = [(i, position) for i, position in enumerate(row.positions.tolist()) if not self.given[i]]
@@ -78,8 +95,7 @@ class RowScript:
             if row.groups[i] not in seen:
                 seen.append(row.groups[i])
             self.horizons.append(len(seen))
-        # `missing_values: mask`: the given vectors' gaps as the model finds them most likely (`row.fed`)
-        fill_row_gaps(model, [row], [[given and target for given, target in zip(self.given, row.is_target)]])
+        # `missing_values: mask`: the given vectors as filled (`row.fed`, `fill_history_gaps`)
         for name in set(row.stream_names):  # the given vectors of each stream through its projector at once
             index = [i for i, (kept, other, gone) in enumerate(zip(self.given, row.stream_names, dropped))
                      if kept and not gone and other == name]
@@ -307,6 +323,7 @@ class Session:
             embeds = model.embed(ids, vectors, batch_slots(self.rows), embedding_streams=streams)  # [b, t, h]
         else:
             counts = [context_groups] * len(self.rows) if isinstance(context_groups, int) else list(context_groups)
+            RowScript.fill_history_gaps(model, self.rows, counts)
             self.scripts = [RowScript(model, row, c) for row, c in zip(self.rows, counts)]
             embeds, lengths = right_padded([script.prefix for script in self.scripts])
         self.dtype = embeds.dtype

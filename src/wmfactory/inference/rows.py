@@ -2,6 +2,7 @@
 device (`RowTensors`), the frame inputs that the engine extends step by step, what a prediction returns
 (`GroupPrediction`), and how a row is cut for a context (`context_features`, `rollout_windows`)."""
 
+import contextlib
 import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Optional
@@ -121,24 +122,59 @@ def batch_slots(rows: list[RowTensors]) -> torch.Tensor:
                       for b, row in enumerate(rows)])
 
 
-def fill_row_gaps(model, rows: list[RowTensors], fillable: Optional[list[list[bool]]] = None) -> None:
+@contextlib.contextmanager
+def fills_kept(model):
+    """Inside, `fill_row_gaps` solves each distinct history once and reuses it (calibration rolls out the same rows at
+    many temperatures). The model's weights must not change inside."""
+    model.__dict__["_kept_fills"] = {}
+    try:
+        yield
+    finally:
+        model.__dict__.pop("_kept_fills", None)
+
+
+def fill_row_gaps(model, rows: list[RowTensors], fillable: Optional[list[list[bool]]] = None,
+                  ends: Optional[list[int]] = None) -> None:
     """`missing_values: mask`: each row's `fed` becomes its vectors with their gaps filled by what the model finds
     most likely given the row (`WorldModel.fill_gaps`; its loss read on each row's `fillable` vectors, default its
-    targets), the rows right-padded into one batch. `vectors` stay as they are: they are what is scored."""
-    if model.config.missing_values != "mask" or not any(bool(torch.isnan(row.vectors).any()) for row in rows):
+    targets), the rows right-padded into one batch. `ends`: per row, the position where what is given ends (only the
+    vectors before it are solved for, from the text and vectors before it; default the whole row). `vectors` stay
+    as they are: they are what is scored."""
+    if model.config.missing_values != "mask" or model.config.missing_fill_steps <= 0:
         return
-    ids, lengths = right_padded([row.input_ids for row in rows])
     fillable = fillable or [row.is_target for row in rows]
-    flags = torch.tensor([flag for flags in fillable for flag in flags], dtype=torch.bool, device=ids.device)
-    filled = model.fill_gaps(ids, torch.cat([row.vectors for row in rows]), batch_slots(rows), flags,
-                             torch.cat([row.streams for row in rows]),
-                             attention_mask=None if len(rows) == 1 else length_mask(lengths, ids.shape[1]))
-    if filled is None:
+    kept = model.__dict__.get("_kept_fills")
+    todo, keys = [], []
+    for i, row in enumerate(rows):
+        end = len(row.input_ids) if ends is None else ends[i]
+        n = int((row.positions < end).sum())
+        if not bool(torch.isnan(row.vectors[:n]).any()):
+            continue
+        key = None
+        if kept is not None:
+            key = (row.input_ids[:end].cpu().numpy().tobytes(), row.vectors[:n].cpu().numpy().tobytes(),
+                   tuple(fillable[i][:n]))
+            if key in kept:
+                row.fed = torch.cat([kept[key], row.vectors[n:]])
+                continue
+        todo.append((row, end, n, fillable[i][:n]))
+        keys.append(key)
+    if not todo:
         return
+    ids, lengths = right_padded([row.input_ids[:end] for row, end, _, _ in todo])
+    slots = torch.cat([torch.stack([torch.full_like(row.positions[:n], b), row.positions[:n]], dim=1)
+                       for b, (row, _, n, _) in enumerate(todo)])
+    flags = torch.tensor([flag for *_, flags in todo for flag in flags], dtype=torch.bool, device=ids.device)
+    filled = model.fill_gaps(ids, torch.cat([row.vectors[:n] for row, _, n, _ in todo]), slots, flags,
+                             torch.cat([row.streams[:n] for row, _, n, _ in todo]),
+                             attention_mask=None if len(todo) == 1 else length_mask(lengths, ids.shape[1]))
     start = 0
-    for row in rows:
-        row.fed = filled[start: start + len(row.groups)]
-        start += len(row.groups)
+    for (row, _, n, _), key in zip(todo, keys):
+        part = row.vectors[:n] if filled is None else filled[start: start + n]
+        row.fed = torch.cat([part, row.vectors[n:]])
+        if key is not None:
+            kept[key] = part
+        start += n
 
 
 @dataclass

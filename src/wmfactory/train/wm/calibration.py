@@ -31,7 +31,7 @@ import torch
 from ...data.splits import mask_seen_steps, time_split
 from ...eval.metrics import rank_coverage
 from ...inference import Sampling, generate_rows, vector_stream
-from ...inference.rows import context_features
+from ...inference.rows import context_features, fills_kept
 from ...model.config import horizon_band
 
 TEMPERATURES = np.geomspace(0.25, 4.0, 25)  # ratio 1.12 between neighbours, 1.0 included
@@ -179,6 +179,15 @@ def calibrate_horizons(model, rows: list[dict], first: float, seed: int = 0,
     # history) starts its rollout there, so that no scored value was trained on
     firsts = [max(context, first_target_group(model, features)) for features in rows]
     per_row = max(1, min(MAX_STARTS, MAX_ROLLOUTS // max(len(rows), 1)))
+    with fills_kept(model):  # `missing_values: mask`: each history's gaps solved once, not once per temperature
+        _calibrate_bands(model, rows, firsts, context, per_row, streams, seed, temperatures, chosen, report)
+    config.horizon_temperatures = [round(t, 4) for t in chosen]
+    return config.horizon_temperatures, report
+
+
+def _calibrate_bands(model, rows, firsts, context, per_row, streams, seed, temperatures, chosen, report) -> None:
+    """`calibrate_horizons`' loop over the bands: extends `chosen` and `report`."""
+    config = model.config
     for band in itertools.count(0):
         last = 2 ** (band + 1) - 1  # the band's last horizon: cut the rows there (the rollout's cost)
         # rollouts from several places of each row, so that a band's temperature holds wherever a rollout starts
@@ -204,5 +213,3 @@ def calibrate_horizons(model, rows: list[dict], first: float, seed: int = 0,
         chosen[band:] = [float(temperatures[order[0]])]
         report[f"{2 ** band}-{last}"] = {"temperature": chosen[-1], "values": values,
                                          "coverage_90": {f"{t:.3g}": share for t, share in zip(temperatures, shares)}}
-    config.horizon_temperatures = [round(t, 4) for t in chosen]
-    return config.horizon_temperatures, report
