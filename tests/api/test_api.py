@@ -189,6 +189,8 @@ def test_bad_vectors_in_the_row_are_refused_and_no_file_is_read(trained, main, t
         (json.dumps({"row": with_m2([1.0, 2.0, 3.0]), "steps": 2}), ["dimension"]),
         (json.dumps({"row": with_m2([1.0, 2.0, 3.0, 4.0]), "steps": 2}).replace("4.0]", "NaN]"), ["NaN or infinity"]),
         (json.dumps({"row": with_m2([1.0, 2.0, 3.0, 4.0]), "steps": 2}).replace("4.0]", "1e999]"), ["NaN or infinity"]),
+        (json.dumps({"row": with_m2([1.0, None, 3.0, 4.0]), "steps": 2}), ["`row.embeddings.m2[0]` holds NaN or "
+                                                                          "infinity (null: missing entries need"]),
         (json.dumps({"row": with_m2({"b64": "AAAA", "dtype": "float32", "shape": [1, 4]}), "steps": 2}),
          ["3 bytes do not hold shape [1, 4]"]),
         (json.dumps({"row": with_m2({"b64": "AAAAAAAAAAAAAAAAAAAAAA==", "dtype": "int8", "shape": [16]}),

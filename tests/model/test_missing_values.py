@@ -2,6 +2,7 @@
 enter the projector as the frame's fill from the vectors before them beside an indicator, fill the frames from
 older vectors, and are not scored by eval."""
 
+import json
 import math
 
 import numpy as np
@@ -190,6 +191,32 @@ def test_a_masked_model_trains_saves_and_rolls_out_from_a_gappy_history(tmp_path
     scored = report["teacher_forced"]
     assert scored["vectors"] > 0 and np.isfinite(scored["model"]["mse"]) and np.isfinite(scored["ridge"]["mse"])
     _check_gaps_filled_as_most_likely(model, features)
+    _check_served_rows_may_hold_missing_entries(model)
+
+
+def _check_served_rows_may_hold_missing_entries(model):
+    """`wmfactory api` serving a masked model: a missing entry of a row's vector is `null` (or NaN in base64), and
+    the answer is the in-process rollout's; an infinity stays refused."""
+    from fastapi.testclient import TestClient
+
+    from wmfactory.api.app import Limits, create_app
+    from wmfactory.api.batching import Engine
+
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(5, 3)).round(3)
+    vectors[[1, 3], [2, 0]] = np.nan
+    row = {"messages": [{"role": "user", "content": "".join(f"<m{t + 1}>" for t in range(5))}],
+           "embeddings": {f"m{t + 1}": [[None if np.isnan(x) else float(x) for x in vectors[t]]] for t in range(5)}}
+    expected = model.rollout({**row, "embeddings": {k: [np.asarray(v[0], dtype=np.float32)[None]]
+                                                    for k, v in row["embeddings"].items()}}, 2)
+    with TestClient(create_app(model, Engine(model, 0.0), Limits())) as client:
+        answer = client.post("/v1/rollout", json={"row": row, "steps": 2})
+        assert answer.status_code == 200, answer.text
+        np.testing.assert_allclose(answer.json()["vectors"], expected, rtol=1e-4, atol=1e-4)
+        broken = {**row, "embeddings": {**row["embeddings"], "m2": [[1.0, 2.0, "Infinity"]]}}
+        refused = client.post("/v1/rollout", content=json.dumps({"row": broken, "steps": 2}).replace(
+            '"Infinity"', "Infinity"))
+        assert refused.status_code == 422 and "`row.embeddings.m2[0]` holds an infinity" in refused.text
 
 
 def _check_gaps_filled_as_most_likely(model, features):

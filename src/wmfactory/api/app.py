@@ -54,6 +54,7 @@ class Limits:
 def create_app(model, engine: Engine, limits: Limits, api_key: Optional[str] = None, bank=None,
                model_id: str = "world-model") -> FastAPI:
     """The app; its lifespan starts the engine and stops it after the last request in flight."""
+    gaps = model.config.missing_values == "mask"  # a row's vectors may hold missing entries (null)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -119,7 +120,7 @@ def create_app(model, engine: Engine, limits: Limits, api_key: Optional[str] = N
         started = time.monotonic()
         body: RolloutRequest = parse_body(await request.body(), RolloutRequest)
         check_samples(body.num_samples)
-        row = decode_row(body.row)
+        row = decode_row(body.row, missing=gaps)
         conditions = {name: decode_array(values, f"conditions.{name}") for name, values in
                       (body.conditions or {}).items()} or None
         arguments = dict(steps=body.steps, context_groups=body.context_groups, num_samples=body.num_samples,
@@ -138,7 +139,7 @@ def create_app(model, engine: Engine, limits: Limits, api_key: Optional[str] = N
         started = time.monotonic()
         body: PredictNextRequest = parse_body(await request.body(), PredictNextRequest)
         check_samples(body.num_samples)
-        row = decode_row(body.row)
+        row = decode_row(body.row, missing=gaps)
         groups = await run(Job(call=lambda: model.predict_next(row, num_samples=body.num_samples,
                                                                temperature=body.temperature, seed=body.seed)),
                            started)
@@ -172,7 +173,7 @@ def create_app(model, engine: Engine, limits: Limits, api_key: Optional[str] = N
             from_last_vector=body.from_last_vector, pattern=body.pattern,
             conditions={name: decode_array(values, f"conditions.{name}") for name, values in
                         (body.conditions or {}).items()} or None)
-        row = decode_row(body.row)
+        row = decode_row(body.row, missing=gaps)
         cost = body.horizon * body.candidates * body.iterations * (body.num_samples or 1)
         result = await run(Job(call=lambda: model.plan(row, **arguments), cost=cost), started)
         answer = {"actions": listed(result.actions), "states": listed(result.states), "cost": float(result.cost),

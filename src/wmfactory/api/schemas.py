@@ -97,9 +97,10 @@ def _describe(error: dict) -> str:
     return f"`{name}`: {error['msg']}"
 
 
-def decode_array(value: Any, name: str, ndim: tuple[int, ...] = (1, 2)) -> np.ndarray:
+def decode_array(value: Any, name: str, ndim: tuple[int, ...] = (1, 2), missing: bool = False) -> np.ndarray:
     """A JSON array of numbers (nested lists) or `{"b64", "dtype", "shape"}` -> a finite float32 array whose number
-    of dimensions is one of `ndim`."""
+    of dimensions is one of `ndim`. With `missing` (a history's vectors, for a model trained with `missing_values:
+    mask`), an entry may be missing: `null` in a list, NaN in base64; never an infinity."""
     if isinstance(value, dict):
         array = _from_base64(value, name)
     elif isinstance(value, (list, int, float)) and not isinstance(value, bool):
@@ -117,8 +118,11 @@ def decode_array(value: Any, name: str, ndim: tuple[int, ...] = (1, 2)) -> np.nd
     if array.ndim not in ndim or array.size == 0:
         raise ApiError(422, f"`{name}` must be a non-empty array of {' or '.join(map(str, ndim))} dimension(s), got "
                             f"shape {list(array.shape)}", "invalid_field")
-    if not np.isfinite(array).all():
-        raise ApiError(422, f"`{name}` holds NaN or infinity", "invalid_field")
+    if missing and np.isinf(array).any():
+        raise ApiError(422, f"`{name}` holds an infinity (a missing entry is null)", "invalid_field")
+    if not missing and not np.isfinite(array).all():
+        raise ApiError(422, f"`{name}` holds NaN or infinity (null: missing entries need a model trained with "
+                            "`missing_values: mask`)", "invalid_field")
     return array.astype(np.float32)
 
 
@@ -145,9 +149,10 @@ def _from_base64(value: dict, name: str) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape).astype(np.float64)
 
 
-def decode_row(row: dict[str, Any], name: str = "row") -> dict[str, Any]:
+def decode_row(row: dict[str, Any], name: str = "row", missing: bool = False) -> dict[str, Any]:
     """A row in the dataset format whose `embeddings` entries are arrays -> the same row with float32 matrices;
-    messages are left for the model's own row reader, which names what is wrong with them."""
+    messages are left for the model's own row reader, which names what is wrong with them. `missing`: entries may
+    be missing (`decode_array`)."""
     embeddings = row.get("embeddings")
     if not isinstance(embeddings, dict) or not embeddings:
         raise ApiError(422, f"`{name}.embeddings` must be an object {{key: [vectors, ...]}} holding the row's vectors",
@@ -157,7 +162,8 @@ def decode_row(row: dict[str, Any], name: str = "row") -> dict[str, Any]:
         if not isinstance(entries, list) or not entries:
             raise ApiError(422, f"`{name}.embeddings.{key}` must be a list with one entry per <{key}> of the "
                                 "messages", "invalid_field")
-        decoded[key] = [decode_array(entry, f"{name}.embeddings.{key}[{i}]") for i, entry in enumerate(entries)]
+        decoded[key] = [decode_array(entry, f"{name}.embeddings.{key}[{i}]", missing=missing)
+                        for i, entry in enumerate(entries)]
     return {**row, "embeddings": decoded}
 
 
