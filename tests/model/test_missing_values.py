@@ -273,7 +273,7 @@ def _check_gaps_filled_as_most_likely(model, features):
         model.config.missing_fill_steps = 0
         assert not np.allclose(continue_stream(model, gappy, 2), continue_stream(model, complete, 2), atol=1e-5)
     finally:
-        model.config.missing_fill_steps = 100
+        model.config.missing_fill_steps = WorldModelArguments().missing_fill_steps
 
 
 def test_tables_accept_missing_targets_when_asked(tmp_path):

@@ -49,7 +49,7 @@ from .statistics import EmbeddingStatistics
 
 Row = Union[dict[str, Any], tuple[str, int]]  # a row in the dataset format, or (dataset name, row index)
 WORLD_MODEL_PARTS = ("projector", "prediction_head", "statistics")  # everything that is not the LM
-MISSING_FILL_LR = 0.05  # Adam's step on the missing entries (`fill_gaps`), normalised units
+MISSING_FILL_LR = 0.2  # Adam's first step on the missing entries (`fill_gaps`), normalised units, decayed to 0
 MISSING_FILL_HISTORY = 8  # the vectors a persistence fill looks back through for an entry's last observed value
 
 
@@ -246,8 +246,8 @@ class WorldModel(PreTrainedModel):
                   steps: Optional[int] = None) -> Optional[torch.Tensor]:
         """`missing_values: mask`: the vectors `[v, W]` (data units, a batch as `forward` reads it) with their missing
         entries filled by what the model finds most likely: starting from the frame's linear fill (`missing_fill`),
-        `steps` (default `config.missing_fill_steps`) Adam steps on the missing entries alone (normalised units)
-        lower the model's own teacher-forced loss of the `fillable` `[v]` target vectors, every entry of them
+        `steps` (default `config.missing_fill_steps`) Adam steps on the missing entries alone (normalised units,
+        from `MISSING_FILL_LR` down to 0 along a cosine) lower the model's own teacher-forced loss of the `fillable` `[v]` target vectors, every entry of them
         counted, the gaps as filled. So a gap is solved from the vectors after it too, through the model's dynamics,
         not the ridges' linear ones. The model's weights get no gradient. The vectors returned hold no NaN where
         they were solved, so a filled entry then enters as observed (indicator 1: it rolled out twice as well as an
@@ -274,6 +274,7 @@ class WorldModel(PreTrainedModel):
         where = gaps.nonzero(as_tuple=True)
         values = z[where].clone().requires_grad_(True)
         optimizer = torch.optim.Adam([values], lr=MISSING_FILL_LR)
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
         for _ in range(steps):
             with torch.enable_grad():
                 filled = z.index_put(where, values)
@@ -287,6 +288,7 @@ class WorldModel(PreTrainedModel):
                     loss = loss + head.loss(params, filled[chosen, :d], frame).sum()
                 values.grad, = torch.autograd.grad(loss, values)
             optimizer.step()
+            schedule.step()
         filled = self.denormalize_streams(z.index_put(where, values.detach()), streams)
         return torch.where(gaps, filled, vectors.float())  # the observed entries exactly as given
 
