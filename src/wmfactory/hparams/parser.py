@@ -301,7 +301,7 @@ def _wm_defaults(config: dict[str, Any]) -> frozenset:
     waiting = set()
     if "unroll_steps" not in given and "scheduled_sampling_prob" not in given:
         applied["unroll_steps"] = WM_UNROLL_STEPS
-        waiting.add("unroll")  # the heads decide at model build whether they can unroll (`PredictionHead.mean_is_cheap`)
+        waiting.add("unroll")  # the heads decide at model build whether they unroll (`PredictionHead.mean_is_cheap`)
     config.update(applied)
     if applied:
         logger.info("stage wm defaults: " + ", ".join(f"{key} {value:g}" if isinstance(value, float) else

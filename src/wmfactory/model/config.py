@@ -227,9 +227,9 @@ def check_config_dict(config: dict, source: str) -> None:
         choices = registered.get(key, choices)
         if key in config and choices and config[key] not in choices:
             refuse(key, config[key], f"one of {', '.join(sorted(choices))}")
-    passes = config.get("missing_fill_steps", 1)
-    if type(passes) is not int or not 0 <= passes <= MAX_FILL_STEPS:
-        refuse("missing_fill_steps", passes, f"an integer from 0 to {MAX_FILL_STEPS}")
+    steps = config.get("missing_fill_steps", 0)
+    if type(steps) is not int or not 0 <= steps <= MAX_FILL_STEPS:
+        refuse("missing_fill_steps", steps, f"an integer from 0 to {MAX_FILL_STEPS}")
     for key in ("embedding_loss_weight", "lm_loss_weight", "sampling_temperature"):
         value = config.get(key, 1.0)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:

@@ -249,10 +249,11 @@ class WorldModel(PreTrainedModel):
         `steps` (default `config.missing_fill_steps`) Adam steps on the missing entries alone (normalised units,
         from `MISSING_FILL_LR` down to 0 along a cosine) lower the model's own teacher-forced loss of the `fillable`
         `[v]` target vectors, every entry of them counted, the gaps as filled. So a gap is solved from the vectors
-        after it too, through the model's dynamics, not the ridges' linear ones. The model's weights get no gradient. The vectors returned hold no NaN where
-        they were solved, so a filled entry then enters as observed (indicator 1: it rolled out twice as well as an
-        indicator 0, docs/benchmarks.md). Inference only (the engine's `fill_row_gaps`): a teacher-forced score would
-        read its targets through the fill. None when nothing is missing, nothing is fillable or `steps` is 0."""
+        after it too, through the model's dynamics, not the ridges' linear ones. The model's weights get no
+        gradient. The vectors returned hold no NaN where they were solved, so a filled entry then enters as observed
+        (indicator 1: it rolled out twice as well as an indicator 0, docs/benchmarks.md). Inference only (the
+        engine's `fill_row_gaps`): a teacher-forced score would read its targets through the fill. None when nothing
+        is missing, nothing is fillable or `steps` is 0."""
         steps = self.config.missing_fill_steps if steps is None else steps
         if self.config.missing_values != "mask" or steps <= 0 or not bool(torch.isnan(vectors).any()):
             return None
