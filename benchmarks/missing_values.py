@@ -1,7 +1,7 @@
 """Missing values: a model trained with `missing_values: mask` on records with gaps, against the same model trained on
 the complete records and against filling the gaps by persistence.
 
-    python benchmarks/missing_values.py [--steps 400] [--missing 0.2] [--loss l1] [--work DIR]
+    python benchmarks/missing_values.py [--steps 400] [--missing 0.2] [--loss l1] [--seed 0] [--seeds 1] [--work DIR]
 
 Data: the coupled pendulums of examples/dynamics (256 training and 32 test trajectories of 8 states of 4 numbers).
 A share `--missing` of the entries (each number of each state, independently) is removed at random from the
@@ -17,7 +17,8 @@ trajectory from its first 4 (`rollout(context_groups=4)`); the score is the MSE 
 entries that are observed in the test records with gaps (the same entries for the three models), per horizon and
 over the 4. Persistence (the last observed value of each number) is
 scored on the same entries. `--work DIR` keeps the datasets and the models there (default: a temporary folder).
-Prints JSON."""
+`--seeds N` trains the three models with N seeds from `--seed` on the same data (runs vary much from one seed to
+the next) and adds each forecaster's geometric mean over them. Prints JSON."""
 
 import argparse
 import json
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--missing", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1, help="train with seeds seed .. seed + seeds - 1")
     parser.add_argument("--loss", default="l2", choices=["l2", "l1", "smooth_l1"])
     parser.add_argument("--work", default=None, help="keep the datasets and models in this folder")
     args = parser.parse_args()
@@ -136,30 +138,49 @@ def main() -> None:
         write_variant(complete, os.path.join(work, "filled"), filled)
         result["missing_share_measured"] = float(np.isnan(gappy["train"]).mean())
 
-        runs = {"complete": (complete, []), "masked": (os.path.join(work, "gappy"), ["--missing_values", "mask"]),
-                "persistence_filled": (os.path.join(work, "filled"), [])}
         truth = test_states[:, CONTEXT:]
         observed = ~np.isnan(gappy["test"][:, CONTEXT:])
-        for name, (data_dir, extra) in runs.items():
-            out = os.path.join(work, f"model_{name}")
-            train(data_dir, out, args.steps, args.seed, args.loss, extra)
-            started = time.perf_counter()
-            result[name] = timed(scores(rollouts(out, data_dir, test_rows), truth, observed), started)
-        # the masked model with the frame's linear fill of the gaps only (`missing_fill_steps: 0`)
-        started = time.perf_counter()
-        result["masked_linear_fill"] = timed(scores(
-            rollouts(os.path.join(work, "model_masked"), os.path.join(work, "gappy"), test_rows,
-                     missing_fill_steps=0), truth, observed), started)
-        # the masked model given the complete test histories too
-        result["masked_given_complete_histories"] = scores(
-            rollouts(os.path.join(work, "model_masked"), complete, test_rows), truth, observed)
         last = filled["test"][:, CONTEXT - 1: CONTEXT]  # the last observed value of each number
-        result["persistence"] = scores(np.repeat(last, STEPS - CONTEXT, axis=1), truth, observed)
+        persistence = scores(np.repeat(last, STEPS - CONTEXT, axis=1), truth, observed)
+        seeds = list(range(args.seed, args.seed + args.seeds))
+        runs = [one_seed(work, seed, args, test_rows, truth, observed, persistence) for seed in seeds]
+    if len(runs) == 1:
+        result.update(runs[0])
+    else:  # each seed's scores, and each forecaster's geometric mean over the seeds
+        result["seeds"] = {str(seed): run for seed, run in zip(seeds, runs)}
+        means = {name: float(np.exp(np.mean([np.log(run[name]["mse"]) for run in runs]))) for name in runs[0]}
+        result["geometric_mean_mse"] = {name: {"mse": mse, "mse_relative_to_complete": mse / means["complete"]}
+                                        for name, mse in means.items()}
+    print(json.dumps(result, indent=2))
+
+
+def one_seed(work: str, seed: int, args, test_rows: list[dict], truth: np.ndarray, observed: np.ndarray,
+             persistence: dict) -> dict:
+    """The three models trained with `seed` (in `work/seed_N` with several seeds) and every forecaster's scores."""
+    complete = os.path.join(work, "complete")
+    models = work if args.seeds == 1 else os.path.join(work, f"seed_{seed}")
+    runs = {"complete": (complete, []), "masked": (os.path.join(work, "gappy"), ["--missing_values", "mask"]),
+            "persistence_filled": (os.path.join(work, "filled"), [])}
+    result = {}
+    for name, (data_dir, extra) in runs.items():
+        out = os.path.join(models, f"model_{name}")
+        train(data_dir, out, args.steps, seed, args.loss, extra)
+        started = time.perf_counter()
+        result[name] = timed(scores(rollouts(out, data_dir, test_rows), truth, observed), started)
+    # the masked model with the frame's linear fill of the gaps only (`missing_fill_steps: 0`)
+    started = time.perf_counter()
+    result["masked_linear_fill"] = timed(scores(
+        rollouts(os.path.join(models, "model_masked"), os.path.join(work, "gappy"), test_rows,
+                 missing_fill_steps=0), truth, observed), started)
+    # the masked model given the complete test histories too
+    result["masked_given_complete_histories"] = scores(
+        rollouts(os.path.join(models, "model_masked"), complete, test_rows), truth, observed)
+    result["persistence"] = dict(persistence)
     reference = result["complete"]["mse"]
     for name in ("masked", "masked_linear_fill", "persistence_filled", "masked_given_complete_histories",
                  "persistence"):
         result[name]["mse_relative_to_complete"] = result[name]["mse"] / reference
-    print(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":
