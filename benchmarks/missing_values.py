@@ -117,6 +117,8 @@ def main() -> None:
     parser.add_argument("--loss", default="l2", choices=["l2", "l1", "smooth_l1"])
     parser.add_argument("--work", default=None, help="keep the datasets and models in this folder")
     args = parser.parse_args()
+    if args.seeds < 1:
+        parser.error(f"--seeds must be 1 or more, got {args.seeds}")
     rng = np.random.default_rng(1234)
     result = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores", "steps": args.steps,
               "missing": args.missing, "loss": args.loss}
