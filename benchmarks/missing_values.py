@@ -1,7 +1,8 @@
 """Missing values: a model trained with `missing_values: mask` on records with gaps, against the same model trained on
 the complete records and against filling the gaps by persistence.
 
-    python benchmarks/missing_values.py [--steps 400] [--missing 0.2] [--loss l1] [--seed 0] [--seeds 1] [--work DIR]
+    python benchmarks/missing_values.py [--steps 400] [--missing 0.2] [--loss l1] [--seed 0] [--seeds 1] [--refills 0]
+        [--work DIR]
 
 Data: the coupled pendulums of examples/dynamics (256 training and 32 test trajectories of 8 states of 4 numbers).
 A share `--missing` of the entries (each number of each state, independently) is removed at random from the
@@ -17,7 +18,9 @@ trajectory from its first 4 (`rollout(context_groups=4)`); the score is the MSE 
 entries that are observed in the test records with gaps (the same entries for the three models), per horizon and
 over the 4. Persistence (the last observed value of each number) is
 scored on the same entries. `--work DIR` keeps the datasets and the models there (default: a temporary folder).
-`--seeds N` trains the three models with N seeds from `--seed` on the same data (runs vary much from one seed to
+`--refills N` adds a fourth model, `masked_refilled`: the masked one trained with `missing_refills: N` (the model
+fills the training rows' gaps N times during the run and goes on training on them filled), given test histories with
+gaps. `--seeds N` trains the models with N seeds from `--seed` on the same data (runs vary much from one seed to
 the next) and adds each forecaster's geometric mean over them. Prints JSON."""
 
 import argparse
@@ -115,6 +118,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=1, help="train with seeds seed .. seed + seeds - 1")
     parser.add_argument("--loss", default="l2", choices=["l2", "l1", "smooth_l1"])
+    parser.add_argument("--refills", type=int, default=0,
+                        help="also train the masked model with `missing_refills` N (`masked_refilled`)")
     parser.add_argument("--work", default=None, help="keep the datasets and models in this folder")
     args = parser.parse_args()
     if args.seeds < 1:
@@ -163,6 +168,9 @@ def one_seed(work: str, seed: int, args, test_rows: list[dict], truth: np.ndarra
     models = work if args.seeds == 1 else os.path.join(work, f"seed_{seed}")
     runs = {"complete": (complete, []), "masked": (os.path.join(work, "gappy"), ["--missing_values", "mask"]),
             "persistence_filled": (os.path.join(work, "filled"), [])}
+    if args.refills:
+        runs["masked_refilled"] = (os.path.join(work, "gappy"), ["--missing_values", "mask", "--missing_refills",
+                                                                 str(args.refills)])
     result = {}
     for name, (data_dir, extra) in runs.items():
         out = os.path.join(models, f"model_{name}")
@@ -180,7 +188,7 @@ def one_seed(work: str, seed: int, args, test_rows: list[dict], truth: np.ndarra
     result["persistence"] = dict(persistence)
     reference = result["complete"]["mse"]
     for name in ("masked", "masked_linear_fill", "persistence_filled", "masked_given_complete_histories",
-                 "persistence"):
+                 "persistence") + (("masked_refilled",) if args.refills else ()):
         result[name]["mse_relative_to_complete"] = result[name]["mse"] / reference
     return result
 

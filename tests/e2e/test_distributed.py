@@ -49,6 +49,19 @@ def log_by_step(path):
     return {entry["current_steps"]: entry for entry in map(json.loads, open(path)) if "loss" in entry}
 
 
+def two_processes_then_one(tmp_path, common: dict) -> tuple[subprocess.CompletedProcess, dict, dict]:
+    """`common` trained by two processes of 2 rows each (`tmp_path/ddp`), then by one of 4 (`tmp_path/single`): the
+    torchrun process, and each run's log by step."""
+    config = tmp_path / "ddp.yaml"
+    config.write_text(yaml.safe_dump({**common, "per_device_train_batch_size": 2, "output_dir": str(tmp_path / "ddp")}))
+    env = {**ENV, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())}
+    done = subprocess.run([sys.executable, "-m", "wmfactory.cli", "train", str(config)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_exp({**common, "per_device_train_batch_size": 4, "output_dir": str(tmp_path / "single")})
+    return done, *(log_by_step(tmp_path / name / "trainer_log.jsonl") for name in ("ddp", "single"))
+
+
 def test_two_processes_match_one_process_with_twice_the_batch(tmp_path):
     data_dir = mixed_rows(tmp_path / "data")
     common = {"stage": "wm", "model_name_or_path": TINY_MODEL, "dataset": "mixed", "dataset_dir": data_dir,
@@ -58,15 +71,8 @@ def test_two_processes_match_one_process_with_twice_the_batch(tmp_path):
               # the values this test was written with, not the stage wm defaults (under those, two passes a step and
               # a cosine schedule, one full-suite run failed this comparison once; the defaults have tests of their own)
               "unroll_steps": 1, "lr_scheduler_type": "linear", "warmup_steps": 0}
-    config = tmp_path / "ddp.yaml"
-    config.write_text(yaml.safe_dump({**common, "per_device_train_batch_size": 2, "output_dir": str(tmp_path / "ddp")}))
-    env = {**ENV, "FORCE_TORCHRUN": "1", "NPROC_PER_NODE": "2", "MASTER_PORT": str(free_port())}
-    done = subprocess.run([sys.executable, "-m", "wmfactory.cli", "train", str(config)], env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-3000:]
+    done, ddp, single = two_processes_then_one(tmp_path, common)
     assert "torch.distributed.run" in done.stderr and "--nproc_per_node 2" in done.stderr
-    run_exp({**common, "per_device_train_batch_size": 4, "output_dir": str(tmp_path / "single")})
-    ddp, single = log_by_step(tmp_path / "ddp" / "trainer_log.jsonl"), log_by_step(tmp_path / "single" / "trainer_log.jsonl")
     assert sorted(ddp) == sorted(single) == list(range(1, 21))
     for step in range(1, 21):
         for key in ("loss", "embedding_loss", "lm_loss"):
@@ -74,6 +80,43 @@ def test_two_processes_match_one_process_with_twice_the_batch(tmp_path):
             assert abs(a - b) <= 1e-3 * abs(b), (step, key, a, b)
     state = json.loads((tmp_path / "ddp" / "trainer_state.json").read_text())
     assert state["global_step"] == 20
+
+
+def test_two_processes_fill_the_training_rows_as_one_process_does(tmp_path):
+    """`missing_refills` under DDP: each process fills its share of the rows and both gather the whole, so the
+    steps after the refill log what one process with twice the batch logs."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    data_dir = tmp_path / "data"
+    (data_dir / "v").mkdir(parents=True)
+    rows = []
+    for r in range(12):
+        x = np.cumsum(rng.normal(size=(6, 3)), axis=0)
+        x[rng.random(x.shape) < 0.2] = np.nan
+        for t in range(6):
+            np.save(data_dir / "v" / f"{r}_{t}.npy", x[t].astype(np.float32))
+        rows.append({"messages": [{"role": "user", "content": "".join(f"<m{t + 1}>" for t in range(6))}],
+                     "embeddings": {f"m{t + 1}": [f"v/{r}_{t}.npy"] for t in range(6)}})
+    write_dataset(data_dir, "gappy", rows)
+    common = {"stage": "wm", "model_name_or_path": TINY_MODEL, "dataset": "gappy", "dataset_dir": str(data_dir),
+              "finetuning_type": "lora", "max_steps": 6, "logging_steps": 1, "learning_rate": 5e-3,
+              "disable_shuffling": True, "save_strategy": "no", "report_to": "none", "overwrite_output_dir": True,
+              "disable_tqdm": True, "seed": 3, "use_cpu": True, "unroll_steps": 1, "lr_scheduler_type": "linear",
+              "warmup_steps": 0, "missing_values": "mask", "world_model_loss_type": "l1", "missing_refills": 1,
+              "missing_fill_steps": 10, "lm_loss_weight": 0}
+    done, ddp, single = two_processes_then_one(tmp_path, common)
+    assert "the gaps of 12 training rows filled by the model at step 3" in done.stderr
+    assert sorted(ddp) == sorted(single) == list(range(1, 7))
+    for step in range(1, 7):
+        a, b = ddp[step]["loss"], single[step]["loss"]
+        assert abs(a - b) <= 1e-3 * abs(b), (step, a, b)
+    # without the refill, the steps after it log other losses: the comparison above reads the gathered fills
+    run_exp({**common, "per_device_train_batch_size": 4, "output_dir": str(tmp_path / "none"), "missing_refills": 0})
+    unfilled = log_by_step(tmp_path / "none" / "trainer_log.jsonl")
+    assert all(unfilled[step]["loss"] == single[step]["loss"] for step in (1, 2, 3))
+    assert any(abs(unfilled[step]["loss"] - single[step]["loss"]) > 1e-3 * abs(single[step]["loss"])
+               for step in (4, 5, 6))
 
 
 def train_config(tmp_path, data_dir, output_dir, **extra):

@@ -313,3 +313,104 @@ def test_frames_solve_a_windows_gaps_from_the_vectors_before_and_after_them():
     short[0, 1, 1] = nan
     filled = fill_missing_history(short, torch.tensor([2]), mean, ridges.__getitem__, scale)
     assert torch.allclose(filled[0, :2], truth[1:], atol=1e-4) and filled[0, 2].tolist() == [0.0, 0.0]
+
+
+def test_refills_feed_the_models_own_fill_keep_the_loss_on_observed_entries_and_resume_exactly(tmp_path, caplog):
+    """`missing_refills`: at the refill step every training row's gaps are filled by the model as it stands
+    (`fill_row_gaps`); the steps after read them as observed while the loss still reads the observed entries only;
+    the fills are saved with the checkpoint, and a run resumed from it logs the uninterrupted run's losses."""
+    import shutil
+
+    from wmfactory.inference.rows import RowTensors, fill_row_gaps
+    from wmfactory.model import WorldModel
+    from wmfactory.train.tuner import run_exp
+    from wmfactory.train.wm.refill import FILLS_FILE, load_fills, refill_steps, save_fills
+
+    for bad in ({"missing_refills": 1}, {"missing_refills": 1, "missing_values": "mask", "missing_fill_steps": 0}):
+        with pytest.raises(ConfigError, match="needs `missing_values: mask` and `missing_fill_steps` above 0"):
+            WorldModelArguments(**bad)
+    with pytest.raises(ConfigError, match="`missing_refills` must be an integer from 0 to 100, got -1"):
+        WorldModelArguments(missing_values="mask", missing_refills=-1)
+    assert refill_steps(6, 1) == [3] and refill_steps(10, 3) == [2, 5, 8] and refill_steps(1, 1) == []
+
+    data = tmp_path / "data"
+    _gappy_dataset(data)
+    keys = dict(embedding_targets="all", missing_values="mask", world_model_loss_type="l1", missing_refills=1,
+                missing_fill_steps=20, max_steps=6, save_strategy="steps", save_steps=3, learning_rate=3e-3)
+    run_exp(train_args(tmp_path / "a", data, **keys))
+    assert "the gaps of 16 training rows filled by the model at step 3" in caplog.text
+    checkpoint = tmp_path / "a" / "checkpoint-3"
+    saved = {i: fill.numpy().reshape(-1) for i, fill in
+             load_fills(str(checkpoint / FILLS_FILE), _Rows(data), 3).items()}
+
+    # the saved fills are the checkpoint's model's own fill of each row: the observed entries as given, no NaN
+    model = WorldModel.from_pretrained(str(checkpoint))
+    model.config.missing_fill_steps = 20
+    assert len(saved) == 16
+    for index in (0, 7):
+        features = model.encode_row(("dynamics", index), str(data))
+        given = np.asarray(features["embedding_vectors"], dtype=np.float32).reshape(-1)
+        match = [i for i, fill in saved.items() if np.array_equal(fill[~np.isnan(given)], given[~np.isnan(given)])]
+        assert len(match) == 1
+        row = RowTensors(model, features)
+        fill_row_gaps(model, [row])
+        np.testing.assert_allclose(saved[match[0]], row.fed.numpy().reshape(-1), atol=1e-5)
+        assert np.isfinite(saved[match[0]]).all() and np.isnan(given).any()
+
+        # the model reads `embedding_fed`; the loss reads `embedding_vectors`, observed entries only
+        ids = torch.as_tensor(features["input_ids"])[None]
+        slots = torch.stack([torch.zeros(len(row.vectors), dtype=torch.long), row.positions], dim=1)
+        targets = torch.as_tensor(features["embedding_is_target"])
+        gappy = torch.as_tensor(given.reshape(row.vectors.shape))
+        fed = torch.as_tensor(saved[match[0]].reshape(row.vectors.shape))
+        both = model(ids, embedding_vectors=gappy, embedding_positions=slots, embedding_is_target=targets,
+                     embedding_fed=fed)
+        as_complete = model(ids, embedding_vectors=fed, embedding_positions=slots, embedding_is_target=targets)
+        torch.testing.assert_close(both.predicted_embeddings, as_complete.predicted_embeddings)
+        z_true = model.statistics.m.normalize(gappy[targets])
+        z_predicted = model.statistics.m.normalize(both.predicted_embeddings)
+        seen = ~torch.isnan(z_true)
+        by_hand = torch.stack([(z_predicted[i] - z_true[i])[seen[i]].abs().mean() for i in range(len(z_true))]).mean()
+        assert abs(both.embedding_loss.item() - by_hand.item()) < 1e-5
+        assert abs(as_complete.embedding_loss.item() - by_hand.item()) > 1e-4  # the filled entries scored too
+
+    def resumed(name, **changes):
+        out = tmp_path / name
+        out.mkdir()
+        shutil.copytree(checkpoint, out / "checkpoint-3")
+        if changes.pop("drop_fills", False):
+            (out / "checkpoint-3" / FILLS_FILE).unlink()
+        run_exp(train_args(out, data, **{**keys, **changes, "overwrite_output_dir": False}))
+        return [json.loads(line)["loss"] for line in (out / "trainer_log.jsonl").read_text().splitlines()][-3:]
+
+    uninterrupted = [json.loads(line)["loss"] for line in
+                     (tmp_path / "a" / "trainer_log.jsonl").read_text().splitlines()][-3:]
+    assert resumed("b") == pytest.approx(uninterrupted, rel=1e-6, abs=1e-9)
+    # without the file the resumed model fills the rows again (here the same model that filled them): warned
+    assert resumed("c", drop_fills=True) == pytest.approx(uninterrupted, rel=1e-5, abs=1e-8)
+    assert f"holds no {FILLS_FILE} although the rows were filled at step 3" in caplog.text
+    # the fills matter: resumed without them, the same steps log other losses
+    assert resumed("d", missing_refills=0) != pytest.approx(uninterrupted, rel=1e-4)
+
+    # fills made for other rows are refused, naming the row
+    tampered = {i: torch.as_tensor(fill).reshape(-1, 3) for i, fill in saved.items()}
+    index = next(iter(tampered))
+    tampered[index] = tampered[index] + 1.0
+    save_fills(str(tmp_path / "tampered.safetensors"), tampered)
+    with pytest.raises(DataError, match=f"the fill of training row {index} does not match"):
+        load_fills(str(tmp_path / "tampered.safetensors"), _Rows(data), 3)
+
+
+class _Rows:
+    """The rows of `_gappy_dataset` in their file's order, as `ArrowBatches` gives them (`embedding_vectors`)."""
+
+    def __init__(self, data):
+        rows = json.loads((data / "dynamics.json").read_text())
+        self.rows = [[np.load(data / row["embeddings"][f"m{t + 1}"][0]) for t in range(len(row["embeddings"]))]
+                     for row in rows]
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, index):
+        return {"embedding_vectors": self.rows[index], "embedding_groups": list(range(len(self.rows[index])))}

@@ -26,6 +26,7 @@ class ArrowBatches(torch.utils.data.Dataset):
     def __init__(self, dataset):
         columns = [name for name in COLLATED_COLUMNS if name in dataset.column_names]
         self.dataset = dataset.select_columns(columns).with_format("arrow")
+        self.with_row_ids = False  # `missing_refills`: batches say which rows they hold (`embedding_row_ids`)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -36,7 +37,10 @@ class ArrowBatches(torch.utils.data.Dataset):
 
     def __getitems__(self, indices: Sequence[int]) -> list[pa.Table]:
         """The batch the DataLoader asks for, as one table (the collator takes it whole)."""
-        return [self.dataset[list(indices)]]
+        table = self.dataset[list(indices)]
+        if self.with_row_ids:
+            table = table.append_column("row_id", pa.array(list(indices), pa.int64()))
+        return [table]
 
 
 def collator_view(dataset) -> Optional[ArrowBatches]:
@@ -167,6 +171,8 @@ class WorldModelDataCollator:
             "embedding_target_index": torch.from_numpy(np.flatnonzero(is_target).astype(np.int64)),
             "lm_label_index": lm_label_index(labels),
         }
+        if "row_id" in table.column_names:  # the dataset row of each vector (`ArrowBatches.with_row_ids`)
+            batch["embedding_row_ids"] = torch.from_numpy(table.column("row_id").to_numpy()[rows])
         if packed:  # no attention mask: the decoder builds one that keeps each row to itself from position_ids
             del batch["attention_mask"]
             batch.update({name: torch.from_numpy(value) for name, value in packed.items()})

@@ -7,6 +7,7 @@ from ..extras.errors import ConfigError
 
 DimSpec = Union[int, dict[str, int], None]  # `embedding_dim`: one for every stream, per stream, or inferred
 MAX_FILL_STEPS = 1000  # `missing_fill_steps`: each is a forward and backward pass
+MAX_REFILLS = 100  # `missing_refills`: each fills every training row with gaps
 
 
 @dataclass
@@ -79,6 +80,14 @@ class WorldModelArguments:
                           "cosine); each is a forward and backward pass over the rows with gaps. 0 keeps the linear "
                           "fill. Training and teacher-forced scores always read the linear fill (it reads only the "
                           "vectors up to a gap)."},
+    )
+    missing_refills: int = field(
+        default=0,
+        metadata={"help": "`missing_values: mask`, in training: how many times, evenly spaced over the training steps, "
+                          "the model fills the gaps of every training row with what it finds most likely from the "
+                          "whole row (the fill of `missing_fill_steps`); the steps after a refill read the rows with "
+                          "those fills, entering as observed (as a history filled at inference does), while the loss "
+                          "still scores only the observed entries. 0: training reads the frame's linear fill."},
     )
     embedding_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the embedding loss."})
     lm_loss_weight: float = field(
@@ -188,6 +197,12 @@ class WorldModelArguments:
         if type(self.missing_fill_steps) is not int or not 0 <= self.missing_fill_steps <= MAX_FILL_STEPS:
             raise ConfigError(f"`missing_fill_steps` must be an integer from 0 to {MAX_FILL_STEPS}, got "
                               f"{self.missing_fill_steps!r}.")
+        if type(self.missing_refills) is not int or not 0 <= self.missing_refills <= MAX_REFILLS:
+            raise ConfigError(f"`missing_refills` must be an integer from 0 to {MAX_REFILLS}, got "
+                              f"{self.missing_refills!r}.")
+        if self.missing_refills and (self.missing_values != "mask" or self.missing_fill_steps == 0):
+            raise ConfigError("`missing_refills` fills the gaps of the training rows with the model's fill: it needs "
+                              "`missing_values: mask` and `missing_fill_steps` above 0.")
         if self.missing_values == "mask" and self.prediction_head_type == "diffusion":
             raise ConfigError("`missing_values: mask` needs a head whose loss can leave out single entries (mlp, "
                               "linear, mixture or quantile); the diffusion head denoises whole vectors.")

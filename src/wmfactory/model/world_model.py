@@ -423,6 +423,7 @@ class WorldModel(PreTrainedModel):
         lm_label_index: Optional[torch.Tensor] = None,
         position_ids: Optional[torch.Tensor] = None,
         embedding_rows: Optional[torch.Tensor] = None,
+        embedding_fed: Optional[torch.Tensor] = None,
         num_embedding_targets: Optional[int | torch.Tensor] = None,
         num_lm_tokens: Optional[int | torch.Tensor] = None,
     ) -> WorldModelOutput:
@@ -437,6 +438,10 @@ class WorldModel(PreTrainedModel):
         Packed rows (`packing`): `position_ids` `[b, t]` restart at each row, there is no attention mask, and
         `embedding_rows` `[v]` says which row each vector belongs to (for the previous vectors of its row).
 
+        `embedding_fed` `[v, W]` (`missing_values: mask`, `missing_refills`): the vectors as they enter the model,
+        their gaps filled by the model itself (`fill_row_gaps`); the loss still reads `embedding_vectors`, so a
+        missing entry stays out of it.
+
         With one stream the pass gathers with these indices and keeps its counts as tensors: no host sync and no
         shape that depends on the data, so `torch.compile` traces it whole (tests/model/test_compile.py)."""
         cfg = self.config
@@ -449,11 +454,12 @@ class WorldModel(PreTrainedModel):
         if embedding_target_index is None:
             embedding_target_index = embedding_is_target.nonzero().squeeze(1)
         streams = embedding_streams
-        z = self.normalize_streams(embedding_vectors, streams)  # [v, W]
+        z = self.normalize_streams(embedding_vectors, streams)  # [v, W]: what the loss reads
+        fed = embedding_vectors if embedding_fed is None else embedding_fed  # what the model reads
         rows = frame_rows(embedding_positions, embedding_rows)
-        previous, has_previous = self.frame_inputs(embedding_vectors, rows, streams)
+        previous, has_previous = self.frame_inputs(fed, rows, streams)
         targets = embedding_is_target
-        inputs = z
+        inputs = z if embedding_fed is None else self.normalize_streams(fed, streams)
         if self.training and cfg.embedding_noise_std > 0:
             inputs = inputs + cfg.embedding_noise_std * torch.randn_like(inputs)
         target_index = embedding_target_index
@@ -481,7 +487,7 @@ class WorldModel(PreTrainedModel):
             if means:
                 predicted = self._in_target_order(means, heads, len(target_index))
             if self.training and cfg.unroll_steps > 1:  # the embedding loss: the mean of the k passes' (equal weights)
-                fed_back = self._fed_back(predicted, input_ids, attention_mask, embedding_vectors, embedding_positions,
+                fed_back = self._fed_back(predicted, input_ids, attention_mask, fed, z, embedding_positions,
                                           targets, target_index, streams, rows, position_ids, cfg.unroll_steps - 1)
                 embedding_sum = (embedding_sum + sum(fed_back)) / cfg.unroll_steps
 
@@ -509,14 +515,13 @@ class WorldModel(PreTrainedModel):
         frame = self.head_frame(previous[chosen], has_previous[chosen], name)
         return head, head(hidden[slots[:, 0], slots[:, 1] - 1].float()), frame
 
-    def _fed_back(self, predicted: torch.Tensor, input_ids, attention_mask, vectors, positions, targets, target_index,
-                  streams, rows, position_ids, passes: int):
+    def _fed_back(self, predicted: torch.Tensor, input_ids, attention_mask, vectors, truth, positions, targets,
+                  target_index, streams, rows, position_ids, passes: int):
         """`passes` more passes, each feeding at every target slot the previous pass's prediction (data units, with
-        its gradient in training) instead of the true vector, so that pass j forecasts from j - 1 steps of the
-        model's own outputs, as in a rollout (`unroll_steps`). Yields each pass's embedding loss sum against the
-        true vectors."""
+        its gradient in training) instead of the true vector (`vectors`, data units, as the first pass read them),
+        so that pass j forecasts from j - 1 steps of the model's own outputs, as in a rollout (`unroll_steps`).
+        Yields each pass's embedding loss sum against the true vectors (`truth`, normalised)."""
         own = predicted
-        truth = self.normalize_streams(vectors, streams)
         for number in range(passes):
             fed = vectors.float().index_copy(0, target_index, own)
             previous, has_previous = self.frame_inputs(fed, rows, streams)

@@ -32,12 +32,16 @@ class WorldModelTrainer(Trainer):
         super().__init__(**kwargs)
         self.eval_rows = eval_rows
         self.world_model_config = self.accelerator.unwrap_model(self.model).config
-        sharded = self.is_fsdp_enabled or (self.is_deepspeed_enabled and getattr(
+        # whether each process holds only a shard of the weights (a rollout or a fill needs them whole)
+        self.sharded = sharded = self.is_fsdp_enabled or (self.is_deepspeed_enabled and getattr(
             self.accelerator.state.deepspeed_plugin, "zero_stage", 0) == 3)
         if self.world_model_config.eval_rollout_steps > 0 and sharded:
             raise ConfigError("`eval_rollout_steps` generates on each process with its whole weights; FSDP and "
                               "DeepSpeed ZeRO-3 shard them. Train without it (score rollouts afterwards with "
                               "`wmfactory eval`), or use DDP or ZeRO-2.")
+        # `missing_refills` (`refill.MissingRefill`): training row -> its vectors `[v, W]` with their gaps filled by
+        # the model; a training batch reads them as `embedding_fed`
+        self.missing_fills: dict[int, torch.Tensor] = {}
         self._train_sums: dict[str, torch.Tensor] = {}
         self._train_steps_since_log = 0
         self._warned_drowned = False
@@ -65,6 +69,9 @@ class WorldModelTrainer(Trainer):
         return batches, {"num_embedding_targets": counts[0], "num_lm_tokens": counts[1]}
 
     def compute_loss(self, model, inputs, return_outputs: bool = False, num_items_in_batch: Optional[dict] = None):
+        row_ids = inputs.pop("embedding_row_ids", None)
+        if row_ids is not None and self.missing_fills and model.training:
+            inputs["embedding_fed"] = self._fed(inputs["embedding_vectors"], row_ids)
         outputs = model(**inputs, **(num_items_in_batch or {}))
         # DDP averages gradients over ranks while the counts are already global: undo that average
         scale = self.args.world_size if (num_items_in_batch and self.args.world_size > 1) else 1
@@ -82,6 +89,16 @@ class WorldModelTrainer(Trainer):
             for name, value in sums.items():
                 self._add(self._eval_sums, name, torch.as_tensor(value, dtype=torch.float32, device=loss.device))
         return (loss, outputs) if return_outputs else loss
+
+    def _fed(self, vectors: torch.Tensor, row_ids: torch.Tensor) -> torch.Tensor:
+        """A batch's vectors `[v, W]` with those of each row that has a fill (`missing_fills`) replaced by it. Read
+        when the step runs, not when the batch was collated (the DataLoader collates one batch ahead)."""
+        fed = vectors.clone()
+        for row in torch.unique(row_ids).tolist():
+            fill = self.missing_fills.get(row)
+            if fill is not None:
+                fed[row_ids == row] = fill.to(fed.device, fed.dtype)
+        return fed
 
     @staticmethod
     def _add(sums: dict, name: str, value: torch.Tensor) -> None:

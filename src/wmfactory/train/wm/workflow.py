@@ -35,6 +35,7 @@ from .calibration import (
     choose_temperature,
     coverage_by_temperature,
 )
+from .refill import MissingRefill
 from .trainer import FiniteLossGuard, WorldModelTrainer
 
 logger = get_logger(__name__)
@@ -112,6 +113,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         preemption = PreemptionCallback()
         trainer.add_callback(preemption)
         trainer.add_callback(FiniteLossGuard(trainer))
+        if args.world_model.missing_refills:
+            trainer.add_callback(_missing_refill(trainer, args, dataset_module.train_dataset))
         resumed_step = checkpoint_step(training_args.resume_from_checkpoint)
         if training_args.resume_from_checkpoint:  # one process at a time: the first rewrites, the others find it done
             with training_args.main_process_first(local=False, desc="checkpoint layout"):
@@ -153,6 +156,17 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
         trainer.log_metrics("eval", metrics)
         trainer.save_metrics("eval", metrics)
     return trainer
+
+
+def _missing_refill(trainer: WorldModelTrainer, args: TrainArgs, rows) -> MissingRefill:
+    training = args.training
+    if trainer.sharded:
+        raise ConfigError("`missing_refills` fills the training rows on each process with its whole weights; FSDP and "
+                          "DeepSpeed ZeRO-3 shard them. Train without it, or use DDP or ZeRO-2.")
+    if training.dataloader_num_workers > 0:
+        raise ConfigError("`missing_refills` changes what the batches carry during the run, which DataLoader worker "
+                          "processes would not see: set `dataloader_num_workers: 0` with it.")
+    return MissingRefill(trainer, rows, args.world_model.missing_refills, training.resume_from_checkpoint)
 
 
 MIN_DEFAULT_VALIDATION_ROWS = 50  # fewer training rows: no evaluation split unless asked for
