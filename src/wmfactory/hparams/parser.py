@@ -366,6 +366,10 @@ def get_train_args(args: Union[dict[str, Any], list[str], None] = None) -> Train
         logger.warning("`missing_values: mask` with `world_model_loss_type: l2`: the targets that gaps in their "
                        "history make unpredictable dominate a squared loss; `world_model_loss_type: l1` learns much "
                        "more (README, Missing values).")
+    if finetuning.stage == "wm" and world_model.missing_values == "mask" and not world_model.missing_refills:
+        logger.info("`missing_values: mask`: training reads each gap as the frame's linear fill. `missing_refills: N` "
+                    "has the model fill the training rows' gaps N times during the run, which forecasts better at "
+                    "the cost of one fill of every row each time (README, Missing values).")
     _check_training_values(training, finetuning, data)
     # The collator needs the world-model columns, which no model signature names.
     training.remove_unused_columns = False

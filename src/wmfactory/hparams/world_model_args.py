@@ -78,8 +78,8 @@ class WorldModelArguments:
                           "the model finds most likely (its own teacher-forced loss of the history, lowered over the "
                           "missing entries alone, from the frame's linear fill; step 0.2 decayed to 0 along a "
                           "cosine); each is a forward and backward pass over the rows with gaps. 0 keeps the linear "
-                          "fill. Training and teacher-forced scores always read the linear fill (it reads only the "
-                          "vectors up to a gap)."},
+                          "fill. Teacher-forced scores always read the linear fill (it reads only the vectors up to a "
+                          "gap), and so does training unless `missing_refills`."},
     )
     missing_refills: int = field(
         default=0,
