@@ -386,6 +386,10 @@ def test_refills_feed_the_models_own_fill_keep_the_loss_on_observed_entries_and_
     uninterrupted = [json.loads(line)["loss"] for line in
                      (tmp_path / "a" / "trainer_log.jsonl").read_text().splitlines()][-3:]
     assert resumed("b") == pytest.approx(uninterrupted, rel=1e-6, abs=1e-9)
+    # DataLoader workers collate batches in other processes: each batch is given its fills when its step runs
+    run_exp(train_args(tmp_path / "workers", data, **keys, dataloader_num_workers=1))
+    assert [json.loads(line)["loss"] for line in (tmp_path / "workers" / "trainer_log.jsonl").read_text().splitlines()
+            ][-3:] == pytest.approx(uninterrupted, rel=1e-6, abs=1e-9)
     # without the file the resumed model fills the rows again (here the same model that filled them): warned
     assert resumed("c", drop_fills=True) == pytest.approx(uninterrupted, rel=1e-5, abs=1e-8)
     assert f"holds no {FILLS_FILE} although the rows were filled at step 3" in caplog.text

@@ -80,7 +80,8 @@ class MissingRefill(TrainerCallback):
         self.steps = refill_steps(state.max_steps, self.refills)
         if not self.resume_from:
             return
-        done = [step for step in self.steps if step <= checkpoint_step(self.resume_from)]
+        resumed = checkpoint_step(self.resume_from)
+        done = [step for step in self.steps if step <= resumed]
         path = os.path.join(self.resume_from, FILLS_FILE)
         if os.path.exists(path):
             self.trainer.missing_fills = load_fills(path, self.rows, self.width)
@@ -88,7 +89,7 @@ class MissingRefill(TrainerCallback):
             logger.warning(f"{self.resume_from} holds no {FILLS_FILE} although the rows were filled at step "
                            f"{done[-1]}: filling them again with the resumed model (the run will not be exactly "
                            "the one that was interrupted).")
-            self.refill(checkpoint_step(self.resume_from))
+            self.refill(resumed)
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step in self.steps:

@@ -159,14 +159,10 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
 
 
 def _missing_refill(trainer: WorldModelTrainer, args: TrainArgs, rows) -> MissingRefill:
-    training = args.training
     if trainer.sharded:
         raise ConfigError("`missing_refills` fills the training rows on each process with its whole weights; FSDP and "
                           "DeepSpeed ZeRO-3 shard them. Train without it, or use DDP or ZeRO-2.")
-    if training.dataloader_num_workers > 0:
-        raise ConfigError("`missing_refills` changes what the batches carry during the run, which DataLoader worker "
-                          "processes would not see: set `dataloader_num_workers: 0` with it.")
-    return MissingRefill(trainer, rows, args.world_model.missing_refills, training.resume_from_checkpoint)
+    return MissingRefill(trainer, rows, args.world_model.missing_refills, args.training.resume_from_checkpoint)
 
 
 MIN_DEFAULT_VALIDATION_ROWS = 50  # fewer training rows: no evaluation split unless asked for
