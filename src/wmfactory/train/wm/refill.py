@@ -110,7 +110,9 @@ class MissingRefill(TrainerCallback):
         rank, world = trainer.args.process_index, trainer.args.world_size
         mine = list(range(rank, len(self.rows), world))
         fills = []
-        for chunk in row_batches(self.rows.select(mine), max(1, trainer.args.per_device_eval_batch_size)):
+        # as wide as a training batch at least: its backward pass fits (the fill's has no weight gradients)
+        size = max(1, trainer.args.per_device_eval_batch_size, trainer.args.per_device_train_batch_size)
+        for chunk in row_batches(self.rows.select(mine), size):
             tensors = [RowTensors(model, features) for features in chunk]
             fill_row_gaps(model, tensors)
             for row in tensors:
