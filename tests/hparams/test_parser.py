@@ -59,6 +59,15 @@ def test_bad_keys_and_values_are_one_clear_error(tmp_path, extra, message):
     assert message in str(err.value)
 
 
+def test_an_inline_accelerator_config_with_an_unknown_key_is_one_clear_error(tmp_path):
+    config = {"model_name_or_path": "m", "dataset": "d", "output_dir": str(tmp_path / "o"), "stage": "wm",
+              "accelerator_config": {"splt_batches": True}}
+    with pytest.raises(ConfigError, match="`accelerator_config` has unknown key `splt_batches`"):
+        get_train_args(config)
+    config["accelerator_config"] = {"split_batches": True}
+    assert get_train_args(config).training.accelerator_config.split_batches is True
+
+
 def resumed(args):
     """The training arguments as a run starts with them: parsed, then the resume rule applied."""
     training = get_train_args(args).training

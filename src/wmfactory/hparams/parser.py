@@ -234,6 +234,7 @@ def parse_dict(config: dict[str, Any], classes=ALL_DATACLASSES) -> tuple:
     """The argument dataclasses, in the order of `classes`. A `ValueError` raised while the dataclasses validate
     their values (ours or Hugging Face's `TrainingArguments`) is a configuration mistake, reported as such."""
     parser = HfArgumentParser(classes)
+    _check_accelerator_config(config.get("accelerator_config"))
     try:
         return parser.parse_dict(normalize_args(config, classes), allow_extra_keys=False)
     except DataError:
@@ -242,6 +243,20 @@ def parse_dict(config: dict[str, Any], classes=ALL_DATACLASSES) -> tuple:
         raise ConfigError(" ".join(str(err).split())) from None
     except OSError as err:  # a key naming a file Hugging Face reads (accelerator_config, deepspeed, fsdp_config)
         raise ConfigError(f"cannot read '{err.filename}': {err.strerror or err}.") from None
+
+
+def _check_accelerator_config(value: Any) -> None:
+    """`accelerator_config` given inline: its keys are `AcceleratorConfig`'s (Hugging Face passes them as keyword
+    arguments, and an unknown one would be a TypeError from inside `TrainingArguments`)."""
+    if not isinstance(value, dict):
+        return
+    from transformers.trainer_pt_utils import AcceleratorConfig
+
+    known = {f.name for f in dataclasses.fields(AcceleratorConfig)}
+    unknown = sorted(str(key) for key in value if key not in known)
+    if unknown:
+        raise ConfigError(f"`accelerator_config` has unknown key `{shown(unknown[0])}` (known: "
+                          f"{', '.join(sorted(known))}).")
 
 
 @dataclass
