@@ -152,3 +152,41 @@ def test_eval_rollout_mse_scores_rollouts_of_the_evaluation_rows(tmp_path):
     assert rollout > 1.2 * one_step  # the penalty's shrinkage compounds along a rollout
     np.testing.assert_allclose(metrics["eval_mse"], one_step, rtol=1e-3)
     np.testing.assert_allclose(metrics["eval_rollout_mse"], rollout, rtol=1e-3)
+
+
+def test_a_still_history_is_forecast_exactly_with_the_increments_frame_and_the_local_step(tmp_path):
+    """`frame_form: increments` with `frame_step: local`: after training, a history that holds still is forecast as
+    itself in every rollout step (what MASE rewards), while a moving one is the frame plus the trained head's step."""
+    from conftest import write_embedding
+
+    data_dir = write_dynamics_dataset(tmp_path / "data", rows=24, steps=6)
+    run_exp(train_args(tmp_path / "out", data_dir, predict_residual="ridge", frame_form="increments",
+                       frame_step="local", learning_rate=1e-2, max_steps=20, ridge_history=3))
+    model = WorldModel.from_pretrained(str(tmp_path / "out"))
+    assert (model.config.frame_form, model.config.frame_step) == ("increments", "local")
+    still = np.array([0.75, -1.5, 2.0, 0.125], dtype=np.float32)
+    row = {"messages": [{"role": "user", "content": "Days so far: <m1><m2><m3>"},
+                        {"role": "assistant", "content": "Next: <m4>"}],
+           "embeddings": {f"m{t}": [write_embedding(tmp_path / "data" / f"still_{t}.json", still)] for t in (1, 2, 3, 4)}}
+    rolled = model.rollout(row, steps=4, dataset_dir=str(tmp_path / "data"), context_groups=3)
+    np.testing.assert_allclose(rolled, np.tile(still, (4, 1)), rtol=0, atol=1e-6)
+    # a moving history: the head's step is not zero, so the forecast is not the frame's alone
+    rows = json.loads((tmp_path / "data" / "dynamics.json").read_text())
+    moving = model.rollout(rows[0], steps=2, dataset_dir=str(tmp_path / "data"), context_groups=3)
+    frame = model.statistics.m.frame_ridge_on(3).double().numpy()
+    truth = np.concatenate([json.loads((tmp_path / "data" / rows[0]["embeddings"][f"m{t}"][0]).read_text())["embedding"]
+                            for t in (1, 2, 3)])
+    assert np.abs(moving[0] - ridge_path(frame, truth, 1)[-1]).max() > 1e-4
+
+
+def test_frame_form_and_frame_step_are_refused_where_they_do_not_apply():
+    from wmfactory.extras.errors import ConfigError
+    from wmfactory.hparams import WorldModelArguments
+
+    with pytest.raises(ConfigError, match="need `predict_residual: ridge`"):
+        WorldModelArguments(predict_residual=True, frame_form="increments")
+    with pytest.raises(ConfigError, match="deterministic heads"):
+        WorldModelArguments(frame_step="local", prediction_head_type="mixture")
+    with pytest.raises(ConfigError, match="levels or increments"):
+        WorldModelArguments(frame_form="differences")
+    assert WorldModelArguments(frame_form="increments", frame_step="local").frame_step == "local"

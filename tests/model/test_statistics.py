@@ -177,3 +177,44 @@ def test_baseline_error_spreads_match_a_direct_computation():
     errors = np.concatenate([ridge_features(np.stack([r[j: len(r) - 2 + j] for j in range(2)], axis=1)) @ ridge
                              - r[2:] for r in rows])
     np.testing.assert_allclose(stats.ridge_residual_std.numpy(), np.sqrt((errors**2).mean(0)), rtol=1e-4)
+
+
+def test_the_increments_frame_is_the_last_vector_plus_a_ridge_on_its_steps():
+    """`frame_form: increments`: the frame's ridge on the last 3 vectors is x_t + A (x_t - x_{t-1}, x_{t-1} - x_{t-2}),
+    no intercept, by hand from the steps; exactly the last vector on a still history; eval's ridge stays on levels."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for _ in range(40):  # a walk whose steps carry on: x_{t+1} - x_t = 0.6 (x_t - x_{t-1}) + noise
+        x, step, row = rng.normal(size=3) + 4.0, rng.normal(size=3), []
+        for _ in range(12):
+            row.append(x.copy())
+            step = 0.6 * step + rng.normal(scale=0.3, size=3)
+            x = x + step
+        rows.append(np.asarray(row, dtype=np.float32))
+    stats = EmbeddingStatistics(3, ridge_history=3, shorter_ridges=True, increments=True)
+    stats.fit(rows, "standard", ridge_lambda=1e-2)
+    levels = EmbeddingStatistics(3, ridge_history=3, shorter_ridges=True)
+    levels.fit(rows, "standard", ridge_lambda=1e-2)
+    np.testing.assert_array_equal(stats.ridge.numpy(), levels.ridge.numpy())  # eval's baseline is unchanged
+    # by hand: the target x_{t+1} - x_t on the steps (x_t - x_{t-1}, x_{t-1} - x_{t-2}), penalty 1e-2 times the
+    # transitions times each step's variance, no intercept
+    steps, targets = [], []
+    for r in rows:
+        r = r.astype(np.float64)
+        for t in range(3, len(r)):
+            steps.append(np.r_[r[t - 1] - r[t - 2], r[t - 2] - r[t - 3]])
+            targets.append(r[t] - r[t - 1])
+    steps, targets = np.array(steps), np.array(targets)
+    a = np.linalg.solve(steps.T @ steps + np.diag(1e-2 * len(steps) * steps.var(axis=0)), steps.T @ targets)
+    window = rows[5][4:7].astype(np.float64)  # [x_{t-2}, x_{t-1}, x_t]
+    expected = window[-1] + np.r_[window[2] - window[1], window[1] - window[0]] @ a
+    forecast = ridge_features(window[None]) @ stats.frame_ridge_on(3).double().numpy()
+    np.testing.assert_allclose(forecast[0], expected, rtol=1e-5, atol=1e-5)
+    assert np.abs(forecast[0] - ridge_features(window[None])[0] @ levels.ridge.double().numpy()).max() > 1e-3
+    # exact but for the float32 weights: 1e-6 of the largest entry (the ridge on levels misses by more than 1)
+    still = np.repeat(np.array([[4.25, -3.5, 1e3]]), 3, axis=0)
+    for j in (1, 2, 3):
+        np.testing.assert_allclose(ridge_features(still[None, :j]) @ stats.frame_ridge_on(j).double().numpy(),
+                                   still[:1], rtol=0, atol=1e-6 * 1e3)
+    assert np.abs(ridge_features(still[None])[0] @ levels.ridge.double().numpy() - still[0]).max() > 1
+    np.testing.assert_array_equal(stats.frame_ridge_on(1).numpy(), np.r_[np.eye(3), np.zeros((1, 3))])

@@ -150,6 +150,20 @@ class WorldModelArguments:
                                      "baseline, and the frame of `predict_residual: ridge`): with `ridge_select`, "
                                      "each uses the last j <= `ridge_history` vectors, j chosen on held-out rows."}
     )
+    frame_form: Literal["levels", "increments"] = field(
+        default="levels",
+        metadata={"help": "The ridge of the frame of `predict_residual: ridge`: `levels` (the last vectors and an "
+                          "intercept, eval's ridge baseline too) or `increments` (the last vector plus a ridge on the "
+                          "steps between the last vectors, no intercept: exactly the last vector on a history that "
+                          "holds still, what MASE rewards on series that stop moving)."},
+    )
+    frame_step: Literal["global", "local"] = field(
+        default="global",
+        metadata={"help": "The unit of the head's step from the ridge frame: `global` (the training steps' standard "
+                          "deviation) or `local` (the mean absolute step of the vectors the frame reads, so that a "
+                          "history that holds still is forecast by the frame alone). `local`: `mlp` or `linear` "
+                          "head."},
+    )
     ridge_select: bool = field(
         default=True,
         metadata={"help": "Choose each ridge regression's history (1..`ridge_history`) and penalty (1e-3..10) by its "
@@ -206,6 +220,16 @@ class WorldModelArguments:
         if self.missing_values == "mask" and self.prediction_head_type == "diffusion":
             raise ConfigError("`missing_values: mask` needs a head whose loss can leave out single entries (mlp, "
                               "linear, mixture or quantile); the diffusion head denoises whole vectors.")
+        if self.frame_form not in ("levels", "increments") or self.frame_step not in ("global", "local"):
+            raise ConfigError(f"`frame_form` must be levels or increments and `frame_step` global or local, got "
+                              f"'{self.frame_form}' and '{self.frame_step}'.")
+        if (self.frame_form, self.frame_step) != ("levels", "global") and self.predict_residual != "ridge":
+            raise ConfigError("`frame_form` and `frame_step` shape the ridge frame: they need `predict_residual: "
+                              "ridge`.")
+        if self.frame_step == "local" and self.prediction_head_type not in ("mlp", "linear"):
+            raise ConfigError(f"`frame_step: local` is measured with the deterministic heads (mlp, linear) only; the "
+                              f"`{self.prediction_head_type}` head's spread is in the same unit: use `frame_step: "
+                              "global` with it.")
         if self.embedding_noise_std < 0 or self.ridge_history < 1 or self.ridge_lambda < 0:
             raise ConfigError("`embedding_noise_std` and `ridge_lambda` must be >= 0, `ridge_history` >= 1.")
 

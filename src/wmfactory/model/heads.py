@@ -31,7 +31,8 @@ from .loss import embedding_errors
 
 @dataclass
 class Frame:
-    """z = shift + scale * u, per vector. `shift`: `[n, d]` (or a broadcastable 0); `scale`: `[d]` (or 1)."""
+    """z = shift + scale * u, per vector. `shift`: `[n, d]` (or a broadcastable 0); `scale`: `[d]` (or 1; `[n, d]`
+    with `frame_step: local`)."""
 
     shift: torch.Tensor
     scale: torch.Tensor
@@ -41,6 +42,23 @@ class Frame:
 
     def to_head(self, z: torch.Tensor) -> torch.Tensor:
         return (z - self.shift) / self.scale
+
+
+LOCAL_STEP_FLOOR = 1e-8  # normalised units: a still history's unit, so that the head's output cannot move it
+
+
+def local_step(history: torch.Tensor, count: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """`frame_step: local`: the unit of the head's step for vectors whose last k vectors are `history` `[n, k, d]`
+    (normalised, most recent first; `count` `[n]` of them real): per dimension, the mean absolute step between
+    consecutive ones, at least `LOCAL_STEP_FLOOR`; `fallback` `[d]` (the training steps' standard deviation) where
+    fewer than two precede the vector."""
+    n, k, d = history.shape
+    if k < 2:
+        return fallback.float().expand(n, d)
+    steps = (history[:, :-1] - history[:, 1:]).abs().float()  # [n, k - 1, d]
+    real = (torch.arange(k - 1, device=history.device)[None, :] < (count[:, None] - 1)).float()[..., None]
+    mean = (steps * real).sum(1) / real.sum(1).clamp_min(1)
+    return torch.where((count >= 2)[:, None], mean.clamp_min(LOCAL_STEP_FLOOR), fallback.float())
 
 
 def previous_vectors(vectors: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,7 +29,7 @@ class EmbeddingStatistics(nn.Module):
     the training split, data units: `step_std` `[d]` (persistence) and `ridge_residual_std` `[d]`."""
 
     def __init__(self, embedding_dim: int, ridge_history: int = 2, shorter_ridges: bool = False,
-                 condition_width: int = 0):
+                 condition_width: int = 0, increments: bool = False):
         super().__init__()
         d = embedding_dim
         for name, value in (("mean", 0.0), ("std", 1.0), ("center", 0.0), ("scale", 1.0), ("low", -np.inf),
@@ -44,9 +44,11 @@ class EmbeddingStatistics(nn.Module):
         for j in self.shorter:
             self.register_buffer(f"ridge_{j}", torch.zeros(j * d + 1, d))
         # the frame's ridges when it also reads the last j vectors of the condition streams (`condition_width`: their
-        # dimensions summed): `frame_ridge_{j}` `[j*d + j*condition_width + 1, d]`, j = 1..k
+        # dimensions summed), or is fitted on increments (`frame_form: increments`): `frame_ridge_{j}`
+        # `[j*d + j*condition_width + 1, d]`, j = 1..k, in the layout of `ridge_features`
         self.condition_width = condition_width
-        if condition_width:
+        self.increments = increments
+        if condition_width or increments:
             for j in range(1, ridge_history + 1):
                 self.register_buffer(f"frame_ridge_{j}", torch.zeros(j * (d + condition_width) + 1, d))
 
@@ -55,8 +57,10 @@ class EmbeddingStatistics(nn.Module):
         return self.ridge if history == self.ridge_history else getattr(self, f"ridge_{history}")
 
     def frame_ridge_on(self, history: int) -> torch.Tensor:
-        """The frame's ridge on the last j vectors: with conditions `frame_ridge_{j}`, else `ridge_on(j)`."""
-        return getattr(self, f"frame_ridge_{history}") if self.condition_width else self.ridge_on(history)
+        """The frame's ridge on the last j vectors: with conditions or on increments `frame_ridge_{j}`, else
+        `ridge_on(j)`."""
+        own = self.condition_width or self.increments
+        return getattr(self, f"frame_ridge_{history}") if own else self.ridge_on(history)
 
     def normalize(self, vectors: torch.Tensor) -> torch.Tensor:
         """`[..., d]` data units -> normalised, float32."""
@@ -121,6 +125,8 @@ class EmbeddingStatistics(nn.Module):
         c = self.condition_width
         normal = {j: _Equations(j * d + 1, d) for j in range(1, k + 1)}
         framed = {j: _Equations(j * (d + c) + 1, d) for j in (range(1, k + 1) if c else ())}
+        if self.increments and not c:  # the frame reads what eval's ridge reads, fitted with another constraint
+            framed = normal
         if c and conditions is None:
             raise ValueError("the frame reads conditions: `fit` needs their history (`conditions`)")
         histories = iter(conditions) if c else None
@@ -173,8 +179,8 @@ class EmbeddingStatistics(nn.Module):
             self.ridge_residual_std.copy_(torch.from_numpy(np.sqrt(np.maximum(residual_squares, 0) / gram[-1, -1])))
             for j in self.shorter:
                 getattr(self, f"ridge_{j}").copy_(torch.from_numpy(ridges[j]))
-        if c:
-            fitted = _fit_ridges(framed, held_squares, d, c, ridge_lambda, select)
+        if c or self.increments:
+            fitted = _fit_ridges(framed, held_squares, d, c, ridge_lambda, select, self.increments)
             if fitted is not None:
                 ridges, self.choice["frame_history"], self.choice["frame_penalty"] = fitted
                 for j in range(1, k + 1):
@@ -221,9 +227,15 @@ class _Equations:
 
 
 def _fit_ridges(equations: dict[int, _Equations], held_squares: np.ndarray, d: int, c: int, ridge_lambda: float,
-                select: bool) -> Optional[tuple[dict[int, np.ndarray], int, float]]:
+                select: bool, increments: bool = False) -> Optional[tuple[dict[int, np.ndarray], int, float]]:
     """The weights of the ridges on the last j = 1..k vectors ({j: weights}), the history and the penalty used (see
-    `EmbeddingStatistics.fit`); None without a transition of history k."""
+    `EmbeddingStatistics.fit`); None without a transition of history k. `increments`: each constrained to the last
+    vector plus a ridge on the steps between the last j vectors (and the conditions), no intercept
+    (`_solve_increments`)."""
+
+    def solve(pair, penalty, j):
+        return _solve_increments(*pair, penalty, j, d, c) if increments else _solve_ridge(*pair, penalty)
+
     k = max(equations)
     if equations[k].total[0][-1, -1] == 0:
         return None
@@ -238,11 +250,11 @@ def _fit_ridges(equations: dict[int, _Equations], held_squares: np.ndarray, d: i
             index = ridge_sub_block(j, k, d, c)
             gram, cross = held_gram[np.ix_(index, index)], held_cross[index]
             for candidate in sorted(PENALTIES, reverse=True):
-                w = _solve_ridge(*trained[j], candidate)
+                w = solve(trained[j], candidate, j)
                 error = held_squares.sum() - 2 * (w * cross).sum() + (w * (gram @ w)).sum()
                 if error < best - tie:
                     best, history, penalty = error, j, candidate
-    weights = {j: _solve_ridge(*equations[j].total, penalty) for j in range(1, history + 1)}
+    weights = {j: solve(equations[j].total, penalty, j) for j in range(1, history + 1)}
     for j in range(history + 1, k + 1):  # the chosen history, as weights on j vectors: zeros on the older ones
         w = np.zeros((j * (d + c) + 1, d))
         w[ridge_sub_block(history, j, d, c)] = weights[history]
@@ -266,6 +278,37 @@ def _solve_ridge(gram: np.ndarray, cross: np.ndarray, ridge_lambda: float) -> np
     variance = np.where(variance > 1e-12 * max(variance.max(initial=0.0), 1e-300), variance, 1.0)
     penalty = np.diag(np.append(ridge_lambda * n * variance, 0.0))
     return np.linalg.solve(gram + penalty, cross)
+
+
+def _solve_increments(gram: np.ndarray, cross: np.ndarray, ridge_lambda: float, j: int, d: int, c: int) -> np.ndarray:
+    """The ridge weights `[j*d + j*c + 1, d]` (the layout of `ridge_features`) of the forecast x_t + A (x_t - x_{t-1},
+    .., x_{t-j+2} - x_{t-j+1}) + B (the last j conditions), without an intercept: exactly x_t on a history that holds
+    still (and conditions at 0). Solved from the level features' normal equations (`gram`, `cross`) by the linear map
+    from those features to the steps, the penalty as `_solve_ridge`'s on the standardised steps."""
+    width = j * (d + c) + 1
+    last = np.zeros((d, width))  # picks x_t, the first block
+    last[:, :d] = np.eye(d)
+    rows = []
+    for i in range(j - 1):  # step i: x_{t-i} - x_{t-i-1}
+        step = np.zeros((d, width))
+        step[:, i * d:(i + 1) * d] = np.eye(d)
+        step[:, (i + 1) * d:(i + 2) * d] = -np.eye(d)
+        rows.append(step)
+    if c:
+        condition = np.zeros((j * c, width))
+        condition[:, j * d:j * d + j * c] = np.eye(j * c)
+        rows.append(condition)
+    if not rows:  # one vector and no conditions: persistence
+        return last.T.copy()
+    to_steps = np.concatenate(rows)
+    n = gram[-1, -1]
+    step_gram = to_steps @ gram @ to_steps.T
+    step_cross = to_steps @ cross - to_steps @ gram @ last.T  # the target is the step from x_t
+    mean = to_steps @ gram[:, -1] / max(n, 1.0)
+    variance = np.maximum(np.diag(step_gram) / max(n, 1.0) - mean**2, 0.0)
+    variance = np.where(variance > 1e-12 * max(variance.max(initial=0.0), 1e-300), variance, 1.0)
+    steps = np.linalg.solve(step_gram + np.diag(ridge_lambda * n * variance), step_cross)
+    return last.T + to_steps.T @ steps
 
 
 def _safe(scale: np.ndarray) -> np.ndarray:

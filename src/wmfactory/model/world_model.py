@@ -41,6 +41,7 @@ from .heads import (
     condition_history,
     fill_missing_history,
     history_vectors,
+    local_step,
     previous_vectors,
     within_streams,
 )
@@ -95,7 +96,9 @@ class WorldModel(PreTrainedModel):
         short = config.ridge_frame
         width = sum(d for _, d in config.frame_conditions)  # the conditions the frame's ridge reads
         self.statistics = nn.ModuleDict({
-            s: EmbeddingStatistics(d, config.ridge_history, short, 0 if config.is_condition(s) else width)
+            s: EmbeddingStatistics(d, config.ridge_history, short, 0 if config.is_condition(s) else width,
+                                   increments=config.ridge_frame and config.frame_form == "increments"
+                                   and not config.is_condition(s))
             for s, d in dims.items()})
         for statistics in self.statistics.values():
             statistics.active = config.embedding_norm != "none"
@@ -335,8 +338,12 @@ class WorldModel(PreTrainedModel):
                                    features @ statistics.frame_ridge_on(j).float(), forecast)
         known = (has_previous > 0)[:, None]
         center = torch.zeros_like(forecast)  # no vector before it: the training center, as without ridge
+        shift = torch.where(known, statistics.normalize(forecast), center)
+        if self.config.frame_step == "local":
+            return Frame(shift=shift, scale=local_step(statistics.normalize(previous), has_previous,
+                                                       statistics.delta_scale))
         # in steps of the training steps' standard deviation, the unit of the persistence frame
-        return Frame(shift=torch.where(known, statistics.normalize(forecast), center), scale=statistics.delta_scale)
+        return Frame(shift=shift, scale=statistics.delta_scale)
 
     def vectors_from_hidden(
         self, hidden: torch.Tensor, previous: torch.Tensor, has_previous: torch.Tensor, stream: Optional[str] = None
