@@ -273,11 +273,16 @@ def _solve_ridge(gram: np.ndarray, cross: np.ndarray, ridge_lambda: float) -> np
     number of transitions (the intercept's diagonal entry counts them) times each feature's variance, so that it
     does not depend on the data's units; the intercept is not shrunk."""
     n = gram[-1, -1]
-    mean = gram[:-1, -1] / n
-    variance = np.maximum(np.diag(gram)[:-1] / n - mean**2, 0.0)
-    variance = np.where(variance > 1e-12 * max(variance.max(initial=0.0), 1e-300), variance, 1.0)
+    variance = _variances(np.diag(gram)[:-1], gram[:-1, -1], n)
     penalty = np.diag(np.append(ridge_lambda * n * variance, 0.0))
     return np.linalg.solve(gram + penalty, cross)
+
+
+def _variances(squares: np.ndarray, sums: np.ndarray, n: float) -> np.ndarray:
+    """Each feature's variance over n transitions from its sum of squares and its sum, the weight of its penalty;
+    one that (next to the largest) does not vary counts 1."""
+    variance = np.maximum(squares / n - (sums / n) ** 2, 0.0)
+    return np.where(variance > 1e-12 * max(variance.max(initial=0.0), 1e-300), variance, 1.0)
 
 
 def _solve_increments(gram: np.ndarray, cross: np.ndarray, ridge_lambda: float, j: int, d: int, c: int) -> np.ndarray:
@@ -304,9 +309,7 @@ def _solve_increments(gram: np.ndarray, cross: np.ndarray, ridge_lambda: float, 
     n = gram[-1, -1]
     step_gram = to_steps @ gram @ to_steps.T
     step_cross = to_steps @ cross - to_steps @ gram @ last.T  # the target is the step from x_t
-    mean = to_steps @ gram[:, -1] / max(n, 1.0)
-    variance = np.maximum(np.diag(step_gram) / max(n, 1.0) - mean**2, 0.0)
-    variance = np.where(variance > 1e-12 * max(variance.max(initial=0.0), 1e-300), variance, 1.0)
+    variance = _variances(np.diag(step_gram), to_steps @ gram[:, -1], n)
     steps = np.linalg.solve(step_gram + np.diag(ridge_lambda * n * variance), step_cross)
     return last.T + to_steps.T @ steps
 
