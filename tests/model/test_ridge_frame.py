@@ -187,6 +187,32 @@ def test_frame_form_and_frame_step_are_refused_where_they_do_not_apply():
         WorldModelArguments(predict_residual=True, frame_form="increments")
     with pytest.raises(ConfigError, match="deterministic heads"):
         WorldModelArguments(frame_step="local", prediction_head_type="mixture")
-    with pytest.raises(ConfigError, match="levels or increments"):
+    with pytest.raises(ConfigError, match="auto, levels or increments"):
         WorldModelArguments(frame_form="differences")
     assert WorldModelArguments(frame_form="increments", frame_step="local").frame_step == "local"
+
+
+def test_frame_auto_resolves_per_head_and_configurations_without_the_keys_keep_the_old_frame():
+    """The defaults (`auto`) resolve when a model is made: the step is local with the mlp and linear heads, global
+    with the distributional ones (never refused), and without the ridge frame nothing changes; a config.json
+    without the keys (saved before they existed, or at the values its diff leaves out) means levels, global."""
+    from wmfactory.hparams import WorldModelArguments
+    from wmfactory.hparams.world_model_args import resolve_frame
+    from wmfactory.model.config import WorldModelConfig
+
+    assert resolve_frame(WorldModelArguments()) == ("auto", "local")
+    assert resolve_frame(WorldModelArguments(prediction_head_type="linear")) == ("auto", "local")
+    for head in ("mixture", "diffusion", "quantile"):
+        assert resolve_frame(WorldModelArguments(prediction_head_type=head)) == ("auto", "global")
+    assert resolve_frame(WorldModelArguments(predict_residual=True)) == ("levels", "global")
+    assert resolve_frame(WorldModelArguments(ridge_select=False)) == ("levels", "local")
+    assert resolve_frame(WorldModelArguments(frame_form="increments", frame_step="global")) == ("increments", "global")
+    text = {"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "num_key_value_heads": 2, "intermediate_size": 16, "vocab_size": 32}
+    made = WorldModelConfig.from_arguments(WorldModelArguments(), text, 4)
+    assert (made.frame_form, made.frame_step) == ("auto", "local")
+    old = WorldModelConfig(text_config=text, embedding_dim=4)
+    assert (old.frame_form, old.frame_step) == ("levels", "global")
+    for config in (made, WorldModelConfig.from_arguments(WorldModelArguments(frame_step="global"), text, 4)):
+        again = WorldModelConfig.from_dict(config.to_diff_dict())
+        assert (again.frame_form, again.frame_step) == (config.frame_form, config.frame_step)

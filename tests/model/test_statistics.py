@@ -191,7 +191,7 @@ def test_the_increments_frame_is_the_last_vector_plus_a_ridge_on_its_steps():
             step = 0.6 * step + rng.normal(scale=0.3, size=3)
             x = x + step
         rows.append(np.asarray(row, dtype=np.float32))
-    stats = EmbeddingStatistics(3, ridge_history=3, shorter_ridges=True, increments=True)
+    stats = EmbeddingStatistics(3, ridge_history=3, shorter_ridges=True, frame_form="increments")
     stats.fit(rows, "standard", ridge_lambda=1e-2)
     levels = EmbeddingStatistics(3, ridge_history=3, shorter_ridges=True)
     levels.fit(rows, "standard", ridge_lambda=1e-2)
@@ -218,3 +218,78 @@ def test_the_increments_frame_is_the_last_vector_plus_a_ridge_on_its_steps():
                                    still[:1], rtol=0, atol=1e-6 * 1e3)
     assert np.abs(ridge_features(still[None])[0] @ levels.ridge.double().numpy() - still[0]).max() > 1
     np.testing.assert_array_equal(stats.frame_ridge_on(1).numpy(), np.r_[np.eye(3), np.zeros((1, 3))])
+
+
+def _still_and_moving_rows(rng, rows=40, steps=16):
+    """Rows that hold still for a stretch (an appliance that is off) and then walk; the walk's level has no mean."""
+    out = []
+    for _ in range(rows):
+        level = rng.normal(size=2) * 5
+        off = int(rng.integers(4, 12))
+        walk = level + np.cumsum(rng.normal(scale=0.5, size=(steps - off, 2)), axis=0)
+        out.append(np.concatenate([np.repeat(level[None], off, axis=0), walk]).astype(np.float32))
+    return out
+
+
+def _mean_reverting_rows(rng, rows=40, steps=16):
+    """An AR(1) around a mean of 3: x_{t+1} - 3 = 0.5 (x_t - 3) + noise, which a ridge with an intercept forecasts."""
+    out = []
+    for _ in range(rows):
+        x, row = rng.normal(size=2) * 2 + 3, []
+        for _ in range(steps):
+            row.append(x.copy())
+            x = 3 + 0.5 * (x - 3) + rng.normal(scale=0.5, size=2)
+        out.append(np.asarray(row, dtype=np.float32))
+    return out
+
+
+@pytest.mark.parametrize("make, form", [(_still_and_moving_rows, "increments"), (_mean_reverting_rows, "levels")])
+def test_frame_form_auto_keeps_the_form_with_the_smaller_scale_free_rollout_error(make, form):
+    """`frame_form: auto`: both forms are fitted; the one kept has the smaller `_scale_free_error` on the held-out
+    rows (every fifth), and its weights are those of that form fitted alone; eval's ridge is on levels either way."""
+    from wmfactory.model.statistics import HOLD_OUT_EVERY, _scale_free_error, _widen
+
+    rows = make(np.random.default_rng(5))
+    auto = EmbeddingStatistics(2, ridge_history=3, shorter_ridges=True, frame_form="auto")
+    auto.fit(rows, "standard", select=True)
+    assert auto.choice["frame_form"] == form
+    fitted = {}
+    for name in ("levels", "increments"):
+        alone = EmbeddingStatistics(2, ridge_history=3, shorter_ridges=True, frame_form=name)
+        alone.fit(rows, "standard", select=True)
+        fitted[name] = alone
+    np.testing.assert_array_equal(auto.frame_ridge_on(3).numpy(), fitted[form].frame_ridge_on(3).numpy())
+    np.testing.assert_array_equal(auto.ridge.numpy(), fitted["levels"].ridge.numpy())
+    winner, loser = form, ({"levels", "increments"} - {form}).pop()
+    assert auto.choice[f"frame_score_{winner}"] < auto.choice[f"frame_score_{loser}"]
+    # the scores are of the ridges fitted without the held-out rows: refit those by hand on the other rows
+    held = [r.astype(np.float64) for i, r in enumerate(rows) if i % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1]
+    kept = [r for i, r in enumerate(rows) if i % HOLD_OUT_EVERY != HOLD_OUT_EVERY - 1]
+    history = auto.choice["frame_history"]
+    alone = EmbeddingStatistics(2, ridge_history=history, frame_form=form)
+    alone.fit(kept, "standard", ridge_lambda=auto.choice["frame_penalty"])
+    w = _widen(alone.frame_ridge_on(history).double().numpy(), history, 3, 2, 0)
+    score = _scale_free_error(w, [(r, None, np.ones(len(r), bool)) for r in held], 3, 2, 0)
+    np.testing.assert_allclose(auto.choice[f"frame_score_{form}"], score, rtol=1e-4)
+
+
+def test_the_scale_free_error_is_mase_of_rollouts_by_hand():
+    """`_scale_free_error` of persistence (the ridge on the last vector: identity, no intercept) and of a ridge that
+    adds 1: every `horizon`-th origin, fed-back forecasts, each cell's absolute error over the row's mean absolute step
+    before the origin; a missing truth is not scored, nor a cell whose scale is 0."""
+    from wmfactory.model.statistics import _scale_free_error
+
+    x = np.array([[0.0, 5.0], [1.0, 5.0], [3.0, 5.0], [2.0, 5.0], [6.0, 5.0], [np.nan, 5.0], [4.0, 5.0]])
+    persistence = np.r_[np.eye(2), np.zeros((1, 2))]
+    plus_one = np.r_[np.eye(2), np.ones((1, 2))]
+    for weights, offset in ((persistence, 0.0), (plus_one, 1.0)):
+        by_hand = []
+        for origin in (2, 5):  # horizon 3 from the first target with a step before it (index 2)
+            scale = np.abs(np.diff(x[:origin, 0])).mean()  # dimension 1 never moves: scale 0, not scored
+            last = x[origin - 1, 0]
+            for h in range(3):
+                t = origin + h
+                if t < len(x) and not np.isnan(x[t, 0]):
+                    by_hand.append(abs(last + offset * (h + 1) - x[t, 0]) / scale)
+        score = _scale_free_error(weights, [(x, None, np.ones(len(x), bool))], 1, 2, 0, horizon=3)
+        np.testing.assert_allclose(score, np.mean(by_hand), rtol=1e-12)

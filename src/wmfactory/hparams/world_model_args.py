@@ -150,19 +150,21 @@ class WorldModelArguments:
                                      "baseline, and the frame of `predict_residual: ridge`): with `ridge_select`, "
                                      "each uses the last j <= `ridge_history` vectors, j chosen on held-out rows."}
     )
-    frame_form: Literal["levels", "increments"] = field(
-        default="levels",
+    frame_form: Literal["auto", "levels", "increments"] = field(
+        default="auto",
         metadata={"help": "The ridge of the frame of `predict_residual: ridge`: `levels` (the last vectors and an "
-                          "intercept, eval's ridge baseline too) or `increments` (the last vector plus a ridge on the "
+                          "intercept, eval's ridge baseline too), `increments` (the last vector plus a ridge on the "
                           "steps between the last vectors, no intercept: exactly the last vector on a history that "
-                          "holds still, what MASE rewards on series that stop moving)."},
+                          "holds still, what MASE rewards on series that stop moving) or `auto` (the default: both "
+                          "fitted, the one whose 8-step rollouts on the held-out training rows have the smaller "
+                          "scale-free error kept; levels with `ridge_select: false`)."},
     )
-    frame_step: Literal["global", "local"] = field(
-        default="global",
+    frame_step: Literal["auto", "global", "local"] = field(
+        default="auto",
         metadata={"help": "The unit of the head's step from the ridge frame: `global` (the training steps' standard "
                           "deviation) or `local` (the mean absolute step of the vectors the frame reads, so that a "
-                          "history that holds still is forecast by the frame alone). `local`: `mlp` or `linear` "
-                          "head."},
+                          "history that holds still is forecast by the frame alone; `mlp` or `linear` head). `auto` "
+                          "(the default): local with the mlp and linear heads, global with the others."},
     )
     ridge_select: bool = field(
         default=True,
@@ -220,10 +222,11 @@ class WorldModelArguments:
         if self.missing_values == "mask" and self.prediction_head_type == "diffusion":
             raise ConfigError("`missing_values: mask` needs a head whose loss can leave out single entries (mlp, "
                               "linear, mixture or quantile); the diffusion head denoises whole vectors.")
-        if self.frame_form not in ("levels", "increments") or self.frame_step not in ("global", "local"):
-            raise ConfigError(f"`frame_form` must be levels or increments and `frame_step` global or local, got "
-                              f"'{self.frame_form}' and '{self.frame_step}'.")
-        if (self.frame_form, self.frame_step) != ("levels", "global") and self.predict_residual != "ridge":
+        if self.frame_form not in ("auto", "levels", "increments") or self.frame_step not in ("auto", "global", "local"):
+            raise ConfigError(f"`frame_form` must be auto, levels or increments and `frame_step` auto, global or local, "
+                              f"got '{self.frame_form}' and '{self.frame_step}'.")
+        explicit = {self.frame_form, self.frame_step} - {"auto", "levels", "global"}
+        if explicit and self.predict_residual != "ridge":
             raise ConfigError("`frame_form` and `frame_step` shape the ridge frame: they need `predict_residual: "
                               "ridge`.")
         if self.frame_step == "local" and self.prediction_head_type not in ("mlp", "linear"):
@@ -299,3 +302,17 @@ def parse_patterns(value: Any) -> tuple[str, ...]:
         return ()
     items = value if isinstance(value, (list, tuple)) else str(value).split(",")
     return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def resolve_frame(arguments: "WorldModelArguments") -> tuple[str, str]:
+    """What `frame_form` and `frame_step` mean for a new model (`auto` resolved; a saved model keeps the result):
+    without `predict_residual: ridge` there is no frame (levels, global); `frame_form: auto` needs the held-out rows
+    of `ridge_select` to choose on (levels without); `frame_step: auto` is local with the mlp and linear heads, whose
+    step it was measured with, and global with the distributional heads."""
+    if arguments.predict_residual != "ridge":
+        return "levels", "global"
+    form = "levels" if arguments.frame_form == "auto" and not arguments.ridge_select else arguments.frame_form
+    step = arguments.frame_step
+    if step == "auto":
+        step = "local" if arguments.prediction_head_type in ("mlp", "linear") else "global"
+    return form, step

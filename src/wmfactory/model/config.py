@@ -14,9 +14,12 @@ from transformers import AutoConfig, PretrainedConfig
 from .. import __version__
 from ..data.streams import StreamKind, is_condition, kind_of, kind_patterns
 from ..extras.errors import DataError
-from ..hparams.world_model_args import MAX_FILL_STEPS, WorldModelArguments, parse_patterns
+from ..hparams.world_model_args import MAX_FILL_STEPS, WorldModelArguments, parse_patterns, resolve_frame
 
 WORLD_MODEL_KEYS = tuple(f.name for f in dataclasses.fields(WorldModelArguments))
+# a configuration without these keys (a folder saved before they existed, or with them at these values, which the
+# diff of `to_json_file` leaves out) has the frame they meant then; a new model's resolves `auto` (`from_arguments`)
+FRAME_BEFORE_AUTO = {"frame_form": "levels", "frame_step": "global"}
 
 
 class WorldModelConfig(PretrainedConfig):
@@ -35,7 +38,7 @@ class WorldModelConfig(PretrainedConfig):
     ):
         defaults = WorldModelArguments()
         for key in WORLD_MODEL_KEYS:
-            setattr(self, key, kwargs.pop(key, getattr(defaults, key)))
+            setattr(self, key, kwargs.pop(key, FRAME_BEFORE_AUTO.get(key, getattr(defaults, key))))
         self.base_model_name_or_path = base_model_name_or_path  # the LLM a LoRA adapter applies to
         self.finetuning_type = finetuning_type
         self.template = template
@@ -67,6 +70,7 @@ class WorldModelConfig(PretrainedConfig):
             streams = {"m": streams}
         keys = dataclasses.asdict(arguments)
         keys["embedding_dim"] = max(streams.values())
+        keys["frame_form"], keys["frame_step"] = resolve_frame(arguments)
         patterns = parse_patterns(arguments.condition_streams)  # the streams given in the future
         kwargs.setdefault("ridge_conditions", arguments.predict_residual == "ridge"
                           and any(is_condition(name, patterns) for name in streams))

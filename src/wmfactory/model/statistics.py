@@ -20,6 +20,9 @@ IQR_TO_STD = 0.7413
 SAMPLE_SIZE = 100_000
 HOLD_OUT_EVERY = 5  # the ridges' history and penalty are chosen on every fifth training row
 PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # ridge penalties tried, per transition, standardised features
+FRAME_FORMS = ("levels", "increments", "auto")
+FORM_HORIZON = 8  # `frame_form: auto` scores each form by rollouts of this many steps on the held-out rows
+FORM_ENTRIES = 4_000_000  # the most vector entries of held-out rows kept for that score (the first rows up to it)
 
 
 class EmbeddingStatistics(nn.Module):
@@ -29,7 +32,7 @@ class EmbeddingStatistics(nn.Module):
     the training split, data units: `step_std` `[d]` (persistence) and `ridge_residual_std` `[d]`."""
 
     def __init__(self, embedding_dim: int, ridge_history: int = 2, shorter_ridges: bool = False,
-                 condition_width: int = 0, increments: bool = False):
+                 condition_width: int = 0, frame_form: str = "levels"):
         super().__init__()
         d = embedding_dim
         for name, value in (("mean", 0.0), ("std", 1.0), ("center", 0.0), ("scale", 1.0), ("low", -np.inf),
@@ -44,11 +47,13 @@ class EmbeddingStatistics(nn.Module):
         for j in self.shorter:
             self.register_buffer(f"ridge_{j}", torch.zeros(j * d + 1, d))
         # the frame's ridges when it also reads the last j vectors of the condition streams (`condition_width`: their
-        # dimensions summed), or is fitted on increments (`frame_form: increments`): `frame_ridge_{j}`
+        # dimensions summed), or may be fitted on increments (`frame_form: increments` or `auto`): `frame_ridge_{j}`
         # `[j*d + j*condition_width + 1, d]`, j = 1..k, in the layout of `ridge_features`
+        if frame_form not in FRAME_FORMS:
+            raise ValueError(f"Unknown frame_form '{frame_form}' ({', '.join(FRAME_FORMS)}).")
         self.condition_width = condition_width
-        self.increments = increments
-        if condition_width or increments:
+        self.frame_form = frame_form
+        if condition_width or frame_form != "levels":
             for j in range(1, ridge_history + 1):
                 self.register_buffer(f"frame_ridge_{j}", torch.zeros(j * (d + condition_width) + 1, d))
 
@@ -59,7 +64,7 @@ class EmbeddingStatistics(nn.Module):
     def frame_ridge_on(self, history: int) -> torch.Tensor:
         """The frame's ridge on the last j vectors: with conditions or on increments `frame_ridge_{j}`, else
         `ridge_on(j)`."""
-        own = self.condition_width or self.increments
+        own = self.condition_width or self.frame_form != "levels"
         return getattr(self, f"frame_ridge_{history}") if own else self.ridge_on(history)
 
     def normalize(self, vectors: torch.Tensor) -> torch.Tensor:
@@ -82,8 +87,14 @@ class EmbeddingStatistics(nn.Module):
         `select`: choose each ridge's history j <= k and penalty (among `PENALTIES`) by its squared error on
         held-out training transitions (every fifth row; with fewer than five rows, the last fifth of each row),
         fitted on the others, then refit on every transition with that choice; a chosen j < k is stored as the
-        k-history weights with zeros on the older vectors. Else history k and penalty `ridge_lambda`. The choice is
-        left in `self.choice` (`history`, `penalty`, and `frame_history`, `frame_penalty` with conditions)."""
+        k-history weights with zeros on the older vectors. Else history k and penalty `ridge_lambda`.
+
+        `frame_form: auto` (with `select`): the frame's ridge is fitted both ways, on levels and on increments, each
+        with its own history and penalty chosen as above, and the form kept is the one whose rollouts of
+        `FORM_HORIZON` steps on the held-out rows have the smaller scale-free error (`_scale_free_error`: each
+        absolute error over its row's in-sample naive error before the rollout, as MASE); levels on a tie, and
+        without `select`. The choice is left in `self.choice` (`history`, `penalty`, and `frame_history`,
+        `frame_penalty` with conditions or another form; `frame_form` and both forms' scores with `auto`)."""
         d = self.mean.shape[0]
         k = self.ridge_history
         # missing entries (NaN, `missing_values: mask`) are left out of every sum: each dimension has its own count
@@ -125,8 +136,10 @@ class EmbeddingStatistics(nn.Module):
         c = self.condition_width
         normal = {j: _Equations(j * d + 1, d) for j in range(1, k + 1)}
         framed = {j: _Equations(j * (d + c) + 1, d) for j in (range(1, k + 1) if c else ())}
-        if self.increments and not c:  # the frame reads what eval's ridge reads, fitted with another constraint
+        if self.frame_form != "levels" and not c:  # the frame reads what eval's ridge reads, maybe on increments
             framed = normal
+        choose_form = self.frame_form == "auto" and select
+        kept, kept_entries = [], 0  # held-out rows (vectors, condition history, held targets) that score the forms
         if c and conditions is None:
             raise ValueError("the frame reads conditions: `fit` needs their history (`conditions`)")
         histories = iter(conditions) if c else None
@@ -147,6 +160,10 @@ class EmbeddingStatistics(nn.Module):
             held = np.full(len(x), number % HOLD_OUT_EVERY == HOLD_OUT_EVERY - 1) if by_row else (
                 np.arange(len(x)) >= len(x) - len(x) // HOLD_OUT_EVERY)  # per target index
             held &= select  # without a choice to make, nothing is held out (and no held-out equations are summed)
+            if choose_form and held.any() and kept_entries + x.size <= FORM_ENTRIES:
+                kept.append((x, None if history is None else np.nan_to_num(np.asarray(history, dtype=np.float64)),
+                             held))
+                kept_entries += x.size
             # with missing values (NaN), a ridge learns from the transitions whose window and target are whole
             complete = ~np.isnan(x).any(axis=1)
             for j in range(1, k + 1):
@@ -170,7 +187,7 @@ class EmbeddingStatistics(nn.Module):
         self.choice = {}
         fitted = _fit_ridges(normal, held_squares, d, 0, ridge_lambda, select)
         if fitted is not None:
-            ridges, self.choice["history"], self.choice["penalty"] = fitted
+            ridges, self.choice["history"], self.choice["penalty"], _ = fitted
             w = ridges[k]
             self.ridge.copy_(torch.from_numpy(w))
             gram, cross = normal[k].total
@@ -179,12 +196,31 @@ class EmbeddingStatistics(nn.Module):
             self.ridge_residual_std.copy_(torch.from_numpy(np.sqrt(np.maximum(residual_squares, 0) / gram[-1, -1])))
             for j in self.shorter:
                 getattr(self, f"ridge_{j}").copy_(torch.from_numpy(ridges[j]))
-        if c or self.increments:
-            fitted = _fit_ridges(framed, held_squares, d, c, ridge_lambda, select, self.increments)
+        if c or self.frame_form != "levels":
+            fitted = self._fit_frame(framed, held_squares, d, c, ridge_lambda, select, kept)
             if fitted is not None:
-                ridges, self.choice["frame_history"], self.choice["frame_penalty"] = fitted
+                ridges, self.choice["frame_history"], self.choice["frame_penalty"], _ = fitted
                 for j in range(1, k + 1):
                     getattr(self, f"frame_ridge_{j}").copy_(torch.from_numpy(ridges[j]))
+
+    def _fit_frame(self, equations: dict, held_squares: np.ndarray, d: int, c: int, ridge_lambda: float,
+                   select: bool, kept: list) -> Optional[tuple]:
+        """The frame's ridges in `self.frame_form` (`fit`); with `auto`, the form chosen on the `kept` held-out rows
+        is written to `self.choice`."""
+        if self.frame_form != "auto":
+            return _fit_ridges(equations, held_squares, d, c, ridge_lambda, select, self.frame_form == "increments")
+        fits = {form: _fit_ridges(equations, held_squares, d, c, ridge_lambda, select, form == "increments")
+                for form in ("levels", "increments")}
+        if fits["levels"] is None:
+            return None
+        form = "levels"
+        if kept and fits["levels"][3] is not None and fits["increments"][3] is not None:
+            scores = {name: _scale_free_error(fit[3], kept, self.ridge_history, d, c) for name, fit in fits.items()}
+            self.choice.update({f"frame_score_{name}": score for name, score in scores.items()})
+            if scores["increments"] < scores["levels"] * (1 - 1e-9):
+                form = "increments"
+        self.choice["frame_form"] = form
+        return fits[form]
 
     def _set(self, center: np.ndarray, scale: np.ndarray, low: Optional[np.ndarray] = None,
              high: Optional[np.ndarray] = None) -> None:
@@ -227,10 +263,11 @@ class _Equations:
 
 
 def _fit_ridges(equations: dict[int, _Equations], held_squares: np.ndarray, d: int, c: int, ridge_lambda: float,
-                select: bool, increments: bool = False) -> Optional[tuple[dict[int, np.ndarray], int, float]]:
+                select: bool, increments: bool = False) -> Optional[tuple[dict, int, float, Optional[np.ndarray]]]:
     """The weights of the ridges on the last j = 1..k vectors ({j: weights}), the history and the penalty used (see
-    `EmbeddingStatistics.fit`); None without a transition of history k. `increments`: each constrained to the last
-    vector plus a ridge on the steps between the last j vectors (and the conditions), no intercept
+    `EmbeddingStatistics.fit`), and the chosen ridge fitted without the held-out transitions, as weights on k
+    vectors (None without a choice); None without a transition of history k. `increments`: each constrained to the
+    last vector plus a ridge on the steps between the last j vectors (and the conditions), no intercept
     (`_solve_increments`)."""
 
     def solve(pair, penalty, j):
@@ -242,6 +279,7 @@ def _fit_ridges(equations: dict[int, _Equations], held_squares: np.ndarray, d: i
     history, penalty = k, ridge_lambda
     held_gram, held_cross = equations[k].held  # every j is scored on the same held-out transitions: history >= k
     trained = {j: e.training() for j, e in equations.items()}
+    chosen = None
     if select and held_gram[-1, -1] > 0 and trained[k][0][-1, -1] > 0:
         # the shorter history and the larger penalty unless a longer or smaller one is better by more than rounding
         # (1e-9 of the targets' squares: on noise-free data every candidate is exact, and the simplest is kept)
@@ -254,12 +292,56 @@ def _fit_ridges(equations: dict[int, _Equations], held_squares: np.ndarray, d: i
                 error = held_squares.sum() - 2 * (w * cross).sum() + (w * (gram @ w)).sum()
                 if error < best - tie:
                     best, history, penalty = error, j, candidate
+        chosen = _widen(solve(trained[history], penalty, history), history, k, d, c)
     weights = {j: solve(equations[j].total, penalty, j) for j in range(1, history + 1)}
     for j in range(history + 1, k + 1):  # the chosen history, as weights on j vectors: zeros on the older ones
-        w = np.zeros((j * (d + c) + 1, d))
-        w[ridge_sub_block(history, j, d, c)] = weights[history]
-        weights[j] = w
-    return weights, history, penalty
+        weights[j] = _widen(weights[history], history, j, d, c)
+    return weights, history, penalty, chosen
+
+
+def _widen(weights: np.ndarray, j: int, k: int, d: int, c: int) -> np.ndarray:
+    """The weights of a ridge on the last j vectors as those of one on the last k >= j: zeros on the older ones."""
+    w = np.zeros((k * (d + c) + 1, d))
+    w[ridge_sub_block(j, k, d, c)] = weights
+    return w
+
+
+def _scale_free_error(weights: np.ndarray, rows: list, k: int, d: int, c: int,
+                      horizon: int = FORM_HORIZON) -> float:
+    """The mean over the `rows`' scored cells of |forecast - truth| / scale of rollouts of the ridge `weights`
+    `[k*d + k*c + 1, d]` (`ridge_features`' layout): from every `horizon`-th held-out target of each row (`rows`:
+    (vectors `[L, d]`, condition history `[L, k, c]` or None, held `[L]`), the held targets a suffix of the row)
+    whose last k vectors are whole, each forecast fed back, the known conditions read as given. `scale`: per
+    dimension, the row's mean absolute step before the rollout's first target (MASE's in-sample seasonal naive
+    error, season 1); cells whose truth is missing or whose scale is 0 are not scored."""
+    total, count = 0.0, 0
+    for x, history, held in rows:
+        length = len(x)
+        first = max(int(np.argmax(held)), k, 2)
+        origins = np.arange(first, length, horizon)
+        if not len(origins):
+            continue
+        steps = np.abs(np.diff(x, axis=0))
+        sums = np.concatenate([np.zeros((1, d)), np.nancumsum(steps, axis=0)])  # [L, d]: steps before index t
+        counts = np.concatenate([np.zeros((1, d)), np.cumsum(~np.isnan(steps), axis=0)])
+        scale = sums[origins - 1] / np.maximum(counts[origins - 1], 1)  # [O, d]: the steps among x[:t]
+        scale = np.where(counts[origins - 1] > 0, scale, 0.0)
+        windows = np.stack([x[origins - k + i] for i in range(k)], axis=1)  # [O, k, d], oldest first
+        whole = ~np.isnan(windows).any(axis=(1, 2))
+        origins, windows, scale = origins[whole], windows[whole], scale[whole]
+        for h in range(horizon):
+            live = origins + h < length
+            if not live.any():
+                break
+            origins, windows, scale = origins[live], windows[live], scale[live]
+            target = origins + h
+            forecast = ridge_features(windows, None if history is None else history[target][:, :k]) @ weights
+            truth = x[target]
+            scored = ~np.isnan(truth) & (scale > 0)
+            total += float((np.abs(forecast - np.nan_to_num(truth))[scored] / scale[scored]).sum())
+            count += int(scored.sum())
+            windows = np.concatenate([windows[:, 1:], forecast[:, None]], axis=1)
+    return total / count if count else np.inf
 
 
 def ridge_sub_block(j: int, k: int, d: int, c: int) -> np.ndarray:

@@ -97,8 +97,8 @@ class WorldModel(PreTrainedModel):
         width = sum(d for _, d in config.frame_conditions)  # the conditions the frame's ridge reads
         self.statistics = nn.ModuleDict({
             s: EmbeddingStatistics(d, config.ridge_history, short, 0 if config.is_condition(s) else width,
-                                   increments=config.ridge_frame and config.frame_form == "increments"
-                                   and not config.is_condition(s))
+                                   frame_form=config.frame_form if config.ridge_frame and not config.is_condition(s)
+                                   else "levels")
             for s, d in dims.items()})
         for statistics in self.statistics.values():
             statistics.active = config.embedding_norm != "none"

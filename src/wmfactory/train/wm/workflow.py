@@ -85,7 +85,8 @@ def run_wm(args: TrainArgs, callbacks: Optional[list[TrainerCallback]] = None) -
             if statistics.choice and not config.is_condition(name):
                 config.ridge_choice[name] = statistics.choice
                 logger.info(f"Ridge regression of stream '{name}': " + ", ".join(
-                    f"{key} {value:g}" for key, value in statistics.choice.items()))
+                    f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+                    for key, value in statistics.choice.items()))
     model = setup_finetuning(world_model, args.model, args.finetuning)
     if model is not world_model:  # PEFT saves the adapter, not the world model's config.json: write it beside
         callbacks = list(callbacks or []) + [WorldModelConfigCallback(world_model.config)]
