@@ -23,6 +23,10 @@ PENALTIES = (1e-3, 1e-2, 1e-1, 1.0, 10.0)  # ridge penalties tried, per transiti
 FRAME_FORMS = ("levels", "increments", "auto")
 FORM_HORIZON = 8  # `frame_form: auto` scores each form by rollouts of this many steps on the held-out rows
 FORM_ENTRIES = 4_000_000  # the most vector entries of held-out rows kept for that score (the first rows up to it)
+# increments are kept only when their score is at most this share of the levels': where the history moves, the trained
+# head makes up most of either frame's error, and the level frame is the better start (docs/quality.md); where it
+# holds still the head cannot move the frame (`frame_step: local`), and only increments are exact
+FORM_MARGIN = 0.5
 
 
 class EmbeddingStatistics(nn.Module):
@@ -92,8 +96,8 @@ class EmbeddingStatistics(nn.Module):
         `frame_form: auto` (with `select`): the frame's ridge is fitted both ways, on levels and on increments, each
         with its own history and penalty chosen as above, and the form kept is the one whose rollouts of
         `FORM_HORIZON` steps on the held-out rows have the smaller scale-free error (`_scale_free_error`: each
-        absolute error over its row's in-sample naive error before the rollout, as MASE); levels on a tie, and
-        without `select`. The choice is left in `self.choice` (`history`, `penalty`, and `frame_history`,
+        absolute error over its row's in-sample naive error before the rollout, as MASE), increments only when
+        their error is at most `FORM_MARGIN` of the levels'; levels without `select`. The choice is left in `self.choice` (`history`, `penalty`, and `frame_history`,
         `frame_penalty` with conditions or another form; `frame_form` and both forms' scores with `auto`)."""
         d = self.mean.shape[0]
         k = self.ridge_history
@@ -217,7 +221,7 @@ class EmbeddingStatistics(nn.Module):
         if kept and fits["levels"][3] is not None and fits["increments"][3] is not None:
             scores = {name: _scale_free_error(fit[3], kept, self.ridge_history, d, c) for name, fit in fits.items()}
             self.choice.update({f"frame_score_{name}": score for name, score in scores.items()})
-            if scores["increments"] < scores["levels"] * (1 - 1e-9):
+            if scores["increments"] <= FORM_MARGIN * scores["levels"]:
                 form = "increments"
         self.choice["frame_form"] = form
         return fits[form]
