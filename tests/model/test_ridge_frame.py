@@ -167,7 +167,8 @@ def test_a_still_history_is_forecast_exactly_with_the_increments_frame_and_the_l
     still = np.array([0.75, -1.5, 2.0, 0.125], dtype=np.float32)
     row = {"messages": [{"role": "user", "content": "Days so far: <m1><m2><m3>"},
                         {"role": "assistant", "content": "Next: <m4>"}],
-           "embeddings": {f"m{t}": [write_embedding(tmp_path / "data" / f"still_{t}.json", still)] for t in (1, 2, 3, 4)}}
+           "embeddings": {f"m{t}": [write_embedding(tmp_path / "data" / f"still_{t}.json", still)]
+                          for t in (1, 2, 3, 4)}}
     rolled = model.rollout(row, steps=4, dataset_dir=str(tmp_path / "data"), context_groups=3)
     np.testing.assert_allclose(rolled, np.tile(still, (4, 1)), rtol=0, atol=1e-6)
     # a moving history: the head's step is not zero, so the forecast is not the frame's alone

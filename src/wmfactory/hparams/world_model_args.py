@@ -9,6 +9,8 @@ DimSpec = Union[int, dict[str, int], None]  # `embedding_dim`: one for every str
 MAX_FILL_STEPS = 1000  # `missing_fill_steps`: each is a forward and backward pass
 MAX_REFILLS = 100  # `missing_refills`: each fills every training row with gaps
 
+LOCAL_STEP_HEADS = ("mlp", "linear")  # the heads `frame_step: local` is measured with (and `auto` makes it for)
+
 
 @dataclass
 class WorldModelArguments:
@@ -222,14 +224,15 @@ class WorldModelArguments:
         if self.missing_values == "mask" and self.prediction_head_type == "diffusion":
             raise ConfigError("`missing_values: mask` needs a head whose loss can leave out single entries (mlp, "
                               "linear, mixture or quantile); the diffusion head denoises whole vectors.")
-        if self.frame_form not in ("auto", "levels", "increments") or self.frame_step not in ("auto", "global", "local"):
-            raise ConfigError(f"`frame_form` must be auto, levels or increments and `frame_step` auto, global or local, "
-                              f"got '{self.frame_form}' and '{self.frame_step}'.")
+        if self.frame_form not in ("auto", "levels", "increments") or self.frame_step not in ("auto", "global",
+                                                                                                "local"):
+            raise ConfigError(f"`frame_form` must be auto, levels or increments and `frame_step` auto, global or "
+                              f"local, got '{self.frame_form}' and '{self.frame_step}'.")
         explicit = {self.frame_form, self.frame_step} - {"auto", "levels", "global"}
         if explicit and self.predict_residual != "ridge":
             raise ConfigError("`frame_form` and `frame_step` shape the ridge frame: they need `predict_residual: "
                               "ridge`.")
-        if self.frame_step == "local" and self.prediction_head_type not in ("mlp", "linear"):
+        if self.frame_step == "local" and self.prediction_head_type not in LOCAL_STEP_HEADS:
             raise ConfigError(f"`frame_step: local` is measured with the deterministic heads (mlp, linear) only; the "
                               f"`{self.prediction_head_type}` head's spread is in the same unit: use `frame_step: "
                               "global` with it.")
@@ -314,5 +317,5 @@ def resolve_frame(arguments: "WorldModelArguments") -> tuple[str, str]:
     form = "levels" if arguments.frame_form == "auto" and not arguments.ridge_select else arguments.frame_form
     step = arguments.frame_step
     if step == "auto":
-        step = "local" if arguments.prediction_head_type in ("mlp", "linear") else "global"
+        step = "local" if arguments.prediction_head_type in LOCAL_STEP_HEADS else "global"
     return form, step

@@ -97,8 +97,9 @@ class EmbeddingStatistics(nn.Module):
         with its own history and penalty chosen as above, and the form kept is the one whose rollouts of
         `FORM_HORIZON` steps on the held-out rows have the smaller scale-free error (`_scale_free_error`: each
         absolute error over its row's in-sample naive error before the rollout, as MASE), increments only when
-        their error is at most `FORM_MARGIN` of the levels'; levels without `select`. The choice is left in `self.choice` (`history`, `penalty`, and `frame_history`,
-        `frame_penalty` with conditions or another form; `frame_form` and both forms' scores with `auto`)."""
+        their error is at most `FORM_MARGIN` of the levels'; levels without `select`. The choice is left in
+        `self.choice` (`history`, `penalty`, and `frame_history`, `frame_penalty` with conditions or another form;
+        `frame_form` and both forms' scores with `auto`)."""
         d = self.mean.shape[0]
         k = self.ridge_history
         # missing entries (NaN, `missing_values: mask`) are left out of every sum: each dimension has its own count
@@ -201,20 +202,22 @@ class EmbeddingStatistics(nn.Module):
             for j in self.shorter:
                 getattr(self, f"ridge_{j}").copy_(torch.from_numpy(ridges[j]))
         if c or self.frame_form != "levels":
-            fitted = self._fit_frame(framed, held_squares, d, c, ridge_lambda, select, kept)
+            # without conditions the frame's levels are eval's ridge, fitted above
+            fitted = self._fit_frame(framed, held_squares, d, c, ridge_lambda, select, kept,
+                                     levels=fitted if framed is normal else None)
             if fitted is not None:
                 ridges, self.choice["frame_history"], self.choice["frame_penalty"], _ = fitted
                 for j in range(1, k + 1):
                     getattr(self, f"frame_ridge_{j}").copy_(torch.from_numpy(ridges[j]))
 
     def _fit_frame(self, equations: dict, held_squares: np.ndarray, d: int, c: int, ridge_lambda: float,
-                   select: bool, kept: list) -> Optional[tuple]:
+                   select: bool, kept: list, levels: Optional[tuple] = None) -> Optional[tuple]:
         """The frame's ridges in `self.frame_form` (`fit`); with `auto`, the form chosen on the `kept` held-out rows
-        is written to `self.choice`."""
+        is written to `self.choice`. `levels`: the fit on levels of these `equations`, where it is already made."""
         if self.frame_form != "auto":
             return _fit_ridges(equations, held_squares, d, c, ridge_lambda, select, self.frame_form == "increments")
-        fits = {form: _fit_ridges(equations, held_squares, d, c, ridge_lambda, select, form == "increments")
-                for form in ("levels", "increments")}
+        fits = {"levels": levels or _fit_ridges(equations, held_squares, d, c, ridge_lambda, select),
+                "increments": _fit_ridges(equations, held_squares, d, c, ridge_lambda, select, increments=True)}
         if fits["levels"] is None:
             return None
         form = "levels"
